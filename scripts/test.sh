@@ -14,6 +14,10 @@ fuzz_seconds=${EFC_FUZZ_SECONDS:-15}
 failed=()
 
 step() { printf '\n==== %s ====\n' "$*"; }
+log=$(mktemp /tmp/efc-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+# Runs a stage, echoing its output and keeping it for the summary's counts.
+run() { "$@" 2>&1 | tee -a "$log"; return "${PIPESTATUS[0]}"; }
 
 step "setup"
 bash scripts/setup.sh
@@ -23,30 +27,40 @@ cmake -S . -B build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFC_WERROR=ON >/dev/n
 cmake --build build/ci -j"$jobs"
 
 step "tests"
-(cd build/ci && ctest --output-on-failure --timeout 600) || failed+=("ctest")
+run bash -c 'cd build/ci && ctest --output-on-failure --timeout 600' || failed+=("ctest")
 
 step "ASan+UBSan build and tests"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DEFC_WERROR=ON -DEFC_SANITIZE=ON >/dev/null
 cmake --build build/asan -j"$jobs"
-(cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-   ctest --output-on-failure --timeout 900 -L 'unit|integration') || failed+=("asan")
+run bash -c "cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure --timeout 900 \
+  -L 'unit|integration'" || failed+=("asan")
 
 step "fuzz targets (${fuzz_seconds}s each)"
 CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DEFC_FUZZ=ON \
   -DEFC_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
 cmake --build build/fuzz -j"$jobs"
-(cd build/fuzz && ctest --output-on-failure -L fuzz) || failed+=("fuzz")
+run bash -c 'cd build/fuzz && ctest --output-on-failure -L fuzz' || failed+=("fuzz")
 
 step "ossemu tests"
-node --test tests/ossemu/test/ || failed+=("ossemu")
+run node --test tests/ossemu/test/ || failed+=("ossemu")
 
 step "s3fs reads a bucket ossemu serves over SigV4"
-bash tests/ossemu/s3fs-smoke.sh || failed+=("s3fs-smoke")
+run bash tests/ossemu/s3fs-smoke.sh || failed+=("s3fs-smoke")
 
+# One line for the whole suite: ctest's "N tests failed out of M", node's "# pass"/"# fail",
+# and the smoke test's PASS/FAIL.
+read -r npass nfail < <(awk '
+  / tests passed, [0-9]+ tests failed out of / { pass += $NF - $4; fail += $4 }
+  /^# pass [0-9]+$/ { pass += $3 }
+  /^# fail [0-9]+$/ { fail += $3 }
+  /^s3fs-smoke: PASS/ { pass++ }
+  /^s3fs-smoke: FAIL/ { fail++ }
+  END { print pass + 0, fail + 0 }' "$log")
+echo
 if [ ${#failed[@]} -gt 0 ]; then
-  echo
-  echo "FAILED: ${failed[*]}"
+  echo "failed stages: ${failed[*]}"
+  echo "tests: ${npass} passed, ${nfail} failed"
   exit 1
 fi
-echo
-echo "all test stages passed"
+echo "tests: ${npass} passed, ${nfail} failed"
