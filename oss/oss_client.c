@@ -604,7 +604,9 @@ static bool body_start(struct xfer *x)
                                                              : UINT64_MAX;
         if (total < x->end)
             x->end = total;
-    } else if (x->status >= 300 && x->xml == NULL) {
+    } else if (x->status >= 300) {
+        /* An error body replaces whatever the answer was expected to hold (a listing...). */
+        oss_xml_free(x->xml);
         x->xml = oss_xml_new(OSS_XML_ERROR);
     }
     return true;

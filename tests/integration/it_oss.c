@@ -348,6 +348,14 @@ static void test_wrong_secret(void **state)
     assert_int_equal(read_range(cl, "hello.txt", 0, 5, &buf, &got), -EACCES);
     assert_non_null(strstr(oss_last_error(), "SignatureDoesNotMatch"));
     assert_non_null(strstr(oss_last_error(), "request id"));
+    /* A listing's error body is an error, not a listing. */
+    struct oss_list req = {.prefix = "dir/"};
+    struct listing l = {0};
+    assert_int_equal(oss_list_page(cl, &req, collect_entry, &l), -EACCES);
+    assert_non_null(strstr(oss_last_error(), "SignatureDoesNotMatch"));
+    struct oss_bucket_stat bs;
+    assert_int_equal(oss_bucket_stat(cl, &bs), -EACCES);
+    assert_non_null(strstr(oss_last_error(), "SignatureDoesNotMatch"));
     free(buf);
     oss_client_free(cl);
 }

@@ -78,6 +78,8 @@ static void test_endpoint_parse(void **state)
     struct oss_endpoint_url l[8];
     assert_int_equal(oss_endpoint_list_parse("http://a:1, http://b:2", l, 8, err, sizeof(err)), 2);
     assert_string_equal(l[1].host, "b");
+    assert_int_equal(oss_endpoint_list_parse("http://a:1|https://b:2", l, 8, err, sizeof(err)), 2);
+    assert_true(l[1].https);
     assert_int_equal(oss_endpoint_list_parse("http://a:1,", l, 8, err, sizeof(err)), -EINVAL);
     assert_int_equal(oss_endpoint_list_parse("http://a,http://b,http://c", l, 2, err, sizeof(err)),
                      -EINVAL);
