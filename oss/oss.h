@@ -144,7 +144,8 @@ struct oss_list_entry {
     enum oss_storage_class storage_class;
 };
 
-/* Called once per entry of a page, contents and common prefixes in the server's order. Return 0
+/* Called once per entry of a page: first every object (Contents) in key order, then every common
+ * prefix in key order, as OSS and S3 send them; merge the two if you need one key order. Return 0
  * to go on, or -errno to stop (the call then returns that value). Strings live until it returns. */
 typedef int (*oss_list_fn)(void *arg, const struct oss_list_entry *e);
 

@@ -1023,7 +1023,9 @@ static int run(struct oss_client *cl, const char *what, struct xfer *x, struct r
         snprintf(last_error, sizeof(last_error), "%.160s (%.200s:%d%s%.95s)", o.why,
                  cl->eps[epi].url.host, cl->eps[epi].url.port,
                  x->request_id[0] ? ", request id " : "", x->request_id);
-        if (o.err != -ENOENT)
+        if (o.err == -ENOENT || o.err == -ECANCELED) /* normal answers: a miss, a caller's abort */
+            log_debug("oss: %s: %s", what, o.why);
+        else
             log_warn("oss: %s: %s (request id %s)%s", what, o.why,
                      x->request_id[0] ? x->request_id : "-", again ? "; retry budget spent" : "");
         explicit_bzero(&cred, sizeof(cred));

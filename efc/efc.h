@@ -1,0 +1,147 @@
+/* efc/efc.h - the daemon aliyun-alinas-efc: its context and the entry points of its parts.
+ *
+ * The daemon mounts one bucket (or a prefix of it) read-only through FUSE's low-level API:
+ *
+ *     main.c    command line, logging, the pre-mount bucket check, mount, ready line, detach,
+ *               state file, the FUSE session loop, teardown
+ *     fs.c      the FUSE operations (lookup, getattr, readdir(plus), open, read, statfs, ...)
+ *     ns.c      the inode table (ns_i.h)
+ *     dir.c     listings: visibility, directory streams, cached listings for lookups (dir_i.h)
+ *     read.c    the read path: ranged GETs with readahead (read.h)
+ *     fuseio.c  the session's /dev/fuse I/O (makes FUSE_PARALLEL_DIROPS reach the kernel)
+ *     source.c  the mount source "<bucket>.<host>:/<prefix>"
+ *     state.c   the state file /run/efc/<mountpoint>.json
+ *
+ * struct efc is the one global of the daemon (main.c owns it; FUSE operations reach it as the
+ * session's user data). Fields are set up before the session loop starts and read-only after,
+ * except where a comment names the lock that protects them.
+ *
+ * Lock order of the daemon (never taken the other way round):
+ *     directory handle mutex (fs.c)  ->  inode-table shard lock (ns.c)
+ *                                    ->  listing cache lock (dir.c)
+ * Shard locks, the listing cache lock, statfs_lock and fh_lock are leaves: nothing is locked or
+ * sent on the network while one is held. The only lock held across a network call is a
+ * directory handle's mutex while that handle fetches its next listing page (other readers of the
+ * same handle need that page anyway). The read path's locks (read.c) are its own, below all these.
+ */
+#ifndef EFC_EFC_H
+#define EFC_EFC_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "oss/oss.h"
+#include "util/opt.h"
+
+#define EFC_PROGRAM "aliyun-alinas-efc"
+#define EFC_SUBTYPE "aliyun-alinas-efc"
+
+/* Largest FUSE read: the max_read mount option and conn->max_read must agree (libfuse checks). */
+#define EFC_MAX_READ (1u << 20)
+
+/* ---- the mount source ---------------------------------------------------------------------- */
+
+struct efc_source {
+    char *text;   /* as given, e.g. "mybucket.oss-cn-hangzhou.aliyuncs.com:/models/v1" */
+    char *bucket; /* "mybucket" */
+    char *host;   /* "oss-cn-hangzhou.aliyuncs.com" (with ":port" if one was given) */
+    char *prefix; /* the key prefix shown as the mount's root: "" or "models/v1/" */
+};
+
+/* Parses "<bucket>.<host>[:port]:/<prefix>" (trailing '/' optional). The prefix may not have
+ * empty, "." or ".." components. Returns 0, or -EINVAL with a one-line reason in ERR. */
+int efc_source_parse(const char *text, struct efc_source *src, char *err, size_t errlen);
+void efc_source_release(struct efc_source *src);
+
+/* ---- the daemon context -------------------------------------------------------------------- */
+
+struct efc_ns;
+struct efc_lcache;
+struct efc_dirmem;
+struct efc_reader_pool;
+struct efc_fh;
+struct fuse_session;
+struct fuse_lowlevel_ops;
+
+struct efc {
+    /* configuration */
+    struct opt_set opts;
+    enum oss_protocol protocol;
+    char *passwd_file; /* NULL: none */
+    struct efc_source src;
+    char *mountpoint; /* absolute, canonical */
+    bool foreground;
+    int ready_fd; /* -1: none */
+    char state_path[PATH_MAX];
+    time_t mount_time;
+    double attr_timeout;     /* seconds, in entry and attribute replies */
+    uint64_t attr_ttl_ms;    /* how long a file's attributes serve getattr */
+    uint64_t listing_ttl_ms; /* how long a completed listing answers lookups (0: never) */
+    char bdi[32];            /* "major:minor" of the mount, for the kernel readahead; "" unknown */
+
+    /* parts */
+    struct oss_client *oss;
+    struct efc_ns *ns;
+    struct efc_dirmem *dirmem;
+    struct efc_lcache *lcache;
+    struct efc_reader_pool *readers;
+    struct fuse_session *se;
+
+    /* the last GetBucketStat, for statfs; protected by statfs_lock */
+    pthread_mutex_t statfs_lock;
+    bool statfs_valid;       /* st holds an answer */
+    bool statfs_unsupported; /* the store has no GetBucketStat (S3) */
+    bool statfs_busy;        /* a thread is fetching it */
+    uint64_t statfs_ms;      /* when st (or the last failure) was learnt */
+    struct oss_bucket_stat statfs;
+
+    /* open files, so teardown can close what the kernel never released; protected by fh_lock */
+    pthread_mutex_t fh_lock;
+    struct efc_fh *fh_list;
+    _Atomic bool readahead_set; /* the kernel readahead was raised */
+
+    /* FUSE INIT negotiation, see fuseio.c */
+    bool want_parallel_dirops;           /* set by op_init before the INIT reply is sent */
+    _Atomic bool init_seen;              /* the INIT request was read */
+    _Atomic bool kernel_parallel_dirops; /* the kernel offers FUSE_PARALLEL_DIROPS */
+    _Atomic uint64_t init_unique;        /* the INIT request's id until its reply goes out */
+};
+
+/* ---- fs.c ---------------------------------------------------------------------------------- */
+
+/* The FUSE low-level operations; the session's user data must be the struct efc. */
+const struct fuse_lowlevel_ops *efc_fs_ops(void);
+/* Builds the namespace and listing cache for E (E->opts, E->src and E->oss set). No threads are
+ * started. Returns 0 or -errno. */
+int efc_fs_setup(struct efc *e);
+/* Starts the read path's workers (after the daemon has forked). Returns 0 or -errno. */
+int efc_fs_start(struct efc *e);
+/* Closes what the kernel left open and frees everything efc_fs_setup/start made. */
+void efc_fs_teardown(struct efc *e);
+
+/* ---- fuseio.c ------------------------------------------------------------------------------ */
+
+/* Routes E->se's /dev/fuse I/O through efc so the INIT reply carries FUSE_PARALLEL_DIROPS, which
+ * libfuse before 3.16 leaves out (see fuseio.c). Call after fuse_session_mount(). Returns 0 or
+ * -errno. */
+int efc_fuseio_install(struct efc *e);
+
+/* ---- state.c ------------------------------------------------------------------------------- */
+
+/* Directory of the state files: EFC_STATE_DIR in the environment, else /run/efc. */
+const char *efc_state_dir(void);
+/* "<dir>/<mountpoint with '/' replaced by '_'>.json". Returns 0 or -ENAMETOOLONG. */
+int efc_state_path(const char *mountpoint, char *out, size_t outlen);
+/* Writes E's state file atomically (a JSON object: version, pid, source, mountpoint, protocol,
+ * passwd_file, start_time, options {"g_<name>": value, ...}, explicit [names given]). Returns 0 or
+ * -errno; ERR receives a reason. */
+int efc_state_write(const struct efc *e, char *err, size_t errlen);
+/* The JSON text of E's state (malloc'd), or NULL without memory. */
+char *efc_state_json(const struct efc *e, long pid);
+
+#endif

@@ -1,0 +1,1112 @@
+/* efc/fs.c - the FUSE low-level operations of the daemon; see efc.h.
+ *
+ * Design. Every operation reaches the daemon context as the session's user data. Names come from
+ * the inode table (ns.c); listings from directory streams and the listing cache (dir.c); bytes
+ * from the read path (read.h). The rules of DESIGN.md's "File-system semantics" are applied here:
+ *
+ * - lookup(parent, name) first asks the parent's most recent complete listing, if it is fresh
+ *   (listing_ttl_ms), and otherwise probes the store with one ListObjectsV2 of prefix "<key>",
+ *   delimiter '/', a few keys: the file "<key>" sorts first among them and the directory
+ *   "<key>/" follows, unless names such as "<key>-a" (bytes below '/') fill the page first, in
+ *   which case a second listing of prefix "<key>/" settles the directory question. One request
+ *   answers most lookups, for files and directories alike, and the directory wins over a file of
+ *   the same name as the listing does. Nothing negative is cached unless g_metadata_CacheEnable.
+ *   The price of the listing shortcut: an object created after its directory was listed can stay
+ *   unknown to lookup for listing_ttl_ms (at most 10 s, or the attribute timeout if longer),
+ *   well inside the seed's "new files appear after the readdir cache expires"; it is what keeps
+ *   `ls -l` of a 100k-entry directory from costing one request per entry.
+ * - readdir/readdirplus stream: a page is fetched only when the kernel asks for an entry not yet
+ *   seen, and the reply holds what is in memory, so `ls` of a huge directory starts after one
+ *   page. Offsets are entry numbers: 0 ".", 1 "..", then the stream's entries from 2. readdirplus
+ *   registers each entry it actually puts in the reply (one lookup each, as FUSE counts) with the
+ *   listing's size, mtime and ETag, and takes them back if the reply cannot be sent.
+ * - getattr serves a file's attributes while younger than the attribute timeout, else HEADs it.
+ * - open revalidates with HEAD (close-to-open), refuses Archive-class objects not restored
+ *   (EACCES), keeps the kernel's page cache only while the ETag is the one of the last open, and
+ *   when the object changed invalidates the kernel's attributes (so the new size is read).
+ * - Anything that writes answers EROFS, chmod/chown EPERM (on a read-only mount the kernel
+ *   answers EROFS first), xattrs ENOSYS (the kernel then stops asking; callers see ENOTSUP).
+ *
+ * Locks (in the order they may be taken): a directory handle's mutex (held across a page fetch:
+ * readers of one handle need that page anyway), then an inode-table shard lock or the listing
+ * cache lock (leaves, never held across I/O). statfs_lock and fh_lock are leaves too, never held
+ * across I/O. No other lock is held across a network call.
+ */
+#define _GNU_SOURCE /* O_DIRECT */
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "efc/dir_i.h"
+#include "efc/efc.h"
+#include "efc/ns_i.h"
+#include "efc/read.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+
+/* A completed listing answers lookups for at most this long (or the attribute timeout if
+   longer); with g_readdircache_Enable=false only for the attribute timeout. */
+#define EFC_LISTING_TTL_MAX_S 10
+#define EFC_LCACHE_DIRS       4096
+#define EFC_DIRMEM_LIMIT      (256ull << 20) /* directory pages in memory, all directories */
+#define EFC_PROBE_KEYS        16             /* keys asked for by a lookup's probe */
+#define EFC_STATFS_TTL_MS     60000
+/* When GetBucketStat says nothing (S3, errors): 1 PiB, all of it free. */
+#define EFC_STATFS_UNKNOWN_BLOCKS (1ull << 38)
+#define EFC_STATFS_UNKNOWN_FILES  (1ull << 32)
+#define EFC_BLOCK                 4096
+#define EFC_MAX_BACKGROUND        64
+/* The kernel's readahead window for the mount (its bdi), raised after INIT: with the FUSE
+   default of 128 KiB every buffered read becomes 128 KiB requests. One max_read (1 MiB) lets each
+   request be as large as FUSE allows; larger windows only put several 1 MiB requests in flight
+   at once, which the read path's own readahead does better (it measured no faster on loopback,
+   slightly slower at 4 MiB). */
+#define EFC_KERNEL_READAHEAD_KB (EFC_MAX_READ / 1024)
+#define EFC_READDIR_BUF_MAX     (1u << 20)
+#define EFC_READ_MEM_LIMIT      (512ull << 20)
+
+/* One open file or directory. */
+struct efc_fh {
+    struct efc_fh *prev, *next; /* in e->fh_list, protected by e->fh_lock */
+    uint64_t ino;
+    bool is_dir;
+    /* files */
+    struct efc_reader *reader;
+    uint64_t size;
+    /* directories: everything below is protected by lock */
+    pthread_mutex_t lock;
+    struct efc_dir *dir;
+    uint64_t parent;
+    char *key;
+    size_t keylen;
+    bool published; /* the completed listing went to the listing cache */
+};
+
+static inline struct efc *ctx(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+/* The errno a FUSE reply carries for -RC from below: what an application can act on, EIO for
+   what it cannot (a spent retry budget, a malformed answer). */
+static int reply_errno(int rc)
+{
+    switch (-rc) {
+    case ENOENT:
+    case EACCES:
+    case EPERM:
+    case ESTALE:
+    case ENOMEM:
+    case ENOTDIR:
+    case EISDIR:
+    case ENAMETOOLONG:
+    case EINVAL:
+    case EROFS:
+    case EINTR:
+        return -rc;
+    default:
+        return EIO;
+    }
+}
+
+static void attr_from_meta(struct efc_attr *a, const struct oss_object_meta *m, uint64_t t_ms)
+{
+    a->size = m->size;
+    a->mtime = m->mtime;
+    a->sc = m->storage_class;
+    a->restored = m->restored;
+    a->fetched_ms = t_ms;
+    snprintf(a->etag, sizeof(a->etag), "%s", m->etag);
+}
+
+static void attr_from_dirent(struct efc_attr *a, const struct efc_dirent *d, uint64_t t_ms)
+{
+    memset(a, 0, sizeof(*a));
+    a->fetched_ms = t_ms;
+    if (d->is_dir)
+        return;
+    a->size = d->size;
+    a->mtime = (time_t)d->mtime;
+    a->sc = (enum oss_storage_class)d->sc;
+    snprintf(a->etag, sizeof(a->etag), "%s", d->etag);
+}
+
+static void fill_stat(const struct efc *e, uint64_t ino, bool is_dir, const struct efc_attr *a,
+                      struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = ino;
+    st->st_uid = 0;
+    st->st_gid = 0;
+    if (is_dir) {
+        st->st_mode = S_IFDIR | 0555;
+        st->st_nlink = 2;
+        st->st_size = EFC_BLOCK;
+        st->st_blocks = EFC_BLOCK / 512;
+        st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = e->mount_time;
+    } else {
+        st->st_mode = S_IFREG | 0444;
+        st->st_nlink = 1;
+        st->st_size = (off_t)a->size;
+        st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+        st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = a->mtime;
+    }
+    /* Tells cp, stdio and friends to read in large pieces: each FUSE request costs a round trip
+       through the kernel, as network file systems (CephFS, Lustre) advertise their object size. */
+    st->st_blksize = EFC_MAX_READ;
+}
+
+/* Raises the kernel's readahead for this mount once INIT is done (any request after INIT). */
+static void kernel_readahead(struct efc *e)
+{
+    if (atomic_load_explicit(&e->readahead_set, memory_order_relaxed) ||
+        atomic_exchange(&e->readahead_set, true))
+        return;
+    if (e->bdi[0] == '\0')
+        return;
+    char path[96], val[32];
+    snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", e->bdi);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int n = snprintf(val, sizeof(val), "%u\n", EFC_KERNEL_READAHEAD_KB);
+    if (fd < 0 || write(fd, val, (size_t)n) != n)
+        log_info("cannot raise the kernel readahead in '%s': %s (reads stay small)", path,
+                 strerror(errno));
+    else
+        log_debug("kernel readahead of %s set to %u KiB", e->bdi, EFC_KERNEL_READAHEAD_KB);
+    if (fd >= 0)
+        close(fd);
+}
+
+static void fh_link(struct efc *e, struct efc_fh *fh)
+{
+    pthread_mutex_lock(&e->fh_lock);
+    fh->prev = NULL;
+    fh->next = e->fh_list;
+    if (e->fh_list)
+        e->fh_list->prev = fh;
+    e->fh_list = fh;
+    pthread_mutex_unlock(&e->fh_lock);
+}
+
+static void fh_unlink(struct efc *e, struct efc_fh *fh)
+{
+    pthread_mutex_lock(&e->fh_lock);
+    if (fh->prev)
+        fh->prev->next = fh->next;
+    else
+        e->fh_list = fh->next;
+    if (fh->next)
+        fh->next->prev = fh->prev;
+    fh->prev = fh->next = NULL;
+    pthread_mutex_unlock(&e->fh_lock);
+}
+
+static void fh_free(struct efc_fh *fh)
+{
+    if (fh->is_dir) {
+        efc_dir_free(fh->dir);
+        pthread_mutex_destroy(&fh->lock);
+        free(fh->key);
+    } else {
+        efc_reader_close(fh->reader);
+    }
+    free(fh);
+}
+
+/* ---- init ---------------------------------------------------------------------------------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    struct efc *e = userdata;
+    unsigned want =
+        FUSE_CAP_ASYNC_READ | FUSE_CAP_READDIRPLUS | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_DIO;
+
+    conn->want |= want & conn->capable;
+    /* Always readdirplus: `ls -l` and `find` then need no lookup per entry. Page-cache
+       invalidation is ours (keep_cache at open), not the kernel's guess from mtime changes. */
+    conn->want &= ~(unsigned)(FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_AUTO_INVAL_DATA |
+                              FUSE_CAP_WRITEBACK_CACHE);
+    e->want_parallel_dirops = (conn->want & FUSE_CAP_PARALLEL_DIROPS) != 0;
+    conn->max_read = EFC_MAX_READ;
+    /* max_readahead stays what the kernel offers, its maximum at INIT; kernel_readahead()
+       raises the window afterwards. */
+    conn->max_background = EFC_MAX_BACKGROUND;
+    conn->congestion_threshold = EFC_MAX_BACKGROUND * 3 / 4;
+    conn->time_gran = 1000000000; /* Last-Modified has whole seconds */
+    log_info("fuse: protocol %u.%u, max_read %u, max_readahead %u, readdirplus %s, "
+             "parallel dirops %s",
+             conn->proto_major, conn->proto_minor, conn->max_read, conn->max_readahead,
+             (conn->want & FUSE_CAP_READDIRPLUS) ? "on" : "off",
+             (conn->want & FUSE_CAP_PARALLEL_DIROPS) ? "on" : "off");
+}
+
+/* ---- lookup -------------------------------------------------------------------------------- */
+
+struct probe {
+    const char *key;
+    size_t keylen;
+    bool file, dir, past;
+    struct efc_attr *attr;
+    uint64_t t_ms;
+};
+
+static int probe_entry(void *arg, const struct oss_list_entry *le)
+{
+    struct probe *p = arg;
+    if (!le->is_prefix && strcmp(le->key, p->key) == 0) {
+        p->file = true;
+        p->attr->size = le->size;
+        p->attr->mtime = le->mtime;
+        p->attr->sc = le->storage_class;
+        p->attr->restored = false;
+        p->attr->fetched_ms = p->t_ms;
+        snprintf(p->attr->etag, sizeof(p->attr->etag), "%s", le->etag ? le->etag : "");
+        return 0;
+    }
+    int c = efc_key_cmp_dir(le->key, p->key, p->keylen);
+    if (c == 0)
+        p->dir = true;
+    if (c >= 0)
+        p->past = true;
+    return 0;
+}
+
+static int count_entry(void *arg, const struct oss_list_entry *le)
+{
+    (void)le;
+    (*(unsigned *)arg)++;
+    return 0;
+}
+
+/* Asks the store whether KEY is a directory (some key starts with "KEY/"), a file, or nothing.
+   The directory wins, as in listings. */
+static int probe_key(struct efc *e, const char *key, size_t keylen, bool *found, bool *is_dir,
+                     struct efc_attr *attr)
+{
+    struct probe p = {.key = key, .keylen = keylen, .attr = attr, .t_ms = time_mono_ms()};
+    struct oss_list l = {.prefix = key, .delimiter = "/", .max_keys = EFC_PROBE_KEYS};
+    int rc;
+
+    rc = oss_list_page(e->oss, &l, probe_entry, &p);
+    if (rc)
+        return rc;
+    if (!p.dir && !p.past && l.token[0] != '\0' && keylen < OSS_MAX_KEY_LEN) {
+        /* Names between "KEY" and "KEY/" filled the page: ask about "KEY/" itself. */
+        char dkey[OSS_MAX_KEY_LEN + 2];
+        unsigned n = 0;
+        memcpy(dkey, key, keylen);
+        dkey[keylen] = '/';
+        dkey[keylen + 1] = '\0';
+        struct oss_list l2 = {.prefix = dkey, .max_keys = 1};
+        rc = oss_list_page(e->oss, &l2, count_entry, &n);
+        if (rc)
+            return rc;
+        p.dir = n > 0;
+    }
+    *found = p.dir || p.file;
+    *is_dir = p.dir;
+    return 0;
+}
+
+static void reply_negative(fuse_req_t req, struct efc *e)
+{
+    if (opt_bool(&e->opts, OPT_METADATA_CACHEENABLE) && e->attr_timeout > 0) {
+        struct fuse_entry_param ep;
+        memset(&ep, 0, sizeof(ep));
+        ep.entry_timeout = e->attr_timeout; /* ino 0: a negative entry the kernel may keep */
+        fuse_reply_entry(req, &ep);
+        return;
+    }
+    fuse_reply_err(req, ENOENT);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct efc *e = ctx(req);
+    struct efc_node_info p;
+    struct efc_attr a;
+    size_t nl = strlen(name);
+    bool found = false, is_dir = false, answered = false;
+    int rc;
+
+    kernel_readahead(e);
+    if (nl > EFC_NAME_MAX) {
+        fuse_reply_err(req, ENAMETOOLONG);
+        return;
+    }
+    if (!efc_name_visible(name, nl)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    rc = efc_ns_get(e->ns, parent, &p);
+    if (rc) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (!p.is_dir) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    /* The full key, with room for the '/' a directory's key ends in. */
+    char key[OSS_MAX_KEY_LEN + 2];
+    size_t keylen = p.keylen + nl;
+    if (keylen > OSS_MAX_KEY_LEN) {
+        fuse_reply_err(req, ENOENT); /* no object can have this key */
+        return;
+    }
+    memcpy(key, p.key, p.keylen);
+    memcpy(key + p.keylen, name, nl + 1);
+    memset(&a, 0, sizeof(a));
+
+    if (e->listing_ttl_ms > 0) {
+        uint64_t now = time_mono_ms();
+        struct efc_listing *l = efc_lcache_get(e->lcache, parent, e->listing_ttl_ms, now);
+        if (l) {
+            const struct efc_dirent *d = efc_listing_find(l, name, nl);
+            if (d) {
+                found = true;
+                is_dir = d->is_dir;
+                attr_from_dirent(&a, d, efc_listing_time(l));
+            }
+            answered = true;
+            efc_listing_unref(l);
+        }
+    }
+    if (!answered) {
+        rc = probe_key(e, key, keylen, &found, &is_dir, &a);
+        if (rc) {
+            log_warn("lookup of '%s' failed: %s", key, oss_last_error());
+            fuse_reply_err(req, reply_errno(rc));
+            return;
+        }
+    }
+    if (!found) {
+        reply_negative(req, e);
+        return;
+    }
+    if (is_dir) {
+        if (keylen + 1 > OSS_MAX_KEY_LEN) {
+            fuse_reply_err(req, ENOENT);
+            return;
+        }
+        key[keylen++] = '/';
+        key[keylen] = '\0';
+        memset(&a, 0, sizeof(a));
+        a.fetched_ms = time_mono_ms();
+    }
+
+    struct fuse_entry_param ep;
+    uint64_t ino;
+    memset(&ep, 0, sizeof(ep));
+    rc = efc_ns_add(e->ns, parent, name, nl, key, is_dir, &a, &ino, &a);
+    if (rc) {
+        fuse_reply_err(req, reply_errno(rc));
+        return;
+    }
+    ep.ino = ino;
+    ep.generation = 0; /* inode numbers are never reused */
+    ep.attr_timeout = e->attr_timeout;
+    ep.entry_timeout = e->attr_timeout;
+    fill_stat(e, ino, is_dir, &a, &ep.attr);
+    log_trace("lookup '%s' -> %llu (%s)", key, (unsigned long long)ino, is_dir ? "dir" : "file");
+    if (fuse_reply_entry(req, &ep) != 0)
+        efc_ns_forget(e->ns, ino, 1); /* the kernel never got it */
+}
+
+static void forget_one(struct efc *e, fuse_ino_t ino, uint64_t n)
+{
+    if (efc_ns_forget(e->ns, ino, n))
+        efc_lcache_drop(e->lcache, ino);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    forget_one(ctx(req), ino, nlookup);
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    struct efc *e = ctx(req);
+    for (size_t i = 0; i < count; i++)
+        forget_one(e, forgets[i].ino, forgets[i].nlookup);
+    fuse_reply_none(req);
+}
+
+/* ---- attributes ---------------------------------------------------------------------------- */
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efc *e = ctx(req);
+    struct efc_node_info n;
+    struct stat st;
+    int rc;
+
+    (void)fi;
+    kernel_readahead(e);
+    rc = efc_ns_get(e->ns, ino, &n);
+    if (rc) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    uint64_t now = time_mono_ms();
+    if (!n.is_dir && (n.attr.fetched_ms == 0 || now - n.attr.fetched_ms >= e->attr_ttl_ms)) {
+        struct oss_object_meta m;
+        rc = oss_head(e->oss, n.key, &m);
+        if (rc) {
+            if (rc != -ENOENT)
+                log_warn("getattr of '%s' failed: %s", n.key, oss_last_error());
+            fuse_reply_err(req, reply_errno(rc));
+            return;
+        }
+        attr_from_meta(&n.attr, &m, now);
+        efc_ns_set_attr(e->ns, ino, &n.attr);
+    }
+    fill_stat(e, ino, n.is_dir, &n.attr, &st);
+    fuse_reply_attr(req, &st, e->attr_timeout);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+    (void)ino;
+    (void)attr;
+    (void)fi;
+    /* Ownership and modes are fixed (root, 0444/0555): refusing is a permission matter. Any
+       other change (size, times) would write. */
+    if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID))
+        fuse_reply_err(req, EPERM);
+    else
+        fuse_reply_err(req, EROFS);
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+    (void)ino;
+    fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    (void)ino;
+    fuse_reply_err(req, EINVAL); /* there are no symbolic links */
+}
+
+/* ---- everything that would write ----------------------------------------------------------- */
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                         struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                               struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+                               struct fuse_file_info *fi_out, size_t len, int flags)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+/* Objects have no extended attributes. ENOSYS (not ENODATA) makes the kernel remember and stop
+   asking for every file `ls -l` shows; applications see ENOTSUP. */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    fuse_reply_err(req, ENOSYS);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    fuse_reply_err(req, ENOSYS);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, EROFS);
+}
+
+/* ---- files --------------------------------------------------------------------------------- */
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efc *e = ctx(req);
+    struct efc_node_info n;
+    struct oss_object_meta m;
+    struct efc_attr a;
+    bool same = false, changed = false;
+    int rc;
+
+    kernel_readahead(e);
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_APPEND | O_CREAT))) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    rc = efc_ns_get(e->ns, ino, &n);
+    if (rc) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (n.is_dir) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    /* Close-to-open: whatever the kernel or the listing said, ask the store now. */
+    uint64_t t = time_mono_ms();
+    rc = oss_head(e->oss, n.key, &m);
+    if (rc) {
+        if (rc != -ENOENT)
+            log_warn("open of '%s' failed: %s", n.key, oss_last_error());
+        fuse_reply_err(req, reply_errno(rc));
+        return;
+    }
+    if (!oss_storage_class_readable(m.storage_class) && !m.restored) {
+        log_debug("open of '%s' refused: an archived object that is not restored", n.key);
+        fuse_reply_err(req, EACCES);
+        return;
+    }
+    attr_from_meta(&a, &m, t);
+    rc = efc_ns_opened(e->ns, ino, &a, &same, &changed);
+    if (rc) {
+        fuse_reply_err(req, reply_errno(rc));
+        return;
+    }
+    if (changed) {
+        /* The kernel may hold the old size: drop its attributes (not its pages: without
+           keep_cache the open itself drops them). Attributes only, so no lock is at stake. */
+        int nrc = fuse_lowlevel_notify_inval_inode(e->se, ino, -1, 0);
+        if (nrc && nrc != -ENOENT)
+            log_debug("cannot invalidate the attributes of inode %llu: %s", (unsigned long long)ino,
+                      strerror(-nrc));
+    }
+
+    struct efc_fh *fh = calloc(1, sizeof(*fh));
+    if (fh == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fh->ino = ino;
+    fh->size = a.size;
+    rc = efc_reader_open(e->readers, n.key, a.etag, a.size, &fh->reader);
+    if (rc) {
+        free(fh);
+        fuse_reply_err(req, reply_errno(rc));
+        return;
+    }
+    fh_link(e, fh);
+    fi->fh = (uint64_t)(uintptr_t)fh;
+    fi->keep_cache = same;
+    fi->direct_io = (fi->flags & O_DIRECT) != 0;
+    fi->noflush = 1;
+    log_trace("open '%s' etag %s size %llu keep_cache %d", n.key, a.etag,
+              (unsigned long long)a.size, (int)same);
+    if (fuse_reply_open(req, fi) != 0) {
+        fh_unlink(e, fh);
+        fh_free(fh);
+    }
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct efc_fh *fh = (struct efc_fh *)(uintptr_t)fi->fh;
+    uint64_t o = (uint64_t)off;
+
+    (void)ino;
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (o >= fh->size || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    if (size > fh->size - o)
+        size = (size_t)(fh->size - o);
+    if (size > EFC_MAX_READ)
+        size = EFC_MAX_READ;
+    char *buf = malloc(size);
+    if (buf == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t n = efc_reader_read(fh->reader, o, size, buf);
+    if (n < 0) {
+        log_warn("read of inode %llu at %llu (%zu bytes) failed: %s", (unsigned long long)ino,
+                 (unsigned long long)o, size, strerror((int)-n));
+        fuse_reply_err(req, reply_errno((int)n));
+    } else {
+        fuse_reply_buf(req, buf, (size_t)n);
+    }
+    free(buf);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efc *e = ctx(req);
+    struct efc_fh *fh = (struct efc_fh *)(uintptr_t)fi->fh;
+
+    (void)ino;
+    fh_unlink(e, fh);
+    fh_free(fh);
+    fuse_reply_err(req, 0);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, 0);
+}
+
+/* ---- directories --------------------------------------------------------------------------- */
+
+static int list_page(void *arg, struct oss_list *l, oss_list_fn fn, void *fnarg)
+{
+    int rc = oss_list_page(arg, l, fn, fnarg);
+    if (rc)
+        log_warn("listing of '%s' failed: %s", l->prefix, oss_last_error());
+    return rc;
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct efc *e = ctx(req);
+    struct efc_node_info n;
+    int rc;
+
+    kernel_readahead(e);
+    rc = efc_ns_get(e->ns, ino, &n);
+    if (rc) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (!n.is_dir) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    struct efc_fh *fh = calloc(1, sizeof(*fh));
+    if (fh == NULL) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fh->is_dir = true;
+    fh->ino = ino;
+    fh->parent = n.parent;
+    fh->keylen = n.keylen;
+    fh->key = strdup(n.key);
+    pthread_mutex_init(&fh->lock, NULL);
+    rc = fh->key ? efc_dir_new(n.key, list_page, e->oss, e->dirmem, &fh->dir) : -ENOMEM;
+    if (rc) {
+        fh_free(fh);
+        fuse_reply_err(req, reply_errno(rc));
+        return;
+    }
+    fh_link(e, fh);
+    fi->fh = (uint64_t)(uintptr_t)fh;
+    if (fuse_reply_open(req, fi) != 0) {
+        fh_unlink(e, fh);
+        fh_free(fh);
+    }
+}
+
+/* d_ino for plain readdir: the entry's inode if it has one, else a number no inode can have
+   (they stay below 2^63) and never 0, which readdir(3) would skip. */
+static uint64_t plain_ino(struct efc *e, uint64_t parent, const struct efc_dirent *d)
+{
+    uint64_t ino = efc_ns_find(e->ns, parent, d->name, d->namelen);
+    if (ino)
+        return ino;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < d->namelen; i++) {
+        h ^= (unsigned char)d->name[i];
+        h *= 1099511628211ull;
+    }
+    return h | (1ull << 63);
+}
+
+static void publish_listing(struct efc *e, struct efc_fh *fh)
+{
+    if (fh->published || e->listing_ttl_ms == 0 || !efc_dir_complete(fh->dir))
+        return;
+    fh->published = true;
+    struct efc_listing *l = efc_dir_listing(fh->dir);
+    if (l) {
+        efc_lcache_put(e->lcache, fh->ino, l);
+        efc_listing_unref(l);
+    }
+}
+
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+{
+    struct efc *e = ctx(req);
+    struct efc_fh *fh = (struct efc_fh *)(uintptr_t)fi->fh;
+    uint64_t *added = NULL;
+    size_t nadded = 0, pos = 0;
+    bool real = false; /* an entry of the stream (not "." or "..") is in the reply */
+    int err = 0;
+
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (size > EFC_READDIR_BUF_MAX)
+        size = EFC_READDIR_BUF_MAX;
+    char *buf = malloc(size ? size : 1);
+    /* A readdirplus entry takes well over 64 bytes, so this bounds the entries of one reply. */
+    if (buf == NULL || (plus && (added = malloc((size / 64 + 2) * sizeof(*added))) == NULL)) {
+        free(buf);
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+
+    pthread_mutex_lock(&fh->lock);
+    for (uint64_t i = (uint64_t)off;; i++) {
+        const struct efc_dirent *d = NULL;
+        const char *name;
+        struct fuse_entry_param ep;
+        size_t need;
+
+        memset(&ep, 0, sizeof(ep));
+        if (i < 2) {
+            name = i == 0 ? "." : "..";
+            ep.attr.st_ino = i == 0 ? fh->ino : fh->parent;
+            ep.attr.st_mode = S_IFDIR | 0555;
+            /* ep.ino stays 0: the kernel takes no reference for "." and "..". */
+        } else {
+            d = efc_dir_get(fh->dir, i - 2);
+            if (d == NULL) {
+                /* Fetch only when the reply would otherwise say nothing new; else answer now
+                   and let the kernel come back for more. */
+                if (real)
+                    break;
+                int rc = efc_dir_seek(fh->dir, i - 2);
+                if (rc < 0) {
+                    err = reply_errno(rc);
+                    break;
+                }
+                if (rc == 0)
+                    break; /* the end */
+                d = efc_dir_get(fh->dir, i - 2);
+            }
+            name = d->name;
+        }
+        need = plus ? fuse_add_direntry_plus(req, NULL, 0, name, NULL, 0)
+                    : fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+        if (pos + need > size)
+            break;
+        if (d && plus) {
+            char key[OSS_MAX_KEY_LEN + 2];
+            size_t keylen = fh->keylen + d->namelen + (d->is_dir ? 1 : 0);
+            struct efc_attr a;
+            attr_from_dirent(&a, d, efc_dir_entry_time(fh->dir, i - 2));
+            if (keylen <= OSS_MAX_KEY_LEN) {
+                uint64_t ino;
+                memcpy(key, fh->key, fh->keylen);
+                memcpy(key + fh->keylen, d->name, d->namelen);
+                if (d->is_dir)
+                    key[keylen - 1] = '/';
+                key[keylen] = '\0';
+                int arc =
+                    efc_ns_add(e->ns, fh->ino, d->name, d->namelen, key, d->is_dir, &a, &ino, &a);
+                if (arc == 0) {
+                    ep.ino = ino;
+                    added[nadded++] = ino;
+                }
+            }
+            fill_stat(e, ep.ino, d->is_dir, &a, &ep.attr);
+            if (ep.ino == 0)
+                ep.attr.st_ino = plain_ino(e, fh->ino, d);
+            ep.attr_timeout = e->attr_timeout;
+            ep.entry_timeout = e->attr_timeout;
+        } else if (d) {
+            ep.attr.st_ino = plain_ino(e, fh->ino, d);
+            ep.attr.st_mode = d->is_dir ? S_IFDIR : S_IFREG;
+        }
+        pos += plus ? fuse_add_direntry_plus(req, buf + pos, size - pos, name, &ep, (off_t)(i + 1))
+                    : fuse_add_direntry(req, buf + pos, size - pos, name, &ep.attr, (off_t)(i + 1));
+        if (d)
+            real = true;
+    }
+    publish_listing(e, fh);
+    pthread_mutex_unlock(&fh->lock);
+
+    if (err && !real) {
+        fuse_reply_err(req, err);
+        for (size_t k = 0; k < nadded; k++)
+            efc_ns_forget(e->ns, added[k], 1);
+    } else if (fuse_reply_buf(req, buf, pos) != 0) {
+        /* The kernel did not take the entries: it holds no reference to them. */
+        for (size_t k = 0; k < nadded; k++)
+            efc_ns_forget(e->ns, added[k], 1);
+    }
+    free(added);
+    free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    (void)ino;
+    do_readdir(req, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    (void)ino;
+    do_readdir(req, size, off, fi, true);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, 0);
+}
+
+/* ---- statfs -------------------------------------------------------------------------------- */
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct efc *e = ctx(req);
+    struct statvfs sv;
+    bool fetch = false, valid;
+    struct oss_bucket_stat bs;
+
+    (void)ino;
+    kernel_readahead(e);
+    pthread_mutex_lock(&e->statfs_lock);
+    uint64_t now = time_mono_ms();
+    if (!e->statfs_busy && !e->statfs_unsupported &&
+        (e->statfs_ms == 0 || now - e->statfs_ms >= EFC_STATFS_TTL_MS)) {
+        e->statfs_busy = true;
+        fetch = true;
+    }
+    pthread_mutex_unlock(&e->statfs_lock);
+
+    if (fetch) {
+        int rc = oss_bucket_stat(e->oss, &bs);
+        if (rc && rc != -ENOTSUP)
+            log_warn("GetBucketStat failed (df shows %s): %s",
+                     e->statfs_valid ? "the last answer" : "a fixed size", oss_last_error());
+        pthread_mutex_lock(&e->statfs_lock);
+        e->statfs_busy = false;
+        e->statfs_ms = time_mono_ms();
+        if (rc == 0) {
+            e->statfs = bs;
+            e->statfs_valid = true;
+        } else if (rc == -ENOTSUP) {
+            e->statfs_unsupported = true;
+        }
+        pthread_mutex_unlock(&e->statfs_lock);
+    }
+
+    pthread_mutex_lock(&e->statfs_lock);
+    valid = e->statfs_valid;
+    bs = e->statfs;
+    pthread_mutex_unlock(&e->statfs_lock);
+
+    memset(&sv, 0, sizeof(sv));
+    sv.f_bsize = EFC_BLOCK;
+    sv.f_frsize = EFC_BLOCK;
+    sv.f_namemax = EFC_NAME_MAX;
+    if (valid) {
+        /* A read-only bucket: its size is what it holds, nothing is free (as ISO 9660 or
+           squashfs). Never zero blocks, or df hides the mount as a pseudo file system. */
+        uint64_t blocks = (bs.storage + EFC_BLOCK - 1) / EFC_BLOCK;
+        sv.f_blocks = blocks ? blocks : 1;
+        sv.f_files = bs.object_count ? bs.object_count : 1;
+    } else {
+        sv.f_blocks = sv.f_bfree = sv.f_bavail = EFC_STATFS_UNKNOWN_BLOCKS;
+        sv.f_files = sv.f_ffree = sv.f_favail = EFC_STATFS_UNKNOWN_FILES;
+    }
+    fuse_reply_statfs(req, &sv);
+}
+
+/* ---- the table ----------------------------------------------------------------------------- */
+
+static const struct fuse_lowlevel_ops efc_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_release,
+    .fsyncdir = op_fsyncdir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .access = op_access,
+    .create = op_create,
+    .fallocate = op_fallocate,
+    .copy_file_range = op_copy_file_range,
+};
+
+const struct fuse_lowlevel_ops *efc_fs_ops(void)
+{
+    return &efc_ops;
+}
+
+/* ---- set-up and teardown ------------------------------------------------------------------- */
+
+int efc_fs_setup(struct efc *e)
+{
+    int64_t at = opt_int(&e->opts, OPT_FUSE_ATTRTIMEOUTSEC);
+    int rc;
+
+    e->attr_timeout = (double)at;
+    e->attr_ttl_ms = (uint64_t)at * 1000;
+    e->listing_ttl_ms = (uint64_t)at * 1000;
+    if (opt_bool(&e->opts, OPT_READDIRCACHE_ENABLE)) {
+        int64_t rt = opt_int(&e->opts, OPT_READDIRCACHE_REMAINTIME);
+        int64_t t = rt < EFC_LISTING_TTL_MAX_S ? rt : EFC_LISTING_TTL_MAX_S;
+        if ((uint64_t)t * 1000 > e->listing_ttl_ms)
+            e->listing_ttl_ms = (uint64_t)t * 1000;
+    }
+    pthread_mutex_init(&e->statfs_lock, NULL);
+    pthread_mutex_init(&e->fh_lock, NULL);
+
+    e->dirmem = calloc(1, sizeof(*e->dirmem));
+    if (e->dirmem == NULL)
+        return -ENOMEM;
+    atomic_init(&e->dirmem->bytes, 0);
+    e->dirmem->limit = EFC_DIRMEM_LIMIT;
+    rc = efc_lcache_new(EFC_LCACHE_DIRS, e->dirmem, &e->lcache);
+    if (rc)
+        return rc;
+    rc = efc_ns_new(e->src.prefix, &e->ns);
+    if (rc)
+        return rc;
+    return 0;
+}
+
+int efc_fs_start(struct efc *e)
+{
+    struct efc_read_config rc;
+    uint64_t ahead = (uint64_t)opt_int(&e->opts, OPT_READ_AHEADKB) * 1024;
+    int64_t conns = opt_int(&e->opts, OPT_OSS_MAXCONNECTIONS);
+
+    memset(&rc, 0, sizeof(rc));
+    rc.ahead_bytes = ahead;
+    rc.max_inflight = (unsigned)opt_int(&e->opts, OPT_READ_MAXINFLIGHT);
+    rc.chunk_bytes = (uint64_t)opt_int(&e->opts, OPT_TIER_BLOCKSIZE);
+    /* One worker per connection at most: more could only wait for a connection. */
+    rc.threads = (unsigned)(conns < 256 ? conns : 256);
+    rc.mem_limit = EFC_READ_MEM_LIMIT > 2 * ahead ? EFC_READ_MEM_LIMIT : 2 * ahead;
+    return efc_reader_pool_new(e->oss, &rc, &e->readers);
+}
+
+void efc_fs_teardown(struct efc *e)
+{
+    /* Handles the kernel never released (a lazy unmount with files still open). */
+    for (;;) {
+        pthread_mutex_lock(&e->fh_lock);
+        struct efc_fh *fh = e->fh_list;
+        if (fh)
+            e->fh_list = fh->next;
+        pthread_mutex_unlock(&e->fh_lock);
+        if (fh == NULL)
+            break;
+        fh_free(fh);
+    }
+    efc_reader_pool_free(e->readers);
+    e->readers = NULL;
+    efc_lcache_free(e->lcache);
+    e->lcache = NULL;
+    if (e->ns) {
+        struct efc_ns_stats st;
+        efc_ns_get_stats(e->ns, &st);
+        log_info("namespace: %llu inodes handed out, %llu forgotten, %llu held at exit",
+                 (unsigned long long)st.created, (unsigned long long)st.freed,
+                 (unsigned long long)st.nodes);
+    }
+    efc_ns_free(e->ns);
+    e->ns = NULL;
+    if (e->dirmem && atomic_load(&e->dirmem->bytes) != 0)
+        log_debug("directory memory still charged at exit: %llu bytes",
+                  (unsigned long long)atomic_load(&e->dirmem->bytes));
+    free(e->dirmem);
+    e->dirmem = NULL;
+    pthread_mutex_destroy(&e->statfs_lock);
+    pthread_mutex_destroy(&e->fh_lock);
+}

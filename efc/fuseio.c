@@ -1,0 +1,81 @@
+/* efc/fuseio.c - the session's /dev/fuse I/O, to make FUSE_PARALLEL_DIROPS reach the kernel.
+ *
+ * Why. Without FUSE_PARALLEL_DIROPS in the INIT reply the kernel serialises every lookup and
+ * readdir of one directory on a per-directory mutex: 64 threads opening 64 files of one
+ * directory wait for each other's round trips to the store, one by one. libfuse before 3.16
+ * never copies FUSE_CAP_PARALLEL_DIROPS from conn->want into the INIT reply (libfuse pull request
+ * #861); Debian 12 ships 3.14. So the session gets custom I/O callbacks (fuse_session_custom_io,
+ * plain read(2) and writev(2) on the fd libfuse gives, which is a cloned per-thread fd when
+ * clone_fd is on): the read callback notes the INIT request's id and whether the kernel offers
+ * the flag; the write callback adds the flag to that one reply if op_init wanted it. With a
+ * libfuse that sets the flag itself the OR changes nothing. Every other message passes through
+ * untouched; splice is not used either way (libfuse only splices when FUSE_CAP_SPLICE_READ is
+ * wanted, which efc does not ask for).
+ *
+ * Locks: none; the INIT request is read and answered before any other request exists, and the
+ * fields it uses are atomics for the rest of the session's life.
+ */
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <linux/fuse.h>
+#include <stddef.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "efc/efc.h"
+#include "util/log.h"
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+    struct efc *e = userdata;
+    ssize_t n = read(fd, buf, len);
+
+    if (n >= (ssize_t)(sizeof(struct fuse_in_header) + sizeof(struct fuse_init_in)) &&
+        !atomic_load_explicit(&e->init_seen, memory_order_relaxed)) {
+        const struct fuse_in_header *in = buf;
+        if (in->opcode == FUSE_INIT) {
+            const struct fuse_init_in *ii = (const void *)(in + 1);
+            atomic_store(&e->kernel_parallel_dirops, (ii->flags & FUSE_PARALLEL_DIROPS) != 0);
+            atomic_store(&e->init_unique, in->unique);
+            atomic_store(&e->init_seen, true);
+        }
+    }
+    return n;
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+    struct efc *e = userdata;
+    uint64_t init = atomic_load_explicit(&e->init_unique, memory_order_relaxed);
+
+    if (init != 0 && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
+        iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t)) {
+        const struct fuse_out_header *out = iov[0].iov_base;
+        if (out->unique == init) {
+            atomic_store(&e->init_unique, 0);
+            if (out->error == 0 && e->want_parallel_dirops &&
+                atomic_load(&e->kernel_parallel_dirops)) {
+                struct fuse_init_out *io = iov[1].iov_base;
+                if (!(io->flags & FUSE_PARALLEL_DIROPS))
+                    log_debug("fuse: adding FUSE_PARALLEL_DIROPS to the INIT reply (libfuse %s "
+                              "leaves it out)",
+                              fuse_pkgversion());
+                io->flags |= FUSE_PARALLEL_DIROPS;
+            }
+        }
+    }
+    return writev(fd, iov, count);
+}
+
+int efc_fuseio_install(struct efc *e)
+{
+    static const struct fuse_custom_io io = {
+        .read = io_read,
+        .writev = io_writev,
+    };
+    int fd = fuse_session_fd(e->se);
+
+    if (fd < 0)
+        return -EBADF;
+    return fuse_session_custom_io(e->se, &io, fd);
+}

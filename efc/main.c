@@ -1,0 +1,726 @@
+/* efc/main.c - the daemon aliyun-alinas-efc: command line, checks, mount, detach, session loop.
+ *
+ *     aliyun-alinas-efc [-f|--foreground] [--ready-fd=N] [--protocol=oss|s3]
+ *                       [--passwd_file=PATH] [--<option>=<value>]... <source> <mountpoint>
+ *
+ * Design. Everything that can fail for a reason a human can fix is checked before anything is
+ * mounted: the command line and options (util/opt), the source, the mount point, the log file,
+ * the credentials and endpoints (oss_client_new), and the bucket itself, with one ListObjectsV2
+ * of max-keys=1 on the mount's prefix. Only then is the FUSE session created and mounted. A
+ * failure after the mount unmounts before exiting, so a failed start never leaves a mount or a
+ * process behind.
+ *
+ * The ready protocol: with --ready-fd=N exactly one line goes to fd N, "ok" once the mount is
+ * live, or "error: <reason>" before a non-zero exit; the same reason goes to stderr and the log.
+ * Without --foreground the daemon detaches after mounting (fork, setsid, cwd /, stdio on
+ * /dev/null); the parent waits on a pipe until the child has started (or failed), and exits with
+ * its verdict, so whoever started the daemon never sees success before the mount works. Worker
+ * threads are only started in the child (threads do not survive fork).
+ *
+ * Shutdown: SIGTERM, SIGINT and SIGHUP (fuse_set_signal_handlers) end the session loop; so does
+ * `umount`, which closes the FUSE connection. Then the mount is removed (if still there), open
+ * handles are closed, everything is freed and the state file is deleted; the exit code is 0.
+ *
+ * The one global of the daemon is g_daemon below: libfuse's log callback has no user pointer.
+ */
+#define _GNU_SOURCE /* O_DIRECT, pipe2 */
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "efc/efc.h"
+#include "oss/oss.h"
+#include "util/log.h"
+#include "util/opt.h"
+
+#ifndef EFC_VERSION
+#define EFC_VERSION "0.1.0" /* keep in step with project() in CMakeLists.txt */
+#endif
+
+#define DEFAULT_LOG_DIR "/var/log/aliyun/alinas"
+
+struct daemon {
+    struct efc e;
+    int sync_fd;      /* detached child: tells the waiting parent how the start went; else -1 */
+    bool mounted;     /* fuse_session_mount succeeded */
+    bool state_done;  /* the state file was written */
+    bool signals_set; /* fuse_set_signal_handlers succeeded */
+    bool fs_setup;    /* efc_fs_setup was called (efc_fs_teardown undoes even a failed one) */
+    bool log_to_file; /* log lines go to a file, not stderr */
+    /* libfuse's last error message, for the ready line; protected by fuse_err_lock */
+    pthread_mutex_t fuse_err_lock;
+    char fuse_err[256];
+};
+
+static struct daemon *g_daemon;
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: " EFC_PROGRAM " [-f|--foreground] [--ready-fd=N] [--protocol=oss|s3]\n"
+        "       [--passwd_file=PATH] [--<option>=<value>]... <source> <mountpoint>\n"
+        "\n"
+        "Mounts an OSS or S3 bucket read-only at <mountpoint>. <source> is\n"
+        "<bucket>.<endpoint>[:port]:/<path>, e.g. mybucket.oss-cn-hangzhou.aliyuncs.com:/\n"
+        "(the path, a key prefix, becomes the root of the mount).\n"
+        "\n"
+        "  -f, --foreground    stay in the foreground and log to stderr\n"
+        "  --ready-fd=N        write one line to fd N: \"ok\" once mounted, else \"error: ...\"\n"
+        "  --protocol=P        oss (default: OSS API, signature V1/V4) or s3 (AWS SigV4)\n"
+        "  --passwd_file=PATH  credentials file, AccessKeyId:AccessKeySecret\n"
+        "  -h, --help          this text\n"
+        "  -V, --version       version\n"
+        "\n"
+        "Options (the mount helper's g_<name>=<value>):\n");
+    opt_print_help(f);
+}
+
+/* Writes the one ready line (if a ready fd was given) and closes the fd. */
+static void ready_line(struct daemon *d, const char *line)
+{
+    int fd = d->e.ready_fd;
+    if (fd < 0)
+        return;
+    size_t len = strlen(line), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, line + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    close(fd);
+    d->e.ready_fd = -1;
+}
+
+static void tell_parent(struct daemon *d, char verdict)
+{
+    if (d->sync_fd < 0)
+        return;
+    ssize_t w;
+    do {
+        w = write(d->sync_fd, &verdict, 1);
+    } while (w < 0 && errno == EINTR);
+    close(d->sync_fd);
+    d->sync_fd = -1;
+}
+
+/* Reports a start-up failure everywhere it can be seen; returns the exit code. */
+__attribute__((format(printf, 2, 3))) static int fail(struct daemon *d, const char *fmt, ...)
+{
+    char reason[1024], line[1100];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    for (char *p = reason; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    /* Plainly on stderr for whoever runs the daemon (detached, stderr is /dev/null), and in the
+       log too when the log is a file. */
+    if (d->log_to_file)
+        log_error("%s", reason);
+    fprintf(stderr, EFC_PROGRAM ": %s\n", reason);
+    snprintf(line, sizeof(line), "error: %s\n", reason);
+    ready_line(d, line);
+    tell_parent(d, 1);
+    return 1;
+}
+
+static void fuse_log_cb(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    char msg[256];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    if (level <= FUSE_LOG_ERR) {
+        log_error("libfuse: %s", msg);
+        if (g_daemon) {
+            pthread_mutex_lock(&g_daemon->fuse_err_lock);
+            snprintf(g_daemon->fuse_err, sizeof(g_daemon->fuse_err), "%s",
+                     strncmp(msg, "fuse: ", 6) == 0 ? msg + 6 : msg);
+            pthread_mutex_unlock(&g_daemon->fuse_err_lock);
+        }
+    } else if (level <= FUSE_LOG_WARNING) {
+        log_warn("libfuse: %s", msg);
+    } else if (level <= FUSE_LOG_INFO) {
+        log_info("libfuse: %s", msg);
+    } else {
+        log_debug("libfuse: %s", msg);
+    }
+}
+
+static const char *fuse_last_error(struct daemon *d, const char *fallback)
+{
+    static __thread char copy[256];
+    pthread_mutex_lock(&d->fuse_err_lock);
+    snprintf(copy, sizeof(copy), "%s", d->fuse_err[0] ? d->fuse_err : fallback);
+    pthread_mutex_unlock(&d->fuse_err_lock);
+    return copy;
+}
+
+/* ---- the command line ---------------------------------------------------------------------- */
+
+enum parse_result { PARSE_OK, PARSE_EXIT_OK, PARSE_ERROR };
+
+/* The value of "--NAME=VALUE" or "--NAME VALUE"; advances *I over a separate value. */
+static const char *arg_value(int argc, char **argv, int *i, const char *arg, size_t namelen)
+{
+    if (arg[namelen] == '=')
+        return arg + namelen + 1;
+    if (arg[namelen] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+static enum parse_result parse_args(struct daemon *d, int argc, char **argv, char *err,
+                                    size_t errlen)
+{
+    struct efc *e = &d->e;
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0;
+    bool opts_done = false;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v;
+        if (opts_done || a[0] != '-' || a[1] == '\0') {
+            if (npos == 2) {
+                snprintf(err, errlen, "unexpected argument '%s' (source and mountpoint given)", a);
+                return PARSE_ERROR;
+            }
+            pos[npos++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            opts_done = true;
+        } else if (strcmp(a, "-f") == 0 || strcmp(a, "--foreground") == 0) {
+            e->foreground = true;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return PARSE_EXIT_OK;
+        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
+            printf(EFC_PROGRAM " %s (libfuse %s)\n", EFC_VERSION, fuse_pkgversion());
+            return PARSE_EXIT_OK;
+        } else if (strncmp(a, "--ready-fd", 10) == 0 && (a[10] == '=' || a[10] == '\0')) {
+            char *end;
+            v = arg_value(argc, argv, &i, a, 10);
+            long fd = v ? strtol(v, &end, 10) : -1;
+            if (v == NULL || *v == '\0' || *end != '\0' || fd < 0 || fd > INT_MAX ||
+                fcntl((int)fd, F_GETFD) < 0) {
+                snprintf(err, errlen, "--ready-fd: '%s' is not an open file descriptor",
+                         v ? v : "");
+                return PARSE_ERROR;
+            }
+            e->ready_fd = (int)fd;
+            fcntl(e->ready_fd, F_SETFD, FD_CLOEXEC);
+        } else if (strncmp(a, "--protocol", 10) == 0 && (a[10] == '=' || a[10] == '\0')) {
+            v = arg_value(argc, argv, &i, a, 10);
+            if (v && strcmp(v, "oss") == 0) {
+                e->protocol = OSS_PROTO_OSS;
+            } else if (v && strcmp(v, "s3") == 0) {
+                e->protocol = OSS_PROTO_S3;
+            } else {
+                snprintf(err, errlen, "unknown protocol '%s' (expected oss or s3)", v ? v : "");
+                return PARSE_ERROR;
+            }
+        } else if (strncmp(a, "--passwd_file", 13) == 0 && (a[13] == '=' || a[13] == '\0')) {
+            v = arg_value(argc, argv, &i, a, 13);
+            if (v == NULL || *v == '\0') {
+                snprintf(err, errlen, "--passwd_file needs a path");
+                return PARSE_ERROR;
+            }
+            free(e->passwd_file);
+            e->passwd_file = strdup(v);
+            if (e->passwd_file == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return PARSE_ERROR;
+            }
+        } else if (a[1] == '-') {
+            /* --<option>=<value>, or --<option> alone for a boolean */
+            char oerr[512];
+            int rc = opt_set_kv(&e->opts, a + 2, oerr, sizeof(oerr));
+            if (rc) {
+                snprintf(err, errlen, "%s", oerr);
+                return PARSE_ERROR;
+            }
+        } else {
+            snprintf(err, errlen, "unknown option '%s' (try --help)", a);
+            return PARSE_ERROR;
+        }
+    }
+    if (npos < 2) {
+        snprintf(err, errlen,
+                 "missing %s (usage: " EFC_PROGRAM
+                 " [options] <bucket>.<endpoint>:/<path> <mountpoint>)",
+                 npos == 0 ? "source and mountpoint" : "mountpoint");
+        return PARSE_ERROR;
+    }
+    int rc = efc_source_parse(pos[0], &e->src, err, errlen);
+    if (rc)
+        return PARSE_ERROR;
+    e->mountpoint = strdup(pos[1]);
+    if (e->mountpoint == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return PARSE_ERROR;
+    }
+    return PARSE_OK;
+}
+
+/* ---- checks and set-up --------------------------------------------------------------------- */
+
+/* Makes the mount point absolute and canonical and checks that it is a directory. */
+static int check_mountpoint(struct efc *e, char *err, size_t errlen)
+{
+    char *real = realpath(e->mountpoint, NULL);
+    struct stat st;
+
+    if (real == NULL) {
+        snprintf(err, errlen, "mountpoint '%s': %s", e->mountpoint, strerror(errno));
+        return -errno;
+    }
+    if (stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "mountpoint '%s' is not a directory", real);
+        free(real);
+        return -ENOTDIR;
+    }
+    free(e->mountpoint);
+    e->mountpoint = real;
+    return 0;
+}
+
+/* mkdir -p of PATH's parent directory. */
+static int make_parent_dirs(const char *path)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    char *slash = strrchr(tmp, '/');
+    if (slash == NULL || slash == tmp)
+        return 0;
+    *slash = '\0';
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static int setup_logging(struct daemon *d, char *err, size_t errlen)
+{
+    struct efc *e = &d->e;
+    char path[PATH_MAX];
+    const char *file = opt_str(&e->opts, OPT_LOG_FILE);
+
+    log_set_ident("efc");
+    log_set_level((enum log_level)log_level_parse(opt_str(&e->opts, OPT_LOG_LEVEL)));
+    if (file[0] == '\0' && e->foreground)
+        return 0; /* stderr */
+    if (file[0] == '\0') {
+        snprintf(path, sizeof(path), DEFAULT_LOG_DIR "/efc-%s.log", e->src.bucket);
+        file = path;
+    }
+    int rc = make_parent_dirs(file);
+    if (rc == 0)
+        rc = log_open_file(file);
+    if (rc) {
+        snprintf(err, errlen, "cannot open log file '%.900s': %s (set g_log_File)", file,
+                 strerror(-rc));
+        return rc;
+    }
+    d->log_to_file = true;
+    return 0;
+}
+
+/* A relative credentials path would break after the daemon moves to "/". */
+static int absolute_passwd_file(struct efc *e)
+{
+    if (e->passwd_file == NULL || e->passwd_file[0] == '/')
+        return 0;
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+        return -errno;
+    size_t n = strlen(cwd) + strlen(e->passwd_file) + 2;
+    char *p = malloc(n);
+    if (p == NULL)
+        return -ENOMEM;
+    snprintf(p, n, "%s/%s", cwd, e->passwd_file);
+    free(e->passwd_file);
+    e->passwd_file = p;
+    return 0;
+}
+
+static const char *endpoint_text(const struct efc *e, char *buf, size_t len)
+{
+    const char *ep = opt_str(&e->opts, OPT_OSS_ENDPOINT);
+    if (ep[0])
+        return ep;
+    snprintf(buf, len, "https://%s", e->src.host);
+    return buf;
+}
+
+static int make_client(struct efc *e, char *err, size_t errlen)
+{
+    struct oss_config c;
+    char why[512];
+
+    oss_config_init(&c);
+    c.protocol = e->protocol;
+    c.sign_version = (int)opt_int(&e->opts, OPT_OSS_SIGNVERSION);
+    c.bucket = e->src.bucket;
+    c.host = e->src.host;
+    c.region = opt_str(&e->opts, OPT_OSS_REGION)[0] ? opt_str(&e->opts, OPT_OSS_REGION) : NULL;
+    c.endpoints =
+        opt_str(&e->opts, OPT_OSS_ENDPOINT)[0] ? opt_str(&e->opts, OPT_OSS_ENDPOINT) : NULL;
+    c.path_style = opt_bool(&e->opts, OPT_OSS_PATHSTYLE);
+    c.sts_file = opt_str(&e->opts, OPT_OSS_STSFILE)[0] ? opt_str(&e->opts, OPT_OSS_STSFILE) : NULL;
+    c.passwd_file = e->passwd_file;
+    c.max_connections = (int)opt_int(&e->opts, OPT_OSS_MAXCONNECTIONS);
+    c.connect_timeout_ms = (int)opt_int(&e->opts, OPT_OSS_CONNECTTIMEOUTMS);
+    c.stall_timeout_ms = (int)opt_int(&e->opts, OPT_OSS_STALLTIMEOUTMS);
+    c.retry_budget_ms = (int)opt_int(&e->opts, OPT_OSS_RETRYBUDGETMS);
+    why[0] = '\0';
+    int rc = oss_client_new(&c, &e->oss, why, sizeof(why));
+    if (rc)
+        snprintf(err, errlen, "%s", why[0] ? why : strerror(-rc));
+    return rc;
+}
+
+static int count_entry(void *arg, const struct oss_list_entry *le)
+{
+    (void)le;
+    (*(unsigned *)arg)++;
+    return 0;
+}
+
+/* Credentials, endpoint and bucket, all at once: one listing of the mount's prefix. */
+static int check_bucket(struct efc *e, char *err, size_t errlen)
+{
+    struct oss_list l;
+    unsigned n = 0;
+    char epbuf[300];
+
+    memset(&l, 0, sizeof(l));
+    l.prefix = e->src.prefix;
+    l.delimiter = "/";
+    l.max_keys = 1;
+    int rc = oss_list_page(e->oss, &l, count_entry, &n);
+    if (rc) {
+        const char *why = oss_last_error();
+        snprintf(err, errlen, "cannot list bucket '%s' at %s: %s", e->src.bucket,
+                 endpoint_text(e, epbuf, sizeof(epbuf)), why[0] ? why : strerror(-rc));
+        return rc;
+    }
+    if (n == 0 && e->src.prefix[0])
+        log_warn("nothing in bucket '%s' under '%s' yet: the mount starts empty", e->src.bucket,
+                 e->src.prefix);
+    return 0;
+}
+
+/* "-o" value text with ',' and '\' escaped for libfuse's option parser. */
+static char *escape_opt(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(2 * n + 1), *p = out;
+    if (out == NULL)
+        return NULL;
+    for (; *s; s++) {
+        if (*s == ',' || *s == '\\')
+            *p++ = '\\';
+        *p++ = *s;
+    }
+    *p = '\0';
+    return out;
+}
+
+static struct fuse_session *new_session(struct daemon *d, char *err, size_t errlen)
+{
+    struct efc *e = &d->e;
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    struct fuse_session *se = NULL;
+    char opts[256];
+    char *fsname = escape_opt(e->src.text);
+    char *fsopt = NULL;
+
+    if (fsname == NULL)
+        goto oom;
+    size_t n = strlen(fsname) + sizeof("fsname=");
+    fsopt = malloc(n);
+    if (fsopt == NULL)
+        goto oom;
+    snprintf(fsopt, n, "fsname=%s", fsname);
+    /* Not "ro" at the VFS level: on an MS_RDONLY mount the kernel answers chmod/chown with EROFS
+     * before we are asked, and the contract says EPERM for those. Every operation that writes
+     * reaches fs.c and is refused there with EROFS. nosuid,nodev are libfuse's defaults. */
+    snprintf(opts, sizeof(opts),
+             "allow_other,default_permissions,noatime,subtype=" EFC_SUBTYPE ",max_read=%u",
+             EFC_MAX_READ);
+    if (fuse_opt_add_arg(&args, EFC_PROGRAM) || fuse_opt_add_arg(&args, "-o") ||
+        fuse_opt_add_arg(&args, opts) || fuse_opt_add_arg(&args, "-o") ||
+        fuse_opt_add_arg(&args, fsopt))
+        goto oom;
+    se = fuse_session_new(&args, efc_fs_ops(), sizeof(struct fuse_lowlevel_ops), e);
+    if (se == NULL)
+        snprintf(err, errlen, "cannot start a FUSE session: %s",
+                 fuse_last_error(d, "unknown error"));
+    fuse_opt_free_args(&args);
+    free(fsname);
+    free(fsopt);
+    return se;
+oom:
+    fuse_opt_free_args(&args);
+    free(fsname);
+    free(fsopt);
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+}
+
+/* mountinfo escapes ' ', '\t', '\n' and '\' in paths as octal. */
+static void mountinfo_escape(const char *s, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *s && o + 5 < len; s++) {
+        if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\\')
+            o += (size_t)snprintf(out + o, len - o, "\\%03o", (unsigned char)*s);
+        else
+            out[o++] = *s;
+    }
+    out[o] = '\0';
+}
+
+/* Finds the device ("major:minor") of our mount, without touching it (the session loop is not
+   running yet, so a stat of the mount point would hang). */
+static void find_bdi(struct efc *e)
+{
+    char want[PATH_MAX * 2], line[PATH_MAX * 3];
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+
+    e->bdi[0] = '\0';
+    if (f == NULL)
+        return;
+    mountinfo_escape(e->mountpoint, want, sizeof(want));
+    while (fgets(line, sizeof(line), f)) {
+        char majmin[32], mnt[PATH_MAX * 2];
+        /* id parent major:minor root mountpoint options ... - fstype source superoptions */
+        if (sscanf(line, "%*u %*u %31s %*s %4095s", majmin, mnt) != 2)
+            continue;
+        const char *dash = strstr(line, " - ");
+        if (dash && strcmp(mnt, want) == 0 &&
+            strncmp(dash + 3, "fuse." EFC_SUBTYPE " ", sizeof("fuse." EFC_SUBTYPE)) == 0)
+            snprintf(e->bdi, sizeof(e->bdi), "%s", majmin); /* the last one is ours */
+    }
+    fclose(f);
+}
+
+/* Forks; the parent waits for the child's verdict and exits with it. Returns in the child. */
+static int detach(struct daemon *d, char *err, size_t errlen)
+{
+    int p[2];
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot detach: pipe: %s", strerror(errno));
+        return -errno;
+    }
+    pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot detach: fork: %s", strerror(errno));
+        close(p[0]);
+        close(p[1]);
+        return -errno;
+    }
+    if (pid > 0) {
+        char verdict = 1;
+        ssize_t r;
+        close(p[1]);
+        if (d->e.ready_fd >= 0)
+            close(d->e.ready_fd); /* the child's copy carries the ready line */
+        do {
+            r = read(p[0], &verdict, 1);
+        } while (r < 0 && errno == EINTR);
+        _exit(r == 1 && verdict == 0 ? 0 : 1);
+    }
+    close(p[0]);
+    d->sync_fd = p[1];
+    if (setsid() < 0)
+        log_debug("setsid: %s", strerror(errno));
+    if (chdir("/") != 0)
+        log_debug("chdir /: %s", strerror(errno));
+    int nul = open("/dev/null", O_RDWR);
+    if (nul >= 0) {
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(nul, 2);
+        if (nul > 2)
+            close(nul);
+    }
+    return 0;
+}
+
+static void cleanup(struct daemon *d)
+{
+    struct efc *e = &d->e;
+
+    if (e->se) {
+        if (d->signals_set)
+            fuse_remove_signal_handlers(e->se);
+        if (d->mounted)
+            fuse_session_unmount(e->se);
+        fuse_session_destroy(e->se);
+        e->se = NULL;
+    }
+    if (d->fs_setup)
+        efc_fs_teardown(e);
+    d->fs_setup = false;
+    oss_client_free(e->oss);
+    e->oss = NULL;
+    if (d->state_done && unlink(e->state_path) != 0 && errno != ENOENT)
+        log_warn("cannot remove state file '%s': %s", e->state_path, strerror(errno));
+    efc_source_release(&e->src);
+    free(e->mountpoint);
+    free(e->passwd_file);
+    opt_release(&e->opts);
+}
+
+int main(int argc, char **argv)
+{
+    static struct daemon dmn;
+    struct daemon *d = &dmn;
+    struct efc *e = &d->e;
+    char err[1024];
+    int rc;
+
+    g_daemon = d;
+    d->sync_fd = -1;
+    e->ready_fd = -1;
+    pthread_mutex_init(&d->fuse_err_lock, NULL);
+    log_set_ident("efc");
+    fuse_set_log_func(fuse_log_cb);
+    if (opt_init(&e->opts) != 0) {
+        fprintf(stderr, EFC_PROGRAM ": out of memory\n");
+        return 1;
+    }
+    e->protocol = OSS_PROTO_OSS;
+
+    switch (parse_args(d, argc, argv, err, sizeof(err))) {
+    case PARSE_EXIT_OK:
+        cleanup(d);
+        return 0;
+    case PARSE_ERROR:
+        cleanup(d);
+        fail(d, "%s", err);
+        return 2; /* a usage error */
+    case PARSE_OK:
+        break;
+    }
+    if (opt_check(&e->opts, err, sizeof(err)) != 0 || check_mountpoint(e, err, sizeof(err)) != 0 ||
+        setup_logging(d, err, sizeof(err)) != 0)
+        goto failed;
+    if (absolute_passwd_file(e) != 0) {
+        snprintf(err, sizeof(err), "cannot resolve passwd_file '%s'", e->passwd_file);
+        goto failed;
+    }
+    if (efc_state_path(e->mountpoint, e->state_path, sizeof(e->state_path)) != 0) {
+        snprintf(err, sizeof(err), "mountpoint '%s': path too long", e->mountpoint);
+        goto failed;
+    }
+    log_info("starting " EFC_PROGRAM " %s: '%s' on '%s' (%s)%s", EFC_VERSION, e->src.text,
+             e->mountpoint, e->protocol == OSS_PROTO_S3 ? "s3" : "oss",
+             e->foreground ? ", foreground" : "");
+
+    if (make_client(e, err, sizeof(err)) != 0 || check_bucket(e, err, sizeof(err)) != 0)
+        goto failed;
+    d->fs_setup = true;
+    rc = efc_fs_setup(e);
+    if (rc) {
+        snprintf(err, sizeof(err), "cannot set up the file system: %s", strerror(-rc));
+        goto failed;
+    }
+    e->se = new_session(d, err, sizeof(err));
+    if (e->se == NULL)
+        goto failed;
+    if (fuse_set_signal_handlers(e->se) != 0) {
+        snprintf(err, sizeof(err), "cannot install signal handlers");
+        goto failed;
+    }
+    d->signals_set = true;
+    e->mount_time = time(NULL);
+    if (fuse_session_mount(e->se, e->mountpoint) != 0) {
+        snprintf(err, sizeof(err), "cannot mount on '%s': %s", e->mountpoint,
+                 fuse_last_error(d, "mount failed"));
+        goto failed;
+    }
+    d->mounted = true;
+    rc = efc_fuseio_install(e);
+    if (rc) {
+        snprintf(err, sizeof(err), "cannot set up the FUSE channel: %s", strerror(-rc));
+        goto failed;
+    }
+    find_bdi(e);
+
+    if (!e->foreground && detach(d, err, sizeof(err)) != 0)
+        goto failed;
+    /* From here on in the process that serves the mount. */
+    rc = efc_fs_start(e);
+    if (rc) {
+        snprintf(err, sizeof(err), "cannot start the read path: %s", strerror(-rc));
+        goto failed;
+    }
+    char serr[512];
+    if (efc_state_write(e, serr, sizeof(serr)) == 0)
+        d->state_done = true;
+    else
+        log_warn("no state file (management tools will not find this mount): %s", serr);
+
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    if (cfg == NULL) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto failed;
+    }
+    unsigned threads = (unsigned)opt_int(&e->opts, OPT_FUSE_MAXTHREADS);
+    fuse_loop_cfg_set_clone_fd(cfg, 1);
+    fuse_loop_cfg_set_max_threads(cfg, threads);
+    /* Idle workers are kept (up to the maximum): creating a thread per burst costs more than
+       the stacks of sleeping ones. */
+    fuse_loop_cfg_set_idle_threads(cfg, threads);
+
+    log_info("mounted '%s' on '%s' (pid %d, up to %u FUSE threads)", e->src.text, e->mountpoint,
+             (int)getpid(), threads);
+    ready_line(d, "ok\n");
+    tell_parent(d, 0);
+
+    rc = fuse_session_loop_mt(e->se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+    if (rc < 0)
+        log_error("the FUSE session ended with an error: %s", strerror(-rc));
+    else if (rc > 0)
+        log_info("signal %d: unmounting '%s'", rc, e->mountpoint);
+    else
+        log_info("'%s' was unmounted", e->mountpoint);
+    cleanup(d);
+    log_info("exiting");
+    return rc < 0 ? 1 : 0;
+
+failed:
+    /* Unmount and free first: whoever reads the error line may check at once that nothing is
+       left mounted. */
+    cleanup(d);
+    return fail(d, "%s", err);
+}

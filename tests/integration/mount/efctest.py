@@ -1,0 +1,737 @@
+"""tests/integration/mount/efctest.py - the shared harness of the mount tests.
+
+Every test mounts for real: ossemu (tests/ossemu) serves a temporary directory as a bucket, and
+`mount -t alinas -o efc,protocol=oss,...` runs /sbin/mount.alinas, which starts the daemon of the
+build tree (EFC_DAEMON). Whatever a test starts it registers for cleanup at once (unittest's
+addCleanup / addClassCleanup run even when a test fails), and cleanup is itself bounded: umount,
+then a lazy unmount, then aborting the FUSE connection; the daemon is waited for and killed by pid
+if it lingers; ossemu gets SIGTERM, then SIGKILL. Operations on the mount that could block run in
+a child process with a timeout (run_bounded), and a watchdog aborts the test's FUSE connections if
+a test overruns, so a daemon bug fails a test instead of hanging it.
+
+Environment (set by ctest): EFC_BUILD_DIR, EFC_SOURCE_DIR, EFC_OSSEMU_DIR. Standard library only.
+"""
+
+import atexit
+import base64
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("EFC_SOURCE_DIR") or os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+BUILD_DIR = os.environ.get("EFC_BUILD_DIR") or os.path.join(SOURCE_DIR, "build", "e")
+OSSEMU_DIR = os.environ.get("EFC_OSSEMU_DIR") or os.path.join(SOURCE_DIR, "tests", "ossemu")
+HELPER = os.path.join(BUILD_DIR, "efc", "mount.alinas")
+DAEMON = os.path.join(BUILD_DIR, "efc", "aliyun-alinas-efc")
+SBIN_HELPER = "/sbin/mount.alinas"
+FSTYPE = "fuse.aliyun-alinas-efc"
+DAEMON_NAME = "aliyun-alinas-efc"
+BUCKET = "testbucket"
+HOST = "oss-cn-hangzhou.aliyuncs.com"
+AK, SK = "testak", "testsk"
+STATE_DIR = "/run/efc"
+
+MOUNT_TIMEOUT = 150  # the helper itself gives up after 120 s
+TEST_WATCHDOG = 240  # seconds one test may take before its FUSE connections are aborted
+
+
+def log(msg):
+    sys.stderr.write("[efctest %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- environment checks
+
+
+def require_environment():
+    """Raises SkipTest when the machine cannot mount at all; fails when the build is missing."""
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("mount tests need root")
+    if not os.path.exists("/dev/fuse"):
+        raise unittest.SkipTest("mount tests need /dev/fuse")
+    for p in (HELPER, DAEMON):
+        if not os.access(p, os.X_OK):
+            raise AssertionError("not built: %s (build the project first)" % p)
+    if shutil.which("node") is None:
+        raise AssertionError("node is needed to run tests/ossemu")
+    install_helper()
+
+
+def install_helper():
+    """mount(8) only looks in /sbin: make sure the helper there is the one under test."""
+    try:
+        with open(SBIN_HELPER, "rb") as a, open(HELPER, "rb") as b:
+            if a.read() == b.read():
+                return
+    except OSError:
+        pass
+    tmp = "%s.tmp.%d" % (SBIN_HELPER, os.getpid())
+    shutil.copyfile(HELPER, tmp)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, SBIN_HELPER)
+    log("installed %s from %s" % (SBIN_HELPER, HELPER))
+
+
+_SAN_DIR = None
+
+
+def sanitizer_dir():
+    """Where a sanitizer build of the helper or the daemon writes its reports (the daemon's
+    stderr is /dev/null once it detaches, so they would otherwise be lost)."""
+    global _SAN_DIR
+    if _SAN_DIR is None:
+        _SAN_DIR = tempfile.mkdtemp(prefix="efc-san-")
+        atexit.register(shutil.rmtree, _SAN_DIR, True)
+    return _SAN_DIR
+
+
+def sanitizer_reports():
+    """Text of the sanitizer reports written so far; each is read once (then removed)."""
+    out = []
+    d = sanitizer_dir()
+    for n in sorted(os.listdir(d)):
+        p = os.path.join(d, n)
+        try:
+            with open(p, errors="replace") as f:
+                out.append("%s:\n%s" % (n, f.read()[:6000]))
+            os.unlink(p)
+        except OSError:
+            pass
+    return out
+
+
+def mount_env():
+    env = dict(os.environ)
+    env["EFC_DAEMON"] = DAEMON
+    san = os.path.join(sanitizer_dir(), "report")
+    env.setdefault("ASAN_OPTIONS", "log_path=%s:abort_on_error=0" % san)
+    env.setdefault("UBSAN_OPTIONS", "log_path=%s:print_stacktrace=1" % san)
+    for k in ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"):
+        env.pop(k, None)
+    return env
+
+
+# ---------------------------------------------------------------- /proc helpers
+
+
+def _unescape(s):
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 3 < len(s) and all(c in "01234567" for c in s[i + 1 : i + 4]):
+            out.append(chr(int(s[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def canon(path):
+    """realpath of PATH's parent plus its last component: never stats PATH itself, which, on a
+    mount whose daemon hangs, would block."""
+    path = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
+def mountinfo():
+    """[(mountpoint, fstype, source, options, major:minor)] from /proc/self/mountinfo."""
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            parts = line.split()
+            try:
+                sep = parts.index("-", 6)
+            except ValueError:
+                continue
+            out.append((_unescape(parts[4]), parts[sep + 1], _unescape(parts[sep + 2]),
+                        parts[5] + "," + parts[sep + 3], parts[2]))
+    return out
+
+
+def mounts_on(path):
+    path = canon(path)
+    return [m for m in mountinfo() if m[0] == path]
+
+
+def mounts_under(path):
+    path = canon(path)
+    return [m for m in mountinfo() if m[0] == path or m[0].startswith(path + "/")]
+
+
+def is_mounted(path):
+    return bool(mounts_on(path))
+
+
+def daemon_pids(mnt, name=DAEMON_NAME):
+    """Pids of NAME (aliyun-alinas-efc) processes whose command line names MNT."""
+    mnt = canon(mnt)
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]).decode(errors="replace") == name:
+            if mnt.encode() in argv:
+                pids.append(int(d))
+    return pids
+
+
+def helper_pids(mnt):
+    return daemon_pids(mnt, "mount.alinas")
+
+
+def pid_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def state_file(mnt):
+    return os.path.join(STATE_DIR, canon(mnt).replace("/", "_") + ".json")
+
+
+def wait_until(pred, timeout, interval=0.05):
+    """Polls PRED until true or TIMEOUT seconds; returns its last value."""
+    end = time.monotonic() + timeout
+    n = 0
+    while True:
+        v = pred()
+        if v or time.monotonic() >= end or n > 100000:
+            return v
+        n += 1
+        time.sleep(interval)
+
+
+def fuse_abort(majmin):
+    """Aborts the FUSE connection of a mount (by the mount's device minor): every request
+    pending on it fails with ENOTCONN, which unblocks anything stuck on a hung daemon."""
+    conn_dir = "/sys/fs/fuse/connections"
+    try:
+        if not os.listdir(conn_dir):
+            subprocess.run(["mount", "-t", "fusectl", "fusectl", conn_dir], timeout=10,
+                           capture_output=True)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    minor = majmin.split(":")[1]
+    p = os.path.join(conn_dir, minor, "abort")
+    try:
+        with open(p, "w") as f:
+            f.write("1")
+        log("aborted FUSE connection %s" % minor)
+        return True
+    except OSError as e:
+        log("cannot abort FUSE connection %s: %s" % (minor, e))
+        return False
+
+
+def _umount2_detach(path):
+    """umount2(PATH, MNT_DETACH) as a bare syscall: no path canonicalisation, so no request to
+    a daemon that may be hung."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(path.encode(), 2) != 0:
+        return os.strerror(ctypes.get_errno())
+    return None
+
+
+def unmount(mnt, pid=None):
+    """Unmounts MNT whatever state the daemon is in, then makes sure PID (the daemon) ends.
+    Returns a list of the problems met (empty when a plain umount did it). Bounded: about 40 s
+    at worst."""
+    problems = []
+    mnt = canon(mnt)
+    pids = [pid] if pid else daemon_pids(mnt)
+    ms = mounts_on(mnt)
+    if ms:
+        # umount(8) first (it also drops libmount's utab entry of an fstab mount); -c: no
+        # canonicalisation, which would stat the mount's root and block on a hung daemon.
+        try:
+            r = subprocess.run(["umount", "-c", mnt], capture_output=True, text=True, timeout=15)
+            if r.returncode != 0:
+                problems.append("umount: %s" % r.stderr.strip())
+        except subprocess.TimeoutExpired:
+            problems.append("umount timed out")
+    for attempt in range(3):
+        ms = mounts_on(mnt)
+        if not ms:
+            break
+        # The daemon does not let go: abort its connection (pending requests fail, blocked
+        # readers wake up) and detach.
+        for m in ms:
+            if m[1].startswith("fuse"):
+                fuse_abort(m[4])
+        err = _umount2_detach(mnt)
+        if err:
+            problems.append("umount2(MNT_DETACH): %s" % err)
+    if is_mounted(mnt):
+        problems.append("still mounted: %s" % mnt)
+    for p in pids:
+        if not wait_until(lambda: not pid_alive(p), 15):
+            problems.append("daemon %d did not exit after unmount; killed it" % p)
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_until(lambda: not pid_alive(p), 10)
+    return problems
+
+
+# ---------------------------------------------------------------- ossemu
+
+
+def _pdeathsig():
+    # The server dies with the test process, so a crashed test leaves no server behind.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class Ossemu:
+    """A running tests/ossemu serving ROOT as bucket `testbucket`."""
+
+    def __init__(self, root, creds=(AK + ":" + SK,), sts=(), args=(), log_path=None):
+        self.root = root
+        cmd = ["node", os.path.join(OSSEMU_DIR, "server.js"), "--root", root, "--bucket", BUCKET]
+        for c in creds:
+            cmd += ["--cred", c]
+        for s in sts:
+            cmd += ["--sts", s]
+        cmd += list(args)
+        self.log_path = log_path or os.path.join(os.path.dirname(root), "ossemu.log")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_pdeathsig)
+        try:
+            ready = self._ready_line(30)
+        except Exception:
+            self.stop()
+            raise
+        self.port = ready["port"]
+        self.admin_port = ready["admin_port"]
+        self.endpoint = "http://127.0.0.1:%d" % self.port
+
+    def _ready_line(self, timeout):
+        end = time.monotonic() + timeout
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in buf:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError("ossemu did not become ready in %d s (log %s)" % (timeout, self.log_path))
+            r, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise AssertionError("ossemu exited before it was ready (log %s)" % self.log_path)
+                buf += chunk
+        ready = json.loads(buf.split(b"\n", 1)[0])
+        if not ready.get("ready"):
+            raise AssertionError("unexpected ossemu ready line %r" % buf)
+        return ready
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log.close()
+
+    def admin(self, method, path, body=None, timeout=15):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.admin_port, path), data=data,
+                                     method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            raise AssertionError("ossemu %s %s: %d %s" % (method, path, e.code, e.read()[:300]))
+
+    def faults(self, spec):
+        return self.admin("POST", "/faults", spec)
+
+    def creds(self, spec):
+        return self.admin("POST", "/creds", spec)
+
+    def stats(self):
+        return self.admin("GET", "/stats")
+
+    def reset_stats(self):
+        return self.admin("POST", "/stats/reset", {})
+
+    def put_object(self, key, data=None, storage_class=None, restore=None):
+        spec = {"key": key}
+        if data is not None:
+            spec["data_base64"] = base64.b64encode(data).decode()
+        if storage_class is not None:
+            spec["storage_class"] = storage_class
+        if restore is not None:
+            spec["restore"] = restore
+        return self.admin("POST", "/objects", spec)
+
+
+# ---------------------------------------------------------------- source trees
+
+
+def pattern(size, seed):
+    """Deterministic bytes (random-looking, so an off-by-a-block read cannot pass)."""
+    return random.Random(seed).randbytes(size)
+
+
+def write_file(root, rel, data):
+    p = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(data)
+    return p
+
+
+def write_tree(root, files):
+    """FILES: {relative path: bytes}."""
+    for rel, data in files.items():
+        write_file(root, rel, data)
+
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def walk_tree(root):
+    """(set of relative dirs, {relative file: size}) under ROOT."""
+    dirs, files = set(), {}
+    for d, dn, fn in os.walk(root):
+        rel = os.path.relpath(d, root)
+        if rel != ".":
+            dirs.add(rel)
+        for n in fn:
+            files[os.path.normpath(os.path.join(rel, n))] = os.lstat(os.path.join(d, n)).st_size
+    return dirs, files
+
+
+# ---------------------------------------------------------------- bounded execution
+
+
+def run_bounded(code, timeout, args=(), stdin_data=None):
+    """Runs python CODE in a child with a timeout; returns (returncode, stdout, stderr, seconds).
+    returncode None means it timed out (the child is killed)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([sys.executable, "-c", code] + list(args), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(stdin_data, timeout=timeout)
+        return p.returncode, out, err, time.monotonic() - t0
+    except subprocess.TimeoutExpired:
+        p.kill()
+        try:
+            out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            out, err = "", "(child stuck even after SIGKILL)"
+        return None, out, err, time.monotonic() - t0
+
+
+# Child code: performs OP on PATH and prints "OK <detail>" or "ERR <errno name>".
+ERRNO_PROBE = r"""
+import errno, os, sys
+op, path = sys.argv[1], sys.argv[2]
+arg = sys.argv[3] if len(sys.argv) > 3 else None
+try:
+    if op == "read":
+        with open(path, "rb") as f:
+            n = len(f.read())
+        print("OK", n)
+    elif op == "open":
+        os.close(os.open(path, os.O_RDONLY))
+        print("OK")
+    else:
+        raise SystemExit("unknown op " + op)
+except OSError as e:
+    print("ERR", errno.errorcode.get(e.errno, str(e.errno)))
+"""
+
+
+def probe(op, path, timeout=30):
+    """(result line, seconds) of ERRNO_PROBE; result None when it hung past TIMEOUT."""
+    rc, out, err, secs = run_bounded(ERRNO_PROBE, timeout, [op, path])
+    if rc is None:
+        return None, secs
+    return (out.strip() or ("EXIT %s %s" % (rc, err.strip()[-300:]))), secs
+
+
+# ---------------------------------------------------------------- the mount
+
+
+class Mount:
+    """One efc mount made with mount(8); unmount() is idempotent and always safe to call."""
+
+    def __init__(self, mnt, result, source):
+        self.mnt = canon(mnt)
+        self.result = result
+        self.source = source
+        self.pid = None
+        pids = daemon_pids(self.mnt)
+        if pids:
+            self.pid = pids[0]
+        else:
+            try:
+                with open(state_file(self.mnt)) as f:
+                    self.pid = int(json.load(f)["pid"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+
+    def path(self, *rel):
+        return os.path.join(self.mnt, *rel)
+
+    def info(self):
+        ms = mounts_on(self.mnt)
+        return ms[-1] if ms else None
+
+    def unmount(self):
+        problems = unmount(self.mnt, self.pid)
+        for p in problems:
+            log("unmount %s: %s" % (self.mnt, p))
+        return problems
+
+
+def source_string(prefix=""):
+    return "%s.%s:/%s" % (BUCKET, HOST, prefix)
+
+
+def mount_cmd(source, mnt, options, timeout=MOUNT_TIMEOUT, extra_args=()):
+    """Runs `mount -t alinas -o OPTIONS SOURCE MNT`; returns the CompletedProcess."""
+    cmd = ["mount", "-t", "alinas"] + list(extra_args) + ["-o", ",".join(options), source, mnt]
+    log("running: %s" % " ".join(cmd))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=mount_env())
+
+
+def base_options(emu, passwd_file=None, sts_file=None, extra=()):
+    opts = ["efc", "protocol=oss"]
+    if passwd_file:
+        opts.append("passwd_file=" + passwd_file)
+    if sts_file:
+        opts.append("g_oss_STSFile=" + sts_file)
+    if emu is not None:
+        opts.append("g_oss_Endpoint=" + emu.endpoint)
+    opts += list(extra)
+    return opts
+
+
+def write_secret(path, text):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+def write_sts(path, ak, sk, token, expiration="2099-01-01T00:00:00Z"):
+    """Writes the STS file atomically (temporary file + rename), as a credential agent would."""
+    tmp = path + ".tmp"
+    write_secret(tmp, json.dumps({"SecurityToken": token, "AccessKeyId": ak,
+                                  "AccessKeySecret": sk, "Expiration": expiration}, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------- test base
+
+
+class Harness:
+    """Owns what a test (or a test class) starts; cleanup runs through the unittest callbacks
+    given to it, so it happens even when the test fails or setUp raises."""
+
+    def __init__(self, add_cleanup, tag):
+        self._add_cleanup = add_cleanup
+        self.tmp = tempfile.mkdtemp(prefix="efc-%s-" % tag)
+        self.mounts = []
+        add_cleanup(self._remove_tmp)
+
+    def _remove_tmp(self):
+        # Never rm -rf through a live mount.
+        for m in mounts_under(self.tmp):
+            unmount(m[0])
+        if mounts_under(self.tmp):
+            log("leaving %s: something is still mounted under it" % self.tmp)
+            return
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def dir(self, name):
+        p = os.path.join(self.tmp, name)
+        os.makedirs(p, exist_ok=True)
+        return p
+
+    def ossemu(self, root, **kw):
+        kw.setdefault("log_path", os.path.join(self.tmp, "ossemu-%d.log" % len(os.listdir(self.tmp))))
+        emu = Ossemu(root, **kw)
+        self._add_cleanup(emu.stop)
+        return emu
+
+    def passwd(self, ak=AK, sk=SK, name="passwd"):
+        return write_secret(os.path.join(self.tmp, name), "%s:%s\n" % (ak, sk))
+
+    def mount(self, emu, prefix="", passwd_file=None, sts_file=None, extra=(), mnt=None,
+              source=None, check=True):
+        """Mounts through mount(8). With CHECK, fails the test unless it succeeded."""
+        if mnt is None:
+            mnt = self.dir("mnt%d" % len(self.mounts))
+        if passwd_file is None and sts_file is None:
+            passwd_file = self.passwd()
+        src = source or source_string(prefix)
+        opts = base_options(emu, passwd_file, sts_file, extra)
+        try:
+            r = mount_cmd(src, mnt, opts)
+        finally:
+            # Registered before we know the outcome: a mount that half-succeeded is undone too.
+            self._add_cleanup(unmount, canon(mnt))
+        m = Mount(mnt, r, src)
+        self.mounts.append(m)
+        if check and r.returncode != 0:
+            raise AssertionError("mount failed (%d): %s%s" % (r.returncode, r.stderr, r.stdout))
+        if check and not is_mounted(mnt):
+            raise AssertionError("mount returned 0 but nothing is mounted on %s" % mnt)
+        return m
+
+    def abort_all(self):
+        for m in mounts_under(self.tmp):
+            if m[1].startswith("fuse"):
+                fuse_abort(m[4])
+
+    def leftovers(self):
+        """Problems: mounts under our directories or daemons of our mount points still there."""
+        problems = ["still mounted: %s (%s)" % (m[0], m[1]) for m in mounts_under(self.tmp)]
+        for m in self.mounts:
+            for pid in daemon_pids(m.mnt):
+                problems.append("daemon %d for %s still running" % (pid, m.mnt))
+        return problems
+
+
+class EfcTestCase(unittest.TestCase):
+    """Base class: self.h is a per-test Harness, cls.ch a per-class one."""
+
+    maxDiff = 4000
+
+    @classmethod
+    def setUpClass(cls):
+        require_environment()
+        cls.ch = Harness(cls.addClassCleanup, cls.__name__.lower())
+        # Runs after every other class cleanup (they run last-in first-out) but before the
+        # temporary directory goes: whatever the tests did, nothing of theirs may remain.
+        cls.addClassCleanup(cls._check_leftovers, cls.ch)
+
+    def setUp(self):
+        self.h = Harness(self.addCleanup, self._testMethodName.replace("test_", "")[:20])
+        self.addCleanup(self._check_leftovers, self.h)
+        self._t0 = time.monotonic()
+        wd = threading.Timer(TEST_WATCHDOG, self._watchdog)
+        wd.daemon = True
+        wd.start()
+        self.addCleanup(wd.cancel)
+        self.addCleanup(lambda: log("%s took %.1f s" % (self.id(), time.monotonic() - self._t0)))
+
+    @staticmethod
+    def _check_leftovers(h):
+        problems = h.leftovers()
+        problems += ["sanitizer report %s" % r for r in sanitizer_reports()]
+        if problems:
+            raise AssertionError("left behind after cleanup: %s" % "; ".join(problems))
+
+    def _watchdog(self):
+        log("WATCHDOG: %s ran over %d s; aborting its FUSE connections" % (self.id(), TEST_WATCHDOG))
+        self.h.abort_all()
+        self.ch.abort_all()
+
+    def assert_no_leftovers(self, h=None):
+        problems = (h or self.h).leftovers()
+        self.assertEqual(problems, [], "leftovers after unmount")
+
+    def assert_unmounts_cleanly(self, m):
+        """Unmounts M with umount(8) and checks the daemon, the state file and the mount are gone."""
+        pid = m.pid
+        r = subprocess.run(["umount", m.mnt], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, "umount: %s" % r.stderr)
+        self.assertFalse(is_mounted(m.mnt))
+        if pid:
+            self.assertTrue(wait_until(lambda: not pid_alive(pid), 15),
+                            "daemon %d still running 15 s after umount" % pid)
+        self.assertEqual(daemon_pids(m.mnt), [])
+        self.assertTrue(wait_until(lambda: not os.path.exists(state_file(m.mnt)), 5),
+                        "state file %s left behind" % state_file(m.mnt))
+
+    def assert_tree_equal(self, src, mnt, check_attrs=True):
+        """The whole tree under MNT equals SRC: the same directories and files, every byte."""
+        sdirs, sfiles = walk_tree(src)
+        mdirs, mfiles = walk_tree(mnt)
+        self.assertEqual(sorted(mdirs), sorted(sdirs), "directories differ")
+        self.assertEqual(sorted(mfiles), sorted(sfiles), "file names differ")
+        for rel, size in sfiles.items():
+            self.assertEqual(mfiles[rel], size, "size of %s" % rel)
+            sp, mp = os.path.join(src, rel), os.path.join(mnt, rel)
+            if size <= (4 << 20):
+                with open(sp, "rb") as a, open(mp, "rb") as b:
+                    self.assertTrue(a.read() == b.read(), "content of %s differs" % rel)
+            else:
+                self.assertEqual(sha256_file(mp), sha256_file(sp), "content of %s differs" % rel)
+            if check_attrs:
+                st, sst = os.stat(mp), os.stat(sp)
+                self.assertEqual(stat.S_IMODE(st.st_mode), 0o444, rel)
+                self.assertTrue(stat.S_ISREG(st.st_mode), rel)
+                self.assertEqual((st.st_uid, st.st_gid), (0, 0), rel)
+                self.assertLessEqual(abs(st.st_mtime - int(sst.st_mtime)), 1.0,
+                                     "mtime of %s (Last-Modified)" % rel)
+        if check_attrs:
+            for rel in list(sdirs)[:200] + ["."]:
+                st = os.stat(os.path.join(mnt, rel))
+                self.assertTrue(stat.S_ISDIR(st.st_mode), rel)
+                self.assertEqual(stat.S_IMODE(st.st_mode), 0o555, rel)
+                self.assertEqual((st.st_uid, st.st_gid), (0, 0), rel)
+
+    def assert_mount_failed(self, r, mnt, fragment=None):
+        """A failed mount: exit 32, one line on stderr from mount.alinas, nothing mounted, no
+        daemon, no state file."""
+        self.assertEqual(r.returncode, 32, "exit code (stderr %r)" % r.stderr)
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 1, "expected one line on stderr, got %r" % r.stderr)
+        self.assertTrue(lines[0].startswith("mount.alinas: "), lines[0])
+        if fragment:
+            self.assertIn(fragment, lines[0])
+        self.assertFalse(is_mounted(mnt), "something is mounted on %s" % mnt)
+        self.assertTrue(wait_until(lambda: not daemon_pids(mnt), 10),
+                        "a daemon for %s is still running" % mnt)
+        self.assertFalse(os.path.exists(state_file(mnt)), "state file left behind")
+        return lines[0]
+
+
+def main():
+    unittest.main(verbosity=2)
