@@ -34,6 +34,7 @@
  */
 #define _GNU_SOURCE /* O_DIRECT */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
@@ -79,6 +80,12 @@ struct efc_fh {
     /* files */
     struct efc_reader *reader;
     uint64_t size;
+    /* A newer open saw another ETag: this handle's reads answer ESTALE from now on, so no old
+       byte reaches the page cache the inode shares with the new handle (see stale_older). */
+    atomic_bool stale;
+    /* 1 for the open, plus 1 for each read until it has replied: once a read is answered the
+       kernel may release the handle while op_read still holds it. fh_put frees at 0. */
+    atomic_uint refs;
     /* directories: everything below is protected by lock */
     pthread_mutex_t lock;
     struct efc_dir *dir;
@@ -207,6 +214,34 @@ static void fh_unlink(struct efc *e, struct efc_fh *fh)
     pthread_mutex_unlock(&e->fh_lock);
 }
 
+/* An open found a new ETag for INO: mark the inode's other handles stale, then wait until their
+ * reads in flight have replied. Only then may the open reply, which is when the kernel drops the
+ * inode's pages: after it, no read of an old handle can put old bytes back. Reads are bounded by
+ * the origin's retry budget; the wait is bounded by WAIT_MS in any case. */
+static void stale_older(struct efc *e, uint64_t ino, uint64_t wait_ms)
+{
+    uint64_t deadline = time_mono_ms() + wait_ms;
+    for (;;) {
+        unsigned busy = 0;
+        pthread_mutex_lock(&e->fh_lock);
+        for (struct efc_fh *fh = e->fh_list; fh; fh = fh->next) {
+            if (fh->is_dir || fh->ino != ino)
+                continue;
+            atomic_store(&fh->stale, true);
+            busy += atomic_load(&fh->refs) - 1; /* the reads in flight */
+        }
+        pthread_mutex_unlock(&e->fh_lock);
+        if (busy == 0)
+            return;
+        if (time_mono_ms() >= deadline) {
+            log_warn("inode %llu changed while %u read(s) of its old version were still running",
+                     (unsigned long long)ino, busy);
+            return;
+        }
+        usleep(1000);
+    }
+}
+
 static void fh_free(struct efc_fh *fh)
 {
     if (fh->is_dir) {
@@ -217,6 +252,12 @@ static void fh_free(struct efc_fh *fh)
         efc_reader_close(fh->reader);
     }
     free(fh);
+}
+
+static void fh_put(struct efc_fh *fh)
+{
+    if (atomic_fetch_sub(&fh->refs, 1) == 1)
+        fh_free(fh);
 }
 
 /* ---- init ---------------------------------------------------------------------------------- */
@@ -630,6 +671,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     if (changed) {
+        stale_older(e, ino, (uint64_t)opt_int(&e->opts, OPT_OSS_RETRYBUDGETMS) + 5000);
         /* The kernel may hold the old size: drop its attributes (not its pages: without
            keep_cache the open itself drops them). Attributes only, so no lock is at stake. */
         int nrc = fuse_lowlevel_notify_inval_inode(e->se, ino, -1, 0);
@@ -643,6 +685,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    atomic_init(&fh->refs, 1);
     fh->ino = ino;
     fh->size = a.size;
     rc = efc_reader_open(e->readers, n.key, a.etag, a.size, &fh->reader);
@@ -683,8 +726,17 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         size = (size_t)(fh->size - o);
     if (size > EFC_MAX_READ)
         size = EFC_MAX_READ;
+    /* The kernel sends no release while this read is unanswered, so the open's reference still
+       holds here: the early puts below never free. */
+    atomic_fetch_add(&fh->refs, 1);
+    if (atomic_load(&fh->stale)) {
+        fh_put(fh);
+        fuse_reply_err(req, ESTALE);
+        return;
+    }
     char *buf = malloc(size);
     if (buf == NULL) {
+        fh_put(fh);
         fuse_reply_err(req, ENOMEM);
         return;
     }
@@ -697,6 +749,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_buf(req, buf, (size_t)n);
     }
     free(buf);
+    fh_put(fh); /* after the reply: the bytes are in the page cache by now */
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -706,7 +759,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
     (void)ino;
     fh_unlink(e, fh);
-    fh_free(fh);
+    fh_put(fh);
     fuse_reply_err(req, 0);
 }
 
@@ -751,6 +804,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    atomic_init(&fh->refs, 1);
     fh->is_dir = true;
     fh->ino = ino;
     fh->parent = n.parent;

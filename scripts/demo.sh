@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# README's first command: installs every dependency, builds and installs efc, then runs the main
-# job on an embedded default: a local test bucket served by tests/ossemu, read through efc's
-# oss/ client with every byte checked, and the counters shown. Leaves nothing running.
+# README's first command: installs every dependency, builds and installs efc (the daemon to
+# /usr/local/bin, mount.alinas to /sbin), then runs the main job on an embedded default: a local
+# test bucket served by tests/ossemu, mounted with mount -t alinas, read through the mount with
+# every byte compared, the origin's counters shown, and unmounted. Leaves nothing running.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -35,16 +36,30 @@ admin=$(sed -n 's/.*"admin_port":\([0-9]*\).*/\1/p' "$work/ossemu.ready")
 [ -n "$port" ] || { echo "demo: ossemu did not start; see $work/ossemu.log"; cat "$work/ossemu.log"; exit 1; }
 echo "demo: ossemu serves bucket 'demo' on 127.0.0.1:$port (as demo.oss-cn-hangzhou.aliyuncs.com)"
 
-get() {
-  build/release/bench/efc-ossget --endpoint "http://127.0.0.1:$port" --bucket demo \
-    --passwd "$work/passwd" "$@"
+mnt="$work/mnt"
+mkdir -p "$mnt"
+cleanup_mount() {
+  if grep -qs " $mnt " /proc/mounts; then umount "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt"; fi
 }
-echo "demo: reading models/weights.bin (64 MiB) through efc's OSS client, signature V4:"
-get --sign 4 --out "$work/weights.copy" models/weights.bin
-cmp "$work/bucket/models/weights.bin" "$work/weights.copy" && echo "demo: every byte matches"
-echo "demo: the same with 8 parallel ranged GETs, signature V1, and over the S3 API (SigV4):"
-get --sign 1 --parallel 8 --part-mib 4 models/weights.bin
-get --sign s3 models/weights.bin
-echo "demo: what the server counted (requests and body bytes per object):"
-curl -s "http://127.0.0.1:$admin/stats" | jq '{total, by_key: (.by_key | with_entries(select(.key|startswith("models"))))}'
-echo "demo: done. (The FUSE mount and the cache arrive with the next issues.)"
+trap 'cleanup_mount; cleanup' EXIT
+
+echo "demo: mount -t alinas -o efc,protocol=oss,passwd_file=...,g_oss_Endpoint=http://127.0.0.1:$port demo.oss-cn-hangzhou.aliyuncs.com:/ $mnt"
+mount -t alinas -o "efc,protocol=oss,passwd_file=$work/passwd,g_oss_Endpoint=http://127.0.0.1:$port" \
+  demo.oss-cn-hangzhou.aliyuncs.com:/ "$mnt"
+df -h "$mnt"
+echo "demo: ls -l $mnt/models $mnt/datasets/train | head"
+ls -l "$mnt/models"
+ls -l "$mnt/datasets/train" | head -5
+echo "demo: reading every file through the mount and comparing it with the bucket's source:"
+start=$(date +%s.%N)
+diff -r "$work/bucket" "$mnt" && echo "demo: every byte matches"
+end=$(date +%s.%N)
+awk -v s="$start" -v e="$end" 'BEGIN { printf "demo: %.1f MiB compared in %.2f s\n", (64 + 50 * 16 / 1024), e - s }'
+echo "demo: what the origin counted (requests and body bytes):"
+curl -s "http://127.0.0.1:$admin/stats" | jq '{total, list_requests}'
+umount "$mnt"
+echo "demo: unmounted; the daemon has exited: $(pgrep -fc "aliyun-alinas-efc.*$mnt" || true) left"
+echo "demo: the object client alone, without FUSE (build/release/bench/efc-ossget):"
+build/release/bench/efc-ossget --endpoint "http://127.0.0.1:$port" --bucket demo \
+  --passwd "$work/passwd" --sign 4 models/weights.bin
+echo "demo: done. The block cache and the management API arrive with the next issues."

@@ -135,6 +135,28 @@ class ReadOnly(EfcTestCase):
         with open(g, "rb") as f:
             self.assertTrue(f.read() == new)
 
+        # Once a newer open has seen the change, a handle of the old version answers ESTALE,
+        # so it cannot put old bytes back into the page cache the inode shares with the new one.
+        h, hs = self.m.path("change", "h"), os.path.join(self.src, "change", "h")
+        v1, v2 = pattern(16 << 20, 21), pattern(16 << 20, 22)
+        with open(hs, "wb") as f:
+            f.write(v1)
+        fd_old = os.open(h, os.O_RDONLY)
+        try:
+            self.assertTrue(os.pread(fd_old, 4096, 0) == v1[:4096])
+            with open(hs, "wb") as f:
+                f.write(v2)
+            with open(h, "rb") as f:  # the newer open sees v2
+                self.assertTrue(f.read(4096) == v2[:4096])
+                with self.assertRaises(OSError) as cm:
+                    # far past any readahead of either handle: not cached, so the daemon answers
+                    os.pread(fd_old, 4096, 12 << 20)
+                self.assertEqual(cm.exception.errno, errno.ESTALE)
+                f.seek(0)
+                self.assertTrue(f.read() == v2, "old bytes in the new version's pages")
+        finally:
+            os.close(fd_old)
+
     def test_o_direct(self):
         want = pattern((3 << 20) + 12345, 11)
         fd = os.open(self.m.path("direct.bin"), os.O_RDONLY | os.O_DIRECT)
