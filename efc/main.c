@@ -41,9 +41,6 @@
 #include "util/log.h"
 #include "util/opt.h"
 
-#ifndef EFC_VERSION
-#define EFC_VERSION "0.1.0" /* keep in step with project() in CMakeLists.txt */
-#endif
 
 #define DEFAULT_LOG_DIR "/var/log/aliyun/alinas"
 
