@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""bench/benchlib.py - the measuring and reporting half of bench/run.sh (standard library only).
+
+Subcommands (each prints one JSON object on stdout, or writes the report files):
+
+  ttfb FILE [--expect SRC]          open + read 4 KiB; ms; with SRC, the bytes must equal SRC's
+  epoch DIR COUNT SIZE [--threads N] [--fmt f%07u]
+                                    read COUNT files DIR/f0000000... to EOF with N threads (a
+                                    dataset epoch: the names are known, nothing is listed);
+                                    files/s and MB/s; every file must have SIZE bytes
+  ls DIR COUNT                      `ls -l DIR` (a stat of every entry); entries/s; ls must print
+                                    COUNT entries
+  fio JSON [--expect-bytes N]       the figures of one fio --output-format=json run
+  report OUTDIR                     OUTDIR/raw.jsonl + meta.json -> results.json, results.md,
+                                    plot.dat, plot.gp, plot.png (gnuplot)
+  gen ROOT BIG TTFB NSMALL SMALL NMANY   the origin's data set (sizes in bytes)
+  record RAW key=value...           append one measurement (run, system, workload, unit, better,
+                                    field, result=FILE, rc, stderr=FILE, origin="REQ BYTES",
+                                    value, error) to the JSON-lines file RAW
+"""
+import concurrent.futures
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def out(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------------- measurements
+
+
+def cmd_ttfb(args):
+    path = args[0]
+    expect = None
+    if len(args) >= 3 and args[1] == "--expect":
+        expect = args[2]
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    data = os.read(fd, 4096)
+    t1 = time.perf_counter()
+    os.close(fd)
+    res = {"ms": (t1 - t0) * 1e3, "bytes": len(data)}
+    if len(data) != 4096:
+        res["error"] = "short read: %d bytes" % len(data)
+    elif expect is not None:
+        with open(expect, "rb") as f:
+            if f.read(4096) != data:
+                res["error"] = "first 4 KiB differ from the origin's"
+    out(res)
+
+
+def read_whole(path, bufsize=1 << 20):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        n = 0
+        while True:
+            b = os.read(fd, bufsize)
+            if not b:
+                return n
+            n += len(b)
+    finally:
+        os.close(fd)
+
+
+def cmd_epoch(args):
+    d, count, size = args[0], int(args[1]), int(args[2])
+    threads, fmt = 16, "f%07u"
+    i = 3
+    while i < len(args):
+        if args[i] == "--threads":
+            threads = int(args[i + 1])
+        elif args[i] == "--fmt":
+            fmt = args[i + 1]
+        i += 2
+    paths = [os.path.join(d, fmt % k) for k in range(count)]
+    bad = []
+    total = 0
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as ex:
+        for p, n in zip(paths, ex.map(read_whole, paths)):
+            total += n
+            if n != size:
+                bad.append((p, n))
+    dt = time.perf_counter() - t0
+    res = {"seconds": dt, "files": count, "bytes": total, "files_per_s": count / dt,
+           "MBps": total / dt / 1e6, "threads": threads}
+    if bad:
+        res["error"] = "%d files had the wrong size (e.g. %s: %d bytes)" % (len(bad), bad[0][0], bad[0][1])
+    out(res)
+
+
+def cmd_ls(args):
+    d, count = args[0], int(args[1])
+    with tempfile.TemporaryFile() as f:
+        t0 = time.perf_counter()
+        r = subprocess.run(["ls", "-l", "--color=never", d], stdout=f, stderr=subprocess.PIPE)
+        dt = time.perf_counter() - t0
+        f.seek(0)
+        lines = sum(1 for _ in f) - 1  # "total N"
+    res = {"seconds": dt, "entries": lines, "entries_per_s": lines / dt if dt > 0 else 0}
+    if r.returncode != 0:
+        res["error"] = "ls exited %d: %s" % (r.returncode, r.stderr.decode(errors="replace").strip()[:200])
+    elif lines != count:
+        res["error"] = "ls listed %d entries, expected %d" % (lines, count)
+    out(res)
+
+
+def cmd_fio(args):
+    path = args[0]
+    expect = None
+    if len(args) >= 3 and args[1] == "--expect-bytes":
+        expect = int(args[2])
+    try:
+        with open(path) as f:
+            text = f.read()
+        # fio may print warnings before the JSON document
+        j = json.loads(text[text.index("{"):])
+        job = j["jobs"][0]
+        r = job["read"]
+        res = {"MBps": r["bw_bytes"] / 1e6, "iops": r["iops"], "io_bytes": r["io_bytes"],
+               "runtime_ms": r["runtime"], "clat_p99_us": None}
+        try:
+            res["clat_p99_us"] = r["clat_ns"]["percentile"]["99.000000"] / 1e3
+        except (KeyError, TypeError):
+            pass
+        if job.get("error"):
+            res["error"] = "fio error %s" % job["error"]
+        elif expect is not None and r["io_bytes"] != expect:
+            res["error"] = "fio read %d bytes, expected %d" % (r["io_bytes"], expect)
+        elif r["io_bytes"] == 0:
+            res["error"] = "fio read nothing"
+    except (OSError, ValueError, KeyError, IndexError) as e:
+        res = {"error": "cannot parse fio output: %s" % e}
+    out(res)
+
+
+# ------------------------------------------------------------------------- report
+
+SYSTEMS = ["efc", "s3fs", "rclone", "null"]
+PEERS = ["s3fs", "rclone"]
+
+
+def workloads(meta):
+    s = meta["sizes"]
+    def size(b):
+        return "%g GiB" % (b / (1 << 30)) if b >= (1 << 30) else "%g MiB" % (b / (1 << 20))
+    big, ttfb = size(s["big_bytes"]), size(s["ttfb_bytes"])
+    n_small, n_many = s["small_count"], s["many_count"]
+    kib = s["small_bytes"] >> 10
+    # id, label, short label (plot), in the plot?
+    return [
+        ("ttfb-cold", "time to first byte, %s object, cold" % ttfb, "TTFB cold", True),
+        ("seq-cold", "seq 1 MiB reads, %s file, cold" % big, "seq cold", True),
+        ("seq-warm", "seq 1 MiB reads, warm (second read)", "seq warm", True),
+        ("seq-warm-nopc", "seq 1 MiB reads, warm, page cache dropped", "seq warm, pc dropped", True),
+        ("rand-warm", "random 4 KiB reads, depth 32, warm", "rand 4K warm", True),
+        ("epoch-cold", "{:,} × {} KiB files, epoch 1 (cold)".format(n_small, kib), "files cold", True),
+        ("epoch-warm", "{:,} × {} KiB files, epoch 2 (warm)".format(n_small, kib), "files warm", True),
+        ("ls-cold", "ls -l of a {:,}-entry dir, cold".format(n_many), "ls -l cold", True),
+        ("ls-warm", "ls -l of a {:,}-entry dir, warm".format(n_many), "ls -l warm", True),
+        ("rss", "daemon peak RSS (VmHWM, max over the mounts of a run)", "RSS", False),
+    ]
+
+
+def ratio(a, b, better):
+    """How many times better a is than b (>1: a is better)."""
+    if a is None or b is None:
+        return None
+    if better == "higher":
+        return a / b if b > 0 else None
+    return b / a if a > 0 else None
+
+
+def fmt_num(v):
+    if v is None:
+        return "—"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1000:
+        return "{:,.0f}".format(v)
+    if a >= 100:
+        return "%.0f" % v
+    if a >= 10:
+        return "%.1f" % v
+    if a >= 1:
+        return "%.2f" % v
+    return "%.3g" % v
+
+
+def fmt_ratio(r):
+    if r is None:
+        return "—"
+    if r >= 100:
+        return "%.0f×" % r
+    if r >= 10:
+        return "%.1f×" % r
+    if r >= 0.1:
+        return "%.2f×" % r
+    return "%s×" % ("%.2g" % r if r >= 1e-4 else "%.1e" % r)
+
+
+def pct(v):
+    return "?" if v is None else "%.0f" % v if v >= 1 or v == 0 else "%.1f" % v
+
+
+def fmt_count(v):
+    return "—" if v is None else "{:,.0f}".format(v)
+
+
+def fmt_bytes(b):
+    if b is None:
+        return "—"
+    if b < 1 << 20:
+        return "%.1f KiB" % (b / 1024) if b else "0"
+    return "%.1f MiB" % (b / (1 << 20))
+
+
+def cmd_report(args):
+    outdir = args[0]
+    with open(os.path.join(outdir, "meta.json")) as f:
+        meta = json.load(f)
+    raw = []
+    rawpath = os.path.join(outdir, "raw.jsonl")
+    if os.path.exists(rawpath):
+        with open(rawpath) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    raw.append(json.loads(line))
+    systems = [s for s in SYSTEMS if s in meta["systems"]]
+    wls = workloads(meta)
+    summary = {}
+    for wid, _, _, _ in wls:
+        summary[wid] = {}
+        for s in systems:
+            recs = [r for r in raw if r["workload"] == wid and r["system"] == s]
+            vals = [r["value"] for r in recs if r.get("value") is not None and not r.get("error")]
+            errs = [r["error"] for r in recs if r.get("error")]
+            ent = {"n": len(vals), "values": vals, "unit": recs[0]["unit"] if recs else None,
+                   "better": recs[0]["better"] if recs else None,
+                   "median": statistics.median(vals) if vals else None,
+                   "cv": (statistics.pstdev(vals) / statistics.mean(vals)
+                          if len(vals) >= 2 and statistics.mean(vals) > 0 else None),
+                   "errors": errs}
+            for k in ("origin_requests", "origin_bytes"):
+                ov = [r[k] for r in recs if r.get(k) is not None and not r.get("error")]
+                ent[k] = statistics.median(ov) if ov else None
+            summary[wid][s] = ent
+        for s in systems:
+            e = summary[wid][s]
+            better = e["better"] or next((summary[wid][x]["better"] for x in systems if summary[wid][x]["better"]), "higher")
+            e["better"] = better
+            e["vs_ceiling"] = (ratio(e["median"], summary[wid]["null"]["median"], better)
+                               if "null" in summary[wid] and wid != "rss" else None)
+        if "efc" in summary[wid]:
+            peers = [summary[wid][p]["median"] for p in PEERS if p in summary[wid] and summary[wid][p]["median"] is not None]
+            e = summary[wid]["efc"]
+            best = None
+            if peers:
+                best = max(peers) if e["better"] == "higher" else min(peers)
+            e["vs_best_peer"] = ratio(e["median"], best, e["better"])
+
+    with open(os.path.join(outdir, "results.json"), "w") as f:
+        json.dump({"meta": meta, "summary": summary, "raw": raw}, f, indent=1)
+
+    # ---- markdown
+    L = []
+    mode = meta["mode"]
+    L.append("# efc benchmark — %s mode, %s" % (mode, meta.get("started", "")))
+    L.append("")
+    L.append("Origin: ossemu on loopback, %s per connection, %s ms per request. %d run%s per figure "
+             "(the figure is the median; CV = coefficient of variation over the runs). "
+             "`÷ ceiling` is the system's figure over null's (the FUSE ceiling), "
+             "`efc ÷ best peer` efc's over the better of s3fs and rclone; both are "
+             "\"times better\": above 1 is better, for times and memory too (inverted)."
+             % (("%.0f MB/s" % (meta["bw_per_conn"] / 1e6)) if meta["bw_per_conn"] else "no cap",
+                meta["latency_ms"], meta["runs"], "" if meta["runs"] == 1 else "s"))
+    L.append("")
+    for s, why in sorted(meta.get("unavailable", {}).items()):
+        L.append("**%s: not available (%s)**" % (s, why.replace("|", "/")))
+        L.append("")
+    L.append("## At a glance")
+    L.append("")
+    hdr = [s if s != "null" else "null (ceiling)" for s in systems]
+    L.append("| workload | unit | %s | efc ÷ ceiling | efc ÷ best peer |" % " | ".join(hdr))
+    L.append("|---|---|%s--:|--:|" % ("--:|" * len(systems)))
+    for wid, label, _, _ in wls:
+        cells = []
+        for s in systems:
+            e = summary[wid][s]
+            cells.append("n/a" if e["median"] is None else fmt_num(e["median"]))
+        unit = next((summary[wid][s]["unit"] for s in systems if summary[wid][s]["unit"]), "")
+        efc = summary[wid].get("efc", {})
+        L.append("| %s | %s | %s | %s | %s |" % (
+            label, unit, " | ".join(cells),
+            "—" if wid == "rss" else fmt_ratio(efc.get("vs_ceiling")), fmt_ratio(efc.get("vs_best_peer"))))
+    L.append("")
+    L.append("## All figures")
+    L.append("")
+    L.append("| workload | system | figure | unit | CV | ÷ ceiling | efc ÷ best peer | origin requests | origin bytes |")
+    L.append("|---|---|--:|---|--:|--:|--:|--:|--:|")
+    for wid, label, _, _ in wls:
+        for s in systems:
+            e = summary[wid][s]
+            if e["median"] is None and s in meta.get("unavailable", {}):
+                fig = "n/a (not available, above)"
+            elif e["median"] is None:
+                why = e["errors"][0] if e["errors"] else "no figure"
+                fig = "n/a (%s)" % why.replace("|", "/")[:120]
+            else:
+                fig = fmt_num(e["median"])
+            cv = "—" if e["cv"] is None else "%.0f%%" % (e["cv"] * 100)
+            ceil = "—" if s == "null" else fmt_ratio(e.get("vs_ceiling"))
+            bp = fmt_ratio(e.get("vs_best_peer")) if s == "efc" else ""
+            oreq = "—" if s == "null" or e["origin_requests"] is None else fmt_count(e["origin_requests"])
+            ob = "—" if s == "null" or e["origin_bytes"] is None else fmt_bytes(e["origin_bytes"])
+            if wid == "rss":
+                oreq = ob = ""
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                label, s, fig, e["unit"] or "", cv, ceil, bp, oreq, ob))
+    L.append("")
+    cvs = [summary[w][s]["cv"] for w in summary for s in summary[w] if summary[w][s]["cv"] is not None]
+    cvnote = ("median CV over all figures %.0f%%, largest %.0f%%" % (statistics.median(cvs) * 100, max(cvs) * 100)
+              if cvs else "one run, so no CV")
+    L.append("Noise: %s CPUs (`nproc`); load average %s before, %s after (the latter includes this "
+             "benchmark's own load); during the runs other processes used %s%% of the machine's CPU "
+             "time and the hypervisor stole %s%% (this benchmark, its daemons and ossemu: %s%%); %s. "
+             "Details in machine.txt, every run's figure in results.json."
+             % (meta.get("nproc"), meta.get("load_before"), meta.get("load_after"),
+                pct(meta.get("cpu_other_pct")), pct(meta.get("cpu_steal_pct")),
+                pct(meta.get("cpu_ours_pct")), cvnote))
+    bad = [(w, s, e["errors"]) for w in summary for s, e in summary[w].items()
+           if e["errors"] and s not in meta.get("unavailable", {})]
+    if bad:
+        L.append("")
+        L.append("Errors:")
+        for w, s, errs in bad:
+            L.append("- %s / %s: %s" % (w, s, "; ".join(sorted(set(errs)))[:300]))
+    md = "\n".join(L) + "\n"
+    with open(os.path.join(outdir, "results.md"), "w") as f:
+        f.write(md)
+
+    # ---- plot: ratio to the ceiling, grouped by workload
+    plot_sys = [s for s in systems if s != "null"]
+    with open(os.path.join(outdir, "plot.dat"), "w") as f:
+        f.write("# workload " + " ".join(plot_sys) + " (figure / null's)\n")
+        for wid, _, short, inplot in wls:
+            if not inplot:
+                continue
+            row = []
+            for s in plot_sys:
+                r = summary[wid][s].get("vs_ceiling")
+                row.append("%.6g" % r if r is not None and r > 0 else "?")
+            f.write('"%s" %s\n' % (short, " ".join(row)))
+    colors = {"efc": "#1f77b4", "s3fs": "#ff7f0e", "rclone": "#2ca02c"}
+    cols = " , ".join("'plot.dat' using %d:xtic(1) title '%s' lc rgb '%s'"
+                      % (i + 2, s, colors.get(s, "#777777")) if i == 0 else
+                      "'' using %d title '%s' lc rgb '%s'" % (i + 2, s, colors.get(s, "#777777"))
+                      for i, s in enumerate(plot_sys))
+    gp = """set terminal pngcairo size 1400,650 font 'Sans,11'
+set output 'plot.png'
+set datafile missing '?'
+set title "efc benchmark (%s): figure ÷ null FUSE ceiling, higher is better (log scale; times inverted)"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [%g:%g]
+set xrange [-0.6:%g]
+set ytics ("0.0001" 0.0001, "0.001" 0.001, "0.01" 0.01, "0.1" 0.1, "0.25" 0.25, "0.5" 0.5, "0.75" 0.75, "1" 1, "2" 2, "4" 4)
+set grid ytics
+set key outside right top
+set xtics rotate by -25 nomirror
+set ylabel "÷ ceiling (null = 1)"
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lw 2 dt 2 lc rgb '#d62728' front
+set label "ceiling (null)" at graph 0.005, first 1.12 tc rgb '#d62728' front
+plot %s
+""" % (mode, 0.0005, 4, sum(1 for w in wls if w[3]) - 0.4, cols)
+    vals = [summary[w][s].get("vs_ceiling") for w, _, _, p in wls if p for s in plot_sys]
+    vals = [v for v in vals if v]
+    if vals:
+        lo = min(min(vals) / 2, 0.5)
+        lo = 10 ** math.floor(math.log10(lo))
+        hi = max(max(vals) * 1.5, 2)
+        gp = gp.replace("set yrange [0.0005:4]", "set yrange [%g:%g]" % (lo, hi))
+        # a system without a single figure would stop gnuplot: plot only the others
+        keep = [i for i, s in enumerate(plot_sys)
+                if any(summary[w][s].get("vs_ceiling") for w, _, _, p in wls if p)]
+        parts = []
+        for n, i in enumerate(keep):
+            s = plot_sys[i]
+            parts.append("'plot.dat' using %d%s title '%s' lc rgb '%s'"
+                         % (i + 2, ":xtic(1)" if n == 0 else "", s, colors.get(s, "#777777")))
+        gp = gp[:gp.index("plot %s" % cols)] + "plot " + " , ".join(parts) + "\n"
+    else:
+        gp = gp[:gp.index("set style data histogram")] + (
+            "unset border\nunset tics\nunset key\nset yrange [0:1]\n"
+            "set label 'no figure to compare with the ceiling (run null and at least one other system)' at graph 0.5, 0.5 center\n"
+            "plot 2 notitle\n")
+    with open(os.path.join(outdir, "plot.gp"), "w") as f:
+        f.write(gp)
+    r = subprocess.run(["gnuplot", "plot.gp"], cwd=outdir, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write("benchlib: gnuplot failed: %s\n" % r.stderr)
+    sys.stdout.write(md)
+
+
+def cmd_gen(args):
+    """gen ROOT BIG_BYTES TTFB_BYTES N_SMALL SMALL_BYTES N_MANY: the origin's data set."""
+    root = args[0]
+    big, ttfb, n_small, small, n_many = (int(a) for a in args[1:6])
+    os.makedirs(os.path.join(root, "small"), exist_ok=True)
+    os.makedirs(os.path.join(root, "many"), exist_ok=True)
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        chunk = 1 << 20
+        left = big
+        while left > 0:
+            f.write(os.urandom(min(chunk, left)))
+            left -= chunk
+    # time to first byte only needs the object's size: a sparse file costs no memory on tmpfs
+    with open(os.path.join(root, "ttfb.bin"), "wb") as f:
+        f.truncate(ttfb)
+    for k in range(n_small):
+        with open(os.path.join(root, "small", "f%07u" % k), "wb") as f:
+            f.write(os.urandom(small))
+    for k in range(n_many):
+        open(os.path.join(root, "many", "f%07u" % k), "wb").close()
+    out({"ok": True})
+
+
+def cmd_record(args):
+    """record RAW key=value...: appends one measurement to RAW (JSON lines)."""
+    raw, kv = args[0], dict(a.split("=", 1) for a in args[1:])
+    rec = {"run": int(kv["run"]), "system": kv["system"], "workload": kv["workload"],
+           "unit": kv["unit"], "better": kv["better"], "value": None, "error": None,
+           "origin_requests": None, "origin_bytes": None, "detail": None, "t": time.time()}
+    res = {}
+    if kv.get("result"):
+        try:
+            with open(kv["result"]) as f:
+                text = f.read().strip()
+            res = json.loads(text.splitlines()[-1]) if text else {}
+        except (OSError, ValueError, IndexError):
+            res = {}
+    rec["detail"] = res or None
+    err = kv.get("error") or res.get("error")
+    rc = int(kv.get("rc", "0") or 0)
+    if not err and rc != 0:
+        tail = ""
+        if kv.get("stderr"):
+            try:
+                with open(kv["stderr"], errors="replace") as f:
+                    lines = [l.strip() for l in f if l.strip()]
+                tail = lines[-1][:200] if lines else ""
+            except OSError:
+                pass
+        err = "exit status %d%s%s" % (rc, " (timed out)" if rc in (124, 137) else "",
+                                     ": " + tail if tail else "")
+    if kv.get("value"):
+        rec["value"] = float(kv["value"])
+    elif not err:
+        v = res.get(kv.get("field", ""))
+        if v is None:
+            err = "no '%s' in the result" % kv.get("field")
+        else:
+            rec["value"] = float(v)
+    rec["error"] = err or None
+    if rec["error"]:
+        rec["value"] = None
+    o = kv.get("origin", "").split()
+    if len(o) == 2:
+        rec["origin_requests"], rec["origin_bytes"] = int(o[0]), int(o[1])
+    with open(raw, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    v = "%.4g %s" % (rec["value"], rec["unit"]) if rec["value"] is not None else "ERROR: %s" % rec["error"]
+    extra = ""
+    if rec["origin_requests"] is not None:
+        extra = "  (origin: %d requests, %.1f MiB)" % (rec["origin_requests"], rec["origin_bytes"] / 1048576)
+    sys.stdout.write("%-7s %-14s %s%s\n" % (rec["system"], rec["workload"], v, extra))
+
+
+def main():
+    cmds = {"ttfb": cmd_ttfb, "epoch": cmd_epoch, "ls": cmd_ls, "fio": cmd_fio, "report": cmd_report,
+            "gen": cmd_gen, "record": cmd_record}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        sys.stderr.write(__doc__)
+        sys.exit(2)
+    cmd, args = sys.argv[1], sys.argv[2:]
+    try:
+        cmds[cmd](args)
+    except OSError as e:
+        if cmd in ("report", "gen", "record"):
+            raise
+        out({"error": "%s: %s" % (e.strerror or e, e.filename or "")})
+
+
+if __name__ == "__main__":
+    main()

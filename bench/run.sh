@@ -1,0 +1,589 @@
+#!/usr/bin/env bash
+# efc against s3fs, rclone and the null-FUSE ceiling, on the same data in the same run.
+#
+#   bench/run.sh [--quick] [--systems efc,s3fs,rclone,null] [--runs N] [--bw-per-conn BYTES]
+#                [--latency-ms N] [--out DIR] [--build DIR] [--no-build] [--epoch-threads N]
+#                [--efc-opts OPTS]
+#
+# Starts ossemu (tests/ossemu) on a generated data set with a per-connection bandwidth cap and a
+# latency per request that resemble OSS (defaults: 100 MB/s, 5 ms), mounts each system in turn on
+# its own mount point (a fresh mount with an empty cache for every cold measurement), runs the
+# workloads (fio where fio fits, bench/benchlib.py for the rest), unmounts, and writes
+# <out>/<timestamp>-<mode>/{results.md,results.json,plot.png,machine.txt,run.log} and
+# <out>/latest.md (default out: bench/results). See bench/README.md for what each figure means.
+#
+# Needs root (mount, drop_caches), /dev/fuse and what scripts/setup.sh installs. Installs nothing.
+# Cleanup runs from an EXIT trap whatever happens: a lazy unmount of every mount point this script
+# made, then only the processes it started (by pid), then its temporary directories.
+set -uo pipefail # not -e: a failing workload is recorded as such and the run goes on
+here=$(cd "$(dirname "$0")/.." && pwd)
+bench="$here/bench"
+
+quick=0 systems="efc,s3fs,rclone,null" runs="" bw=100000000 lat=5 outroot="$bench/results"
+build="$here/build/release" nobuild=0 epoch_threads=16 efc_extra=""
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; shift ;;
+    --systems) systems=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --bw-per-conn) bw=$2; shift 2 ;;
+    --latency-ms) lat=$2; shift 2 ;;
+    --out) outroot=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --no-build) nobuild=1; shift ;;
+    --epoch-threads) epoch_threads=$2; shift 2 ;;
+    --efc-opts) efc_extra=$2; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "run.sh: unknown argument '$1'" >&2; usage ;;
+  esac
+done
+
+if [ "$quick" = 1 ]; then
+  mode=quick
+  big=$((256 << 20)) ttfb=$((1 << 30)) n_small=2000 small=16384 n_many=10000
+  rand_runtime=5 wl_timeout=300 efc_mem_mb=512 efc_disk_mb=4096
+  : "${runs:=1}"
+else
+  mode=full
+  big=$((1 << 30)) ttfb=$((1 << 30)) n_small=20000 small=16384 n_many=100000
+  rand_runtime=15 wl_timeout=1200 efc_mem_mb=2048 efc_disk_mb=8192
+  : "${runs:=3}"
+fi
+case "$runs" in ''|*[!0-9]*|0) echo "run.sh: --runs must be a positive integer" >&2; exit 2 ;; esac
+case "$bw$lat$epoch_threads" in *[!0-9]*) echo "run.sh: numeric options expected" >&2; exit 2 ;; esac
+IFS=, read -r -a sys_list <<< "$systems"
+for s in "${sys_list[@]}"; do
+  case "$s" in efc|s3fs|rclone|null) ;; *) echo "run.sh: unknown system '$s'" >&2; exit 2 ;; esac
+done
+
+ts=$(date +%Y%m%d-%H%M%S)
+resdir="$outroot/$ts-$mode"
+mkdir -p "$resdir" || exit 1
+resdir=$(cd "$resdir" && pwd)
+raw="$resdir/raw.jsonl"
+: > "$raw"
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" | tee -a "$resdir/run.log" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (mount -t alinas, drop_caches)"
+[ -e /dev/fuse ] || die "/dev/fuse missing"
+for tool in node fio python3 fusermount3 gnuplot curl; do
+  command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup.sh)"
+done
+for s in "${sys_list[@]}"; do
+  case "$s" in s3fs|rclone) command -v "$s" >/dev/null || die "$s not found (run scripts/setup.sh)" ;; esac
+done
+[ -d "$here/tests/ossemu/node_modules" ] || die "ossemu's npm packages missing (run scripts/setup.sh)"
+unset AWS_CA_BUNDLE # s3fs and rclone would load it (rclone refuses to start); we talk plain HTTP
+
+# ---------------------------------------------------------------- state and cleanup
+work=$(mktemp -d /tmp/efc-bench.XXXXXX) || die "mktemp failed"
+data=""
+MOUNTS=() # every mount point this script made
+PIDS=()   # every process this script started (ossemu, s3fs, rclone, nullfs, efc daemons)
+ossemu_pid=""
+WPID="" # the running workload (a subshell of this script)
+
+mounted() { grep -qs " $1 fuse" /proc/mounts; }
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# Waits up to $2 tenths of a second for pid $1 to end.
+wait_gone() {
+  local i
+  for ((i = 0; i < $2; i++)); do alive "$1" || return 0; sleep 0.1; done
+  ! alive "$1"
+}
+stop_pid() {
+  local p=$1
+  if alive "$p"; then
+    kill "$p" 2>/dev/null
+    wait_gone "$p" 50 || { kill -9 "$p" 2>/dev/null; wait_gone "$p" 30; }
+  fi
+  wait "$p" 2>/dev/null
+  forget_pid "$p"
+  return 0
+}
+# A pid that has ended leaves PIDS at once: it may be reused by someone else's process later.
+forget_pid() {
+  local keep=() q
+  for q in "${PIDS[@]}"; do [ "$q" = "$1" ] || keep+=("$q"); done
+  PIDS=("${keep[@]}")
+}
+
+cleanup() {
+  local rc=$? m p i
+  trap - EXIT INT TERM
+  if alive "$WPID"; then # a workload still running: its tools (timeout passes TERM on), then it
+    pkill -TERM -P "$WPID" 2>/dev/null
+    wait_gone "$WPID" 50 || kill "$WPID" 2>/dev/null
+  fi
+  for m in "${MOUNTS[@]}"; do
+    if mounted "$m"; then fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; fi
+  done
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do # newest first: the daemons, then ossemu
+    p=${PIDS[i]}
+    alive "$p" && stop_pid "$p"
+  done
+  # never rm -rf through a live mount
+  if grep -qs " $work/" /proc/mounts; then
+    echo "run.sh: mounts left under $work, not removing it" >&2
+  else
+    rm -rf "$work"
+  fi
+  [ -n "$data" ] && [ -d "$data" ] && rm -rf "$data"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "mode $mode, systems ${sys_list[*]}, $runs run(s), origin $bw B/s per connection, $lat ms per request"
+log "results in $resdir, work dir $work"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# Noise: the CPU time the whole machine spent during the runs (/proc/stat) against the CPU time of
+# this script and everything it started (its waited-for children, the efc daemons that mount(8)
+# detached, ossemu): the rest is other people's work, shown as a share of the machine's time.
+cpu_stat() { awk '/^cpu /{print $2+$3+$4+$7+$8, $9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; } # busy steal all
+proc_ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+self_ticks() { awk '{print $14+$15+$16+$17}' "/proc/$$/stat"; }
+ext_ticks=0 # CPU ticks of processes of ours that are not our children (efc daemons)
+
+# ---------------------------------------------------------------- binaries
+build_log="$resdir/build.log"
+nullfs_bin=""
+efc_daemon=""
+if [ "$nobuild" = 0 ]; then
+  if [ ! -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFC_TESTS=OFF >>"$build_log" 2>&1 ||
+      log "cmake configure of $build failed (see build.log)"
+  fi
+  if [ -f "$build/CMakeCache.txt" ]; then
+    cmake --build "$build" -j"$(nproc)" --target efc-nullfs >>"$build_log" 2>&1 ||
+      log "building efc-nullfs in $build failed (see build.log)"
+    if [[ ",$systems," == *,efc,* ]]; then
+      cmake --build "$build" -j"$(nproc)" --target aliyun-alinas-efc >>"$build_log" 2>&1 ||
+        log "building aliyun-alinas-efc in $build failed (see build.log)"
+    fi
+  fi
+fi
+if [[ ",$systems," == *,null,* ]]; then
+  if [ -x "$build/bench/efc-nullfs" ]; then
+    nullfs_bin="$build/bench/efc-nullfs"
+  else
+    log "no $build/bench/efc-nullfs: compiling bench/nullfs.c by hand"
+    # shellcheck disable=SC2046
+    gcc -O2 -g -Wall -Wextra -DFUSE_USE_VERSION=314 "$bench/nullfs.c" $(pkg-config --cflags --libs fuse3) \
+      -o "$work/efc-nullfs" >>"$build_log" 2>&1 || die "cannot build bench/nullfs.c (see $build_log)"
+    nullfs_bin="$work/efc-nullfs"
+  fi
+fi
+# The efc daemon: $EFC_DAEMON, else the build's, else the newest of a non-sanitized build tree,
+# else the installed one (mount.alinas's default).
+is_plain_build() { ! grep -qsE '^EFC_(SANITIZE|FUZZ):BOOL=ON' "$1/CMakeCache.txt"; }
+if [ -n "${EFC_DAEMON:-}" ]; then
+  efc_daemon=$EFC_DAEMON
+elif [ -x "$build/efc/aliyun-alinas-efc" ]; then
+  efc_daemon="$build/efc/aliyun-alinas-efc"
+else
+  # shellcheck disable=SC2045 # build paths have no spaces; newest first
+  for d in $(ls -t "$here"/build/*/efc/aliyun-alinas-efc 2>/dev/null); do
+    if is_plain_build "$(dirname "$(dirname "$d")")"; then efc_daemon=$d; break; fi
+  done
+  [ -z "$efc_daemon" ] && [ -x /usr/local/bin/aliyun-alinas-efc ] && efc_daemon=/usr/local/bin/aliyun-alinas-efc
+fi
+
+# ---------------------------------------------------------------- data and origin
+need=$((big + n_small * small + (256 << 20)))
+shm_free=$(df -B1 --output=avail /dev/shm 2>/dev/null | tail -n1 | tr -d ' ')
+if [ -n "$shm_free" ] && [ "$shm_free" -gt $((need * 2)) ]; then
+  # on tmpfs, drop_caches cannot evict the origin's data: the origin is modelled by ossemu's
+  # bandwidth cap and latency, not by this machine's disk
+  data=$(mktemp -d /dev/shm/efc-bench-data.XXXXXX)
+else
+  data="$work/root"
+  mkdir -p "$data"
+fi
+log "generating the data set in $data: big.bin $((big >> 20)) MiB, ttfb.bin $((ttfb >> 20)) MiB (sparse), small/ $n_small x $small B, many/ $n_many x 0 B"
+python3 "$bench/benchlib.py" gen "$data" "$big" "$ttfb" "$n_small" "$small" "$n_many" >/dev/null ||
+  die "cannot generate the data set"
+
+printf 'testak:testsk\n' > "$work/passwd"
+chmod 600 "$work/passwd"
+emu_args=(--root "$data" --bucket testbucket --cred testak:testsk --latency-ms "$lat")
+[ "$bw" != 0 ] && emu_args+=(--bw-per-conn "$bw")
+node "$here/tests/ossemu/server.js" "${emu_args[@]}" > "$work/ossemu.ready" 2> "$work/ossemu.log" &
+ossemu_pid=$!
+PIDS+=("$ossemu_pid")
+port="" admin=""
+for _ in $(seq 1 200); do
+  if grep -q ready "$work/ossemu.ready" 2>/dev/null; then
+    port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/ossemu.ready")
+    admin=$(sed -n 's/.*"admin_port":\([0-9]*\).*/\1/p' "$work/ossemu.ready")
+    break
+  fi
+  alive "$ossemu_pid" || break
+  sleep 0.1
+done
+if [ -z "$port" ] || [ -z "$admin" ]; then tail -n 20 "$work/ossemu.log" >&2; die "ossemu did not start"; fi
+log "ossemu on port $port (admin $admin), pid $ossemu_pid"
+# ossemu computes an object's CRC64 once, at its first GET or HEAD: do it now for the big
+# objects, so that whichever system goes first does not pay for it
+for key in big.bin ttfb.bin; do
+  mapfile -t cargs < <(node "$here/tests/ossemu/tools/presign.js" --port "$port" --key "$key" --method HEAD)
+  curl -sS -m 120 -o /dev/null "${cargs[@]}" || log "warning: HEAD $key failed"
+done
+
+stats_reset() { curl -sS -m 10 -X POST "http://127.0.0.1:$admin/stats/reset" >/dev/null 2>&1; }
+stats_total() { # "requests bytes"
+  curl -sS -m 10 "http://127.0.0.1:$admin/stats" 2>/dev/null |
+    sed -n 's/.*"total":{"requests":\([0-9]*\),"bytes":\([0-9]*\)}.*/\1 \2/p'
+}
+
+drop_caches() { # 3: page cache, dentries and inodes (cold); 1: page cache only
+  timeout 120 sh -c "echo $1 > /proc/sys/vm/drop_caches" || log "warning: drop_caches failed"
+}
+
+# ---------------------------------------------------------------- mounting
+# Each mount_* sets MNT, DPID (the FUSE daemon's pid) and returns 0, or sets MOUNT_ERR.
+MNT="" DPID="" MOUNT_ERR="" cycle=0
+unavailable=() # "system:reason"
+
+new_mountpoint() {
+  cycle=$((cycle + 1))
+  MNT="$work/mnt/$1-$cycle"
+  CACHE="$work/cache/$1-$cycle"
+  mkdir -p "$MNT" "$CACHE"
+  MOUNTS+=("$MNT")
+}
+
+# Waits until MNT is a FUSE mount that answers, while pid $1 lives (0: no pid to watch).
+wait_mounted() {
+  local pid=$1 i
+  for i in $(seq 1 300); do
+    mounted "$MNT" && break
+    if [ "$pid" != 0 ] && ! alive "$pid"; then MOUNT_ERR="the daemon exited before mounting"; return 1; fi
+    sleep 0.1
+  done
+  mounted "$MNT" || { MOUNT_ERR="not mounted after 30 s"; return 1; }
+  # only the root: anything below would warm the daemon's caches before a cold measurement
+  timeout 30 stat "$MNT" >/dev/null 2>&1 || { MOUNT_ERR="mounted, but stat of the root fails"; return 1; }
+}
+
+NULLFS_SHAPE=()
+mount_null() {
+  NULLFS_SHAPE=(--file "big.bin:$big" --file "ttfb.bin:$ttfb" --dir "small:$n_small:$small" --dir "many:$n_many:0")
+  "$nullfs_bin" "${NULLFS_SHAPE[@]}" "$MNT" >>"$work/null.log" 2>&1 &
+  DPID=$!
+  PIDS+=("$DPID")
+  wait_mounted "$DPID"
+}
+
+S3FS_OPTS=""
+mount_s3fs() {
+  # the best s3fs configuration for reads we know (see bench/README.md)
+  S3FS_OPTS="url=http://127.0.0.1:$port,use_path_request_style,sigv4,endpoint=cn-hangzhou"
+  S3FS_OPTS+=",passwd_file=$work/passwd,ro,retries=2,connect_timeout=5,readwrite_timeout=30,dbglevel=warn"
+  S3FS_OPTS+=",use_cache=$CACHE,parallel_count=8,multipart_size=16,multireq_max=32"
+  S3FS_OPTS+=",max_stat_cache_size=400000,stat_cache_expire=3600,enable_noobj_cache"
+  S3FS_OPTS+=",kernel_cache,entry_timeout=3600,attr_timeout=3600"
+  s3fs testbucket "$MNT" -f -o "$S3FS_OPTS" >>"$work/s3fs.log" 2>&1 &
+  DPID=$!
+  PIDS+=("$DPID")
+  wait_mounted "$DPID"
+}
+
+RCLONE_ARGS=()
+mount_rclone() {
+  cat > "$work/rclone.conf" <<EOF
+[ossemu]
+type = s3
+provider = Other
+endpoint = http://127.0.0.1:$port
+region = cn-hangzhou
+force_path_style = true
+env_auth = false
+EOF
+  RCLONE_ARGS=(--read-only --vfs-cache-mode full --cache-dir "$CACHE" --vfs-cache-max-size 64G
+    --vfs-cache-max-age 24h --vfs-read-chunk-size 32M --vfs-read-chunk-size-limit off
+    --buffer-size 32M --vfs-read-ahead 128M --dir-cache-time 1h --attr-timeout 1h --poll-interval 0
+    --use-server-modtime --vfs-fast-fingerprint --no-checksum --log-level NOTICE)
+  RCLONE_CONFIG="$work/rclone.conf" RCLONE_CONFIG_OSSEMU_ACCESS_KEY_ID=testak \
+    RCLONE_CONFIG_OSSEMU_SECRET_ACCESS_KEY=testsk \
+    rclone mount ossemu:testbucket "$MNT" "${RCLONE_ARGS[@]}" >>"$work/rclone.log" 2>&1 &
+  DPID=$!
+  PIDS+=("$DPID")
+  wait_mounted "$DPID"
+}
+
+EFC_OPTS=""
+mount_efc() {
+  if [ ! -x /sbin/mount.alinas ]; then MOUNT_ERR="no /sbin/mount.alinas"; return 1; fi
+  if [ -z "$efc_daemon" ]; then MOUNT_ERR="no aliyun-alinas-efc daemon built or installed"; return 1; fi
+  EFC_OPTS="efc,protocol=oss,passwd_file=$work/passwd,g_oss_Endpoint=http://127.0.0.1:$port"
+  EFC_OPTS+=",g_tier_EnableClusterCache=true,g_tier_DadiIsDistributed=false"
+  EFC_OPTS+=",g_tier_DadiMemCacheCapacityMB=$efc_mem_mb,g_tier_DadiDiskCacheCapacityMB=$efc_disk_mb"
+  EFC_OPTS+=",g_tier_DadiDiskCachePath=$CACHE/"
+  [ -n "$efc_extra" ] && EFC_OPTS+=",$efc_extra"
+  local out rc
+  out=$(EFC_DAEMON="$efc_daemon" timeout -k 10 150 mount -t alinas -o "$EFC_OPTS" \
+        testbucket.oss-cn-hangzhou.aliyuncs.com:/ "$MNT" 2>&1)
+  rc=$?
+  # whatever happened, a daemon of this mount point is ours to stop
+  DPID=$(pgrep -f "aliyun-alinas-efc .*$MNT\$" | head -n1)
+  [ -n "$DPID" ] && PIDS+=("$DPID")
+  if [ $rc -ne 0 ]; then
+    MOUNT_ERR=$(printf '%s' "$out" | grep -v '^\s*$' | tail -n1)
+    MOUNT_ERR="${MOUNT_ERR:-mount exited $rc}"
+    return 1
+  fi
+  if [ -z "$DPID" ]; then MOUNT_ERR="mounted, but no aliyun-alinas-efc process found"; return 1; fi
+  wait_mounted "$DPID"
+}
+
+mount_sys() { # system
+  MOUNT_ERR="" DPID=""
+  new_mountpoint "$1"
+  "mount_$1" && return 0
+  log "$1: mount failed: $MOUNT_ERR"
+  return 1
+}
+
+unmount_sys() {
+  if mounted "$MNT"; then
+    fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null ||
+      fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null
+  fi
+  if [ "$sys" = efc ] && [ -n "$DPID" ]; then ext_ticks=$((ext_ticks + $(proc_ticks "$DPID"))); fi
+  if [ -n "$DPID" ]; then
+    wait_gone "$DPID" 150 || log "warning: daemon $DPID still running 15 s after unmount; stopping it"
+    stop_pid "$DPID"
+  fi
+  rm -rf "$CACHE"
+}
+
+vmhwm_kib() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
+
+# ---------------------------------------------------------------- workloads
+# Each w_* prints one JSON line (benchlib's) on stdout; measure() records it.
+w_ttfb() {
+  local expect=()
+  [ "$sys" != null ] && expect=(--expect "$data/ttfb.bin")
+  timeout -k 10 "$wl_timeout" python3 "$bench/benchlib.py" ttfb "$MNT/ttfb.bin" "${expect[@]}"
+}
+w_fio() { # name expected-bytes (0: any) fio-args...
+  local name=$1 want=$2
+  shift 2
+  timeout -k 10 "$wl_timeout" fio --name="$name" --readonly --direct=0 --invalidate=0 \
+    --allow_file_create=0 --output-format=json --output="$work/fio.json" "$@" >/dev/null 2>"$work/fio.err"
+  local rc=$?
+  if [ $rc -ne 0 ]; then cat "$work/fio.err" >&2; return $rc; fi
+  if [ "$want" = 0 ]; then python3 "$bench/benchlib.py" fio "$work/fio.json"
+  else python3 "$bench/benchlib.py" fio "$work/fio.json" --expect-bytes "$want"; fi
+}
+w_seq() {
+  w_fio seq "$big" --filename="$MNT/big.bin" --size="$big" --rw=read --bs=1M --ioengine=psync --numjobs=1
+}
+w_rand() {
+  # buffered libaio would submit synchronously, so the depth of 32 comes from 32 psync threads
+  w_fio rand 0 --filename="$MNT/big.bin" --size="$big" --rw=randread --bs=4k --ioengine=psync \
+    --numjobs=32 --thread --group_reporting --time_based --runtime="$rand_runtime" --norandommap --randrepeat=0
+}
+w_epoch() {
+  timeout -k 10 "$wl_timeout" python3 "$bench/benchlib.py" epoch "$MNT/small" "$n_small" "$small" \
+    --threads "$epoch_threads"
+}
+w_ls() { timeout -k 10 "$wl_timeout" python3 "$bench/benchlib.py" ls "$MNT/many" "$n_many"; }
+
+record() { python3 "$bench/benchlib.py" record "$raw" run="$run" system="$sys" "$@" | tee -a "$resdir/run.log"; }
+
+measure() { # workload unit better field function
+  local wl=$1 unit=$2 better=$3 field=$4 fn=$5 rc origin=""
+  [ "$sys" != null ] && stats_reset
+  # in the background, so that a signal is acted on at once (bash runs traps only between
+  # foreground commands), not when the workload ends
+  "$fn" > "$work/m.json" 2> "$work/m.err" &
+  WPID=$!
+  wait "$WPID"
+  rc=$?
+  WPID=""
+  [ "$sys" != null ] && origin=$(stats_total)
+  record workload="$wl" unit="$unit" better="$better" field="$field" result="$work/m.json" \
+    rc="$rc" stderr="$work/m.err" origin="$origin"
+}
+
+fail_all() { # error workload...
+  local err=$1 wl
+  shift
+  for wl in "$@"; do
+    local unit better
+    case "$wl" in
+      ttfb-cold) unit=ms better=lower ;;
+      seq-*) unit=MB/s better=higher ;;
+      rand-*) unit=IOPS better=higher ;;
+      epoch-*) unit=files/s better=higher ;;
+      ls-*) unit=entries/s better=higher ;;
+      rss) unit=MiB better=lower ;;
+    esac
+    record workload="$wl" unit="$unit" better="$better" error="$err"
+  done
+}
+
+is_unavailable() { local u; for u in "${unavailable[@]}"; do [ "${u%%:*}" = "$1" ] && return 0; done; return 1; }
+why_unavailable() { local u; for u in "${unavailable[@]}"; do [ "${u%%:*}" = "$1" ] && { echo "${u#*:}"; return; }; done; }
+
+hwm=0
+note_rss() {
+  local k
+  k=$(vmhwm_kib "$DPID")
+  [ -n "$k" ] && [ "$k" -gt "$hwm" ] && hwm=$k
+}
+
+# One mount cycle: mount, drop caches, the workloads, note RSS, unmount.
+cycle() { # workloads-on-failure... -- body-function
+  local wls=()
+  while [ "$1" != -- ]; do wls+=("$1"); shift; done
+  shift
+  if is_unavailable "$sys"; then fail_all "$(why_unavailable "$sys")" "${wls[@]}"; return; fi
+  if ! mount_sys "$sys"; then
+    local why="mount failed: $MOUNT_ERR"
+    if [ "$sys" = efc ]; then
+      unavailable+=("efc:$why")
+      log "efc: not available ($why)"
+    fi
+    fail_all "$why" "${wls[@]}"
+    unmount_sys
+    return
+  fi
+  drop_caches 3
+  "$1"
+  note_rss
+  unmount_sys
+}
+
+body_ttfb() { measure ttfb-cold ms lower ms w_ttfb; }
+body_seq() {
+  measure seq-cold MB/s higher MBps w_seq
+  measure seq-warm MB/s higher MBps w_seq
+  drop_caches 1
+  measure seq-warm-nopc MB/s higher MBps w_seq
+  measure rand-warm IOPS higher iops w_rand
+}
+body_epoch() {
+  measure epoch-cold files/s higher files_per_s w_epoch
+  measure epoch-warm files/s higher files_per_s w_epoch
+}
+body_ls() {
+  measure ls-cold entries/s higher entries_per_s w_ls
+  measure ls-warm entries/s higher entries_per_s w_ls
+}
+
+# ---------------------------------------------------------------- the runs
+loads=()
+read -r cpu_busy0 cpu_steal0 cpu_all0 < <(cpu_stat)
+self0=$(self_ticks)
+emu0=$(proc_ticks "$ossemu_pid")
+for run in $(seq 1 "$runs"); do
+  loads+=("$(cut -d' ' -f1 /proc/loadavg)")
+  for sys in "${sys_list[@]}"; do
+    is_unavailable "$sys" && { fail_all "$(why_unavailable "$sys")" \
+      ttfb-cold seq-cold seq-warm seq-warm-nopc rand-warm epoch-cold epoch-warm ls-cold ls-warm rss; continue; }
+    log "run $run/$runs: $sys"
+    hwm=0
+    cycle ttfb-cold -- body_ttfb
+    cycle seq-cold seq-warm seq-warm-nopc rand-warm -- body_seq
+    cycle epoch-cold epoch-warm -- body_epoch
+    cycle ls-cold ls-warm -- body_ls
+    if is_unavailable "$sys"; then
+      fail_all "$(why_unavailable "$sys")" rss
+    elif [ "$hwm" -gt 0 ]; then
+      record workload=rss unit=MiB better=lower value="$(awk -v k="$hwm" 'BEGIN{printf "%.1f", k/1024}')"
+    else
+      record workload=rss unit=MiB better=lower error="no VmHWM read"
+    fi
+  done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+read -r cpu_busy1 cpu_steal1 cpu_all1 < <(cpu_stat)
+ours=$(( $(self_ticks) - self0 + $(proc_ticks "$ossemu_pid") - emu0 + ext_ticks ))
+cpu_other=$(awk -v b=$((cpu_busy1 - cpu_busy0)) -v o="$ours" -v a=$((cpu_all1 - cpu_all0)) \
+  'BEGIN{v = a > 0 ? (b - o) * 100 / a : 0; if (v < 0) v = 0; printf "%.0f", v}')
+cpu_steal=$(awk -v s=$((cpu_steal1 - cpu_steal0)) -v a=$((cpu_all1 - cpu_all0)) \
+  'BEGIN{printf "%.1f", (a > 0 ? s * 100 / a : 0)}')
+cpu_ours=$(awk -v o="$ours" -v a=$((cpu_all1 - cpu_all0)) 'BEGIN{printf "%.0f", (a > 0 ? o * 100 / a : 0)}')
+log "CPU during the runs: this benchmark ${cpu_ours}%, other processes ${cpu_other}%, steal ${cpu_steal}% of $(nproc) CPUs"
+
+# ---------------------------------------------------------------- machine and report
+{
+  echo "# machine"
+  echo "date: $(date -Is)"
+  echo "kernel: $(uname -srvm)"
+  # shellcheck source=/dev/null
+  echo "os: $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+  echo "nproc: $(nproc)"
+  lscpu | grep -E '^(Architecture|CPU\(s\)|Model name|Thread|Core|Socket|CPU max MHz|CPU MHz|L1d|L2|L3|Hypervisor|Virtualization)' | sed 's/  */ /g'
+  free -m | sed 's/^/mem: /'
+  echo "load average before: $load_before; after: $load_after (includes this benchmark's own load); 1-min load at the start of each run: ${loads[*]}"
+  echo "CPU time during the runs, share of all $(nproc) CPUs: this benchmark (and its daemons, ossemu) ${cpu_ours}%, other processes ${cpu_other}%, hypervisor steal ${cpu_steal}%"
+  echo
+  echo "# versions"
+  echo "efc git: $(git -C "$here" rev-parse --short HEAD 2>/dev/null) ($(GIT_OPTIONAL_LOCKS=0 git -C "$here" status --porcelain 2>/dev/null | wc -l) paths modified or untracked)"
+  echo "efc daemon: ${efc_daemon:-none} $( [ -n "$efc_daemon" ] && stat -c '(built %y)' "$efc_daemon" 2>/dev/null)"
+  echo "mount.alinas: $(stat -c '/sbin/mount.alinas (installed %y)' /sbin/mount.alinas 2>/dev/null || echo none)"
+  echo "nullfs: ${nullfs_bin:-none}"
+  echo "s3fs: $(s3fs --version 2>/dev/null | head -n1)"
+  echo "rclone: $(rclone version 2>/dev/null | head -n1)"
+  echo "fio: $(fio --version 2>/dev/null)"
+  echo "libfuse3: $(pkg-config --modversion fuse3 2>/dev/null); fusermount3: $(fusermount3 --version 2>&1 | head -n1)"
+  echo "node: $(node --version)"
+  echo "gnuplot: $(gnuplot --version)"
+  echo
+  echo "# configuration"
+  echo "mode: $mode, runs: $runs, systems: ${sys_list[*]}"
+  echo "origin: ossemu, --bw-per-conn $bw, --latency-ms $lat, data on $data"
+  echo "data: big.bin $big B, ttfb.bin $ttfb B (sparse), small/ $n_small x $small B, many/ $n_many x 0 B"
+  echo "epoch reader threads: $epoch_threads; random reads: 32 psync threads x 4 KiB for $rand_runtime s"
+  echo "efc: mount -t alinas -o ${EFC_OPTS:-efc,...} testbucket.oss-cn-hangzhou.aliyuncs.com:/ MNT"
+  echo "s3fs: s3fs testbucket MNT -f -o ${S3FS_OPTS:-...}"
+  echo "rclone: rclone mount ossemu:testbucket MNT ${RCLONE_ARGS[*]}"
+  echo "null: efc-nullfs ${NULLFS_SHAPE[*]} MNT"
+} > "$resdir/machine.txt"
+
+for u in "${unavailable[@]}"; do printf '%s\n' "$u"; done > "$work/unavailable"
+MODE=$mode RUNS=$runs SYSTEMS=$systems BW=$bw LAT=$lat TS=$ts LOAD_BEFORE=$load_before \
+LOAD_AFTER=$load_after LOADS="${loads[*]}" CPU_OTHER=$cpu_other CPU_STEAL=$cpu_steal CPU_OURS=$cpu_ours BIG=$big TTFB=$ttfb NSMALL=$n_small SMALL=$small \
+NMANY=$n_many EPOCH_THREADS=$epoch_threads RAND_RT=$rand_runtime python3 - "$work/unavailable" "$resdir/meta.json" <<'EOF'
+import json, os, sys
+e = os.environ
+unav = {}
+for line in open(sys.argv[1]):
+    line = line.rstrip("\n")
+    if ":" in line:
+        k, v = line.split(":", 1)
+        unav.setdefault(k, v)
+def num(k):
+    try:
+        return float(e.get(k, ""))
+    except ValueError:
+        return None
+json.dump({"mode": e["MODE"], "runs": int(e["RUNS"]), "systems": e["SYSTEMS"].split(","),
+           "bw_per_conn": int(e["BW"]), "latency_ms": int(e["LAT"]), "started": e["TS"],
+           "nproc": os.cpu_count(), "load_before": e["LOAD_BEFORE"], "load_after": e["LOAD_AFTER"],
+           "loads_per_run": e["LOADS"].split(),
+           "cpu_other_pct": num("CPU_OTHER"), "cpu_steal_pct": num("CPU_STEAL"),
+           "cpu_ours_pct": num("CPU_OURS"),
+           "sizes": {"big_bytes": int(e["BIG"]), "ttfb_bytes": int(e["TTFB"]),
+                     "small_count": int(e["NSMALL"]), "small_bytes": int(e["SMALL"]),
+                     "many_count": int(e["NMANY"])},
+           "epoch_threads": int(e["EPOCH_THREADS"]), "rand_runtime_s": int(e["RAND_RT"]),
+           "unavailable": unav},
+          open(sys.argv[2], "w"), indent=1)
+EOF
+python3 "$bench/benchlib.py" report "$resdir" > /dev/null || log "report failed"
+cp "$resdir/results.md" "$outroot/latest.md" 2>/dev/null
+echo
+cat "$resdir/results.md"
+echo
+log "results: $resdir (results.md, results.json, plot.png, machine.txt); latest: $outroot/latest.md"
