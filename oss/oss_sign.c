@@ -271,6 +271,20 @@ static const char *list_get(const struct sign_list *l, const char *k)
     return i < 0 ? NULL : ent_v(l, (size_t)i);
 }
 
+/* The signing time: the date header as sent (which must be ISO 8601 basic), else NOW. */
+static int signing_datetime(const struct sign_list *h, const char *header, time_t now,
+                            char datetime[17])
+{
+    const char *dt = list_get(h, header);
+    if (dt && !is_iso8601_basic(dt))
+        return -EINVAL;
+    if (dt)
+        memcpy(datetime, dt, 17);
+    else
+        time_fmt_iso8601_basic(now, datetime, 17);
+    return 0;
+}
+
 /* Sorted names must be unique: a signed header given twice is ambiguous. */
 static int list_check_unique(const struct sign_list *l)
 {
@@ -582,15 +596,9 @@ static int v4_build(const struct oss_sign_req *r, struct buf *out, struct sign_l
         goto out;
     list_sort(&q);
 
-    const char *dt = list_get(&h, "x-oss-date");
-    if (dt && !is_iso8601_basic(dt)) {
-        rc = -EINVAL;
+    rc = signing_datetime(&h, "x-oss-date", r->now, datetime);
+    if (rc)
         goto out;
-    }
-    if (dt)
-        memcpy(datetime, dt, 17);
-    else
-        time_fmt_iso8601_basic(r->now, datetime, 17);
 
     buf_reset(out);
     rc = buf_printf(out, "%s\n/", r->method);
@@ -717,15 +725,9 @@ static int aws_build(const struct oss_sign_req *r, struct buf *out, struct buf *
         goto out;
     list_sort(&q);
 
-    const char *dt = list_get(&h, "x-amz-date");
-    if (dt && !is_iso8601_basic(dt)) {
-        rc = -EINVAL;
+    rc = signing_datetime(&h, "x-amz-date", r->now, datetime);
+    if (rc)
         goto out;
-    }
-    if (dt)
-        memcpy(datetime, dt, 17);
-    else
-        time_fmt_iso8601_basic(r->now, datetime, 17);
 
     /* S3 style: the path's bytes encoded once, '/' kept, no normalisation ("a//b" stays). */
     buf_reset(out);
