@@ -9,7 +9,7 @@ pkgs=(
   clang libclang-rt-14-dev llvm
   libfuse3-dev fuse3
   libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev liburing-dev
-  libexpat1-dev libcmocka-dev libisal-dev
+  libexpat1-dev libcmocka-dev libisal-dev libxxhash-dev
   s3fs rclone fio gnuplot-nox jq procps psmisc iproute2 util-linux
 )
 

@@ -1,0 +1,1459 @@
+/* cache/cache.c - the block index, the memory tier, the read path with single-flight, and the
+ * background workers that write blocks to the disk tier (disk.c) and run prefetches.
+ *
+ * The index is a fixed pool of entries (one per block held anywhere, sized at cache_new for the
+ * tiers' slot counts plus slack) in 256 shards, each a chained hash table under its own mutex.
+ * An entry names its memory slot (a block-sized buffer in one mmap'd arena of mem_bytes) and
+ * its disk slot (directory + slot), and carries one valid-page bitmap per tier. Each tier's slots
+ * are replaced by S3-FIFO (s3fifo.c); a memory victim whose pages are not on disk yet is demoted
+ * (queued for writing) before it goes.
+ *
+ * A read hashes (key, etag, index) to the block identity, takes the shard lock and either copies
+ * the pages from memory (the hit path: one lock, one memcpy; large copies pin the entry and copy
+ * unlocked), or becomes the block's one filler (F_FILLING), or waits on the shard's condition
+ * variable for the filler (single-flight: waiters then share its pages or its error). A filler
+ * drops the lock for all I/O: it reads the pages it can from disk (each page's CRC verified; a
+ * bad page is dropped and fetched), fetches the rest through the source in contiguous runs, puts
+ * the result in its memory slot, wakes the waiters, copies out, and queues a copy of the fetched
+ * pages for a worker to write to disk. The reader never waits for a disk write.
+ *
+ * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock, tb_lock}. The
+ * s3fifo eviction callbacks run under an s3fifo lock and only *try* shard locks (a busy shard's
+ * block is skipped), so the order is never inverted. No lock is held across I/O or a source call.
+ *
+ * Identity: XXH3-128 of key NUL etag NUL index(8 bytes LE). Only the hash is stored. With n
+ * blocks ever cached the chance that two distinct tuples collide is about n^2 / 2^129: for 10^12
+ * blocks, 1.5e-15. A collision could serve wrong bytes, so the argument rests on XXH3-128 being a
+ * good hash of non-adversarial input; object keys are chosen by the bucket's owner, who can read
+ * the objects anyway.
+ */
+#define _GNU_SOURCE
+#include "cache/cache.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "cache/cache_i.h"
+#include "cache/s3fifo.h"
+#include "util/log.h"
+
+#define NSHARDS         256
+#define NIL             UINT32_MAX
+#define MAXW            (CSLOT_MAX_PAGES / 64) /* bitmap words for the largest geometry */
+#define POOL_SLACK      4096          /* entries beyond the tiers' slots: fills in flight */
+#define COPY_UNDER_LOCK (64u << 10)   /* hits up to this size copy with the lock held */
+#define WQ_MIN_BYTES    (64ull << 20) /* disk-write queue: bytes of copies waiting */
+#define PQ_MAX          1024          /* prefetch queue: blocks waiting */
+#define DIR_BACKOFF_NS                                                                             \
+    (2ull * 1000000000ull) /* a directory that failed a write rests this long                      \
+                            */
+
+enum { F_FILLING = 1, F_DWRITING = 2 };
+
+/* One block. Protected by its shard's lock (except id and blen, fixed while allocated). */
+struct centry {
+    uint64_t id[2];
+    uint32_t hnext; /* hash chain, or the pool's free list */
+    uint32_t mslot; /* memory slot or NIL */
+    uint32_t dslot; /* disk slot in dirs[ddir] or NIL */
+    uint32_t pins;  /* readers and fillers using the entry's slots */
+    uint32_t blen;  /* block length */
+    uint16_t fill_seq;
+    int16_t fill_err; /* -errno of the last fill, for its waiters */
+    uint8_t ddir;
+    uint8_t flags;
+    uint16_t waiters; /* readers sleeping until the fill ends */
+    uint64_t bits[];  /* mvalid[W] then dvalid[W] */
+};
+
+/* A fill done outside the memory tier (none, or no slot to be had) lends its buffer to its
+ * waiters: the filler keeps it until `left` waiters have copied from it. */
+struct share {
+    struct share *next;
+    uint32_t entry;
+    uint16_t seq; /* the fill's fill_seq */
+    unsigned left;
+    const uint8_t *buf;
+    uint64_t got[]; /* pages in buf */
+};
+
+struct shard {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a fill or a disk write on this shard ended, a share was used */
+    uint32_t *buckets;
+    uint32_t mask;
+    struct share *shares; /* fills lending their buffer */
+} __attribute__((aligned(64)));
+
+struct cdir {
+    struct cache *c;
+    struct cdisk *d;
+    struct s3fifo *q;
+    uint64_t seq;        /* atomic */
+    uint64_t down_until; /* atomic; CLOCK_MONOTONIC ns */
+};
+
+enum { JOB_WRITE, JOB_PREFETCH };
+
+struct job {
+    struct job *next;
+    int kind;
+    /* JOB_WRITE */
+    uint64_t id[2];
+    uint32_t blen;
+    uint8_t *data; /* block-sized copy; pages at their block offsets */
+    /* JOB_PREFETCH */
+    char *key, *etag;
+    uint64_t obj_size, index;
+    uint64_t pages[]; /* JOB_WRITE: the pages in data */
+};
+
+/* Counters are striped per thread (a thread keeps one stripe) so that hits on two cores do not
+ * bounce one cache line; readers of the stats sum the stripes. */
+#define NSTRIPES 16
+
+struct counters {
+    uint64_t read, read_bytes, read_hit, read_hit_bytes, read_miss, read_miss_bytes;
+    uint64_t direct_read, direct_read_bytes, root_read_source, root_read_source_bytes;
+    uint64_t evictions_mem, evictions_disk, demotions, disk_errors, corrupt_dropped;
+    uint64_t singleflight_waits, source_fetches, source_errors;
+    uint64_t disk_writes, disk_write_bytes, disk_writes_dropped, prefetch_queued, prefetch_dropped;
+} __attribute__((aligned(64)));
+
+struct cache {
+    uint32_t bs, ps, np, w;
+    unsigned bs_shift, ps_shift;
+    struct cache_source src;
+    struct shard shards[NSHARDS];
+
+    pthread_mutex_t pool_lock;
+    uint8_t *pool;
+    size_t estride;
+    uint32_t nentries, pool_free; /* free list through hnext; under pool_lock */
+
+    uint8_t *arena; /* mslots * bs */
+    size_t arena_len;
+    struct s3fifo *mq;
+
+    int ndirs;
+    struct cdir dirs[CACHE_MAX_DIRS];
+
+    pthread_mutex_t tb_lock;
+    uint64_t tb_rate, tb_last;
+    double tb_tokens, tb_burst;
+
+    pthread_mutex_t job_lock;
+    pthread_cond_t job_cond;
+    struct job *wq_head, *wq_tail, *pq_head, *pq_tail; /* under job_lock */
+    uint64_t wq_bytes, wq_max;
+    unsigned pq_len;
+    int stopping;
+    pthread_t *threads;
+    unsigned nthreads;
+
+    struct counters n[NSTRIPES]; /* atomics */
+    uint64_t index_bytes, disk_capacity, scan_blocks, scan_usec;
+};
+
+static unsigned stripe_next;
+static __thread int stripe_mine = -1;
+
+static int stripe(void)
+{
+    if (stripe_mine < 0)
+        stripe_mine = (int)(__atomic_fetch_add(&stripe_next, 1, __ATOMIC_RELAXED) % NSTRIPES);
+    return stripe_mine;
+}
+
+#define STAT(c, f, v) __atomic_fetch_add(&(c)->n[stripe()].f, (uint64_t)(v), __ATOMIC_RELAXED)
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- bitmaps ---- */
+
+static int bm_test(const uint64_t *m, uint32_t p)
+{
+    return (int)(m[p / 64] >> (p % 64) & 1);
+}
+
+static void bm_set(uint64_t *m, uint32_t p)
+{
+    m[p / 64] |= 1ull << (p % 64);
+}
+
+static void bm_range(uint64_t *m, uint32_t w, uint32_t p0, uint32_t p1)
+{
+    memset(m, 0, 8ull * w);
+    for (uint32_t p = p0; p <= p1; p++)
+        bm_set(m, p);
+}
+
+static int bm_covers(const uint64_t *have, const uint64_t *need, uint32_t w)
+{
+    for (uint32_t i = 0; i < w; i++)
+        if (need[i] & ~have[i])
+            return 0;
+    return 1;
+}
+
+static int bm_any(const uint64_t *m, uint32_t w)
+{
+    for (uint32_t i = 0; i < w; i++)
+        if (m[i])
+            return 1;
+    return 0;
+}
+
+static uint64_t bm_count(const uint64_t *m, uint32_t w)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < w; i++)
+        n += (uint64_t)__builtin_popcountll(m[i]);
+    return n;
+}
+
+/* ---- thread-local scratch block (fills when no memory slot can be had) ---- */
+
+struct scratch {
+    void *p;
+    size_t n;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_destroy(void *p)
+{
+    struct scratch *s = p;
+    free(s->p);
+    free(s);
+}
+
+static void scratch_key_init(void)
+{
+    if (pthread_key_create(&scratch_key, scratch_destroy) != 0)
+        abort();
+}
+
+static void *scratch_get(size_t n)
+{
+    pthread_once(&scratch_once, scratch_key_init);
+    struct scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s || pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->n < n) {
+        free(s->p);
+        s->p = malloc(n);
+        s->n = s->p ? n : 0;
+    }
+    return s->p;
+}
+
+/* ---- index ---- */
+
+static struct centry *E(struct cache *c, uint32_t i)
+{
+    return (struct centry *)(c->pool + (size_t)i * c->estride);
+}
+
+static uint64_t *mvalid(struct cache *c, struct centry *e)
+{
+    return e->bits;
+}
+
+static uint64_t *dvalid(struct cache *c, struct centry *e)
+{
+    return e->bits + c->w;
+}
+
+static struct shard *shard_of(struct cache *c, const uint64_t id[2])
+{
+    return &c->shards[id[1] % NSHARDS];
+}
+
+static void block_id(const char *key, const char *etag, uint64_t index, uint64_t id[2])
+{
+    char buf[CACHE_MAX_KEY + CACHE_MAX_ETAG + 16];
+    size_t kl = strlen(key), el = strlen(etag), n = 0;
+    memcpy(buf, key, kl + 1);
+    n = kl + 1;
+    memcpy(buf + n, etag, el + 1);
+    n += el + 1;
+    for (int i = 0; i < 8; i++)
+        buf[n++] = (char)(index >> (8 * i));
+    XXH128_hash_t h = XXH3_128bits(buf, n);
+    id[0] = h.low64;
+    id[1] = h.high64;
+}
+
+static uint32_t lookup(struct cache *c, struct shard *sh, const uint64_t id[2])
+{
+    for (uint32_t i = sh->buckets[id[0] & sh->mask]; i != NIL; i = E(c, i)->hnext) {
+        struct centry *e = E(c, i);
+        if (e->id[0] == id[0] && e->id[1] == id[1])
+            return i;
+    }
+    return NIL;
+}
+
+/* A new entry in the hash table, or NIL when the pool is empty. Shard lock held. */
+static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2], uint32_t blen)
+{
+    pthread_mutex_lock(&c->pool_lock);
+    uint32_t i = c->pool_free;
+    if (i != NIL)
+        c->pool_free = E(c, i)->hnext;
+    pthread_mutex_unlock(&c->pool_lock);
+    if (i == NIL)
+        return NIL;
+    struct centry *e = E(c, i);
+    memset(e, 0, c->estride);
+    e->id[0] = id[0];
+    e->id[1] = id[1];
+    e->mslot = e->dslot = NIL;
+    e->blen = blen;
+    uint32_t *b = &sh->buckets[id[0] & sh->mask];
+    e->hnext = *b;
+    *b = i;
+    return i;
+}
+
+/* Frees the entry if nothing holds it any more. Shard lock held. */
+static void entry_maybe_free(struct cache *c, struct shard *sh, uint32_t i)
+{
+    struct centry *e = E(c, i);
+    if (e->mslot != NIL || e->dslot != NIL || e->pins || e->flags)
+        return;
+    for (uint32_t *p = &sh->buckets[e->id[0] & sh->mask]; *p != NIL; p = &E(c, *p)->hnext) {
+        if (*p == i) {
+            *p = e->hnext;
+            break;
+        }
+    }
+    pthread_mutex_lock(&c->pool_lock);
+    e->hnext = c->pool_free;
+    c->pool_free = i;
+    pthread_mutex_unlock(&c->pool_lock);
+}
+
+/* ---- background jobs ---- */
+
+static void job_free(struct job *j)
+{
+    if (!j)
+        return;
+    free(j->data);
+    free(j->key);
+    free(j->etag);
+    free(j);
+}
+
+/* Queues a copy of PAGES of BUF for the disk tier; drops it when the queue is full. Any locks
+ * may be held (job_lock is a leaf). */
+static void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uint64_t *pages,
+                        const uint8_t *buf)
+{
+    if (c->ndirs == 0 || !bm_any(pages, c->w))
+        return;
+    uint64_t bytes = bm_count(pages, c->w) * c->ps;
+    pthread_mutex_lock(&c->job_lock);
+    int full = c->wq_bytes + bytes > c->wq_max;
+    if (!full)
+        c->wq_bytes += bytes;
+    pthread_mutex_unlock(&c->job_lock);
+    if (full) {
+        STAT(c, disk_writes_dropped, 1);
+        return;
+    }
+    struct job *j = calloc(1, sizeof(*j) + 8ull * c->w);
+    uint8_t *data = j ? malloc(c->bs) : NULL;
+    if (!data) {
+        free(j);
+        pthread_mutex_lock(&c->job_lock);
+        c->wq_bytes -= bytes;
+        pthread_mutex_unlock(&c->job_lock);
+        STAT(c, disk_writes_dropped, 1);
+        return;
+    }
+    j->kind = JOB_WRITE;
+    j->id[0] = id[0];
+    j->id[1] = id[1];
+    j->blen = blen;
+    j->data = data;
+    memcpy(j->pages, pages, 8ull * c->w);
+    for (uint32_t p = 0; p < c->np; p++) {
+        if (!bm_test(pages, p))
+            continue;
+        uint64_t o = (uint64_t)p * c->ps;
+        uint64_t l = blen - o < c->ps ? blen - o : c->ps;
+        memcpy(data + o, buf + o, l);
+    }
+    pthread_mutex_lock(&c->job_lock);
+    if (c->wq_tail)
+        c->wq_tail->next = j;
+    else
+        c->wq_head = j;
+    c->wq_tail = j;
+    pthread_cond_signal(&c->job_cond);
+    pthread_mutex_unlock(&c->job_lock);
+}
+
+/* ---- eviction callbacks (run under an s3fifo lock; only trylock shards) ---- */
+
+static int mem_evict(void *arg, uint32_t slot, uint32_t owner)
+{
+    struct cache *c = arg;
+    struct centry *e = E(c, owner);
+    struct shard *sh = shard_of(c, e->id);
+    if (pthread_mutex_trylock(&sh->lock) != 0)
+        return 1;
+    if (e->mslot != slot || e->pins || (e->flags & F_FILLING)) {
+        pthread_mutex_unlock(&sh->lock);
+        return 1;
+    }
+    uint64_t dem[MAXW];
+    int any = 0;
+    for (uint32_t i = 0; i < c->w; i++) {
+        dem[i] = mvalid(c, e)[i] & ~dvalid(c, e)[i];
+        any |= dem[i] != 0;
+    }
+    if (any && c->ndirs > 0) {
+        STAT(c, demotions, 1);
+        queue_write(c, e->id, e->blen, dem, c->arena + (size_t)slot * c->bs);
+    }
+    e->mslot = NIL;
+    memset(mvalid(c, e), 0, 8ull * c->w);
+    entry_maybe_free(c, sh, owner);
+    pthread_mutex_unlock(&sh->lock);
+    return 0;
+}
+
+static int disk_evict(void *arg, uint32_t slot, uint32_t owner)
+{
+    struct cdir *dir = arg;
+    struct cache *c = dir->c;
+    struct centry *e = E(c, owner);
+    struct shard *sh = shard_of(c, e->id);
+    if (pthread_mutex_trylock(&sh->lock) != 0)
+        return 1;
+    if (e->dslot != slot || &c->dirs[e->ddir] != dir || e->pins || (e->flags & F_DWRITING)) {
+        pthread_mutex_unlock(&sh->lock);
+        return 1;
+    }
+    e->dslot = NIL;
+    memset(dvalid(c, e), 0, 8ull * c->w);
+    entry_maybe_free(c, sh, owner);
+    pthread_mutex_unlock(&sh->lock);
+    return 0;
+}
+
+/* ---- origin token bucket ---- */
+
+static void tb_take(struct cache *c, uint64_t n)
+{
+    if (c->tb_rate == 0)
+        return;
+    pthread_mutex_lock(&c->tb_lock);
+    uint64_t now = now_ns();
+    c->tb_tokens += (double)(now - c->tb_last) * (double)c->tb_rate / 1e9;
+    if (c->tb_tokens > c->tb_burst)
+        c->tb_tokens = c->tb_burst;
+    c->tb_last = now;
+    c->tb_tokens -= (double)n;
+    double wait = c->tb_tokens < 0 ? -c->tb_tokens / (double)c->tb_rate : 0;
+    pthread_mutex_unlock(&c->tb_lock);
+    if (wait > 0) {
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+}
+
+static ssize_t source_fetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                            uint64_t index, uint32_t off, uint32_t len, void *buf)
+{
+    tb_take(c, len);
+    ssize_t n = c->src.fetch(c->src.arg, key, etag, obj_size, index, off, len, buf);
+    if (n < 0) {
+        STAT(c, source_errors, 1);
+        return n;
+    }
+    if ((size_t)n > len)
+        return -EIO; /* a source that overruns the buffer is broken; never trust its bytes */
+    return n;
+}
+
+/* ---- the read path ---- */
+
+struct blk {
+    const char *key, *etag;
+    uint64_t obj_size, index;
+    uint32_t blen;
+    uint64_t id[2];
+};
+
+enum { BLK_HIT = 0, BLK_MISS = 1, BLK_DIRECT = 2 };
+
+/* Fills the pages in WANT of entry I (F_FILLING set and pinned by the caller) into BUF: from disk
+ * where valid (verified), else from the source. Sets GOT to the pages now in BUF and FETCHED to
+ * those that came from the source. Returns 0 or the source's -errno. No lock held. */
+static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want,
+                      const uint64_t *ondisk, uint32_t dslot, int ddir, uint8_t *buf, uint64_t *got,
+                      uint64_t *fetched, uint64_t *bad, int *used_source)
+{
+    uint32_t w = c->w;
+    memset(got, 0, 8ull * w);
+    memset(fetched, 0, 8ull * w);
+    memset(bad, 0, 8ull * w);
+    if (ondisk && bm_any(ondisk, w)) {
+        int rc = cdisk_read_pages(c->dirs[ddir].d, dslot, b->id, b->blen, ondisk, buf, bad);
+        if (rc < 0) {
+            STAT(c, disk_errors, 1);
+            log_debug("disk cache read failed on '%s': %s", cdisk_path(c->dirs[ddir].d),
+                      strerror(-rc));
+        } else if (bm_any(bad, w)) {
+            STAT(c, corrupt_dropped, bm_count(bad, w));
+            log_warn("disk cache '%s' slot %u: %llu page(s) failed their CRC; refetching",
+                     cdisk_path(c->dirs[ddir].d), dslot, (unsigned long long)bm_count(bad, w));
+        }
+        for (uint32_t i = 0; i < w; i++)
+            got[i] = ondisk[i] & ~bad[i];
+        if (bm_any(got, w))
+            s3fifo_touch(c->dirs[ddir].q, dslot);
+    }
+    /* The rest from the source, one request per contiguous run of missing pages. */
+    uint32_t have = (b->blen + c->ps - 1) >> c->ps_shift;
+    for (uint32_t p = 0; p < have;) {
+        if (!bm_test(want, p) || bm_test(got, p)) {
+            p++;
+            continue;
+        }
+        uint32_t q = p;
+        while (q + 1 < have && bm_test(want, q + 1) && !bm_test(got, q + 1))
+            q++;
+        uint32_t off = p << c->ps_shift;
+        uint32_t end = (q + 1) << c->ps_shift;
+        if (end > b->blen)
+            end = b->blen;
+        *used_source = 1;
+        STAT(c, source_fetches, 1);
+        STAT(c, root_read_source, 1);
+        ssize_t n =
+            source_fetch(c, b->key, b->etag, b->obj_size, b->index, off, end - off, buf + off);
+        if (n < 0)
+            return (int)n;
+        STAT(c, root_read_source_bytes, n);
+        if ((uint32_t)n != end - off)
+            return -EIO; /* short inside the object: the source broke its contract */
+        for (uint32_t x = p; x <= q; x++) {
+            bm_set(got, x);
+            bm_set(fetched, x);
+        }
+        p = q + 1;
+    }
+    return 0;
+}
+
+/* Reads [boff, boff+len) of block B into DST through the cache, or (DST NULL) makes sure the
+ * whole block is cached (prefetch: never waits for another filler). Returns BLK_* or -errno. */
+static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, void *dst)
+{
+    uint32_t w = c->w;
+    uint64_t need[MAXW], want[MAXW], ondisk[MAXW], got[MAXW], fetched[MAXW], bad[MAXW];
+    int prefetch = dst == NULL, missed = 0;
+    if (prefetch) {
+        boff = 0;
+        len = b->blen;
+    }
+    bm_range(need, w, boff >> c->ps_shift, (boff + len - 1) >> c->ps_shift);
+    struct shard *sh = shard_of(c, b->id);
+    pthread_mutex_lock(&sh->lock);
+    uint32_t i = lookup(c, sh, b->id);
+    if (i == NIL && (i = entry_new(c, sh, b->id, b->blen)) == NIL) {
+        pthread_mutex_unlock(&sh->lock);
+        return BLK_DIRECT;
+    }
+    struct centry *e = E(c, i);
+    for (;;) {
+        if (e->mslot != NIL && bm_covers(mvalid(c, e), need, w)) {
+            s3fifo_touch(c->mq, e->mslot);
+            if (prefetch) {
+                pthread_mutex_unlock(&sh->lock);
+                return BLK_HIT;
+            }
+            const uint8_t *src = c->arena + (size_t)e->mslot * c->bs + boff;
+            if (len <= COPY_UNDER_LOCK) {
+                memcpy(dst, src, len);
+                pthread_mutex_unlock(&sh->lock);
+            } else {
+                e->pins++;
+                pthread_mutex_unlock(&sh->lock);
+                memcpy(dst, src, len);
+                pthread_mutex_lock(&sh->lock);
+                e->pins--;
+                entry_maybe_free(c, sh, i);
+                pthread_mutex_unlock(&sh->lock);
+            }
+            return missed ? BLK_MISS : BLK_HIT;
+        }
+        if (!(e->flags & F_FILLING))
+            break;
+        if (prefetch) {
+            entry_maybe_free(c, sh, i);
+            pthread_mutex_unlock(&sh->lock);
+            return BLK_HIT;
+        }
+        /* Someone is filling this block: wait for its pages (or its error). */
+        uint16_t seq0 = e->fill_seq;
+        missed = 1;
+        STAT(c, singleflight_waits, 1);
+        /* Waiters register in e->waiters; the fill's end takes the count (and resets it), so
+           each waiter belongs to exactly the fill that ends with fill_seq == seq0 + 1. */
+        e->pins++;
+        e->waiters++;
+        while (e->fill_seq == seq0)
+            pthread_cond_wait(&sh->cond, &sh->lock);
+        e->pins--;
+        struct share *shr = sh->shares;
+        while (shr && !(shr->entry == i && shr->seq == (uint16_t)(seq0 + 1)))
+            shr = shr->next;
+        if (shr) {
+            int ok = bm_covers(shr->got, need, w);
+            if (ok)
+                memcpy(dst, shr->buf + boff, len);
+            if (--shr->left == 0)
+                pthread_cond_broadcast(&sh->cond);
+            if (ok) {
+                entry_maybe_free(c, sh, i);
+                pthread_mutex_unlock(&sh->lock);
+                return BLK_MISS;
+            }
+        }
+        if (e->fill_seq != seq0 && e->fill_err != 0 &&
+            !(e->mslot != NIL && bm_covers(mvalid(c, e), need, w))) {
+            int err = e->fill_err;
+            entry_maybe_free(c, sh, i);
+            pthread_mutex_unlock(&sh->lock);
+            return err;
+        }
+    }
+
+    /* This thread fills the block. */
+    e->flags |= F_FILLING;
+    e->pins++;
+    uint32_t mslot = e->mslot, dslot = e->dslot;
+    int ddir = e->ddir;
+    for (uint32_t k = 0; k < w; k++) {
+        want[k] = need[k] & ~(mslot != NIL ? mvalid(c, e)[k] : 0);
+        ondisk[k] = dslot != NIL ? want[k] & dvalid(c, e)[k] : 0;
+    }
+    pthread_mutex_unlock(&sh->lock);
+
+    if (mslot == NIL && c->mq) {
+        int evicted;
+        mslot = s3fifo_alloc(c->mq, b->id[0], i, mem_evict, c, &evicted);
+        if (evicted)
+            STAT(c, evictions_mem, 1);
+        if (mslot != NIL) {
+            pthread_mutex_lock(&sh->lock);
+            e->mslot = mslot;
+            memset(mvalid(c, e), 0, 8ull * w);
+            pthread_mutex_unlock(&sh->lock);
+        }
+    }
+    uint8_t *buf = mslot != NIL ? c->arena + (size_t)mslot * c->bs : scratch_get(c->bs);
+    int err = 0, used_source = 0;
+    if (!buf) {
+        err = -ENOMEM;
+        memset(got, 0, sizeof(got));
+        memset(fetched, 0, sizeof(fetched));
+        memset(bad, 0, sizeof(bad));
+    } else {
+        err = fill_pages(c, b, want, dslot != NIL ? ondisk : NULL, dslot, ddir, buf, got, fetched,
+                         bad, &used_source);
+    }
+    if (used_source)
+        missed = 1;
+
+    pthread_mutex_lock(&sh->lock);
+    if (mslot != NIL && buf)
+        for (uint32_t k = 0; k < w; k++)
+            mvalid(c, e)[k] |= got[k];
+    if (e->dslot != NIL)
+        for (uint32_t k = 0; k < w; k++)
+            dvalid(c, e)[k] &= ~bad[k];
+    e->flags &= (uint8_t)~F_FILLING;
+    e->fill_err = (int16_t)err;
+    e->fill_seq++;
+    struct share *shr = NULL;
+    if (err == 0 && buf && mslot == NIL && e->waiters > 0) {
+        shr = malloc(sizeof(*shr) + 8ull * w);
+        if (shr) {
+            *shr = (struct share){sh->shares, i, e->fill_seq, e->waiters, buf};
+            memcpy(shr->got, got, 8ull * w);
+            sh->shares = shr;
+        }
+    }
+    e->waiters = 0;
+    pthread_cond_broadcast(&sh->cond);
+    if (shr) {
+        while (shr->left > 0)
+            pthread_cond_wait(&sh->cond, &sh->lock);
+        struct share **pp = &sh->shares;
+        while (*pp != shr)
+            pp = &(*pp)->next;
+        *pp = shr->next;
+        free(shr);
+    }
+    pthread_mutex_unlock(&sh->lock);
+
+    int rc;
+    if (buf && bm_any(fetched, w))
+        queue_write(c, b->id, b->blen, fetched, buf);
+    if (err == 0 && buf) {
+        if (!prefetch)
+            memcpy(dst, buf + boff, len);
+        rc = missed ? BLK_MISS : BLK_HIT;
+    } else {
+        rc = err ? err : -EIO;
+    }
+    pthread_mutex_lock(&sh->lock);
+    e->pins--;
+    entry_maybe_free(c, sh, i);
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+static int check_obj(const char *key, const char *etag)
+{
+    if (!key || !etag || strnlen(key, CACHE_MAX_KEY + 1) > CACHE_MAX_KEY ||
+        strnlen(etag, CACHE_MAX_ETAG + 1) > CACHE_MAX_ETAG)
+        return -EINVAL;
+    return 0;
+}
+
+ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                   uint64_t off, size_t len, void *buf)
+{
+    if (!c || check_obj(key, etag) != 0 || (len && !buf))
+        return -EINVAL;
+    if (off >= obj_size || len == 0)
+        return 0;
+    if (len > obj_size - off)
+        len = (size_t)(obj_size - off);
+    if (len > (size_t)SSIZE_MAX)
+        len = (size_t)SSIZE_MAX;
+    STAT(c, read, 1);
+    STAT(c, read_bytes, len);
+    size_t done = 0;
+    int any_miss = 0, any_direct = 0;
+    while (done < len) {
+        uint64_t pos = off + done;
+        struct blk b = {key, etag, obj_size, pos >> c->bs_shift, 0, {0, 0}};
+        uint32_t boff = (uint32_t)(pos & (c->bs - 1));
+        uint32_t n = c->bs - boff;
+        if (n > len - done)
+            n = (uint32_t)(len - done);
+        b.blen = (uint32_t)cslot_block_len(obj_size, b.index, c->bs);
+        block_id(key, etag, b.index, b.id);
+        int rc = block_io(c, &b, boff, n, (uint8_t *)buf + done);
+        if (rc == BLK_DIRECT) {
+            ssize_t r =
+                source_fetch(c, key, etag, obj_size, b.index, boff, n, (uint8_t *)buf + done);
+            if (r >= 0 && (uint32_t)r != n)
+                r = -EIO;
+            if (r < 0)
+                return r;
+            any_direct = 1;
+            STAT(c, direct_read_bytes, n);
+        } else if (rc < 0) {
+            return rc;
+        } else if (rc == BLK_MISS) {
+            any_miss = 1;
+            STAT(c, read_miss_bytes, n);
+        } else {
+            STAT(c, read_hit_bytes, n);
+        }
+        done += n;
+    }
+    if (any_direct)
+        STAT(c, direct_read, 1);
+    if (any_miss)
+        STAT(c, read_miss, 1);
+    else if (!any_direct)
+        STAT(c, read_hit, 1);
+    return (ssize_t)len;
+}
+
+int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                  uint64_t off, size_t len, struct cache_ref *ref)
+{
+    if (!c || !ref || check_obj(key, etag) != 0)
+        return -EINVAL;
+    ref->data = NULL;
+    ref->len = 0;
+    if (!c->mq || off >= obj_size || len == 0)
+        return -ENOENT;
+    if (len > obj_size - off)
+        len = (size_t)(obj_size - off);
+    uint64_t index = off >> c->bs_shift;
+    uint32_t boff = (uint32_t)(off & (c->bs - 1));
+    if (len > c->bs - boff)
+        len = c->bs - boff;
+    uint64_t id[2], need[MAXW];
+    block_id(key, etag, index, id);
+    bm_range(need, c->w, boff >> c->ps_shift, (uint32_t)((boff + len - 1) >> c->ps_shift));
+    struct shard *sh = shard_of(c, id);
+    pthread_mutex_lock(&sh->lock);
+    uint32_t i = lookup(c, sh, id);
+    struct centry *e = i != NIL ? E(c, i) : NULL;
+    if (!e || e->mslot == NIL || !bm_covers(mvalid(c, e), need, c->w)) {
+        pthread_mutex_unlock(&sh->lock);
+        return -ENOENT;
+    }
+    e->pins++;
+    s3fifo_touch(c->mq, e->mslot);
+    ref->data = c->arena + (size_t)e->mslot * c->bs + boff;
+    ref->len = len;
+    ref->entry_ = i;
+    ref->shard_ = (uint32_t)(sh - c->shards);
+    pthread_mutex_unlock(&sh->lock);
+    STAT(c, read, 1);
+    STAT(c, read_bytes, len);
+    STAT(c, read_hit, 1);
+    STAT(c, read_hit_bytes, len);
+    return 0;
+}
+
+void cache_ref_put(struct cache *c, struct cache_ref *ref)
+{
+    if (!c || !ref || !ref->data)
+        return;
+    struct shard *sh = &c->shards[ref->shard_];
+    pthread_mutex_lock(&sh->lock);
+    E(c, ref->entry_)->pins--;
+    entry_maybe_free(c, sh, ref->entry_);
+    pthread_mutex_unlock(&sh->lock);
+    ref->data = NULL;
+    ref->len = 0;
+}
+
+int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                   uint64_t off, uint64_t len)
+{
+    if (!c || check_obj(key, etag) != 0)
+        return -EINVAL;
+    if (off >= obj_size || len == 0)
+        return 0;
+    if (len > obj_size - off)
+        len = obj_size - off;
+    uint64_t first = off >> c->bs_shift, last = (off + len - 1) >> c->bs_shift;
+    for (uint64_t idx = first; idx <= last; idx++) {
+        pthread_mutex_lock(&c->job_lock);
+        int full = c->stopping || c->pq_len >= PQ_MAX;
+        if (!full)
+            c->pq_len++;
+        pthread_mutex_unlock(&c->job_lock);
+        if (full) {
+            STAT(c, prefetch_dropped, last - idx + 1);
+            return -EAGAIN;
+        }
+        struct job *j = calloc(1, sizeof(*j));
+        if (j) {
+            j->key = strdup(key);
+            j->etag = strdup(etag);
+        }
+        if (!j || !j->key || !j->etag) {
+            job_free(j);
+            pthread_mutex_lock(&c->job_lock);
+            c->pq_len--;
+            pthread_mutex_unlock(&c->job_lock);
+            STAT(c, prefetch_dropped, last - idx + 1);
+            return -ENOMEM;
+        }
+        j->kind = JOB_PREFETCH;
+        j->obj_size = obj_size;
+        j->index = idx;
+        STAT(c, prefetch_queued, 1);
+        pthread_mutex_lock(&c->job_lock);
+        if (c->pq_tail)
+            c->pq_tail->next = j;
+        else
+            c->pq_head = j;
+        c->pq_tail = j;
+        pthread_cond_signal(&c->job_cond);
+        pthread_mutex_unlock(&c->job_lock);
+    }
+    return 0;
+}
+
+/* ---- the disk writer ---- */
+
+static int pick_dir(struct cache *c, const uint64_t id[2])
+{
+    uint64_t now = now_ns();
+    for (int k = 0; k < c->ndirs; k++) {
+        int d = (int)((id[0] + (uint64_t)k) % (uint64_t)c->ndirs);
+        if (__atomic_load_n(&c->dirs[d].down_until, __ATOMIC_RELAXED) <= now)
+            return d;
+    }
+    return -1;
+}
+
+static void do_write(struct cache *c, struct job *j)
+{
+    uint32_t w = c->w;
+    uint64_t newp[MAXW], valid[MAXW];
+    uint64_t *crc = malloc(8ull * c->np);
+    struct shard *sh = shard_of(c, j->id);
+    if (!crc) {
+        STAT(c, disk_writes_dropped, 1);
+        return;
+    }
+    pthread_mutex_lock(&sh->lock);
+    uint32_t i = lookup(c, sh, j->id);
+    if (i == NIL)
+        i = entry_new(c, sh, j->id, j->blen);
+    if (i == NIL) {
+        pthread_mutex_unlock(&sh->lock);
+        STAT(c, disk_writes_dropped, 1);
+        free(crc);
+        return;
+    }
+    struct centry *e = E(c, i);
+    e->pins++;
+    while (e->flags & F_DWRITING)
+        pthread_cond_wait(&sh->cond, &sh->lock);
+    e->pins--;
+    for (uint32_t k = 0; k < w; k++)
+        newp[k] = j->pages[k] & ~dvalid(c, e)[k];
+    if (!bm_any(newp, w)) {
+        entry_maybe_free(c, sh, i);
+        pthread_mutex_unlock(&sh->lock);
+        free(crc);
+        return;
+    }
+    e->flags |= F_DWRITING;
+    uint32_t dslot = e->dslot;
+    int ddir = e->ddir;
+    pthread_mutex_unlock(&sh->lock);
+
+    int fresh = dslot == NIL, rc = 0;
+    if (fresh) {
+        ddir = pick_dir(c, j->id);
+        if (ddir >= 0) {
+            int evicted;
+            dslot =
+                s3fifo_alloc(c->dirs[ddir].q, j->id[0], i, disk_evict, &c->dirs[ddir], &evicted);
+            if (evicted)
+                STAT(c, evictions_disk, 1);
+        }
+        if (ddir < 0 || dslot == NIL) {
+            rc = 1; /* nowhere to put it: not an error */
+        } else {
+            pthread_mutex_lock(&sh->lock);
+            e->dslot = dslot;
+            e->ddir = (uint8_t)ddir;
+            memset(dvalid(c, e), 0, 8ull * w);
+            pthread_mutex_unlock(&sh->lock);
+        }
+    }
+    struct cdir *dir = ddir >= 0 ? &c->dirs[ddir] : NULL;
+    struct cslot_hdr h = {.id = {j->id[0], j->id[1]},
+                          .blen = j->blen,
+                          .block_size = c->bs,
+                          .page_size = c->ps,
+                          .npages = c->np,
+                          .valid = valid,
+                          .crc = crc};
+    if (rc == 0 && !fresh) {
+        /* Adding pages to a slot we own: keep the CRCs of the pages already there. */
+        int r = cdisk_read_hdr(dir->d, dslot, &h);
+        if (r != 0 || h.id[0] != j->id[0] || h.id[1] != j->id[1] || h.blen != j->blen) {
+            fresh = 1;
+            h.id[0] = j->id[0];
+            h.id[1] = j->id[1];
+            h.blen = j->blen;
+        }
+    }
+    if (rc == 0) {
+        if (fresh) {
+            memset(valid, 0, 8ull * w);
+            memset(crc, 0, 8ull * c->np);
+        }
+        for (uint32_t p = 0; p < c->np; p++) {
+            if (!bm_test(newp, p))
+                continue;
+            uint64_t o = (uint64_t)p * c->ps;
+            uint64_t l = j->blen - o < c->ps ? j->blen - o : c->ps;
+            crc[p] = cslot_page_crc(j->id, p, j->data + o, l);
+            bm_set(valid, p);
+        }
+        h.seq = __atomic_add_fetch(&dir->seq, 1, __ATOMIC_RELAXED);
+        rc = cdisk_write(dir->d, dslot, &h, j->data, newp, j->blen);
+        if (rc < 0) {
+            STAT(c, disk_errors, 1);
+            __atomic_store_n(&dir->down_until, now_ns() + DIR_BACKOFF_NS, __ATOMIC_RELAXED);
+            log_warn("disk cache write failed on '%s': %s", cdisk_path(dir->d), strerror(-rc));
+        } else {
+            STAT(c, disk_writes, 1);
+            STAT(c, disk_write_bytes, bm_count(newp, w) * c->ps);
+        }
+    }
+
+    pthread_mutex_lock(&sh->lock);
+    if (rc == 0) {
+        for (uint32_t k = 0; k < w; k++)
+            dvalid(c, e)[k] = fresh ? newp[k] : (dvalid(c, e)[k] | newp[k]);
+    } else if (rc < 0 || (fresh && e->dslot != NIL)) {
+        if (e->dslot != NIL) {
+            s3fifo_release(c->dirs[e->ddir].q, e->dslot);
+            e->dslot = NIL;
+        }
+        memset(dvalid(c, e), 0, 8ull * w);
+    }
+    e->flags &= (uint8_t)~F_DWRITING;
+    pthread_cond_broadcast(&sh->cond);
+    entry_maybe_free(c, sh, i);
+    pthread_mutex_unlock(&sh->lock);
+    free(crc);
+}
+
+static void do_prefetch(struct cache *c, struct job *j)
+{
+    struct blk b = {j->key, j->etag, j->obj_size, j->index, 0, {0, 0}};
+    b.blen = (uint32_t)cslot_block_len(j->obj_size, j->index, c->bs);
+    if (b.blen == 0)
+        return;
+    block_id(j->key, j->etag, j->index, b.id);
+    (void)block_io(c, &b, 0, b.blen, NULL);
+}
+
+static void *worker(void *arg)
+{
+    struct cache *c = arg;
+    pthread_mutex_lock(&c->job_lock);
+    for (;;) {
+        struct job *j = NULL;
+        if (c->wq_head) {
+            j = c->wq_head;
+            c->wq_head = j->next;
+            if (!c->wq_head)
+                c->wq_tail = NULL;
+        } else if (c->pq_head && !c->stopping) {
+            j = c->pq_head;
+            c->pq_head = j->next;
+            if (!c->pq_head)
+                c->pq_tail = NULL;
+            c->pq_len--;
+        } else if (c->stopping) {
+            break;
+        } else {
+            pthread_cond_wait(&c->job_cond, &c->job_lock);
+            continue;
+        }
+        pthread_mutex_unlock(&c->job_lock);
+        if (j->kind == JOB_WRITE) {
+            do_write(c, j);
+            pthread_mutex_lock(&c->job_lock);
+            c->wq_bytes -= bm_count(j->pages, c->w) * c->ps;
+            pthread_mutex_unlock(&c->job_lock);
+        } else {
+            do_prefetch(c, j);
+        }
+        job_free(j);
+        pthread_mutex_lock(&c->job_lock);
+    }
+    pthread_mutex_unlock(&c->job_lock);
+    return NULL;
+}
+
+/* ---- start-up scan ---- */
+
+static int scan_one(void *arg, uint32_t slot, const struct cslot_hdr *h)
+{
+    struct cdir *dir = arg;
+    struct cache *c = dir->c;
+    if (h->seq > dir->seq)
+        dir->seq = h->seq;
+    if (!bm_any(h->valid, c->w))
+        return 0;
+    struct shard *sh = shard_of(c, h->id);
+    pthread_mutex_lock(&sh->lock);
+    uint32_t i = lookup(c, sh, h->id);
+    if (i != NIL) {
+        /* A second copy (left behind when the block moved slots before a crash): both verify
+           against the same identity, so either serves the same bytes; keep the first. */
+        pthread_mutex_unlock(&sh->lock);
+        return 0;
+    }
+    i = entry_new(c, sh, h->id, h->blen);
+    if (i != NIL) {
+        struct centry *e = E(c, i);
+        if (s3fifo_claim(dir->q, slot, i) == 0) {
+            e->dslot = slot;
+            e->ddir = (uint8_t)(dir - c->dirs);
+            memcpy(dvalid(c, e), h->valid, 8ull * c->w);
+            c->scan_blocks++;
+        }
+        entry_maybe_free(c, sh, i);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+static int is_pow2(uint64_t v)
+{
+    return v && !(v & (v - 1));
+}
+
+static unsigned log2u(uint64_t v)
+{
+    return (unsigned)__builtin_ctzll(v);
+}
+
+int cache_new(const struct cache_config *cfg, const struct cache_source *src, struct cache **out,
+              char *err, size_t errlen)
+{
+    *out = NULL;
+    if (errlen)
+        err[0] = '\0';
+    uint32_t bs = cfg->block_size ? cfg->block_size : (1u << 20);
+    uint32_t ps = cfg->page_size ? cfg->page_size : (16u << 10);
+    if (!src || !src->fetch) {
+        snprintf(err, errlen, "cache: no block source");
+        return -EINVAL;
+    }
+    if (!is_pow2(bs) || bs < CACHE_MIN_BLOCK || bs > CACHE_MAX_BLOCK) {
+        snprintf(err, errlen, "cache: block size %u is not a power of two in 64 KiB..64 MiB", bs);
+        return -EINVAL;
+    }
+    if (!is_pow2(ps) || ps < CACHE_MIN_PAGE || ps > bs) {
+        snprintf(err, errlen, "cache: page size %u is not a power of two in 4 KiB..block size", ps);
+        return -EINVAL;
+    }
+    struct cache *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->bs = bs;
+    c->ps = ps;
+    c->np = bs / ps;
+    c->w = CSLOT_WORDS(c->np);
+    c->bs_shift = log2u(bs);
+    c->ps_shift = log2u(ps);
+    c->src = *src;
+    c->estride = (sizeof(struct centry) + 16ull * c->w + 7) & ~7ull;
+    c->wq_max = WQ_MIN_BYTES > 4ull * bs ? WQ_MIN_BYTES : 4ull * bs;
+    pthread_mutex_init(&c->pool_lock, NULL);
+    pthread_mutex_init(&c->tb_lock, NULL);
+    pthread_mutex_init(&c->job_lock, NULL);
+    pthread_cond_init(&c->job_cond, NULL);
+    c->tb_rate = cfg->origin_bytes_per_sec;
+    c->tb_burst = c->tb_rate ? (double)(c->tb_rate / 10 > bs ? c->tb_rate / 10 : bs) : 0;
+    c->tb_tokens = c->tb_burst;
+    c->tb_last = now_ns();
+    for (int s = 0; s < NSHARDS; s++) {
+        pthread_mutex_init(&c->shards[s].lock, NULL);
+        pthread_cond_init(&c->shards[s].cond, NULL);
+    }
+    int rc = -ENOMEM;
+
+    /* Disk directories first: their slot counts size the index. */
+    uint64_t total_slots = 0;
+    if (cfg->disk_dirs && cfg->disk_dirs[0]) {
+        char *list = strdup(cfg->disk_dirs), *save = NULL;
+        if (!list)
+            goto fail;
+        for (char *d = strtok_r(list, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+            if (c->ndirs == CACHE_MAX_DIRS) {
+                log_warn("disk cache: more than %d directories; ignoring '%s'", CACHE_MAX_DIRS, d);
+                continue;
+            }
+            char derr[512];
+            struct cdisk *dk;
+            int r = cdisk_open(d, cfg->disk_bytes_per_dir, bs, ps, &dk, derr, sizeof(derr));
+            if (r != 0) {
+                log_warn("%s; the disk tier goes on without it", derr);
+                STAT(c, disk_errors, 1);
+                continue;
+            }
+            struct cdir *dir = &c->dirs[c->ndirs];
+            dir->c = c;
+            dir->d = dk;
+            dir->q = s3fifo_new(cdisk_nslots(dk));
+            if (!dir->q) {
+                cdisk_close(dk);
+                free(list);
+                goto fail;
+            }
+            total_slots += cdisk_nslots(dk);
+            c->disk_capacity += cdisk_file_bytes(dk);
+            c->ndirs++;
+        }
+        free(list);
+    }
+    uint64_t mslots = cfg->mem_bytes / bs;
+    if (mslots > (1u << 30))
+        mslots = 1u << 30;
+    if (mslots) {
+        c->arena_len = (size_t)mslots * bs;
+        c->arena = mmap(NULL, c->arena_len, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (c->arena == MAP_FAILED) {
+            c->arena = NULL;
+            snprintf(err, errlen, "cache: cannot map %llu bytes of memory tier",
+                     (unsigned long long)c->arena_len);
+            goto fail;
+        }
+        c->mq = s3fifo_new((uint32_t)mslots);
+        if (!c->mq)
+            goto fail;
+    }
+
+    /* The index: entries for every slot of every tier, plus fills in flight. */
+    uint64_t ne = mslots + total_slots + POOL_SLACK;
+    if (ne >= NIL) {
+        snprintf(err, errlen, "cache: too many blocks for one index");
+        rc = -EINVAL;
+        goto fail;
+    }
+    c->nentries = (uint32_t)ne;
+    c->pool = calloc(ne, c->estride);
+    if (!c->pool)
+        goto fail;
+    for (uint32_t k = 0; k < c->nentries; k++)
+        E(c, k)->hnext = k + 1 < c->nentries ? k + 1 : NIL;
+    c->pool_free = 0;
+    uint32_t nb = 4;
+    while ((uint64_t)nb * NSHARDS < ne)
+        nb <<= 1;
+    for (int s = 0; s < NSHARDS; s++) {
+        c->shards[s].buckets = malloc(sizeof(uint32_t) * nb);
+        if (!c->shards[s].buckets)
+            goto fail;
+        memset(c->shards[s].buckets, 0xff, sizeof(uint32_t) * nb);
+        c->shards[s].mask = nb - 1;
+    }
+    c->index_bytes = sizeof(*c) + ne * c->estride + (uint64_t)NSHARDS * nb * sizeof(uint32_t) +
+                     (c->mq ? s3fifo_bytes(c->mq) : 0);
+    for (int d = 0; d < c->ndirs; d++)
+        c->index_bytes += s3fifo_bytes(c->dirs[d].q);
+
+    /* What earlier runs left on disk. */
+    uint64_t t0 = now_ns();
+    for (int d = 0; d < c->ndirs; d++) {
+        int r = cdisk_scan(c->dirs[d].d, scan_one, &c->dirs[d]);
+        if (r != 0) {
+            log_warn("disk cache '%s': scan failed: %s", cdisk_path(c->dirs[d].d), strerror(-r));
+            STAT(c, disk_errors, 1);
+        }
+    }
+    c->scan_usec = (now_ns() - t0) / 1000;
+    if (c->ndirs)
+        log_info("disk cache: %llu blocks found in %d director%s in %llu ms",
+                 (unsigned long long)c->scan_blocks, c->ndirs, c->ndirs == 1 ? "y" : "ies",
+                 (unsigned long long)(c->scan_usec / 1000));
+
+    unsigned nt = cfg->io_threads ? cfg->io_threads : 2;
+    c->threads = calloc(nt, sizeof(*c->threads));
+    if (!c->threads)
+        goto fail;
+    for (; c->nthreads < nt; c->nthreads++) {
+        if (pthread_create(&c->threads[c->nthreads], NULL, worker, c) != 0) {
+            snprintf(err, errlen, "cache: cannot start worker threads");
+            rc = -EAGAIN;
+            goto fail;
+        }
+    }
+    *out = c;
+    return 0;
+fail:
+    if (rc == -ENOMEM && errlen && !err[0])
+        snprintf(err, errlen, "cache: out of memory");
+    cache_free(c);
+    return rc;
+}
+
+/* Writes every memory page that is not on disk yet (its write was dropped, or it is being
+ * demoted), synchronously, so that cache_free leaves the disk tier as complete as it can. Called
+ * only when no reader is running. */
+static void flush_memory(struct cache *c)
+{
+    if (!c->mq || c->ndirs == 0)
+        return;
+    for (int s = 0; s < NSHARDS; s++) {
+        struct shard *sh = &c->shards[s];
+        for (uint32_t b = 0; b <= sh->mask; b++) {
+            uint32_t cand[64];
+            int n = 0;
+            pthread_mutex_lock(&sh->lock);
+            for (uint32_t i = sh->buckets[b]; i != NIL && n < 64; i = E(c, i)->hnext)
+                cand[n++] = i;
+            pthread_mutex_unlock(&sh->lock);
+            for (int k = 0; k < n; k++) {
+                struct job *j = calloc(1, sizeof(*j) + 8ull * c->w);
+                uint8_t *data = j ? malloc(c->bs) : NULL;
+                if (!data) {
+                    free(j);
+                    return;
+                }
+                pthread_mutex_lock(&sh->lock);
+                struct centry *e = E(c, cand[k]);
+                int any = 0;
+                /* The entry may have gone (or been reused) since it was listed: check. */
+                if (e->mslot != NIL && (e->id[0] & sh->mask) == b && shard_of(c, e->id) == sh) {
+                    for (uint32_t x = 0; x < c->w; x++) {
+                        j->pages[x] = mvalid(c, e)[x] & ~dvalid(c, e)[x];
+                        any |= j->pages[x] != 0;
+                    }
+                }
+                if (any) {
+                    j->kind = JOB_WRITE;
+                    j->id[0] = e->id[0];
+                    j->id[1] = e->id[1];
+                    j->blen = e->blen;
+                    memcpy(data, c->arena + (size_t)e->mslot * c->bs, e->blen);
+                    j->data = data;
+                }
+                pthread_mutex_unlock(&sh->lock);
+                if (any)
+                    do_write(c, j);
+                else
+                    free(data);
+                job_free(j);
+            }
+        }
+    }
+}
+
+void cache_free(struct cache *c)
+{
+    if (!c)
+        return;
+    /* Stop: workers finish queued disk writes (so fetched blocks persist), prefetches are
+       dropped; then nothing may queue any more. */
+    pthread_mutex_lock(&c->job_lock);
+    c->stopping = 1;
+    while (c->pq_head) {
+        struct job *j = c->pq_head;
+        c->pq_head = j->next;
+        job_free(j);
+    }
+    c->pq_tail = NULL;
+    c->pq_len = 0;
+    pthread_cond_broadcast(&c->job_cond);
+    pthread_mutex_unlock(&c->job_lock);
+    for (unsigned t = 0; t < c->nthreads; t++)
+        pthread_join(c->threads[t], NULL);
+    free(c->threads);
+    if (c->pool)
+        flush_memory(c);
+    while (c->wq_head) { /* only if no worker ever started */
+        struct job *j = c->wq_head;
+        c->wq_head = j->next;
+        job_free(j);
+    }
+    for (int d = 0; d < c->ndirs; d++) {
+        s3fifo_free(c->dirs[d].q);
+        cdisk_close(c->dirs[d].d);
+    }
+    s3fifo_free(c->mq);
+    if (c->arena)
+        munmap(c->arena, c->arena_len);
+    for (int s = 0; s < NSHARDS; s++) {
+        free(c->shards[s].buckets);
+        pthread_mutex_destroy(&c->shards[s].lock);
+        pthread_cond_destroy(&c->shards[s].cond);
+    }
+    free(c->pool);
+    pthread_mutex_destroy(&c->pool_lock);
+    pthread_mutex_destroy(&c->tb_lock);
+    pthread_mutex_destroy(&c->job_lock);
+    pthread_cond_destroy(&c->job_cond);
+    free(c);
+}
+
+/* Sums one counter over the stripes. */
+#define SUM(c, f)                                                                                  \
+    ({                                                                                             \
+        uint64_t sum_ = 0;                                                                         \
+        for (int k_ = 0; k_ < NSTRIPES; k_++)                                                      \
+            sum_ += __atomic_load_n(&(c)->n[k_].f, __ATOMIC_RELAXED);                              \
+        sum_;                                                                                      \
+    })
+
+void cache_get_stats(struct cache *c, struct cache_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->read = SUM(c, read);
+    st->read_bytes = SUM(c, read_bytes);
+    st->read_hit = SUM(c, read_hit);
+    st->read_hit_bytes = SUM(c, read_hit_bytes);
+    st->read_miss = SUM(c, read_miss);
+    st->read_miss_bytes = SUM(c, read_miss_bytes);
+    st->direct_read = SUM(c, direct_read);
+    st->direct_read_bytes = SUM(c, direct_read_bytes);
+    st->root_read_source = SUM(c, root_read_source);
+    st->root_read_source_bytes = SUM(c, root_read_source_bytes);
+    st->mem_capacity = c->arena_len;
+    st->blocks_mem = c->mq ? s3fifo_used(c->mq) : 0;
+    st->mem_used = st->blocks_mem * c->bs;
+    st->disk_capacity = c->disk_capacity;
+    for (int d = 0; d < c->ndirs; d++)
+        st->blocks_disk += s3fifo_used(c->dirs[d].q);
+    st->disk_used = st->blocks_disk * c->bs;
+    st->index_bytes = c->index_bytes;
+    st->evictions_mem = SUM(c, evictions_mem);
+    st->evictions_disk = SUM(c, evictions_disk);
+    st->demotions = SUM(c, demotions);
+    st->disk_errors = SUM(c, disk_errors);
+    st->corrupt_dropped = SUM(c, corrupt_dropped);
+    st->singleflight_waits = SUM(c, singleflight_waits);
+    st->source_fetches = SUM(c, source_fetches);
+    st->source_errors = SUM(c, source_errors);
+    st->disk_writes = SUM(c, disk_writes);
+    st->disk_write_bytes = SUM(c, disk_write_bytes);
+    st->disk_writes_dropped = SUM(c, disk_writes_dropped);
+    st->prefetch_queued = SUM(c, prefetch_queued);
+    st->prefetch_dropped = SUM(c, prefetch_dropped);
+    st->scan_blocks = c->scan_blocks;
+    st->scan_usec = c->scan_usec;
+}
+
+void cache_clear_stats(struct cache *c)
+{
+    for (int k = 0; k < NSTRIPES; k++) {
+        struct counters *n = &c->n[k];
+        uint64_t *f[] = {&n->read,
+                         &n->read_bytes,
+                         &n->read_hit,
+                         &n->read_hit_bytes,
+                         &n->read_miss,
+                         &n->read_miss_bytes,
+                         &n->direct_read,
+                         &n->direct_read_bytes,
+                         &n->root_read_source,
+                         &n->root_read_source_bytes};
+        for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+            __atomic_store_n(f[i], 0, __ATOMIC_RELAXED);
+    }
+}

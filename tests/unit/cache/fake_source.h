@@ -1,0 +1,134 @@
+/* tests/unit/cache/fake_source.h - a deterministic block source for the cache tests: the byte at
+ * offset o of (key, etag) is a function of the three, so any read can be verified. It counts
+ * fetches and bytes, and can add latency or fail. Header-only: each test file includes it once.
+ */
+#ifndef EFC_TEST_FAKE_SOURCE_H
+#define EFC_TEST_FAKE_SOURCE_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache/cache.h"
+
+struct fake {
+    uint32_t block_size;
+    uint64_t fetches, bytes; /* atomic */
+    int fail_errno;          /* atomic: every fetch fails with -fail_errno while set */
+    unsigned fail_per_mille; /* random failures (-EIO), 0..1000 */
+    unsigned latency_us;
+};
+
+static uint64_t fake_mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t fake_seed(const char *key, const char *etag)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = key; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;
+    for (const char *p = etag; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return h;
+}
+
+static void fake_fill(uint64_t seed, uint64_t off, uint8_t *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint64_t o = off + i, word = fake_mix(seed ^ (o >> 3));
+        unsigned b = (unsigned)(o & 7);
+        for (; b < 8 && i < len; b++, i++)
+            buf[i] = (uint8_t)(word >> (8 * b));
+    }
+}
+
+/* Returns the offset of the first wrong byte, or -1. */
+static inline long long fake_check(const char *key, const char *etag, uint64_t off,
+                                   const uint8_t *buf, size_t len)
+{
+    uint8_t tmp[4096];
+    uint64_t seed = fake_seed(key, etag);
+    for (size_t done = 0; done < len;) {
+        size_t n = len - done < sizeof(tmp) ? len - done : sizeof(tmp);
+        fake_fill(seed, off + done, tmp, n);
+        if (memcmp(tmp, buf + done, n) != 0) {
+            for (size_t k = 0; k < n; k++)
+                if (tmp[k] != buf[done + k])
+                    return (long long)(done + k);
+        }
+        done += n;
+    }
+    return -1;
+}
+
+static __thread uint64_t fake_rng = 88172645463325252ull;
+
+static inline uint64_t fake_rand(void)
+{
+    fake_rng ^= fake_rng << 13;
+    fake_rng ^= fake_rng >> 7;
+    fake_rng ^= fake_rng << 17;
+    return fake_rng;
+}
+
+static ssize_t fake_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
+                          uint64_t index, uint32_t off, uint32_t len, void *buf)
+{
+    struct fake *f = arg;
+    __atomic_fetch_add(&f->fetches, 1, __ATOMIC_RELAXED);
+    if (f->latency_us)
+        usleep(f->latency_us);
+    int fe = __atomic_load_n(&f->fail_errno, __ATOMIC_RELAXED);
+    if (fe)
+        return -fe;
+    if (f->fail_per_mille && fake_rand() % 1000 < f->fail_per_mille)
+        return -EIO;
+    uint64_t pos = index * f->block_size + off;
+    if (pos >= obj_size)
+        return 0;
+    uint64_t n = obj_size - pos < len ? obj_size - pos : len;
+    fake_fill(fake_seed(key, etag), pos, buf, n);
+    __atomic_fetch_add(&f->bytes, n, __ATOMIC_RELAXED);
+    return (ssize_t)n;
+}
+
+static inline uint64_t fake_fetches(struct fake *f)
+{
+    return __atomic_load_n(&f->fetches, __ATOMIC_RELAXED);
+}
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static inline void rm_rf(const char *path)
+{
+    nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static inline double now_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+#endif
