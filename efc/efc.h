@@ -7,7 +7,8 @@
  *     fs.c      the FUSE operations (lookup, getattr, readdir(plus), open, read, statfs, ...)
  *     ns.c      the inode table (ns_i.h)
  *     dir.c     listings: visibility, directory streams, cached listings for lookups (dir_i.h)
- *     read.c    the read path: ranged GETs with readahead (read.h)
+ *     read.c    the read path: ranged GETs with readahead, or through the block cache (read.h,
+ *               cache/cache.h)
  *     fuseio.c  the session's /dev/fuse I/O (makes FUSE_PARALLEL_DIROPS reach the kernel)
  *     source.c  the mount source "<bucket>.<host>:/<prefix>"
  *     state.c   the state file /run/efc/<mountpoint>.json
@@ -64,6 +65,9 @@ struct efc_ns;
 struct efc_lcache;
 struct efc_dirmem;
 struct efc_reader_pool;
+struct efc_block_source;
+struct cache;
+struct cache_stats;
 struct efc_fh;
 struct fuse_session;
 struct fuse_lowlevel_ops;
@@ -90,6 +94,8 @@ struct efc {
     struct efc_dirmem *dirmem;
     struct efc_lcache *lcache;
     struct efc_reader_pool *readers;
+    struct cache *cache;                /* the block cache (cache/cache.h); NULL: none */
+    struct efc_block_source *cache_src; /* its miss path: the object store */
     struct fuse_session *se;
 
     /* the last GetBucketStat, for statfs; protected by statfs_lock */
@@ -119,8 +125,15 @@ const struct fuse_lowlevel_ops *efc_fs_ops(void);
 /* Builds the namespace and listing cache for E (E->opts, E->src and E->oss set). No threads are
  * started. Returns 0 or -errno. */
 int efc_fs_setup(struct efc *e);
-/* Starts the read path's workers (after the daemon has forked). Returns 0 or -errno. */
-int efc_fs_start(struct efc *e);
+/* Starts the read path (after the daemon has forked: the block cache's threads and the read
+ * workers). The block cache is made when g_tier_EnableClusterCache is on, a memory or disk
+ * capacity is set and g_tier_DadiRootClientType is not 2 (an agent stores nothing). Returns 0, or
+ * -errno with a one-line reason naming the option at fault in ERR. A disk cache directory that
+ * cannot be used is not an error: the cache goes on without it (a warning is logged). */
+int efc_fs_start(struct efc *e, char *err, size_t errlen);
+/* The block cache's counters (the tier_* metrics among them) into ST. Returns 0, or -ENOENT when
+ * the mount has no block cache. */
+int efc_cache_stats(struct efc *e, struct cache_stats *st);
 /* Closes what the kernel left open and frees everything efc_fs_setup/start made. */
 void efc_fs_teardown(struct efc *e);
 

@@ -675,11 +675,9 @@ int main(int argc, char **argv)
     if (!e->foreground && detach(d, err, sizeof(err)) != 0)
         goto failed;
     /* From here on in the process that serves the mount. */
-    rc = efc_fs_start(e);
-    if (rc) {
-        snprintf(err, sizeof(err), "cannot start the read path: %s", strerror(-rc));
+    rc = efc_fs_start(e, err, sizeof(err));
+    if (rc)
         goto failed;
-    }
     char serr[512];
     if (efc_state_write(e, serr, sizeof(serr)) == 0)
         d->state_done = true;

@@ -35,9 +35,23 @@
  * Up to SPARE_MAX freed buffers are kept for reuse so a stream does not fault in fresh pages for
  * every chunk.
  *
- * run_fetch() is the one place that turns "chunks i..j of (key, etag)" into bytes; the block
- * cache (issue 4: blocks keyed by (bucket, key, etag, block index), block size = chunk size)
- * goes there, serving the blocks it holds and fetching the others, without touching the window.
+ * With a block cache (pool->cache, cache/cache.h, block size = chunk size) the chunk machinery
+ * is not used at all: the cache already owns buffers, single-flight and background fills, so a
+ * second layer of chunk buffers would only copy every byte twice and hold memory the cache
+ * accounts for. Such a reader keeps the same classification (classify_locked: history, streak,
+ * window position and drops), but its window is a range of blocks handed to cache_prefetch()
+ * (cache_window_locked: blocks past the read up to `win` blocks beyond the read position, each
+ * block prefetched once as ra_next advances; win grows to RA_GROWTH times what the stream has
+ * read, up to ahead_bytes), and every read, random or sequential, is one cache_read() with no
+ * lock held: a sequential read hits the blocks the prefetch filled or joins its fill
+ * (single-flight), a random read costs a fetch of the pages it needs. The cache's source is
+ * efc_block_fetch(): one GET with If-Match, so -ESTALE comes back out of cache_read() (errors
+ * are never cached) and sticks to the reader as without a cache; a prefetch that meets it just
+ * drops the block. A reader without an ETag bypasses the cache (its blocks could not be keyed),
+ * and so does a read the cache refuses as invalid (-EINVAL: an over-long key or ETag).
+ *
+ * Without a cache, run_fetch() is the one place that turns "chunks i..j of (key, etag)" into
+ * bytes.
  *
  * Locks: a reader's lock (struct efc_reader.lock) protects that reader's window and the
  * reader-lock fields of its chunks and runs; the pool lock protects the work queue, the threads,
@@ -58,6 +72,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "cache/cache.h"
 #include "oss/oss.h"
 #include "util/log.h"
 
@@ -132,6 +147,7 @@ TAILQ_HEAD(rfetch_list, rfetch);
 
 struct efc_reader_pool {
     struct oss_client *cl;
+    struct cache *cache; /* NULL: none */
     /* immutable after _new */
     uint64_t chunk_bytes;
     unsigned max_inflight;
@@ -159,7 +175,7 @@ struct efc_reader_pool {
     /* statistics, lock-free */
     atomic_uint_fast64_t reads, bytes_read, direct_gets, chunk_gets, chunks, bytes_fetched, ra_hits,
         ra_misses, bytes_wasted, windows, drops, cancelled, fetch_errors, retries, budget_denied,
-        inflight, readers;
+        inflight, readers, cache_bypass;
 };
 
 struct efc_reader {
@@ -883,6 +899,7 @@ int efc_reader_pool_new(struct oss_client *cl, const struct efc_read_config *cfg
     if (p == NULL)
         return -ENOMEM;
     p->cl = cl;
+    p->cache = cfg->cache;
     p->chunk_bytes = cs;
     p->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEFAULT_MAX_INFLIGHT;
     p->max_threads = cfg->threads ? cfg->threads : DEFAULT_THREADS;
@@ -965,6 +982,67 @@ int efc_reader_open(struct efc_reader_pool *p, const char *key, const char *etag
     return 0;
 }
 
+/* ---- through the block cache ------------------------------------------------------------ */
+
+/* The window of a cached reader after its read ending at END (RC_WINDOW): moves pos, grows win
+ * and sets [*FROM, *TO) to the blocks to prefetch now (none if *FROM == *TO). */
+static void cache_window_locked(struct efc_reader *r, uint64_t end, uint64_t *from, uint64_t *to)
+{
+    struct efc_reader_pool *p = r->pool;
+    uint64_t cs = p->chunk_bytes;
+
+    *from = *to = 0;
+    r->pos = max_u64(r->pos, end);
+    if (r->closed || r->stale)
+        return;
+    uint64_t grow = min_u64(p->max_win, RA_GROWTH * r->ra_bytes / cs);
+    r->win = (unsigned)max_u64(r->win, grow);
+    /* blocks the read itself touches are the read's (cache_read); the window starts after */
+    uint64_t first = max_u64(r->ra_next, (end + cs - 1) / cs);
+    uint64_t last = min_u64((r->pos - 1) / cs + r->win, r->nchunks - 1); /* pos >= end > 0 */
+    if (first > last) {
+        r->ra_next = max_u64(r->ra_next, first);
+        return;
+    }
+    *from = first;
+    *to = last + 1;
+    r->ra_next = last + 1;
+}
+
+static ssize_t cache_reader_read(struct efc_reader *r, uint64_t off, uint64_t end, void *buf)
+{
+    struct efc_reader_pool *p = r->pool;
+    uint64_t from = 0, to = 0;
+
+    pthread_mutex_lock(&r->lock);
+    if (r->stale) {
+        pthread_mutex_unlock(&r->lock);
+        return -ESTALE;
+    }
+    if (classify_locked(r, off, end) == RC_WINDOW)
+        cache_window_locked(r, end, &from, &to);
+    pthread_mutex_unlock(&r->lock);
+
+    if (from < to) {
+        uint64_t cs = p->chunk_bytes;
+        int prc = cache_prefetch(p->cache, r->key, r->etag, r->size, from * cs, (to - from) * cs);
+        if (prc && prc != -EAGAIN)
+            log_debug("read: prefetch of '%s' blocks %" PRIu64 "-%" PRIu64 ": %s", r->key, from,
+                      to - 1, strerror(-prc));
+    }
+    ssize_t n = cache_read(p->cache, r->key, r->etag, r->size, off, end - off, buf);
+    if (n == -EINVAL) {
+        atomic_fetch_add(&p->cache_bypass, 1);
+        n = direct_get(p, r, off, end - off, buf);
+    }
+    if (n == -ESTALE) { /* other errors were logged by efc_block_fetch (and fs.c's op_read) */
+        pthread_mutex_lock(&r->lock);
+        mark_stale_locked(r);
+        pthread_mutex_unlock(&r->lock);
+    }
+    return n;
+}
+
 ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *buf)
 {
     struct efc_reader_pool *p = r->pool;
@@ -976,6 +1054,15 @@ ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *b
     uint64_t cur = off, dstart = UINT64_MAX; /* start of a pending run of direct bytes */
     ssize_t rc = 0;
     bool own = false, ahead_only = true;
+
+    if (p->cache && r->etag) {
+        rc = cache_reader_read(r, off, end, buf);
+        if (rc > 0) {
+            atomic_fetch_add(&p->reads, 1);
+            atomic_fetch_add(&p->bytes_read, (uint64_t)rc);
+        }
+        return rc;
+    }
 
     pthread_mutex_lock(&r->lock);
     if (r->stale) {
@@ -1075,9 +1162,36 @@ void efc_reader_pool_stats(struct efc_reader_pool *p, struct efc_read_stats *st)
     st->budget_denied = atomic_load(&p->budget_denied);
     st->inflight = atomic_load(&p->inflight);
     st->readers = atomic_load(&p->readers);
+    st->cache_bypass = atomic_load(&p->cache_bypass);
     pthread_mutex_lock(&p->lock);
     st->mem_used = p->mem_used;
     st->mem_peak = p->mem_peak;
     st->threads = p->nthreads;
     pthread_mutex_unlock(&p->lock);
+}
+
+ssize_t efc_block_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
+                        uint64_t index, uint32_t off, uint32_t len, void *buf)
+{
+    const struct efc_block_source *bs = arg;
+    uint64_t start = index * bs->block_bytes + off;
+    struct oss_get g = {.key = key,
+                        .offset = start,
+                        .length = len,
+                        .if_match = etag && etag[0] ? etag : NULL,
+                        .buf = buf};
+    struct oss_get_result res;
+
+    if (start >= obj_size || len == 0)
+        return 0;
+    if (g.length > obj_size - start)
+        g.length = obj_size - start;
+    int rc = oss_get(bs->cl, &g, &res);
+    if (rc) {
+        if (rc != -ESTALE)
+            log_warn("read: '%s' bytes %" PRIu64 "-%" PRIu64 " for the cache: %s (%s)", key, start,
+                     start + g.length - 1, strerror(-rc), oss_last_error());
+        return rc;
+    }
+    return (ssize_t)res.bytes;
 }

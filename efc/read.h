@@ -17,6 +17,11 @@
  * the budget is spent readahead stops growing and reads are served by direct GETs; nothing waits
  * for memory.
  *
+ * With a block cache (config.cache) every byte of a reader whose ETag is known comes through the
+ * cache instead: a read is one cache_read(), and a sequential reader's window becomes
+ * cache_prefetch() calls for the blocks ahead; no chunk buffer is used. A reader without an ETag
+ * (nothing to key the blocks by) reads as without a cache.
+ *
  * Thread safety: every function may be called from any thread. Reads on one reader may run
  * concurrently with each other (FUSE is multi-threaded); efc_reader_close() must not race with a
  * read of the same reader (FUSE sends release after the last read has been answered), and
@@ -32,6 +37,7 @@
 struct oss_client;
 struct efc_reader_pool;
 struct efc_reader;
+struct cache;
 
 struct efc_read_config {
     uint64_t ahead_bytes; /* readahead window per sequential reader at most (g_read_AheadKB * 1024);
@@ -40,6 +46,8 @@ struct efc_read_config {
     uint64_t chunk_bytes;  /* readahead unit, aligned in the object (g_tier_BlockSize); 0: 1 MiB */
     unsigned threads;      /* worker threads of the pool at most; 0: 32 */
     uint64_t mem_limit;    /* bytes of chunk buffers across all readers of the pool; 0: 512 MiB */
+    struct cache *cache;   /* the block cache (cache/cache.h; not owned, must outlive the pool),
+                              its block size chunk_bytes; NULL: none, every byte comes by GET */
 };
 
 /* Creates a pool reading through CL (not owned; it must outlive the pool). CFG is copied, zero
@@ -88,6 +96,7 @@ struct efc_read_stats {
     uint64_t fetch_errors;  /* chunk GETs that failed (not counting cancellations) */
     uint64_t retries;       /* direct GETs retrying a chunk whose GET failed */
     uint64_t budget_denied; /* chunks not started because mem_limit was reached */
+    uint64_t cache_bypass;  /* reads the block cache refused (-EINVAL) that went by direct GET */
     uint64_t mem_used;      /* gauge: bytes of chunk buffers held (idle spare buffers included) */
     uint64_t mem_peak;      /* high-water mark of mem_used */
     uint64_t inflight;      /* gauge: chunk GETs queued or running */
@@ -96,5 +105,16 @@ struct efc_read_stats {
 };
 
 void efc_reader_pool_stats(struct efc_reader_pool *p, struct efc_read_stats *st);
+
+/* The block cache's miss path (struct cache_source) on the object store: block INDEX of
+ * BLOCK_BYTES-byte blocks, [off, off+len) of it, by one GET with If-Match ETAG (none if ""),
+ * -ESTALE once the object lost that ETag. Give the cache efc_block_fetch with a pointer to a
+ * struct efc_block_source that outlives it. */
+struct efc_block_source {
+    struct oss_client *cl;
+    uint64_t block_bytes;
+};
+ssize_t efc_block_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
+                        uint64_t index, uint32_t off, uint32_t len, void *buf);
 
 #endif

@@ -685,6 +685,9 @@ class EfcTestCase(unittest.TestCase):
         if pid:
             self.assertTrue(wait_until(lambda: not pid_alive(pid), 15),
                             "daemon %d still running 15 s after umount" % pid)
+        # PID may be the daemon's pre-detach parent (Mount() can catch it before it exits), so
+        # the serving daemon itself is waited for by its command line too.
+        wait_until(lambda: not daemon_pids(m.mnt), 15)
         self.assertEqual(daemon_pids(m.mnt), [])
         self.assertTrue(wait_until(lambda: not os.path.exists(state_file(m.mnt)), 5),
                         "state file %s left behind" % state_file(m.mnt))
