@@ -41,7 +41,6 @@
 #include "util/log.h"
 #include "util/opt.h"
 
-
 #define DEFAULT_LOG_DIR "/var/log/aliyun/alinas"
 
 struct daemon {
