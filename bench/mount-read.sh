@@ -3,19 +3,21 @@
 # object from the same ossemu in the same run; and `ls -l` of a 10,000-entry directory.
 #
 #   bench/mount-read.sh [--size-mib N] [--runs R] [--bw-per-conn BYTES] [--files N]
+#                       [--opts g_name=value,...]   (extra mount options for efc)
 #
 # Each cold read is on a fresh mount with the kernel's caches dropped. Uses the installed
 # mount.alinas (scripts/demo.sh or cmake --install installs it). Prints a markdown table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-size_mib=1024 runs=3 bw=0 nfiles=10000
+size_mib=1024 runs=3 bw=0 nfiles=10000 opts=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mib) size_mib=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --bw-per-conn) bw=$2; shift 2 ;;
     --files) nfiles=$2; shift 2 ;;
-    *) echo "usage: $0 [--size-mib N] [--runs R] [--bw-per-conn BYTES] [--files N]" >&2; exit 2 ;;
+    --opts) opts=",$2"; shift 2 ;;
+    *) echo "usage: $0 [--size-mib N] [--runs R] [--bw-per-conn BYTES] [--files N] [--opts O]" >&2; exit 2 ;;
   esac
 done
 [ -x /sbin/mount.alinas ] || { echo "mount.alinas is not installed (run scripts/demo.sh)" >&2; exit 1; }
@@ -37,7 +39,7 @@ for _ in $(seq 1 100); do grep -q ready "$work/ready" 2>/dev/null && break; slee
 port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/ready")
 [ -n "$port" ] || { echo "ossemu did not start" >&2; exit 1; }
 do_mount() {
-  mount -t alinas -o "efc,protocol=oss,passwd_file=$work/passwd,g_oss_Endpoint=http://127.0.0.1:$port" \
+  mount -t alinas -o "efc,protocol=oss,passwd_file=$work/passwd,g_oss_Endpoint=http://127.0.0.1:$port$opts" \
     testbucket.oss-cn-hangzhou.aliyuncs.com:/ "$mnt"
 }
 bytes=$((size_mib << 20))
@@ -64,7 +66,7 @@ for _ in $(seq 1 "$runs"); do
 done
 c=$(printf '%s\n' "${curl_r[@]}" | median)
 e=$(printf '%s\n' "${efc_r[@]}" | median)
-echo "Cold sequential read of a ${size_mib} MiB object, median of $runs runs$([ "$bw" != 0 ] && echo ", ossemu capped at $bw B/s per connection")"
+echo "Cold sequential read of a ${size_mib} MiB object, median of $runs runs$([ "$bw" != 0 ] && echo ", ossemu capped at $bw B/s per connection")${opts:+, mount options${opts}}"
 echo
 echo "| what | median | ratio to curl | runs |"
 echo "|---|---|---|---|"
