@@ -32,11 +32,9 @@ head -c $((size_mib << 20)) /dev/urandom > "$work/root/big.bin"
 printf 'testak:testsk\n' > "$work/passwd"; chmod 600 "$work/passwd"
 args=(--root "$work/root" --bucket testbucket --cred testak:testsk)
 [ "$bw" != 0 ] && args+=(--bw-per-conn "$bw")
-node "$here/tests/ossemu/server.js" "${args[@]}" > "$work/ready" 2> "$work/ossemu.log" &
-pid=$!
-for _ in $(seq 1 100); do grep -q ready "$work/ready" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/ready")
-[ -n "$port" ] || { echo "ossemu did not start" >&2; cat "$work/ossemu.log" >&2; exit 1; }
+. "$here/tests/ossemu/start.sh"
+ossemu_start "$work" "${args[@]}" || exit 1
+pid=$OSSEMU_PID port=$OSSEMU_PORT
 # Warm ossemu's CRC64 cache and the page cache so every contender starts equal.
 "$build/bench/efc-ossget" --endpoint "http://127.0.0.1:$port" --bucket testbucket \
   --passwd "$work/passwd" big.bin > /dev/null

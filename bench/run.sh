@@ -214,20 +214,10 @@ printf 'testak:testsk\n' > "$work/passwd"
 chmod 600 "$work/passwd"
 emu_args=(--root "$data" --bucket testbucket --cred testak:testsk --latency-ms "$lat")
 [ "$bw" != 0 ] && emu_args+=(--bw-per-conn "$bw")
-node "$here/tests/ossemu/server.js" "${emu_args[@]}" > "$work/ossemu.ready" 2> "$work/ossemu.log" &
-ossemu_pid=$!
+. "$here/tests/ossemu/start.sh"
+ossemu_start "$work" "${emu_args[@]}" || die "ossemu did not start"
+ossemu_pid=$OSSEMU_PID port=$OSSEMU_PORT admin=$OSSEMU_ADMIN
 PIDS+=("$ossemu_pid")
-port="" admin=""
-for _ in $(seq 1 200); do
-  if grep -q ready "$work/ossemu.ready" 2>/dev/null; then
-    port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/ossemu.ready")
-    admin=$(sed -n 's/.*"admin_port":\([0-9]*\).*/\1/p' "$work/ossemu.ready")
-    break
-  fi
-  alive "$ossemu_pid" || break
-  sleep 0.1
-done
-if [ -z "$port" ] || [ -z "$admin" ]; then tail -n 20 "$work/ossemu.log" >&2; die "ossemu did not start"; fi
 log "ossemu on port $port (admin $admin), pid $ossemu_pid"
 # ossemu computes an object's CRC64 once, at its first GET or HEAD: do it now for the big
 # objects, so that whichever system goes first does not pay for it

@@ -28,13 +28,10 @@ head -c $((64 << 20)) /dev/urandom > "$work/bucket/models/weights.bin"
 for i in $(seq -w 1 50); do head -c 16384 /dev/urandom > "$work/bucket/datasets/train/sample-$i.bin"; done
 echo "demo-ak:demo-secret" > "$work/passwd"; chmod 600 "$work/passwd"
 
-node tests/ossemu/server.js --root "$work/bucket" --bucket demo --cred demo-ak:demo-secret \
-  --region cn-hangzhou > "$work/ossemu.ready" 2> "$work/ossemu.log" &
-emu_pid=$!
-for _ in $(seq 1 100); do grep -q ready "$work/ossemu.ready" 2>/dev/null && break; sleep 0.1; done
-port=$(sed -n 's/.*"port":\([0-9]*\).*/\1/p' "$work/ossemu.ready")
-admin=$(sed -n 's/.*"admin_port":\([0-9]*\).*/\1/p' "$work/ossemu.ready")
-[ -n "$port" ] || { echo "demo: ossemu did not start; see $work/ossemu.log"; cat "$work/ossemu.log"; exit 1; }
+. tests/ossemu/start.sh
+ossemu_start "$work" --root "$work/bucket" --bucket demo --cred demo-ak:demo-secret \
+  --region cn-hangzhou || { echo "demo: ossemu did not start" >&2; exit 1; }
+emu_pid=$OSSEMU_PID port=$OSSEMU_PORT admin=$OSSEMU_ADMIN
 echo "demo: ossemu serves bucket 'demo' on 127.0.0.1:$port (as demo.oss-cn-hangzhou.aliyuncs.com)"
 
 mnt="$work/mnt"
