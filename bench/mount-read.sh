@@ -5,7 +5,9 @@
 #   bench/mount-read.sh [--size-mib N] [--runs R] [--bw-per-conn BYTES] [--files N]
 #                       [--opts g_name=value,...]   (extra mount options for efc)
 #
-# Each cold read is on a fresh mount with the kernel's caches dropped. Uses the installed
+# Each cold read is on a fresh mount with the kernel's caches dropped. In --opts, @CACHEDIR@
+# stands for a new empty directory per mount (g_tier_DadiDiskCachePath=@CACHEDIR@), so that a
+# disk cache starts cold every time; it is removed with the rest. Uses the installed
 # mount.alinas (scripts/demo.sh or cmake --install installs it). Prints a markdown table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,8 +38,12 @@ args=(--root "$work/root" --bucket testbucket --cred testak:testsk)
 . "$here/tests/ossemu/start.sh"
 ossemu_start "$work" "${args[@]}" || exit 1
 pid=$OSSEMU_PID port=$OSSEMU_PORT
+nmount=0
 do_mount() {
-  mount -t alinas -o "efc,protocol=oss,passwd_file=$work/passwd,g_oss_Endpoint=http://127.0.0.1:$port$opts" \
+  nmount=$((nmount + 1))
+  local cdir="$work/cache$nmount/"
+  mkdir -p "$cdir"
+  mount -t alinas -o "efc,protocol=oss,passwd_file=$work/passwd,g_oss_Endpoint=http://127.0.0.1:$port${opts//@CACHEDIR@/$cdir}" \
     testbucket.oss-cn-hangzhou.aliyuncs.com:/ "$mnt"
 }
 bytes=$((size_mib << 20))

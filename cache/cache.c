@@ -8,14 +8,43 @@
  * are replaced by S3-FIFO (s3fifo.c); a memory victim whose pages are not on disk yet is demoted
  * (queued for writing) before it goes.
  *
+ * The index must cost at most 0.1% of the capacity it describes, down to 64 KiB blocks (65
+ * bytes a block, everything included). So an entry is only what every cached block needs: the
+ * identity, the hash chain, both slots, the length, a pin count, flags, and the two bitmaps
+ * stored in ceil(pages/8) bytes each (1 byte at 64 KiB / 16 KiB pages); 40 bytes at 64 KiB
+ * blocks, 56 at 1 MiB / 16 KiB. What only a block being filled needs (its waiters, the fill's
+ * result, a buffer lent to the waiters) lives in a `struct fill` on the filler's stack, listed in
+ * the shard while the fill runs. Hash buckets are 4 bytes per 1-2 entries, and the S3-FIFO
+ * queues about 11 bytes a slot. Measured by test_index_overhead.
+ *
  * A read hashes (key, etag, index) to the block identity, takes the shard lock and either copies
  * the pages from memory (the hit path: one lock, one memcpy; large copies pin the entry and copy
- * unlocked), or becomes the block's one filler (F_FILLING), or waits on the shard's condition
- * variable for the filler (single-flight: waiters then share its pages or its error). A filler
- * drops the lock for all I/O: it reads the pages it can from disk (each page's CRC verified; a
- * bad page is dropped and fetched), fetches the rest through the source in contiguous runs, puts
- * the result in its memory slot, wakes the waiters, copies out, and queues a copy of the fetched
- * pages for a worker to write to disk. The reader never waits for a disk write.
+ * unlocked), or becomes the block's one filler (F_FILLING, with a fill record), or waits on the
+ * shard's condition variable for the filler (single-flight: waiters then share its pages, its
+ * buffer or its error; the filler returns only once its last waiter has left, so the record and
+ * the buffer outlive every use). A filler drops the lock for all I/O: it reads the pages it can
+ * from disk (each page's CRC verified; a bad page is dropped and fetched), fetches the rest
+ * through the source in contiguous runs, puts the result in its memory slot, wakes the waiters,
+ * copies out, and queues a copy of the fetched pages for a worker to write to disk. The reader
+ * never waits for a disk write.
+ *
+ * Prefetch (readahead) runs on its own workers (io_threads of them: as many source requests in
+ * flight as the read path wants), apart from the disk writers, so that a slow disk never holds
+ * back a stream and a stream never starves the disk. A prefetch job is a run of consecutive
+ * blocks: the worker claims each block that nobody holds or fills (F_FILLING, a memory slot),
+ * fetches every stretch of claimed blocks with one source request (the source contract allows a
+ * range across blocks), and publishes the blocks one by one. Blocks it fetched ahead are marked
+ * F_AHEAD until a read uses them: that first read is the access they were fetched for, so it does
+ * not count as a re-access (a sequential scan stays in S3-FIFO's small FIFO, as it should), and
+ * one not read yet is kept once when it comes up for eviction (S3FIFO_KEEP), so that in a small
+ * memory tier readahead does not evict the blocks the reader is about to use in favour of those
+ * it has passed. The read path keeps its window within half of what the cache can hold.
+ *
+ * A warm-up fill (cache_fill) is the same fill with another target: with a disk tier it fills a
+ * scratch block (pages memory holds are copied, the rest fetched) and writes it synchronously
+ * while still the block's filler, so readers of the block join it and it is on disk when the
+ * call returns; without one, it fills a memory slot. Its slots are admitted as hot (s3fifo.h):
+ * a warm-up is a statement that the data is wanted, not a one-time scan to be put on probation.
  *
  * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock, tb_lock}. The
  * s3fifo eviction callbacks run under an s3fifo lock and only *try* shard locks (a busy shard's
@@ -33,6 +62,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +75,9 @@
 #include "cache/s3fifo.h"
 #include "util/log.h"
 
+/* The entries keep their bitmaps as little-endian bytes and load them into uint64_t words. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "bitmap bytes assume little-endian");
+
 #define NSHARDS         256
 #define NIL             UINT32_MAX
 #define MAXW            (CSLOT_MAX_PAGES / 64) /* bitmap words for the largest geometry */
@@ -51,11 +85,19 @@
 #define COPY_UNDER_LOCK (64u << 10)   /* hits up to this size copy with the lock held */
 #define WQ_MIN_BYTES    (64ull << 20) /* disk-write queue: bytes of copies waiting */
 #define PQ_MAX          1024          /* prefetch queue: blocks waiting */
+#define RUN_MAX_BYTES   (4u << 20)    /* one prefetch request fetches at most this (or a block) */
+#define RUN_MAX_BLOCKS  (RUN_MAX_BYTES / CACHE_MIN_BLOCK)
+#define DISK_WRITERS    2 /* disk writes go through io_uring: two threads keep a disk busy */
 #define DIR_BACKOFF_NS                                                                             \
     (2ull * 1000000000ull) /* a directory that failed a write rests this long                      \
                             */
 
-enum { F_FILLING = 1, F_DWRITING = 2 };
+enum {
+    F_FILLING = 1,  /* a fill runs (its record is in the shard's list) */
+    F_DWRITING = 2, /* a disk write of the block runs */
+    F_AHEAD = 4,    /* in memory by prefetch, not read yet; bits 4-7: its ahead_stamp */
+};
+enum { MV = 0, DV = 1 }; /* the entry's bitmaps: memory-valid, disk-valid */
 
 /* One block. Protected by its shard's lock (except id and blen, fixed while allocated). */
 struct centry {
@@ -63,33 +105,29 @@ struct centry {
     uint32_t hnext; /* hash chain, or the pool's free list */
     uint32_t mslot; /* memory slot or NIL */
     uint32_t dslot; /* disk slot in dirs[ddir] or NIL */
-    uint32_t pins;  /* readers and fillers using the entry's slots */
     uint32_t blen;  /* block length */
-    uint16_t fill_seq;
-    int16_t fill_err; /* -errno of the last fill, for its waiters */
+    uint16_t pins;  /* readers, fillers and writers using the entry: at most one per thread */
     uint8_t ddir;
     uint8_t flags;
-    uint16_t waiters; /* readers sleeping until the fill ends */
-    uint64_t bits[];  /* mvalid[W] then dvalid[W] */
+    uint8_t bits[]; /* mvalid then dvalid, c->mb bytes each (little-endian bitmap words) */
 };
 
-/* A fill done outside the memory tier (none, or no slot to be had) lends its buffer to its
- * waiters: the filler keeps it until `left` waiters have copied from it. */
-struct share {
-    struct share *next;
+/* A fill in flight (see the top). Shard lock. */
+struct fill {
+    struct fill *next; /* the shard's list */
     uint32_t entry;
-    uint16_t seq; /* the fill's fill_seq */
-    unsigned left;
-    const uint8_t *buf;
-    uint64_t got[]; /* pages in buf */
+    int done, err;
+    unsigned waiters;    /* registered and not yet gone */
+    const uint8_t *buf;  /* done: the block's bytes when they are in no memory slot, else NULL */
+    const uint64_t *got; /* done: the pages in buf */
 };
 
 struct shard {
     pthread_mutex_t lock;
-    pthread_cond_t cond; /* a fill or a disk write on this shard ended, a share was used */
+    pthread_cond_t cond; /* a fill or a disk write on this shard ended, a waiter left */
     uint32_t *buckets;
     uint32_t mask;
-    struct share *shares; /* fills lending their buffer */
+    struct fill *fills;
 } __attribute__((aligned(64)));
 
 struct cdir {
@@ -109,9 +147,10 @@ struct job {
     uint64_t id[2];
     uint32_t blen;
     uint8_t *data; /* block-sized copy; pages at their block offsets */
-    /* JOB_PREFETCH */
+    /* JOB_PREFETCH: blocks index..index+nblocks-1 */
     char *key, *etag;
     uint64_t obj_size, index;
+    uint32_t nblocks;
     uint64_t pages[]; /* JOB_WRITE: the pages in data */
 };
 
@@ -128,8 +167,11 @@ struct counters {
 } __attribute__((aligned(64)));
 
 struct cache {
-    uint32_t bs, ps, np, w;
+    uint32_t bs, ps, np, w, mb; /* mb: bytes of one entry bitmap */
     unsigned bs_shift, ps_shift;
+    uint32_t run_max; /* blocks in one prefetch job */
+    uint64_t mtick;   /* memory slot allocations so far (atomic): the clock of F_AHEAD */
+    unsigned tick_shift;
     struct cache_source src;
     struct shard shards[NSHARDS];
 
@@ -150,13 +192,14 @@ struct cache {
     double tb_tokens, tb_burst;
 
     pthread_mutex_t job_lock;
-    pthread_cond_t job_cond;
+    pthread_cond_t wq_cond, pq_cond;
     struct job *wq_head, *wq_tail, *pq_head, *pq_tail; /* under job_lock */
     uint64_t wq_bytes, wq_max;
-    unsigned pq_len;
-    int stopping;
-    pthread_t *threads;
-    unsigned nthreads;
+    unsigned pq_blocks;
+    int stopping;       /* prefetchers: stop, drop the queue */
+    int writers_stop;   /* writers: stop once the queue is empty */
+    pthread_t *threads; /* nprefetchers prefetchers, then the writers */
+    unsigned nthreads, nprefetchers;
 
     struct counters n[NSTRIPES]; /* atomics */
     uint64_t index_bytes, disk_capacity, scan_blocks, scan_usec;
@@ -224,7 +267,7 @@ static uint64_t bm_count(const uint64_t *m, uint32_t w)
     return n;
 }
 
-/* ---- thread-local scratch block (fills when no memory slot can be had) ---- */
+/* ---- thread-local scratch buffer (fills without a memory slot, prefetch runs) ---- */
 
 struct scratch {
     void *p;
@@ -273,14 +316,32 @@ static struct centry *E(struct cache *c, uint32_t i)
     return (struct centry *)(c->pool + (size_t)i * c->estride);
 }
 
-static uint64_t *mvalid(struct cache *c, struct centry *e)
+/* Loads bitmap WHICH of E into OUT (c->w words); a tier the entry has no slot in reads empty. */
+static void ent_get(struct cache *c, const struct centry *e, int which, uint64_t *out)
 {
-    return e->bits;
+    memset(out, 0, 8ull * c->w);
+    if ((which == MV ? e->mslot : e->dslot) != NIL)
+        memcpy(out, e->bits + (size_t)which * c->mb, c->mb);
 }
 
-static uint64_t *dvalid(struct cache *c, struct centry *e)
+static void ent_put(struct cache *c, struct centry *e, int which, const uint64_t *in)
 {
-    return e->bits + c->w;
+    memcpy(e->bits + (size_t)which * c->mb, in, c->mb);
+}
+
+static void ent_clear(struct cache *c, struct centry *e, int which)
+{
+    memset(e->bits + (size_t)which * c->mb, 0, c->mb);
+}
+
+/* Whether tier WHICH of E holds every page of NEED. */
+static int ent_covers(struct cache *c, const struct centry *e, int which, const uint64_t *need)
+{
+    uint64_t have[MAXW];
+    if ((which == MV ? e->mslot : e->dslot) == NIL)
+        return 0;
+    ent_get(c, e, which, have);
+    return bm_covers(have, need, c->w);
 }
 
 static struct shard *shard_of(struct cache *c, const uint64_t id[2])
@@ -339,7 +400,7 @@ static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2
 static void entry_maybe_free(struct cache *c, struct shard *sh, uint32_t i)
 {
     struct centry *e = E(c, i);
-    if (e->mslot != NIL || e->dslot != NIL || e->pins || e->flags)
+    if (e->mslot != NIL || e->dslot != NIL || e->pins || (e->flags & (F_FILLING | F_DWRITING)))
         return;
     for (uint32_t *p = &sh->buckets[e->id[0] & sh->mask]; *p != NIL; p = &E(c, *p)->hnext) {
         if (*p == i) {
@@ -351,6 +412,78 @@ static void entry_maybe_free(struct cache *c, struct shard *sh, uint32_t i)
     e->hnext = c->pool_free;
     c->pool_free = i;
     pthread_mutex_unlock(&c->pool_lock);
+}
+
+static int mem_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp);
+
+/* ---- blocks fetched ahead ---- */
+
+/* A block fetched ahead is kept from eviction until it is read, but not for ever: a reader that
+ * went away must not hold memory. The clock counts memory slot allocations in units of 1/8 of
+ * the tier, and a stamp younger than 8 units (the whole tier turned over once) protects. */
+static uint8_t ahead_now(struct cache *c)
+{
+    return (uint8_t)((__atomic_load_n(&c->mtick, __ATOMIC_RELAXED) >> c->tick_shift) & 15);
+}
+
+static void ahead_set_locked(struct cache *c, struct centry *e)
+{
+    e->flags = (uint8_t)((e->flags & 0x0f) | F_AHEAD | (ahead_now(c) << 4));
+}
+
+static int ahead_protected_locked(struct cache *c, const struct centry *e)
+{
+    return (e->flags & F_AHEAD) && ((ahead_now(c) - (e->flags >> 4)) & 15) < 8;
+}
+
+/* A memory slot for entry I (s3fifo_alloc on the memory tier, ticking the clock above). */
+static uint32_t mem_alloc(struct cache *c, const uint64_t id[2], uint32_t i, int hot)
+{
+    int evicted;
+    __atomic_fetch_add(&c->mtick, 1, __ATOMIC_RELAXED);
+    uint32_t ms = s3fifo_alloc(c->mq, id[0], i, hot, mem_evict, c, &evicted);
+    if (evicted)
+        STAT(c, evictions_mem, 1);
+    return ms;
+}
+
+/* ---- fills ---- */
+
+/* Starts a fill of entry I by this thread: F_FILLING, a pin, the record F listed. Lock held. */
+static void fill_begin_locked(struct shard *sh, struct centry *e, uint32_t i, struct fill *f)
+{
+    *f = (struct fill){.next = sh->fills, .entry = i};
+    sh->fills = f;
+    e->flags |= F_FILLING;
+    e->pins++;
+}
+
+/* Ends the fill F of E: its waiters get ERR and, when the bytes are in no memory slot, BUF (the
+ * pages GOT); returns once the last waiter has left. The caller still holds its pin. Lock held. */
+static void fill_end_locked(struct shard *sh, struct centry *e, struct fill *f, int err,
+                            const uint8_t *buf, const uint64_t *got)
+{
+    struct fill **pp = &sh->fills;
+    while (*pp != f)
+        pp = &(*pp)->next;
+    *pp = f->next;
+    f->done = 1;
+    f->err = err;
+    f->buf = buf;
+    f->got = got;
+    e->flags &= (uint8_t)~F_FILLING;
+    pthread_cond_broadcast(&sh->cond);
+    while (f->waiters > 0)
+        pthread_cond_wait(&sh->cond, &sh->lock);
+}
+
+/* The record of the fill running on entry I (F_FILLING is set). Lock held. */
+static struct fill *fill_find(struct shard *sh, uint32_t i)
+{
+    struct fill *f = sh->fills;
+    while (f->entry != i)
+        f = f->next;
+    return f;
 }
 
 /* ---- background jobs ---- */
@@ -411,57 +544,67 @@ static void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, co
     else
         c->wq_head = j;
     c->wq_tail = j;
-    pthread_cond_signal(&c->job_cond);
+    pthread_cond_signal(&c->wq_cond);
     pthread_mutex_unlock(&c->job_lock);
 }
 
 /* ---- eviction callbacks (run under an s3fifo lock; only trylock shards) ---- */
 
-static int mem_evict(void *arg, uint32_t slot, uint32_t owner)
+static int mem_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
 {
     struct cache *c = arg;
     struct centry *e = E(c, owner);
     struct shard *sh = shard_of(c, e->id);
     if (pthread_mutex_trylock(&sh->lock) != 0)
-        return 1;
+        return S3FIFO_BUSY;
     if (e->mslot != slot || e->pins || (e->flags & F_FILLING)) {
         pthread_mutex_unlock(&sh->lock);
-        return 1;
+        return S3FIFO_BUSY;
     }
-    uint64_t dem[MAXW];
+    if (ahead_protected_locked(c, e)) {
+        /* Fetched ahead for a reader who has not come yet: kept (see ahead_now). */
+        pthread_mutex_unlock(&sh->lock);
+        return S3FIFO_KEEP;
+    }
+    e->flags &= (uint8_t)~F_AHEAD;
+    uint64_t mv[MAXW], dv[MAXW], dem[MAXW];
+    ent_get(c, e, MV, mv);
+    ent_get(c, e, DV, dv);
     int any = 0;
     for (uint32_t i = 0; i < c->w; i++) {
-        dem[i] = mvalid(c, e)[i] & ~dvalid(c, e)[i];
+        dem[i] = mv[i] & ~dv[i];
         any |= dem[i] != 0;
     }
     if (any && c->ndirs > 0) {
         STAT(c, demotions, 1);
         queue_write(c, e->id, e->blen, dem, c->arena + (size_t)slot * c->bs);
     }
+    *fp = e->id[0];
     e->mslot = NIL;
-    memset(mvalid(c, e), 0, 8ull * c->w);
+    ent_clear(c, e, MV);
     entry_maybe_free(c, sh, owner);
     pthread_mutex_unlock(&sh->lock);
-    return 0;
+    return S3FIFO_EVICTED;
 }
 
-static int disk_evict(void *arg, uint32_t slot, uint32_t owner)
+static int disk_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
 {
     struct cdir *dir = arg;
     struct cache *c = dir->c;
     struct centry *e = E(c, owner);
     struct shard *sh = shard_of(c, e->id);
     if (pthread_mutex_trylock(&sh->lock) != 0)
-        return 1;
+        return S3FIFO_BUSY;
     if (e->dslot != slot || &c->dirs[e->ddir] != dir || e->pins || (e->flags & F_DWRITING)) {
         pthread_mutex_unlock(&sh->lock);
-        return 1;
+        return S3FIFO_BUSY;
     }
+    *fp = e->id[0];
     e->dslot = NIL;
-    memset(dvalid(c, e), 0, 8ull * c->w);
+    ent_clear(c, e, DV);
     entry_maybe_free(c, sh, owner);
     pthread_mutex_unlock(&sh->lock);
-    return 0;
+    return S3FIFO_EVICTED;
 }
 
 /* ---- origin token bucket ---- */
@@ -486,10 +629,14 @@ static void tb_take(struct cache *c, uint64_t n)
     }
 }
 
+/* One source request (counted in root_read_source): [off, off+len) from the start of block
+ * INDEX, which may run on into the following blocks. */
 static ssize_t source_fetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
                             uint64_t index, uint32_t off, uint32_t len, void *buf)
 {
     tb_take(c, len);
+    STAT(c, source_fetches, 1);
+    STAT(c, root_read_source, 1);
     ssize_t n = c->src.fetch(c->src.arg, key, etag, obj_size, index, off, len, buf);
     if (n < 0) {
         STAT(c, source_errors, 1);
@@ -497,6 +644,7 @@ static ssize_t source_fetch(struct cache *c, const char *key, const char *etag, 
     }
     if ((size_t)n > len)
         return -EIO; /* a source that overruns the buffer is broken; never trust its bytes */
+    STAT(c, root_read_source_bytes, n);
     return n;
 }
 
@@ -553,13 +701,10 @@ static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want
         if (end > b->blen)
             end = b->blen;
         *used_source = 1;
-        STAT(c, source_fetches, 1);
-        STAT(c, root_read_source, 1);
         ssize_t n =
             source_fetch(c, b->key, b->etag, b->obj_size, b->index, off, end - off, buf + off);
         if (n < 0)
             return (int)n;
-        STAT(c, root_read_source_bytes, n);
         if ((uint32_t)n != end - off)
             return -EIO; /* short inside the object: the source broke its contract */
         for (uint32_t x = p; x <= q; x++) {
@@ -571,14 +716,70 @@ static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want
     return 0;
 }
 
-/* Reads [boff, boff+len) of block B into DST through the cache, or (DST NULL) makes sure the
- * whole block is cached (prefetch: never waits for another filler). Returns BLK_* or -errno. */
-static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, void *dst)
+/* What block_io is asked for. */
+enum {
+    MODE_READ,     /* copy [boff, boff+len) to dst */
+    MODE_PREFETCH, /* make the whole block present in memory; never wait for another filler */
+    MODE_FILL, /* cache_fill: make the whole block present on disk (else in memory), synchronously
+                */
+};
+
+static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen,
+                            const uint8_t *data, const uint64_t *pages, int hot);
+
+/* Bytes of the pages in M of a block BLEN long (the last page may be short). */
+static uint64_t pages_bytes(struct cache *c, uint32_t blen, const uint64_t *m)
+{
+    uint64_t n = 0;
+    for (uint32_t p = 0; p < c->np; p++) {
+        if (!bm_test(m, p))
+            continue;
+        uint64_t o = (uint64_t)p * c->ps;
+        if (o < blen)
+            n += blen - o < c->ps ? blen - o : c->ps;
+    }
+    return n;
+}
+
+/* Copies the pages in PAGES from block buffer SRC to DST (both at block offsets). */
+static void copy_pages(struct cache *c, uint32_t blen, const uint64_t *pages, uint8_t *dst,
+                       const uint8_t *src)
+{
+    for (uint32_t p = 0; p < c->np; p++) {
+        if (!bm_test(pages, p))
+            continue;
+        uint64_t o = (uint64_t)p * c->ps;
+        if (o < blen)
+            memcpy(dst + o, src + o, blen - o < c->ps ? blen - o : c->ps);
+    }
+}
+
+/* A read's hit on the memory slot of E: the first read of a block fetched ahead is the access it
+ * was fetched for, not a re-access. Lock held. */
+static void read_touch_locked(struct cache *c, struct centry *e)
+{
+    if (e->flags & F_AHEAD)
+        e->flags &= (uint8_t)~F_AHEAD;
+    else
+        s3fifo_touch(c->mq, e->mslot);
+}
+
+/* Reads [boff, boff+len) of block B into DST through the cache (MODE_READ), or makes the whole
+ * block present (MODE_PREFETCH, MODE_FILL: see the enum). *FETCHED_BYTES (may be NULL) gets the
+ * bytes this call fetched from the source. Returns BLK_* or -errno. */
+static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, void *dst,
+                    int mode, uint64_t *fetched_bytes)
 {
     uint32_t w = c->w;
     uint64_t need[MAXW], want[MAXW], ondisk[MAXW], got[MAXW], fetched[MAXW], bad[MAXW];
-    int prefetch = dst == NULL, missed = 0;
-    if (prefetch) {
+    uint64_t inmem[MAXW], indisk[MAXW];
+    int missed = 0;
+    /* A fill stores on the disk tier when there is one: warm-up data must survive a restart,
+       and a data set larger than memory must not churn the memory tier. */
+    int todisk = mode == MODE_FILL && c->ndirs > 0;
+    if (fetched_bytes)
+        *fetched_bytes = 0;
+    if (mode != MODE_READ) {
         boff = 0;
         len = b->blen;
     }
@@ -592,9 +793,33 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
     }
     struct centry *e = E(c, i);
     for (;;) {
-        if (e->mslot != NIL && bm_covers(mvalid(c, e), need, w)) {
-            s3fifo_touch(c->mq, e->mslot);
-            if (prefetch) {
+        ent_get(c, e, MV, inmem);
+        ent_get(c, e, DV, indisk);
+        if (todisk && e->dslot != NIL && bm_covers(indisk, need, w)) {
+            s3fifo_touch(c->dirs[e->ddir].q, e->dslot);
+            entry_maybe_free(c, sh, i);
+            pthread_mutex_unlock(&sh->lock);
+            return missed ? BLK_MISS : BLK_HIT;
+        }
+        if (e->mslot != NIL && bm_covers(inmem, need, w)) {
+            if (mode == MODE_READ)
+                read_touch_locked(c, e);
+            else if (mode == MODE_FILL)
+                s3fifo_touch(c->mq, e->mslot);
+            if (todisk) {
+                /* In memory, not (wholly) on disk: write it from the arena, pinned. Every page
+                   is valid, so no filler writes to the slot meanwhile. */
+                const uint8_t *src = c->arena + (size_t)e->mslot * c->bs;
+                e->pins++;
+                pthread_mutex_unlock(&sh->lock);
+                (void)disk_write_block(c, b->id, b->blen, src, inmem, 1);
+                pthread_mutex_lock(&sh->lock);
+                e->pins--;
+                entry_maybe_free(c, sh, i);
+                pthread_mutex_unlock(&sh->lock);
+                return missed ? BLK_MISS : BLK_HIT; /* on disk now, or at least in memory */
+            }
+            if (mode != MODE_READ) {
                 pthread_mutex_unlock(&sh->lock);
                 return BLK_HIT;
             }
@@ -615,124 +840,169 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
         }
         if (!(e->flags & F_FILLING))
             break;
-        if (prefetch) {
-            entry_maybe_free(c, sh, i);
+        if (mode == MODE_PREFETCH) {
             pthread_mutex_unlock(&sh->lock);
             return BLK_HIT;
         }
-        /* Someone is filling this block: wait for its pages (or its error). */
-        uint16_t seq0 = e->fill_seq;
+        /* Someone is filling this block: wait for its pages (or its error). The filler keeps
+           the entry pinned until every waiter has left. */
+        struct fill *f = fill_find(sh, i);
         missed = 1;
         STAT(c, singleflight_waits, 1);
-        /* Waiters register in e->waiters; the fill's end takes the count (and resets it), so
-           each waiter belongs to exactly the fill that ends with fill_seq == seq0 + 1. */
-        e->pins++;
-        e->waiters++;
-        while (e->fill_seq == seq0)
+        f->waiters++;
+        while (!f->done)
             pthread_cond_wait(&sh->cond, &sh->lock);
-        e->pins--;
-        struct share *shr = sh->shares;
-        while (shr && !(shr->entry == i && shr->seq == (uint16_t)(seq0 + 1)))
-            shr = shr->next;
-        if (shr) {
-            int ok = bm_covers(shr->got, need, w);
-            if (ok)
-                memcpy(dst, shr->buf + boff, len);
-            if (--shr->left == 0)
-                pthread_cond_broadcast(&sh->cond);
-            if (ok) {
-                entry_maybe_free(c, sh, i);
-                pthread_mutex_unlock(&sh->lock);
-                return BLK_MISS;
+        int ok = 0, ferr = f->err;
+        uint8_t *tmp = NULL;
+        if (ferr == 0 && f->buf && bm_covers(f->got, need, w)) {
+            if (mode == MODE_READ) {
+                memcpy(dst, f->buf + boff, len);
+                ok = 1;
+            } else if (todisk && (tmp = scratch_get(c->bs)) != NULL) {
+                /* A fill for the disk tier writes the lent block itself (the filler's own write
+                   is queued, and a fill must not return before the block is on disk). */
+                memcpy(tmp, f->buf, b->blen);
+                ok = 1;
             }
         }
-        if (e->fill_seq != seq0 && e->fill_err != 0 &&
-            !(e->mslot != NIL && bm_covers(mvalid(c, e), need, w))) {
-            int err = e->fill_err;
+        if (--f->waiters == 0)
+            pthread_cond_broadcast(&sh->cond);
+        if (ok && tmp) {
+            e->pins++;
+            pthread_mutex_unlock(&sh->lock);
+            int wr = disk_write_block(c, b->id, b->blen, tmp, need, 1);
+            pthread_mutex_lock(&sh->lock);
+            e->pins--;
+            if (wr != 0)
+                continue; /* not stored: fill it ourselves (memory as the fallback) */
+        }
+        if (ok) {
             entry_maybe_free(c, sh, i);
             pthread_mutex_unlock(&sh->lock);
-            return err;
+            return BLK_MISS;
+        }
+        if (ferr != 0 && !ent_covers(c, e, MV, need)) {
+            entry_maybe_free(c, sh, i);
+            pthread_mutex_unlock(&sh->lock);
+            return ferr;
         }
     }
 
     /* This thread fills the block. */
-    e->flags |= F_FILLING;
-    e->pins++;
+    struct fill fr;
+    fill_begin_locked(sh, e, i, &fr);
     uint32_t mslot = e->mslot, dslot = e->dslot;
     int ddir = e->ddir;
-    for (uint32_t k = 0; k < w; k++) {
-        want[k] = need[k] & ~(mslot != NIL ? mvalid(c, e)[k] : 0);
-        ondisk[k] = dslot != NIL ? want[k] & dvalid(c, e)[k] : 0;
+    if (todisk) {
+        /* The pages the disk lacks; those memory holds are copied, the rest fetched. */
+        for (uint32_t k = 0; k < w; k++) {
+            want[k] = need[k] & ~indisk[k];
+            ondisk[k] = 0;
+        }
+    } else {
+        for (uint32_t k = 0; k < w; k++) {
+            want[k] = need[k] & ~inmem[k];
+            ondisk[k] = want[k] & indisk[k];
+        }
     }
     pthread_mutex_unlock(&sh->lock);
 
-    if (mslot == NIL && c->mq) {
-        int evicted;
-        mslot = s3fifo_alloc(c->mq, b->id[0], i, mem_evict, c, &evicted);
-        if (evicted)
-            STAT(c, evictions_mem, 1);
+    if (!todisk && mslot == NIL && c->mq) {
+        mslot = mem_alloc(c, b->id, i, mode == MODE_FILL);
         if (mslot != NIL) {
             pthread_mutex_lock(&sh->lock);
             e->mslot = mslot;
-            memset(mvalid(c, e), 0, 8ull * w);
+            ent_clear(c, e, MV);
             pthread_mutex_unlock(&sh->lock);
         }
     }
-    uint8_t *buf = mslot != NIL ? c->arena + (size_t)mslot * c->bs : scratch_get(c->bs);
+    /* The fill goes into the memory slot (into_mem), else a thread's scratch block. A fill
+       that no tier can take fetches nothing. */
+    int into_mem = !todisk && mslot != NIL;
+    uint8_t *buf = into_mem ? c->arena + (size_t)mslot * c->bs : NULL;
     int err = 0, used_source = 0;
-    if (!buf) {
+    memset(got, 0, sizeof(got));
+    memset(fetched, 0, sizeof(fetched));
+    memset(bad, 0, sizeof(bad));
+    if (!into_mem && mode == MODE_FILL && !todisk)
+        err = -ENOSPC;
+    else if (!into_mem && (buf = scratch_get(c->bs)) == NULL)
         err = -ENOMEM;
-        memset(got, 0, sizeof(got));
-        memset(fetched, 0, sizeof(fetched));
-        memset(bad, 0, sizeof(bad));
-    } else {
+    if (err == 0 && todisk) {
+        uint64_t frommem[MAXW], rest[MAXW];
+        for (uint32_t k = 0; k < w; k++) {
+            frommem[k] = want[k] & inmem[k];
+            rest[k] = want[k] & ~inmem[k];
+        }
+        /* F_FILLING keeps the memory slot ours to read: mem_evict skips filling entries. */
+        if (bm_any(frommem, w))
+            copy_pages(c, b->blen, frommem, buf, c->arena + (size_t)mslot * c->bs);
+        err = fill_pages(c, b, rest, NULL, NIL, 0, buf, got, fetched, bad, &used_source);
+        for (uint32_t k = 0; k < w; k++)
+            got[k] |= frommem[k];
+        if (err == 0 && disk_write_block(c, b->id, b->blen, buf, want, 1) != 0) {
+            /* The disk tier cannot take it (full of pinned slots, failing): memory then. */
+            uint32_t ms = mslot;
+            if (ms == NIL && c->mq)
+                ms = mem_alloc(c, b->id, i, 1);
+            if (ms == NIL) {
+                err = -ENOSPC;
+            } else {
+                copy_pages(c, b->blen, got, c->arena + (size_t)ms * c->bs, buf);
+                pthread_mutex_lock(&sh->lock);
+                if (mslot == NIL) {
+                    e->mslot = ms;
+                    ent_clear(c, e, MV);
+                }
+                uint64_t mv[MAXW];
+                ent_get(c, e, MV, mv);
+                for (uint32_t k = 0; k < w; k++)
+                    mv[k] |= got[k];
+                ent_put(c, e, MV, mv);
+                pthread_mutex_unlock(&sh->lock);
+            }
+        }
+    } else if (err == 0) {
         err = fill_pages(c, b, want, dslot != NIL ? ondisk : NULL, dslot, ddir, buf, got, fetched,
                          bad, &used_source);
     }
     if (used_source)
         missed = 1;
+    if (fetched_bytes)
+        *fetched_bytes = pages_bytes(c, b->blen, fetched);
 
     pthread_mutex_lock(&sh->lock);
-    if (mslot != NIL && buf)
+    if (into_mem) {
+        uint64_t mv[MAXW];
+        ent_get(c, e, MV, mv);
         for (uint32_t k = 0; k < w; k++)
-            mvalid(c, e)[k] |= got[k];
-    if (e->dslot != NIL)
+            mv[k] |= got[k];
+        ent_put(c, e, MV, mv);
+        if (mode == MODE_PREFETCH && err == 0)
+            ahead_set_locked(c, e);
+    }
+    if (e->dslot != NIL && bm_any(bad, w)) {
+        uint64_t dv[MAXW];
+        ent_get(c, e, DV, dv);
         for (uint32_t k = 0; k < w; k++)
-            dvalid(c, e)[k] &= ~bad[k];
-    e->flags &= (uint8_t)~F_FILLING;
-    e->fill_err = (int16_t)err;
-    e->fill_seq++;
-    struct share *shr = NULL;
-    if (err == 0 && buf && mslot == NIL && e->waiters > 0) {
-        shr = malloc(sizeof(*shr) + 8ull * w);
-        if (shr) {
-            *shr = (struct share){sh->shares, i, e->fill_seq, e->waiters, buf};
-            memcpy(shr->got, got, 8ull * w);
-            sh->shares = shr;
-        }
+            dv[k] &= ~bad[k];
+        ent_put(c, e, DV, dv);
     }
-    e->waiters = 0;
-    pthread_cond_broadcast(&sh->cond);
-    if (shr) {
-        while (shr->left > 0)
-            pthread_cond_wait(&sh->cond, &sh->lock);
-        struct share **pp = &sh->shares;
-        while (*pp != shr)
-            pp = &(*pp)->next;
-        *pp = shr->next;
-        free(shr);
-    }
+    /* Waiters get the source's error; a fill that found no room is not theirs to fail. They
+       copy from a buffer of ours only when the bytes are in no memory slot. */
+    fill_end_locked(sh, e, &fr, err == -ENOSPC ? 0 : err, (err == 0 && !into_mem) ? buf : NULL,
+                    got);
     pthread_mutex_unlock(&sh->lock);
 
     int rc;
-    if (buf && bm_any(fetched, w))
+    if (!todisk && err == 0 && bm_any(fetched, w))
         queue_write(c, b->id, b->blen, fetched, buf);
-    if (err == 0 && buf) {
-        if (!prefetch)
+    if (err == 0) {
+        if (mode == MODE_READ)
             memcpy(dst, buf + boff, len);
         rc = missed ? BLK_MISS : BLK_HIT;
     } else {
-        rc = err ? err : -EIO;
+        rc = err;
     }
     pthread_mutex_lock(&sh->lock);
     e->pins--;
@@ -773,7 +1043,7 @@ ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t 
             n = (uint32_t)(len - done);
         b.blen = (uint32_t)cslot_block_len(obj_size, b.index, c->bs);
         block_id(key, etag, b.index, b.id);
-        int rc = block_io(c, &b, boff, n, (uint8_t *)buf + done);
+        int rc = block_io(c, &b, boff, n, (uint8_t *)buf + done, MODE_READ, NULL);
         if (rc == BLK_DIRECT) {
             ssize_t r =
                 source_fetch(c, key, etag, obj_size, b.index, boff, n, (uint8_t *)buf + done);
@@ -821,24 +1091,45 @@ int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t o
     block_id(key, etag, index, id);
     bm_range(need, c->w, boff >> c->ps_shift, (uint32_t)((boff + len - 1) >> c->ps_shift));
     struct shard *sh = shard_of(c, id);
+    int waited = 0;
     pthread_mutex_lock(&sh->lock);
-    uint32_t i = lookup(c, sh, id);
-    struct centry *e = i != NIL ? E(c, i) : NULL;
-    if (!e || e->mslot == NIL || !bm_covers(mvalid(c, e), need, c->w)) {
-        pthread_mutex_unlock(&sh->lock);
-        return -ENOENT;
+    for (;;) {
+        uint32_t i = lookup(c, sh, id);
+        struct centry *e = i != NIL ? E(c, i) : NULL;
+        if (e && ent_covers(c, e, MV, need)) {
+            e->pins++;
+            read_touch_locked(c, e);
+            ref->data = c->arena + (size_t)e->mslot * c->bs + boff;
+            ref->len = len;
+            ref->entry_ = i;
+            ref->shard_ = (uint32_t)(sh - c->shards);
+            break;
+        }
+        if (!e || !(e->flags & F_FILLING)) {
+            pthread_mutex_unlock(&sh->lock);
+            return -ENOENT;
+        }
+        /* A fill is under way (a prefetch, mostly): wait for it rather than copy later. */
+        struct fill *f = fill_find(sh, i);
+        if (!waited)
+            STAT(c, singleflight_waits, 1);
+        waited = 1;
+        f->waiters++;
+        while (!f->done)
+            pthread_cond_wait(&sh->cond, &sh->lock);
+        if (--f->waiters == 0)
+            pthread_cond_broadcast(&sh->cond);
     }
-    e->pins++;
-    s3fifo_touch(c->mq, e->mslot);
-    ref->data = c->arena + (size_t)e->mslot * c->bs + boff;
-    ref->len = len;
-    ref->entry_ = i;
-    ref->shard_ = (uint32_t)(sh - c->shards);
     pthread_mutex_unlock(&sh->lock);
     STAT(c, read, 1);
     STAT(c, read_bytes, len);
-    STAT(c, read_hit, 1);
-    STAT(c, read_hit_bytes, len);
+    if (waited) {
+        STAT(c, read_miss, 1);
+        STAT(c, read_miss_bytes, len);
+    } else {
+        STAT(c, read_hit, 1);
+        STAT(c, read_hit_bytes, len);
+    }
     return 0;
 }
 
@@ -865,11 +1156,13 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
     if (len > obj_size - off)
         len = obj_size - off;
     uint64_t first = off >> c->bs_shift, last = (off + len - 1) >> c->bs_shift;
-    for (uint64_t idx = first; idx <= last; idx++) {
+    /* One job per run of at most run_max blocks: each becomes one source request. */
+    for (uint64_t idx = first; idx <= last;) {
+        uint32_t n = last - idx + 1 < c->run_max ? (uint32_t)(last - idx + 1) : c->run_max;
         pthread_mutex_lock(&c->job_lock);
-        int full = c->stopping || c->pq_len >= PQ_MAX;
+        int full = c->stopping || c->pq_blocks + n > PQ_MAX;
         if (!full)
-            c->pq_len++;
+            c->pq_blocks += n;
         pthread_mutex_unlock(&c->job_lock);
         if (full) {
             STAT(c, prefetch_dropped, last - idx + 1);
@@ -883,7 +1176,7 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
         if (!j || !j->key || !j->etag) {
             job_free(j);
             pthread_mutex_lock(&c->job_lock);
-            c->pq_len--;
+            c->pq_blocks -= n;
             pthread_mutex_unlock(&c->job_lock);
             STAT(c, prefetch_dropped, last - idx + 1);
             return -ENOMEM;
@@ -891,19 +1184,179 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
         j->kind = JOB_PREFETCH;
         j->obj_size = obj_size;
         j->index = idx;
-        STAT(c, prefetch_queued, 1);
+        j->nblocks = n;
+        STAT(c, prefetch_queued, n);
         pthread_mutex_lock(&c->job_lock);
         if (c->pq_tail)
             c->pq_tail->next = j;
         else
             c->pq_head = j;
         c->pq_tail = j;
-        pthread_cond_signal(&c->job_cond);
+        pthread_cond_signal(&c->pq_cond);
         pthread_mutex_unlock(&c->job_lock);
+        idx += n;
     }
     return 0;
 }
 
+int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+               uint64_t index, uint64_t *fetched)
+{
+    if (fetched)
+        *fetched = 0;
+    if (!c || check_obj(key, etag) != 0)
+        return -EINVAL;
+    struct blk b = {key, etag, obj_size, index, 0, {0, 0}};
+    uint64_t blen = cslot_block_len(obj_size, index, c->bs); /* 0 past the end */
+    if (blen == 0)
+        return -EINVAL;
+    b.blen = (uint32_t)blen;
+    if (!c->mq && c->ndirs == 0)
+        return -ENOSPC;
+    block_id(key, etag, index, b.id);
+    int rc = block_io(c, &b, 0, b.blen, NULL, MODE_FILL, fetched);
+    if (rc == BLK_DIRECT)
+        return -ENOSPC; /* the index is full of fills in flight */
+    return rc < 0 ? rc : 0;
+}
+
+uint32_t cache_block_size(const struct cache *c)
+{
+    return c->bs;
+}
+
+/* ---- prefetch runs ---- */
+
+enum { RB_SKIP, RB_SOLO, RB_CLAIMED };
+
+struct runblk {
+    struct blk b;
+    int state;      /* RB_*: held or being filled / partly held (block_io) / ours to fetch */
+    uint32_t entry; /* RB_CLAIMED: */
+    uint32_t mslot; /* NIL: no memory slot to be had, the run's buffer is lent to waiters */
+    struct fill f;
+};
+
+/* Claims block R for a run when nobody holds any of its pages or fills it. */
+static void run_claim(struct cache *c, struct runblk *r)
+{
+    uint64_t mv[MAXW], dv[MAXW], all[MAXW];
+    struct shard *sh = shard_of(c, r->b.id);
+    bm_range(all, c->w, 0, (r->b.blen - 1) >> c->ps_shift);
+    pthread_mutex_lock(&sh->lock);
+    uint32_t i = lookup(c, sh, r->b.id);
+    if (i == NIL && (i = entry_new(c, sh, r->b.id, r->b.blen)) == NIL) {
+        pthread_mutex_unlock(&sh->lock);
+        r->state = RB_SKIP; /* the index is full of fills: readahead can wait */
+        return;
+    }
+    struct centry *e = E(c, i);
+    ent_get(c, e, MV, mv);
+    ent_get(c, e, DV, dv);
+    if ((e->flags & F_FILLING) || (e->mslot != NIL && bm_covers(mv, all, c->w)))
+        r->state = RB_SKIP;
+    else if (bm_any(mv, c->w) || bm_any(dv, c->w))
+        r->state = RB_SOLO; /* merging pages, or a disk read: block_io's work */
+    else
+        r->state = RB_CLAIMED;
+    if (r->state != RB_CLAIMED) {
+        entry_maybe_free(c, sh, i);
+        pthread_mutex_unlock(&sh->lock);
+        return;
+    }
+    fill_begin_locked(sh, e, i, &r->f);
+    r->entry = i;
+    r->mslot = e->mslot; /* NIL, or a slot with no valid page */
+    pthread_mutex_unlock(&sh->lock);
+    if (r->mslot == NIL && c->mq) {
+        uint32_t ms = mem_alloc(c, r->b.id, i, 0);
+        if (ms != NIL) {
+            pthread_mutex_lock(&sh->lock);
+            e->mslot = ms;
+            ent_clear(c, e, MV);
+            pthread_mutex_unlock(&sh->lock);
+            r->mslot = ms;
+        }
+    }
+}
+
+/* Ends the fill of claimed block R: with its bytes DATA (NULL: the fetch failed, and waiters
+ * fetch for themselves). */
+static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data)
+{
+    uint64_t all[MAXW];
+    struct shard *sh = shard_of(c, r->b.id);
+    struct centry *e = E(c, r->entry);
+    bm_range(all, c->w, 0, (r->b.blen - 1) >> c->ps_shift);
+    if (data && r->mslot != NIL)
+        memcpy(c->arena + (size_t)r->mslot * c->bs, data, r->b.blen);
+    pthread_mutex_lock(&sh->lock);
+    if (data && r->mslot != NIL) {
+        ent_put(c, e, MV, all);
+        ahead_set_locked(c, e);
+    }
+    fill_end_locked(sh, e, &r->f, 0, data && r->mslot == NIL ? data : NULL, all);
+    pthread_mutex_unlock(&sh->lock);
+    if (data)
+        queue_write(c, r->b.id, r->b.blen, all, data);
+    pthread_mutex_lock(&sh->lock);
+    e->pins--;
+    entry_maybe_free(c, sh, r->entry);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/* Fetches the M claimed blocks R (consecutive) with one source request and publishes them. */
+static void run_fetch(struct cache *c, struct runblk *r, unsigned m)
+{
+    uint64_t total = 0;
+    for (unsigned k = 0; k < m; k++)
+        total += r[k].b.blen;
+    uint8_t *buf = scratch_get(total);
+    ssize_t n = -ENOMEM;
+    if (buf)
+        n = source_fetch(c, r->b.key, r->b.etag, r->b.obj_size, r->b.index, 0, (uint32_t)total,
+                         buf);
+    if (n < 0)
+        log_debug("cache: prefetch of '%s' blocks %llu-%llu: %s", r->b.key,
+                  (unsigned long long)r->b.index, (unsigned long long)(r->b.index + m - 1),
+                  strerror((int)-n));
+    uint64_t off = 0;
+    for (unsigned k = 0; k < m; k++) {
+        int ok = n >= 0 && off + r[k].b.blen <= (uint64_t)n;
+        run_publish(c, &r[k], ok ? buf + off : NULL);
+        off += r[k].b.blen;
+    }
+}
+
+static void do_prefetch(struct cache *c, struct job *j)
+{
+    struct runblk r[RUN_MAX_BLOCKS];
+    unsigned n = 0;
+    for (; n < j->nblocks && n < RUN_MAX_BLOCKS; n++) {
+        struct runblk *x = &r[n];
+        x->b = (struct blk){j->key, j->etag, j->obj_size, j->index + n, 0, {0, 0}};
+        x->b.blen = (uint32_t)cslot_block_len(j->obj_size, x->b.index, c->bs);
+        if (x->b.blen == 0)
+            break;
+        block_id(j->key, j->etag, x->b.index, x->b.id);
+        run_claim(c, x);
+    }
+    /* Each stretch of claimed blocks is one request; readers of them wait for its publish. */
+    for (unsigned k = 0; k < n;) {
+        if (r[k].state != RB_CLAIMED) {
+            k++;
+            continue;
+        }
+        unsigned q = k;
+        while (q + 1 < n && r[q + 1].state == RB_CLAIMED)
+            q++;
+        run_fetch(c, &r[k], q - k + 1);
+        k = q + 1;
+    }
+    for (unsigned k = 0; k < n; k++)
+        if (r[k].state == RB_SOLO)
+            (void)block_io(c, &r[k].b, 0, r[k].b.blen, NULL, MODE_PREFETCH, NULL);
+}
 /* ---- the disk writer ---- */
 
 static int pick_dir(struct cache *c, const uint64_t id[2])
@@ -917,38 +1370,45 @@ static int pick_dir(struct cache *c, const uint64_t id[2])
     return -1;
 }
 
-static void do_write(struct cache *c, struct job *j)
+/* Writes the pages in PAGES of block ID (BLEN long) from DATA (a block buffer) to the disk tier,
+ * synchronously: into the block's slot, or a new one (HOT: admitted as wanted, see
+ * s3fifo_alloc). Pages already on disk are skipped. Returns 0 when the pages are on disk, 1 when
+ * there was no place for them, -errno when the write failed. No lock held. */
+static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen,
+                            const uint8_t *data, const uint64_t *pages, int hot)
 {
     uint32_t w = c->w;
     uint64_t newp[MAXW], valid[MAXW];
     uint64_t *crc = malloc(8ull * c->np);
-    struct shard *sh = shard_of(c, j->id);
+    struct shard *sh = shard_of(c, id);
     if (!crc) {
         STAT(c, disk_writes_dropped, 1);
-        return;
+        return -ENOMEM;
     }
     pthread_mutex_lock(&sh->lock);
-    uint32_t i = lookup(c, sh, j->id);
+    uint32_t i = lookup(c, sh, id);
     if (i == NIL)
-        i = entry_new(c, sh, j->id, j->blen);
+        i = entry_new(c, sh, id, blen);
     if (i == NIL) {
         pthread_mutex_unlock(&sh->lock);
         STAT(c, disk_writes_dropped, 1);
         free(crc);
-        return;
+        return 1;
     }
     struct centry *e = E(c, i);
     e->pins++;
     while (e->flags & F_DWRITING)
         pthread_cond_wait(&sh->cond, &sh->lock);
     e->pins--;
+    uint64_t dv[MAXW];
+    ent_get(c, e, DV, dv);
     for (uint32_t k = 0; k < w; k++)
-        newp[k] = j->pages[k] & ~dvalid(c, e)[k];
+        newp[k] = pages[k] & ~dv[k];
     if (!bm_any(newp, w)) {
         entry_maybe_free(c, sh, i);
         pthread_mutex_unlock(&sh->lock);
         free(crc);
-        return;
+        return 0;
     }
     e->flags |= F_DWRITING;
     uint32_t dslot = e->dslot;
@@ -957,11 +1417,11 @@ static void do_write(struct cache *c, struct job *j)
 
     int fresh = dslot == NIL, rc = 0;
     if (fresh) {
-        ddir = pick_dir(c, j->id);
+        ddir = pick_dir(c, id);
         if (ddir >= 0) {
             int evicted;
             dslot =
-                s3fifo_alloc(c->dirs[ddir].q, j->id[0], i, disk_evict, &c->dirs[ddir], &evicted);
+                s3fifo_alloc(c->dirs[ddir].q, id[0], i, hot, disk_evict, &c->dirs[ddir], &evicted);
             if (evicted)
                 STAT(c, evictions_disk, 1);
         }
@@ -971,13 +1431,13 @@ static void do_write(struct cache *c, struct job *j)
             pthread_mutex_lock(&sh->lock);
             e->dslot = dslot;
             e->ddir = (uint8_t)ddir;
-            memset(dvalid(c, e), 0, 8ull * w);
+            ent_clear(c, e, DV);
             pthread_mutex_unlock(&sh->lock);
         }
     }
     struct cdir *dir = ddir >= 0 ? &c->dirs[ddir] : NULL;
-    struct cslot_hdr h = {.id = {j->id[0], j->id[1]},
-                          .blen = j->blen,
+    struct cslot_hdr h = {.id = {id[0], id[1]},
+                          .blen = blen,
                           .block_size = c->bs,
                           .page_size = c->ps,
                           .npages = c->np,
@@ -986,11 +1446,11 @@ static void do_write(struct cache *c, struct job *j)
     if (rc == 0 && !fresh) {
         /* Adding pages to a slot we own: keep the CRCs of the pages already there. */
         int r = cdisk_read_hdr(dir->d, dslot, &h);
-        if (r != 0 || h.id[0] != j->id[0] || h.id[1] != j->id[1] || h.blen != j->blen) {
+        if (r != 0 || h.id[0] != id[0] || h.id[1] != id[1] || h.blen != blen) {
             fresh = 1;
-            h.id[0] = j->id[0];
-            h.id[1] = j->id[1];
-            h.blen = j->blen;
+            h.id[0] = id[0];
+            h.id[1] = id[1];
+            h.blen = blen;
         }
     }
     if (rc == 0) {
@@ -1002,12 +1462,12 @@ static void do_write(struct cache *c, struct job *j)
             if (!bm_test(newp, p))
                 continue;
             uint64_t o = (uint64_t)p * c->ps;
-            uint64_t l = j->blen - o < c->ps ? j->blen - o : c->ps;
-            crc[p] = cslot_page_crc(j->id, p, j->data + o, l);
+            uint64_t l = blen - o < c->ps ? blen - o : c->ps;
+            crc[p] = cslot_page_crc(id, p, data + o, l);
             bm_set(valid, p);
         }
         h.seq = __atomic_add_fetch(&dir->seq, 1, __ATOMIC_RELAXED);
-        rc = cdisk_write(dir->d, dslot, &h, j->data, newp, j->blen);
+        rc = cdisk_write(dir->d, dslot, &h, data, newp, blen);
         if (rc < 0) {
             STAT(c, disk_errors, 1);
             __atomic_store_n(&dir->down_until, now_ns() + DIR_BACKOFF_NS, __ATOMIC_RELAXED);
@@ -1020,64 +1480,84 @@ static void do_write(struct cache *c, struct job *j)
 
     pthread_mutex_lock(&sh->lock);
     if (rc == 0) {
+        ent_get(c, e, DV, dv);
         for (uint32_t k = 0; k < w; k++)
-            dvalid(c, e)[k] = fresh ? newp[k] : (dvalid(c, e)[k] | newp[k]);
+            dv[k] = fresh ? newp[k] : (dv[k] | newp[k]);
+        ent_put(c, e, DV, dv);
     } else if (rc < 0 || (fresh && e->dslot != NIL)) {
         if (e->dslot != NIL) {
             s3fifo_release(c->dirs[e->ddir].q, e->dslot);
             e->dslot = NIL;
         }
-        memset(dvalid(c, e), 0, 8ull * w);
+        ent_clear(c, e, DV);
     }
     e->flags &= (uint8_t)~F_DWRITING;
     pthread_cond_broadcast(&sh->cond);
     entry_maybe_free(c, sh, i);
     pthread_mutex_unlock(&sh->lock);
     free(crc);
+    return rc;
 }
 
-static void do_prefetch(struct cache *c, struct job *j)
+static void do_write(struct cache *c, struct job *j)
 {
-    struct blk b = {j->key, j->etag, j->obj_size, j->index, 0, {0, 0}};
-    b.blen = (uint32_t)cslot_block_len(j->obj_size, j->index, c->bs);
-    if (b.blen == 0)
-        return;
-    block_id(j->key, j->etag, j->index, b.id);
-    (void)block_io(c, &b, 0, b.blen, NULL);
+    (void)disk_write_block(c, j->id, j->blen, j->data, j->pages, 0);
 }
 
-static void *worker(void *arg)
+/* Workers take no signals (the daemon's signal handling belongs to its main thread). */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static void *writer_main(void *arg)
 {
     struct cache *c = arg;
     pthread_mutex_lock(&c->job_lock);
     for (;;) {
-        struct job *j = NULL;
-        if (c->wq_head) {
-            j = c->wq_head;
-            c->wq_head = j->next;
-            if (!c->wq_head)
-                c->wq_tail = NULL;
-        } else if (c->pq_head && !c->stopping) {
-            j = c->pq_head;
-            c->pq_head = j->next;
-            if (!c->pq_head)
-                c->pq_tail = NULL;
-            c->pq_len--;
-        } else if (c->stopping) {
-            break;
-        } else {
-            pthread_cond_wait(&c->job_cond, &c->job_lock);
+        struct job *j = c->wq_head;
+        if (!j) {
+            if (c->writers_stop)
+                break;
+            pthread_cond_wait(&c->wq_cond, &c->job_lock);
             continue;
         }
+        c->wq_head = j->next;
+        if (!c->wq_head)
+            c->wq_tail = NULL;
         pthread_mutex_unlock(&c->job_lock);
-        if (j->kind == JOB_WRITE) {
-            do_write(c, j);
-            pthread_mutex_lock(&c->job_lock);
-            c->wq_bytes -= bm_count(j->pages, c->w) * c->ps;
-            pthread_mutex_unlock(&c->job_lock);
-        } else {
-            do_prefetch(c, j);
+        do_write(c, j);
+        pthread_mutex_lock(&c->job_lock);
+        c->wq_bytes -= bm_count(j->pages, c->w) * c->ps;
+        job_free(j);
+    }
+    pthread_mutex_unlock(&c->job_lock);
+    return NULL;
+}
+
+static void *prefetcher_main(void *arg)
+{
+    struct cache *c = arg;
+    pthread_mutex_lock(&c->job_lock);
+    for (;;) {
+        struct job *j = c->pq_head;
+        if (c->stopping)
+            break;
+        if (!j) {
+            pthread_cond_wait(&c->pq_cond, &c->job_lock);
+            continue;
         }
+        c->pq_head = j->next;
+        if (!c->pq_head)
+            c->pq_tail = NULL;
+        c->pq_blocks -= j->nblocks;
+        pthread_mutex_unlock(&c->job_lock);
+        do_prefetch(c, j);
         job_free(j);
         pthread_mutex_lock(&c->job_lock);
     }
@@ -1110,7 +1590,7 @@ static int scan_one(void *arg, uint32_t slot, const struct cslot_hdr *h)
         if (s3fifo_claim(dir->q, slot, i) == 0) {
             e->dslot = slot;
             e->ddir = (uint8_t)(dir - c->dirs);
-            memcpy(dvalid(c, e), h->valid, 8ull * c->w);
+            ent_put(c, e, DV, h->valid);
             c->scan_blocks++;
         }
         entry_maybe_free(c, sh, i);
@@ -1161,12 +1641,15 @@ int cache_new(const struct cache_config *cfg, const struct cache_source *src, st
     c->bs_shift = log2u(bs);
     c->ps_shift = log2u(ps);
     c->src = *src;
-    c->estride = (sizeof(struct centry) + 16ull * c->w + 7) & ~7ull;
+    c->mb = (c->np + 7) / 8;
+    c->estride = (offsetof(struct centry, bits) + 2ull * c->mb + 7) & ~7ull;
+    c->run_max = RUN_MAX_BYTES / bs ? RUN_MAX_BYTES / bs : 1;
     c->wq_max = WQ_MIN_BYTES > 4ull * bs ? WQ_MIN_BYTES : 4ull * bs;
     pthread_mutex_init(&c->pool_lock, NULL);
     pthread_mutex_init(&c->tb_lock, NULL);
     pthread_mutex_init(&c->job_lock, NULL);
-    pthread_cond_init(&c->job_cond, NULL);
+    pthread_cond_init(&c->wq_cond, NULL);
+    pthread_cond_init(&c->pq_cond, NULL);
     c->tb_rate = cfg->origin_bytes_per_sec;
     c->tb_burst = c->tb_rate ? (double)(c->tb_rate / 10 > bs ? c->tb_rate / 10 : bs) : 0;
     c->tb_tokens = c->tb_burst;
@@ -1214,6 +1697,9 @@ int cache_new(const struct cache_config *cfg, const struct cache_source *src, st
     uint64_t mslots = cfg->mem_bytes / bs;
     if (mslots > (1u << 30))
         mslots = 1u << 30;
+    c->tick_shift = 0;
+    while ((8ull << (c->tick_shift + 1)) <= mslots) /* a unit: 1/8 of the memory tier, or 1 */
+        c->tick_shift++;
     if (mslots) {
         c->arena_len = (size_t)mslots * bs;
         c->arena = mmap(NULL, c->arena_len, PROT_READ | PROT_WRITE,
@@ -1224,6 +1710,9 @@ int cache_new(const struct cache_config *cfg, const struct cache_source *src, st
                      (unsigned long long)c->arena_len);
             goto fail;
         }
+        /* Huge pages: a cold stream touches every arena page once, and 4 KiB faults (with
+           their zeroing and accounting) cost a third of a stream's CPU. Best effort. */
+        (void)madvise(c->arena, c->arena_len, MADV_HUGEPAGE);
         c->mq = s3fifo_new((uint32_t)mslots);
         if (!c->mq)
             goto fail;
@@ -1243,8 +1732,8 @@ int cache_new(const struct cache_config *cfg, const struct cache_source *src, st
     for (uint32_t k = 0; k < c->nentries; k++)
         E(c, k)->hnext = k + 1 < c->nentries ? k + 1 : NIL;
     c->pool_free = 0;
-    uint32_t nb = 4;
-    while ((uint64_t)nb * NSHARDS < ne)
+    uint32_t nb = 4; /* per shard: chains of 1 to 2 entries when the index is full */
+    while ((uint64_t)nb * NSHARDS * 2 < ne)
         nb <<= 1;
     for (int s = 0; s < NSHARDS; s++) {
         c->shards[s].buckets = malloc(sizeof(uint32_t) * nb);
@@ -1273,16 +1762,20 @@ int cache_new(const struct cache_config *cfg, const struct cache_source *src, st
                  (unsigned long long)c->scan_blocks, c->ndirs, c->ndirs == 1 ? "y" : "ies",
                  (unsigned long long)(c->scan_usec / 1000));
 
-    unsigned nt = cfg->io_threads ? cfg->io_threads : 2;
-    c->threads = calloc(nt, sizeof(*c->threads));
+    unsigned npf = cfg->io_threads ? cfg->io_threads : 2;
+    unsigned nwr = c->ndirs > 0 ? DISK_WRITERS : 0;
+    c->threads = calloc(npf + nwr, sizeof(*c->threads));
     if (!c->threads)
         goto fail;
-    for (; c->nthreads < nt; c->nthreads++) {
-        if (pthread_create(&c->threads[c->nthreads], NULL, worker, c) != 0) {
+    for (unsigned t = 0; t < npf + nwr; t++) {
+        if (start_thread(&c->threads[t], t < npf ? prefetcher_main : writer_main, c) != 0) {
             snprintf(err, errlen, "cache: cannot start worker threads");
             rc = -EAGAIN;
             goto fail;
         }
+        c->nthreads++;
+        if (t < npf)
+            c->nprefetchers++;
     }
     *out = c;
     return 0;
@@ -1321,8 +1814,11 @@ static void flush_memory(struct cache *c)
                 int any = 0;
                 /* The entry may have gone (or been reused) since it was listed: check. */
                 if (e->mslot != NIL && (e->id[0] & sh->mask) == b && shard_of(c, e->id) == sh) {
+                    uint64_t mv[MAXW], dv[MAXW];
+                    ent_get(c, e, MV, mv);
+                    ent_get(c, e, DV, dv);
                     for (uint32_t x = 0; x < c->w; x++) {
-                        j->pages[x] = mvalid(c, e)[x] & ~dvalid(c, e)[x];
+                        j->pages[x] = mv[x] & ~dv[x];
                         any |= j->pages[x] != 0;
                     }
                 }
@@ -1349,8 +1845,8 @@ void cache_free(struct cache *c)
 {
     if (!c)
         return;
-    /* Stop: workers finish queued disk writes (so fetched blocks persist), prefetches are
-       dropped; then nothing may queue any more. */
+    /* Stop: prefetches are dropped (a running one finishes), then the writers finish the queued
+       disk writes (so fetched blocks persist), prefetches' included; then nothing queues. */
     pthread_mutex_lock(&c->job_lock);
     c->stopping = 1;
     while (c->pq_head) {
@@ -1359,10 +1855,16 @@ void cache_free(struct cache *c)
         job_free(j);
     }
     c->pq_tail = NULL;
-    c->pq_len = 0;
-    pthread_cond_broadcast(&c->job_cond);
+    c->pq_blocks = 0;
+    pthread_cond_broadcast(&c->pq_cond);
     pthread_mutex_unlock(&c->job_lock);
-    for (unsigned t = 0; t < c->nthreads; t++)
+    for (unsigned t = 0; t < c->nprefetchers; t++)
+        pthread_join(c->threads[t], NULL);
+    pthread_mutex_lock(&c->job_lock);
+    c->writers_stop = 1;
+    pthread_cond_broadcast(&c->wq_cond);
+    pthread_mutex_unlock(&c->job_lock);
+    for (unsigned t = c->nprefetchers; t < c->nthreads; t++)
         pthread_join(c->threads[t], NULL);
     free(c->threads);
     if (c->pool)
@@ -1388,7 +1890,8 @@ void cache_free(struct cache *c)
     pthread_mutex_destroy(&c->pool_lock);
     pthread_mutex_destroy(&c->tb_lock);
     pthread_mutex_destroy(&c->job_lock);
-    pthread_cond_destroy(&c->job_cond);
+    pthread_cond_destroy(&c->wq_cond);
+    pthread_cond_destroy(&c->pq_cond);
     free(c);
 }
 

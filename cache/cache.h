@@ -38,12 +38,16 @@ struct cache_config {
     uint32_t block_size;         /* power of two, CACHE_MIN_BLOCK..CACHE_MAX_BLOCK; 0 = 1 MiB */
     uint32_t page_size; /* power of two >= CACHE_MIN_PAGE dividing block_size; 0 = 16 KiB */
     uint64_t origin_bytes_per_sec; /* token bucket on bytes fetched through the source; 0 = none */
-    unsigned io_threads;           /* background disk-write and prefetch workers; 0 = 2 */
+    unsigned io_threads; /* prefetch workers: source requests in flight for readahead; 0 = 2.
+                            The disk tier has writers of its own (2), so neither waits for
+                            the other */
 };
 
-/* The miss path: fetch [off, off+len) of block `index` of (key, etag) into buf. The P2P layer
- * implements it later; efc implements it with oss_get (If-Match etag). Must be thread-safe.
- * Returns the bytes fetched (short only at the object's end) or -errno. */
+/* The miss path: fetch bytes [index * block_size + off, + len) of (key, etag) into buf. The
+ * range may run past the end of block `index` into the blocks after it (a prefetch fetches a run
+ * of consecutive blocks in one request), never past obj_size. The P2P layer implements it later;
+ * efc implements it with oss_get (If-Match etag). Must be thread-safe. Returns the bytes fetched
+ * (short only at the object's end) or -errno. */
 struct cache_source {
     ssize_t (*fetch)(void *arg, const char *key, const char *etag, uint64_t obj_size,
                      uint64_t index, uint32_t off, uint32_t len, void *buf);
@@ -73,10 +77,11 @@ ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t 
 
 /* Zero-copy memory hits (for fuse_reply_data): if [off, off+len) lies inside one block whose
  * pages the memory tier holds, pins that block, points ref->data at its bytes in the arena and
- * sets ref->len (clipped to the block and the object) and returns 0. Otherwise returns -ENOENT
- * and pins nothing: use cache_read. -EINVAL for bad arguments. A pinned block cannot be evicted
- * (and its memory slot is not reused), so release it with cache_ref_put as soon as the reply is
- * sent. Counted as a hit read. */
+ * sets ref->len (clipped to the block and the object) and returns 0. A fill of the block under
+ * way (a prefetch's, a reader's) is waited for first. Otherwise returns -ENOENT and pins
+ * nothing: use cache_read. -EINVAL for bad arguments. A pinned block cannot be evicted (and its
+ * memory slot is not reused), so release it with cache_ref_put as soon as the reply is sent.
+ * Counted as a read: a hit, or a miss when it waited for a fill. */
 struct cache_ref {
     const void *data;
     size_t len;
@@ -87,11 +92,32 @@ int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t o
                   uint64_t off, size_t len, struct cache_ref *ref);
 void cache_ref_put(struct cache *c, struct cache_ref *ref);
 
-/* Queues the asynchronous fill of the blocks covering [off, off+len) (readahead, warm-up) and
- * returns at once. Returns 0, -EINVAL, or -EAGAIN when the bounded queue was full (the blocks that
+/* Queues the asynchronous fill of the blocks covering [off, off+len) (readahead) into memory and
+ * returns at once. Consecutive blocks are fetched as runs (up to 4 MiB, or one block) of one
+ * source request each, so the caller chooses the request size by the ranges it passes. Blocks a
+ * tier holds, or that are being filled, are not fetched. A prefetched block is kept from
+ * eviction until its first read (or until the memory tier has turned over once), and that read
+ * does not count as a re-access; the caller keeps its window within what the cache can hold.
+ * Returns 0, -EINVAL, or -EAGAIN when the bounded queue (1024 blocks) was full (the blocks that
  * did not fit are dropped, never waited for). */
 int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
                    uint64_t off, uint64_t len);
+
+/* Warm-up (mgmt/warmup.c): makes block INDEX of (key, etag, obj_size) present in the cache and
+ * returns once it is stored: on the disk tier when the cache has one (written before returning,
+ * so it survives a crash right after), else in the memory tier. A block some tier already holds
+ * (all its pages valid) is not fetched again. Fetches join readers' fills of the same block
+ * (single-flight). Filled blocks enter the eviction policy as recently used (not on probation),
+ * so a warm-up does not evict the blocks it has just loaded while others remain to evict.
+ * Not counted as a tier read; the fetch counts in root_read_source. *FETCHED (may be NULL) is set
+ * to the bytes fetched from the source (0 when already present). Returns 0, -EINVAL for bad
+ * arguments or an index past the object's end, -ENOSPC when no tier can take the block, or the
+ * source's error. */
+int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+               uint64_t index, uint64_t *fetched);
+
+/* The block size the cache was created with. */
+uint32_t cache_block_size(const struct cache *c);
 
 /* Counters. The first ten are the seed's tier_* metrics, in single-node meaning:
  *   read, read_bytes           every cache_read (and cache_ref_get hit) inside the object; the
@@ -109,9 +135,11 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
  * cache_clear_stats.
  *
  * Memory: block data lives in the mem_bytes arena only. Beyond it, transiently: copies queued for
- * the disk writer (at most max(64 MiB, 4 blocks)), one block-sized scratch buffer per thread that
- * ever filled a block without a memory slot, and the index (index_bytes: about 100 bytes per
- * block of configured capacity, i.e. <= 0.1% for block sizes >= 128 KiB; 0.14% at 64 KiB). */
+ * the disk writer (at most max(64 MiB, 4 blocks)), one scratch buffer per thread that ever filled
+ * a block without a memory slot (a block) or ran a prefetch (a run: max(4 MiB, a block)), and the
+ * index (index_bytes, allocated at cache_new: 40 bytes a block of capacity at 64 KiB blocks, 56 at
+ * 1 MiB with 16 KiB pages, plus about 15 for the hash table and the replacement queues; under
+ * 0.1% of the capacity at every block and page size, 0.082% at 64 KiB blocks). */
 struct cache_stats {
     uint64_t read, read_bytes, read_hit, read_hit_bytes, read_miss, read_miss_bytes;
     uint64_t direct_read, direct_read_bytes, root_read_source, root_read_source_bytes;

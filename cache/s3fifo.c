@@ -1,7 +1,20 @@
-/* cache/s3fifo.c - S3-FIFO over slot indices. Three intrusive doubly linked lists (free, small,
- * main) thread through one array of 16-byte slot records; the ghost set is a direct-mapped array
- * of 32-bit fingerprints (a collision only forgets or wrongly remembers one ghost, which changes
- * a placement decision, never correctness).
+/* cache/s3fifo.c - S3-FIFO over slot indices, at 10 bytes a slot.
+ *
+ * The two FIFOs are singly linked through one `next` array (from older to newer: pop at the
+ * tail, push at the head), and the free slots form a stack through the same array. A FIFO never
+ * needs to unlink from its middle except when an owner gives its slot back early, and that is
+ * rare (a failed disk write), so release only marks the slot DEAD where it stands: it leaves the
+ * FIFO when it reaches the tail, and is then reused at once without asking anybody. Frequency
+ * (lock-free, touched on every hit) and queue state live in byte arrays of their own so that a
+ * touch never races with the queue bookkeeping. The ghost set is a direct-mapped array of 16-bit
+ * tags (a collision only forgets or wrongly remembers one ghost, which changes a placement
+ * decision, never correctness), about half as many as slots.
+ *
+ * Eviction looks at the small FIFO while it holds more than 10% of the slots (or always, for a
+ * hot allocation), else at main. A busy victim (pinned) goes back to the head of its FIFO; once
+ * a whole FIFO has been found busy the other one is tried, so a pinned block in a tiny small FIFO
+ * cannot starve allocation while main has victims. Every step either evicts or moves one slot,
+ * and the steps are bounded (4 passes over the slots), so a call is O(n) at worst.
  */
 #include "cache/s3fifo.h"
 
@@ -9,59 +22,48 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-enum { Q_FREE = 0, Q_SMALL = 1, Q_MAIN = 2, Q_COUNT = 3 };
+enum { Q_FREE = 0, Q_SMALL = 1, Q_MAIN = 2 };
+#define DEAD 0x80 /* in state[]: released while in a FIFO */
 
-struct slot {
-    uint32_t prev, next;
-    uint32_t owner;
-    uint32_t fp;  /* the owner's fingerprint, for the ghost set */
-    uint8_t freq; /* 0..3, atomically accessed */
-    uint8_t q;
-    uint8_t spare[2];
-};
-
-struct list {
-    uint32_t head, tail, count;
+struct fifo {
+    uint32_t head, tail, count; /* head: newest; tail: oldest; count includes DEAD slots */
 };
 
 struct s3fifo {
     pthread_mutex_t lock;
     uint32_t n;
-    struct slot *slots;
-    struct list lists[Q_COUNT]; /* protected by lock */
-    uint32_t *ghost;
+    uint32_t *next;  /* toward newer in a FIFO; the next free slot in the free stack */
+    uint32_t *owner; /* lock */
+    uint8_t *freq;   /* 0..3; atomic (s3fifo_touch takes no lock) */
+    uint8_t *state;  /* Q_* | DEAD; lock */
+    struct fifo small, main;
+    uint32_t free_top; /* lock */
+    uint32_t used;     /* slots with a live owner; lock */
+    int built;         /* the free stack exists: claims are over */
+    uint16_t *ghost;
     uint32_t gmask;
 };
 
-static void list_remove(struct s3fifo *q, uint32_t s)
+static void fifo_push(struct s3fifo *q, struct fifo *l, uint32_t s, uint8_t which)
 {
-    struct slot *x = &q->slots[s];
-    struct list *l = &q->lists[x->q];
-    if (x->prev != S3FIFO_NIL)
-        q->slots[x->prev].next = x->next;
-    else
-        l->head = x->next;
-    if (x->next != S3FIFO_NIL)
-        q->slots[x->next].prev = x->prev;
-    else
-        l->tail = x->prev;
-    l->count--;
-}
-
-/* Pushes at the head; victims come from the tail. */
-static void list_push(struct s3fifo *q, int which, uint32_t s)
-{
-    struct slot *x = &q->slots[s];
-    struct list *l = &q->lists[which];
-    x->q = (uint8_t)which;
-    x->prev = S3FIFO_NIL;
-    x->next = l->head;
+    q->state[s] = which;
+    q->next[s] = S3FIFO_NIL;
     if (l->head != S3FIFO_NIL)
-        q->slots[l->head].prev = s;
+        q->next[l->head] = s;
     else
         l->tail = s;
     l->head = s;
     l->count++;
+}
+
+static uint32_t fifo_pop(struct s3fifo *q, struct fifo *l)
+{
+    uint32_t s = l->tail;
+    l->tail = q->next[s];
+    if (l->tail == S3FIFO_NIL)
+        l->head = S3FIFO_NIL;
+    l->count--;
+    return s;
 }
 
 struct s3fifo *s3fifo_new(uint32_t nslots)
@@ -70,23 +72,25 @@ struct s3fifo *s3fifo_new(uint32_t nslots)
     if (!q)
         return NULL;
     uint32_t g = 1;
-    while (g < nslots && g < (1u << 31))
+    while (g < nslots / 2 && g < (1u << 31))
         g <<= 1;
+    size_t n = nslots ? nslots : 1;
     q->n = nslots;
-    q->slots = calloc(nslots ? nslots : 1, sizeof(*q->slots));
+    q->next = malloc(n * sizeof(*q->next));
+    q->owner = malloc(n * sizeof(*q->owner));
+    q->freq = calloc(n, 1);
+    q->state = calloc(n, 1); /* Q_FREE */
     q->ghost = calloc(g, sizeof(*q->ghost));
-    if (!q->slots || !q->ghost) {
+    if (!q->next || !q->owner || !q->freq || !q->state || !q->ghost) {
         s3fifo_free(q);
         return NULL;
     }
     q->gmask = g - 1;
     pthread_mutex_init(&q->lock, NULL);
-    for (int i = 0; i < Q_COUNT; i++)
-        q->lists[i] = (struct list){S3FIFO_NIL, S3FIFO_NIL, 0};
-    for (uint32_t s = nslots; s-- > 0;) {
-        q->slots[s].owner = S3FIFO_NIL;
-        list_push(q, Q_FREE, s);
-    }
+    q->small = q->main = (struct fifo){S3FIFO_NIL, S3FIFO_NIL, 0};
+    q->free_top = S3FIFO_NIL;
+    for (uint32_t s = 0; s < nslots; s++)
+        q->owner[s] = S3FIFO_NIL;
     return q;
 }
 
@@ -94,97 +98,129 @@ void s3fifo_free(struct s3fifo *q)
 {
     if (!q)
         return;
-    if (q->slots && q->ghost)
+    if (q->next && q->owner && q->freq && q->state && q->ghost)
         pthread_mutex_destroy(&q->lock);
-    free(q->slots);
+    free(q->next);
+    free(q->owner);
+    free(q->freq);
+    free(q->state);
     free(q->ghost);
     free(q);
 }
 
-static uint32_t fp32(uint64_t fp)
+/* The free stack, built at the first allocation from whatever claims left: lowest slots on top,
+ * so a fresh slot file fills from its start. Lock held. */
+static void build_free(struct s3fifo *q)
 {
-    uint32_t f = (uint32_t)(fp >> 32) ^ (uint32_t)fp;
-    return f ? f : 1;
+    for (uint32_t s = q->n; s-- > 0;) {
+        if (q->state[s] == Q_FREE) {
+            q->next[s] = q->free_top;
+            q->free_top = s;
+        }
+    }
+    q->built = 1;
 }
 
-static uint8_t freq_get(struct slot *x)
+static uint8_t freq_get(struct s3fifo *q, uint32_t s)
 {
-    return __atomic_load_n(&x->freq, __ATOMIC_RELAXED);
+    return __atomic_load_n(&q->freq[s], __ATOMIC_RELAXED);
 }
 
-static void freq_set(struct slot *x, uint8_t f)
+static void freq_set(struct s3fifo *q, uint32_t s, uint8_t f)
 {
-    __atomic_store_n(&x->freq, f, __ATOMIC_RELAXED);
+    __atomic_store_n(&q->freq[s], f, __ATOMIC_RELAXED);
 }
 
-/* Finds a victim and frees it; returns its slot or NIL. Called with the lock held. */
-static uint32_t evict_one(struct s3fifo *q, s3fifo_evict_fn fn, void *arg)
+static uint32_t ghost_index(const struct s3fifo *q, uint64_t fp)
 {
-    /* Each step either evicts or moves one slot to a head, so 4 passes bound the work even when
-     * every frequency is 3 (3 decrements then an eviction attempt). */
+    return (uint32_t)fp & q->gmask;
+}
+
+static uint16_t ghost_tag(uint64_t fp)
+{
+    uint16_t t = (uint16_t)(fp >> 48); /* bits the index does not use */
+    return t ? t : 1;
+}
+
+/* Finds a victim and frees it; returns its slot or NIL. Lock held. */
+static uint32_t evict_one(struct s3fifo *q, int prefer_small, s3fifo_evict_fn fn, void *arg,
+                          int *evicted)
+{
     uint64_t budget = 4ull * q->n + 16;
+    uint32_t small_busy = 0, main_busy = 0; /* busy victims met in a row, per FIFO */
     while (budget-- > 0) {
-        struct list *sm = &q->lists[Q_SMALL], *mn = &q->lists[Q_MAIN];
-        int from_small = sm->count > 0 && (sm->count * 10ull > q->n || mn->count == 0);
-        uint32_t s = from_small ? sm->tail : mn->tail;
-        if (s == S3FIFO_NIL)
+        struct fifo *sm = &q->small, *mn = &q->main;
+        int small_ok = sm->count > 0 && small_busy < sm->count;
+        int main_ok = mn->count > 0 && main_busy < mn->count;
+        if (!small_ok && !main_ok)
             return S3FIFO_NIL;
-        struct slot *x = &q->slots[s];
-        uint8_t f = freq_get(x);
-        if (from_small && f > 0) {
-            list_remove(q, s);
-            freq_set(x, 0);
-            list_push(q, Q_MAIN, s);
+        int from_small = small_ok && (prefer_small || sm->count * 10ull > q->n || !main_ok);
+        uint32_t s = fifo_pop(q, from_small ? sm : mn);
+        if (q->state[s] & DEAD)
+            return s; /* given back earlier: reuse it, nobody to ask */
+        uint8_t f = freq_get(q, s);
+        if (f > 0) {
+            /* Accessed: from small to main, or around main once more with one access less. */
+            freq_set(q, s, from_small ? 0 : (uint8_t)(f - 1));
+            fifo_push(q, mn, s, Q_MAIN);
+            main_busy = 0;
             continue;
         }
-        if (!from_small && f > 0) {
-            list_remove(q, s);
-            freq_set(x, (uint8_t)(f - 1));
-            list_push(q, Q_MAIN, s);
+        uint64_t vfp = 0;
+        int r = fn(arg, s, q->owner[s], &vfp);
+        if (r == S3FIFO_EVICTED) {
+            if (from_small)
+                q->ghost[ghost_index(q, vfp)] = ghost_tag(vfp);
+            *evicted = 1;
+            return s;
+        }
+        if (r == S3FIFO_KEEP) {
+            fifo_push(q, mn, s, Q_MAIN);
+            main_busy = 0;
             continue;
         }
-        if (fn(arg, s, x->owner) != 0) {
-            /* Pinned: give it another round rather than spinning on it. */
-            list_remove(q, s);
-            list_push(q, x->q, s);
-            continue;
-        }
-        list_remove(q, s);
+        /* Busy (pinned): another round for it rather than spinning on it. */
+        fifo_push(q, from_small ? sm : mn, s, from_small ? Q_SMALL : Q_MAIN);
         if (from_small)
-            q->ghost[x->fp & q->gmask] = x->fp;
-        return s;
+            small_busy++;
+        else
+            main_busy++;
     }
     return S3FIFO_NIL;
 }
 
-uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, s3fifo_evict_fn fn, void *arg,
-                      int *evicted)
+uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, int hot, s3fifo_evict_fn fn,
+                      void *arg, int *evicted)
 {
-    uint32_t f = fp32(fp);
-    uint32_t gi = f & q->gmask;
     *evicted = 0;
     pthread_mutex_lock(&q->lock);
-    uint32_t s = q->lists[Q_FREE].tail;
+    if (!q->built)
+        build_free(q);
+    uint32_t s = q->free_top;
     if (s != S3FIFO_NIL) {
-        list_remove(q, s);
+        q->free_top = q->next[s];
+        q->used++;
     } else {
-        s = evict_one(q, fn, arg);
+        s = evict_one(q, hot, fn, arg, evicted);
         if (s == S3FIFO_NIL) {
             pthread_mutex_unlock(&q->lock);
             return S3FIFO_NIL;
         }
-        *evicted = 1;
+        if (!*evicted)
+            q->used++; /* a DEAD slot: it had no owner */
     }
-    struct slot *x = &q->slots[s];
-    x->owner = owner;
-    x->fp = f;
-    freq_set(x, 0);
-    if (q->ghost[gi] == f) {
+    q->owner[s] = owner;
+    freq_set(q, s, 0);
+    uint32_t gi = ghost_index(q, fp);
+    uint16_t tag = ghost_tag(fp);
+    if (q->ghost[gi] == tag)
         q->ghost[gi] = 0;
-        list_push(q, Q_MAIN, s);
-    } else {
-        list_push(q, Q_SMALL, s);
-    }
+    else if (!hot)
+        gi = S3FIFO_NIL;
+    if (gi != S3FIFO_NIL)
+        fifo_push(q, &q->main, s, Q_MAIN);
+    else
+        fifo_push(q, &q->small, s, Q_SMALL);
     pthread_mutex_unlock(&q->lock);
     return s;
 }
@@ -193,12 +229,11 @@ int s3fifo_claim(struct s3fifo *q, uint32_t slot, uint32_t owner)
 {
     int rc = -EBUSY;
     pthread_mutex_lock(&q->lock);
-    if (slot < q->n && q->slots[slot].q == Q_FREE) {
-        list_remove(q, slot);
-        q->slots[slot].owner = owner;
-        q->slots[slot].fp = 0;
-        freq_set(&q->slots[slot], 0);
-        list_push(q, Q_MAIN, slot);
+    if (!q->built && slot < q->n && q->state[slot] == Q_FREE) {
+        q->owner[slot] = owner;
+        freq_set(q, slot, 0);
+        fifo_push(q, &q->main, slot, Q_MAIN);
+        q->used++;
         rc = 0;
     }
     pthread_mutex_unlock(&q->lock);
@@ -208,26 +243,25 @@ int s3fifo_claim(struct s3fifo *q, uint32_t slot, uint32_t owner)
 void s3fifo_release(struct s3fifo *q, uint32_t slot)
 {
     pthread_mutex_lock(&q->lock);
-    if (slot < q->n && q->slots[slot].q != Q_FREE) {
-        list_remove(q, slot);
-        q->slots[slot].owner = S3FIFO_NIL;
-        list_push(q, Q_FREE, slot);
+    if (slot < q->n && q->state[slot] != Q_FREE && !(q->state[slot] & DEAD)) {
+        q->state[slot] |= DEAD;
+        q->owner[slot] = S3FIFO_NIL;
+        q->used--;
     }
     pthread_mutex_unlock(&q->lock);
 }
 
 void s3fifo_touch(struct s3fifo *q, uint32_t slot)
 {
-    struct slot *x = &q->slots[slot];
-    uint8_t f = freq_get(x);
+    uint8_t f = freq_get(q, slot);
     if (f < 3)
-        freq_set(x, (uint8_t)(f + 1));
+        freq_set(q, slot, (uint8_t)(f + 1));
 }
 
 uint32_t s3fifo_used(struct s3fifo *q)
 {
     pthread_mutex_lock(&q->lock);
-    uint32_t u = q->n - q->lists[Q_FREE].count;
+    uint32_t u = q->used;
     pthread_mutex_unlock(&q->lock);
     return u;
 }
@@ -239,6 +273,7 @@ uint32_t s3fifo_nslots(const struct s3fifo *q)
 
 uint64_t s3fifo_bytes(const struct s3fifo *q)
 {
-    return sizeof(*q) + (uint64_t)(q->n ? q->n : 1) * sizeof(struct slot) +
-           (uint64_t)(q->gmask + 1) * sizeof(uint32_t);
+    uint64_t n = q->n ? q->n : 1;
+    return sizeof(*q) + n * (sizeof(*q->next) + sizeof(*q->owner) + 2) +
+           (uint64_t)(q->gmask + 1) * sizeof(*q->ghost);
 }

@@ -9,7 +9,7 @@
  * Threading: one internal mutex protects the queues; s3fifo_touch takes no lock (an atomic
  * store of the frequency). The evict callback runs with that mutex held: it must not call into
  * the same s3fifo, and may only trylock locks that are normally taken before s3fifo calls.
- * Memory: 20 bytes per slot plus 4 per ghost entry (one per slot).
+ * Memory: 10 bytes per slot plus a ghost set of 2-byte fingerprints (1 to 2 per slot).
  */
 #ifndef EFC_CACHE_S3FIFO_H
 #define EFC_CACHE_S3FIFO_H
@@ -20,19 +20,30 @@
 
 struct s3fifo;
 
-/* Called on a victim (slot, its owner tag): return 0 if the owner let the slot go (it becomes
- * the new owner's), non-zero to skip it (pinned, busy). */
-typedef int (*s3fifo_evict_fn)(void *arg, uint32_t slot, uint32_t owner);
+/* What the evict callback answers for a victim. */
+enum {
+    S3FIFO_EVICTED = 0, /* the owner let the slot go: it becomes the new owner's */
+    S3FIFO_BUSY = 1,    /* pinned or busy: skipped this time, asked again later */
+    S3FIFO_KEEP = 2,    /* wanted soon (read ahead, not read yet): treated as accessed once */
+};
+
+/* Called on a victim (slot, its owner tag): returns one of the S3FIFO_* answers above, and for
+ * S3FIFO_EVICTED sets *FP to the owner's fingerprint (as given to s3fifo_alloc; the slot does
+ * not store it), for the ghost set. */
+typedef int (*s3fifo_evict_fn)(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp);
 
 /* Returns NULL on ENOMEM. nslots may be 0 (every alloc fails). */
 struct s3fifo *s3fifo_new(uint32_t nslots);
 void s3fifo_free(struct s3fifo *q);
 /* A slot for OWNER (fp: its fingerprint, for the ghost set), evicting if none is free; returns
- * S3FIFO_NIL when every candidate was skipped. *evicted is set to 1 if a victim was evicted. */
-uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, s3fifo_evict_fn fn, void *arg,
-                      int *evicted);
-/* Takes a specific free slot (used when loading state from disk); it enters main. Returns 0 or
- * -EBUSY if the slot is not free. */
+ * S3FIFO_NIL when every candidate was skipped. *evicted is set to 1 if a victim was evicted.
+ * HOT (warm-up: the owner is wanted, not merely seen once) skips probation: the owner enters
+ * main, and the victim is taken from the small FIFO while it has any, so that a stream of hot
+ * owners evicts the unproven and the oldest before it evicts its own earlier members. */
+uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, int hot, s3fifo_evict_fn fn,
+                      void *arg, int *evicted);
+/* Takes a specific free slot (used when loading state from disk); it enters main. Only before
+ * the first s3fifo_alloc. Returns 0 or -EBUSY if the slot is not free (or allocation began). */
 int s3fifo_claim(struct s3fifo *q, uint32_t slot, uint32_t owner);
 /* Gives a slot back (its owner dropped it). */
 void s3fifo_release(struct s3fifo *q, uint32_t slot);

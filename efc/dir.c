@@ -753,6 +753,34 @@ struct efc_listing *efc_dir_listing(struct efc_dir *d)
     return efc_listing_ref(l);
 }
 
+int efc_dir_from_listing(const char *prefix, struct efc_listing *l, efc_lister_fn lister,
+                         void *lister_arg, struct efc_dirmem *mem, struct efc_dir **out)
+{
+    struct efc_dir *d;
+    int rc = efc_dir_new(prefix, lister, lister_arg, mem, &d);
+
+    *out = NULL;
+    if (rc)
+        return rc;
+    d->pages = malloc((l->npages ? l->npages : 1) * sizeof(*d->pages));
+    if (d->pages == NULL) {
+        efc_dir_free(d);
+        return -ENOMEM;
+    }
+    d->cap = l->npages ? l->npages : 1;
+    for (size_t i = 0; i < l->npages; i++) {
+        page_ref(l->pages[i]);
+        d->pages[i] = l->pages[i];
+    }
+    d->npages = l->npages;
+    d->count = l->n;
+    d->started = d->done = d->whole = true;
+    d->start_ms = l->time_ms;
+    d->listing = efc_listing_ref(l);
+    *out = d;
+    return 0;
+}
+
 void efc_dir_get_stats(const struct efc_dir *d, struct efc_dir_stats *st)
 {
     *st = d->st;
@@ -761,7 +789,10 @@ void efc_dir_get_stats(const struct efc_dir *d, struct efc_dir_stats *st)
 /* ---- the listing cache ------------------------------------------------------------------- */
 
 struct lc_ent {
-    uint64_t ino;
+    char *key; /* the directory's key: "" or "a/b/" */
+    size_t klen;
+    uint64_t hash;
+    size_t bytes; /* efc_listing_bytes() when put */
     struct efc_listing *l;
     struct lc_ent *hnext;       /* hash chain */
     struct lc_ent *prev, *next; /* LRU list, most recent first */
@@ -772,18 +803,30 @@ struct efc_lcache {
     struct lc_ent **tab; /* protected by lock, as everything below */
     size_t nb;
     unsigned n, max;
+    uint64_t bytes, max_bytes;
     struct lc_ent lru; /* sentinel */
     struct efc_dirmem *mem;
+    uint64_t hits, misses, expired, evicted;
 };
 
-int efc_lcache_new(unsigned max_dirs, struct efc_dirmem *mem, struct efc_lcache **out)
+size_t efc_listing_bytes(const struct efc_listing *l)
+{
+    size_t b = l->bytes;
+    for (size_t i = 0; i < l->npages; i++)
+        b += l->pages[i]->bytes;
+    return b;
+}
+
+int efc_lcache_new(unsigned max_dirs, uint64_t max_bytes, struct efc_dirmem *mem,
+                   struct efc_lcache **out)
 {
     struct efc_lcache *c = calloc(1, sizeof(*c));
     *out = NULL;
     if (c == NULL)
         return -ENOMEM;
+    c->max = max_dirs ? max_dirs : 1;
     c->nb = 64;
-    while (c->nb < max_dirs)
+    while (c->nb < c->max && c->nb < (1u << 20))
         c->nb *= 2;
     c->tab = calloc(c->nb, sizeof(*c->tab));
     if (c->tab == NULL) {
@@ -791,17 +834,27 @@ int efc_lcache_new(unsigned max_dirs, struct efc_dirmem *mem, struct efc_lcache 
         return -ENOMEM;
     }
     pthread_mutex_init(&c->lock, NULL);
-    c->max = max_dirs ? max_dirs : 1;
+    c->max_bytes = max_bytes;
     c->mem = mem;
     c->lru.prev = c->lru.next = &c->lru;
     *out = c;
     return 0;
 }
 
-static struct lc_ent **lc_slot(struct efc_lcache *c, uint64_t ino)
+static uint64_t lc_hash(const char *key, size_t klen)
 {
-    struct lc_ent **pp = &c->tab[(ino * 0x9E3779B97F4A7C15ull >> 32) & (c->nb - 1)];
-    while (*pp && (*pp)->ino != ino)
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < klen; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static struct lc_ent **lc_slot(struct efc_lcache *c, const char *key, size_t klen, uint64_t h)
+{
+    struct lc_ent **pp = &c->tab[(h ^ (h >> 29)) & (c->nb - 1)];
+    while (*pp && ((*pp)->hash != h || (*pp)->klen != klen || memcmp((*pp)->key, key, klen) != 0))
         pp = &(*pp)->hnext;
     return pp;
 }
@@ -820,16 +873,24 @@ static void lru_push_front(struct efc_lcache *c, struct lc_ent *e)
     c->lru.next = e;
 }
 
-/* Unlinks E (under the lock) and returns its listing for the caller to unref after unlocking. */
-static struct efc_listing *lc_remove(struct efc_lcache *c, struct lc_ent *e)
+/* Unlinks E (under the lock) and returns it for the caller to free (lc_free) after unlocking. */
+static struct lc_ent *lc_remove(struct efc_lcache *c, struct lc_ent *e)
 {
-    struct lc_ent **pp = lc_slot(c, e->ino);
-    struct efc_listing *l = e->l;
+    struct lc_ent **pp = lc_slot(c, e->key, e->klen, e->hash);
     *pp = e->hnext;
     lru_unlink(e);
     c->n--;
+    c->bytes -= e->bytes;
+    return e;
+}
+
+static void lc_free(struct lc_ent *e)
+{
+    if (e == NULL)
+        return;
+    efc_listing_unref(e->l);
+    free(e->key);
     free(e);
-    return l;
 }
 
 void efc_lcache_free(struct efc_lcache *c)
@@ -842,77 +903,119 @@ void efc_lcache_free(struct efc_lcache *c)
     free(c);
 }
 
-void efc_lcache_put(struct efc_lcache *c, uint64_t ino, struct efc_listing *l)
+void efc_lcache_put(struct efc_lcache *c, const char *key, struct efc_listing *l)
 {
-    struct efc_listing *gone[8];
+    struct lc_ent *gone[8];
     size_t ngone = 0;
+    size_t klen = strlen(key);
     struct lc_ent *e = calloc(1, sizeof(*e));
 
-    if (e == NULL)
+    if (e == NULL || (e->key = malloc(klen + 1)) == NULL) {
+        free(e);
         return;
-    e->ino = ino;
+    }
+    memcpy(e->key, key, klen + 1);
+    e->klen = klen;
+    e->hash = lc_hash(key, klen);
+    e->bytes = efc_listing_bytes(l);
+    if (c->max_bytes && e->bytes > c->max_bytes) {
+        /* Larger than the whole cache: keeping it would only push everything else out. */
+        free(e->key);
+        free(e);
+        efc_lcache_drop(c, key);
+        return;
+    }
     e->l = efc_listing_ref(l);
     pthread_mutex_lock(&c->lock);
-    struct lc_ent **pp = lc_slot(c, ino);
+    struct lc_ent **pp = lc_slot(c, key, klen, e->hash);
     if (*pp)
         gone[ngone++] = lc_remove(c, *pp);
-    pp = lc_slot(c, ino);
+    pp = lc_slot(c, key, klen, e->hash);
     *pp = e;
     lru_push_front(c, e);
     c->n++;
-    /* Evict from the cold end; a few at a time keeps the unrefs (frees) out of the lock. */
+    c->bytes += e->bytes;
+    /* Evict from the cold end; a few at a time keeps the frees out of the lock. */
     while (ngone < 8 && c->n > 1 &&
-           (c->n > c->max || atomic_load(&c->mem->bytes) > c->mem->limit / 2))
+           (c->n > c->max || (c->max_bytes && c->bytes > c->max_bytes) ||
+            atomic_load(&c->mem->bytes) > c->mem->limit / 2)) {
         gone[ngone++] = lc_remove(c, c->lru.prev);
+        c->evicted++;
+    }
     pthread_mutex_unlock(&c->lock);
     for (size_t i = 0; i < ngone; i++)
-        efc_listing_unref(gone[i]);
+        lc_free(gone[i]);
 }
 
-struct efc_listing *efc_lcache_get(struct efc_lcache *c, uint64_t ino, uint64_t max_age_ms,
+struct efc_listing *efc_lcache_get(struct efc_lcache *c, const char *key, uint64_t max_age_ms,
                                    uint64_t now_ms)
 {
-    struct efc_listing *l = NULL, *stale = NULL;
+    struct efc_listing *l = NULL;
+    struct lc_ent *stale = NULL;
+    size_t klen = strlen(key);
 
     pthread_mutex_lock(&c->lock);
-    struct lc_ent *e = *lc_slot(c, ino);
+    struct lc_ent *e = *lc_slot(c, key, klen, lc_hash(key, klen));
     if (e) {
         uint64_t age = now_ms > e->l->time_ms ? now_ms - e->l->time_ms : 0;
-        if (age <= max_age_ms) {
+        if (age <= max_age_ms && now_ms >= e->l->time_ms) {
             l = efc_listing_ref(e->l);
             lru_unlink(e);
             lru_push_front(c, e);
-        } else {
+            c->hits++;
+        } else if (age > max_age_ms) {
+            /* Expired. (A listing newer than NOW_MS is kept: the caller's clock is older.) */
             stale = lc_remove(c, e);
+            c->expired++;
+            c->misses++;
+        } else {
+            c->misses++;
         }
+    } else {
+        c->misses++;
     }
     pthread_mutex_unlock(&c->lock);
-    efc_listing_unref(stale);
+    lc_free(stale);
     return l;
 }
 
-void efc_lcache_drop(struct efc_lcache *c, uint64_t ino)
+void efc_lcache_drop(struct efc_lcache *c, const char *key)
 {
-    struct efc_listing *l = NULL;
+    struct lc_ent *e;
+    size_t klen = strlen(key);
 
     pthread_mutex_lock(&c->lock);
-    struct lc_ent *e = *lc_slot(c, ino);
+    e = *lc_slot(c, key, klen, lc_hash(key, klen));
     if (e)
-        l = lc_remove(c, e);
+        lc_remove(c, e);
     pthread_mutex_unlock(&c->lock);
-    efc_listing_unref(l);
+    lc_free(e);
 }
 
-void efc_lcache_clear(struct efc_lcache *c)
+uint64_t efc_lcache_clear(struct efc_lcache *c)
 {
+    uint64_t n = 0;
     for (;;) {
-        struct efc_listing *l = NULL;
+        struct lc_ent *e = NULL;
         pthread_mutex_lock(&c->lock);
         if (c->n > 0)
-            l = lc_remove(c, c->lru.next);
+            e = lc_remove(c, c->lru.next);
         pthread_mutex_unlock(&c->lock);
-        if (l == NULL)
-            return;
-        efc_listing_unref(l);
+        if (e == NULL)
+            return n;
+        lc_free(e);
+        n++;
     }
+}
+
+void efc_lcache_get_stats(struct efc_lcache *c, struct efc_lcache_stats *st)
+{
+    pthread_mutex_lock(&c->lock);
+    st->dirs = c->n;
+    st->bytes = c->bytes;
+    st->hits = c->hits;
+    st->misses = c->misses;
+    st->expired = c->expired;
+    st->evicted = c->evicted;
+    pthread_mutex_unlock(&c->lock);
 }

@@ -125,20 +125,39 @@ struct efc_dir_stats {
 };
 void efc_dir_get_stats(const struct efc_dir *d, struct efc_dir_stats *st);
 
-/* ---- the listing cache -----------------------------------------------------------------------
- * Completed listings by directory inode, at most MAX_DIRS of them, least recently used first out.
+/* ---- the listing cache ----------------------------------------------------------------------
+ * The readdir cache of the seed (g_readdircache_*): completed listings by directory key ("" or
+ * "a/b/"), so they outlive the kernel's inodes. At most MAX_DIRS listings (g_readdircache_MaxCount)
+ * and MAX_BYTES bytes of listings (g_readdircache_MaxSize; 0: no byte limit), least recently used
+ * first out; listings are also let go while the pages charged to MEM pass half its limit.
  * Thread-safe; its mutex is a leaf lock. */
 struct efc_lcache;
 
-/* Listings are also let go, oldest first, while the pages charged to MEM pass half its limit. */
-int efc_lcache_new(unsigned max_dirs, struct efc_dirmem *mem, struct efc_lcache **out);
+int efc_lcache_new(unsigned max_dirs, uint64_t max_bytes, struct efc_dirmem *mem,
+                   struct efc_lcache **out);
 void efc_lcache_free(struct efc_lcache *c);
-/* Keeps L (takes a new reference) as the listing of directory INO, replacing an older one. */
-void efc_lcache_put(struct efc_lcache *c, uint64_t ino, struct efc_listing *l);
-/* The listing of INO if it is at most MAX_AGE_MS old at NOW_MS (a new reference), else NULL. */
-struct efc_listing *efc_lcache_get(struct efc_lcache *c, uint64_t ino, uint64_t max_age_ms,
+/* Keeps L (takes a new reference) as the listing of directory KEY, replacing an older one. A
+   listing larger than MAX_BYTES is not kept (and the older one is dropped). */
+void efc_lcache_put(struct efc_lcache *c, const char *key, struct efc_listing *l);
+/* The listing of KEY if it is at most MAX_AGE_MS old at NOW_MS (a new reference), else NULL. */
+struct efc_listing *efc_lcache_get(struct efc_lcache *c, const char *key, uint64_t max_age_ms,
                                    uint64_t now_ms);
-void efc_lcache_drop(struct efc_lcache *c, uint64_t ino);
-void efc_lcache_clear(struct efc_lcache *c);
+void efc_lcache_drop(struct efc_lcache *c, const char *key);
+/* Drops every listing; returns how many there were. */
+uint64_t efc_lcache_clear(struct efc_lcache *c);
+
+struct efc_lcache_stats {
+    uint64_t dirs, bytes;                  /* gauges */
+    uint64_t hits, misses, expired, evicted; /* counters */
+};
+void efc_lcache_get_stats(struct efc_lcache *c, struct efc_lcache_stats *st);
+
+/* Bytes a listing holds in memory: its index and its pages. */
+size_t efc_listing_bytes(const struct efc_listing *l);
+
+/* A stream that replays listing L (a cached, complete listing of PREFIX) without any request:
+ * complete from the start, the same entries in the same order as the stream that built L. */
+int efc_dir_from_listing(const char *prefix, struct efc_listing *l, efc_lister_fn lister,
+                         void *lister_arg, struct efc_dirmem *mem, struct efc_dir **out);
 
 #endif

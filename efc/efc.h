@@ -12,6 +12,7 @@
  *     fuseio.c  the session's /dev/fuse I/O (makes FUSE_PARALLEL_DIROPS reach the kernel)
  *     source.c  the mount source "<bucket>.<host>:/<prefix>"
  *     state.c   the state file /run/efc/<mountpoint>.json
+ *     handover.c runtime updates: a new daemon process takes the mount over (handover_i.h)
  *
  * struct efc is the one global of the daemon (main.c owns it; FUSE operations reach it as the
  * session's user data). Fields are set up before the session loop starts and read-only after,
@@ -37,6 +38,7 @@
 #include <time.h>
 
 #include "oss/oss.h"
+#include "util/histo.h"
 #include "util/opt.h"
 
 #define EFC_PROGRAM "aliyun-alinas-efc"
@@ -63,13 +65,18 @@ void efc_source_release(struct efc_source *src);
 
 struct efc_ns;
 struct efc_lcache;
+struct efc_meta;
 struct efc_dirmem;
 struct efc_reader_pool;
 struct efc_block_source;
 struct cache;
 struct cache_stats;
 struct efc_fh;
+struct efc_fh_table;
+struct efc_handover;
 struct fuse_session;
+struct mgmt;
+struct warmup;
 struct fuse_lowlevel_ops;
 
 struct efc {
@@ -86,6 +93,7 @@ struct efc {
     double attr_timeout;     /* seconds, in entry and attribute replies */
     uint64_t attr_ttl_ms;    /* how long a file's attributes serve getattr */
     uint64_t listing_ttl_ms; /* how long a completed listing answers lookups (0: never) */
+    uint64_t readdir_ttl_ms; /* how long a listing replays for readdir (0: readdir cache off) */
     char bdi[32];            /* "major:minor" of the mount, for the kernel readahead; "" unknown */
 
     /* parts */
@@ -93,10 +101,13 @@ struct efc {
     struct efc_ns *ns;
     struct efc_dirmem *dirmem;
     struct efc_lcache *lcache;
+    struct efc_meta *meta; /* the metadata cache; NULL: off (g_metadata_CacheEnable) */
     struct efc_reader_pool *readers;
     struct cache *cache;                /* the block cache (cache/cache.h); NULL: none */
     struct efc_block_source *cache_src; /* its miss path: the object store */
     struct fuse_session *se;
+    struct mgmt *mgmt;     /* the management server; NULL: off */
+    struct warmup *warmup; /* the warm-up engine; NULL: off */
 
     /* the last GetBucketStat, for statfs; protected by statfs_lock */
     pthread_mutex_t statfs_lock;
@@ -109,13 +120,19 @@ struct efc {
     /* open files, so teardown can close what the kernel never released; protected by fh_lock */
     pthread_mutex_t fh_lock;
     struct efc_fh *fh_list;
+    /* handle numbers (fi->fh) to handles, see fs.c */
+    struct efc_fh_table *fh_table;
     _Atomic bool readahead_set; /* the kernel readahead was raised */
+    struct histo read_latency;  /* FUSE reads, arrival to reply (lock-free) */
 
     /* FUSE INIT negotiation, see fuseio.c */
     bool want_parallel_dirops;           /* set by op_init before the INIT reply is sent */
     _Atomic bool init_seen;              /* the INIT request was read */
     _Atomic bool kernel_parallel_dirops; /* the kernel offers FUSE_PARALLEL_DIROPS */
     _Atomic uint64_t init_unique;        /* the INIT request's id until its reply goes out */
+
+    /* runtime updates: handing the mount to a new daemon process (handover.c); NULL: off */
+    struct efc_handover *handover;
 };
 
 /* ---- fs.c ---------------------------------------------------------------------------------- */
@@ -136,6 +153,14 @@ int efc_fs_start(struct efc *e, char *err, size_t errlen);
 int efc_cache_stats(struct efc *e, struct cache_stats *st);
 /* Closes what the kernel left open and frees everything efc_fs_setup/start made. */
 void efc_fs_teardown(struct efc *e);
+
+/* ---- mgmt.c -------------------------------------------------------------------------------- */
+
+/* Starts the management HTTP server (mgmt/mgmt.h) and the warm-up engine when g_server_Port is
+ * not 0. Returns 0, or -errno with a one-line reason in ERR. */
+int efc_mgmt_start(struct efc *e, char *err, size_t errlen);
+/* Stops them (requests in progress finish; running warm-ups are canceled). Idempotent. */
+void efc_mgmt_stop(struct efc *e);
 
 /* ---- fuseio.c ------------------------------------------------------------------------------ */
 

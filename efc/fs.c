@@ -4,17 +4,21 @@
  * the inode table (ns.c); listings from directory streams and the listing cache (dir.c); bytes
  * from the read path (read.h). The rules of DESIGN.md's "File-system semantics" are applied here:
  *
- * - lookup(parent, name) first asks the parent's most recent complete listing, if it is fresh
- *   (listing_ttl_ms), and otherwise probes the store with one ListObjectsV2 of prefix "<key>",
- *   delimiter '/', a few keys: the file "<key>" sorts first among them and the directory
- *   "<key>/" follows, unless names such as "<key>-a" (bytes below '/') fill the page first, in
- *   which case a second listing of prefix "<key>/" settles the directory question. One request
- *   answers most lookups, for files and directories alike, and the directory wins over a file of
- *   the same name as the listing does. Nothing negative is cached unless g_metadata_CacheEnable.
- *   The price of the listing shortcut: an object created after its directory was listed can stay
- *   unknown to lookup for listing_ttl_ms (at most 10 s, or the attribute timeout if longer),
- *   well inside the seed's "new files appear after the readdir cache expires"; it is what keeps
- *   `ls -l` of a 100k-entry directory from costing one request per entry.
+ * - lookup(parent, name) first asks the metadata cache when it is on (g_metadata_CacheEnable:
+ *   positive and negative answers, kept until clear_metadata_cache), then the parent's most
+ *   recent complete listing if it is fresh (listing_ttl_ms), and otherwise probes the store with
+ *   one ListObjectsV2 of prefix "<key>", delimiter '/', a few keys: the file "<key>" sorts first
+ *   among them and the directory "<key>/" follows, unless names such as "<key>-a" (bytes below
+ *   '/') fill the page first, in which case a second listing of prefix "<key>/" settles the
+ *   directory question. One request answers most lookups, for files and directories alike, and
+ *   the directory wins over a file of the same name as the listing does. A name missing from a
+ *   listing is asked of the store unless the metadata cache is on: negative answers are cached
+ *   only with it. The seed's consistency table follows: with the metadata cache off, reopening
+ *   a file shows its new content and a new file is openable at once but shows in `ls` only
+ *   after the readdir cache expires or is cleared; with it on, neither shows until it is cleared.
+ * - opendir replays the directory's cached listing while it is younger than
+ *   g_readdircache_RemainTime (the readdir cache: at most MaxCount listings, MaxSize bytes),
+ *   else starts a fresh listing stream, which fills the cache once complete.
  * - readdir/readdirplus stream: a page is fetched only when the kernel asks for an entry not yet
  *   seen, and the reply holds what is in memory, so `ls` of a huge directory starts after one
  *   page. Offsets are entry numbers: 0 ".", 1 "..", then the stream's entries from 2. readdirplus
@@ -47,15 +51,15 @@
 #include "cache/cache.h"
 #include "efc/dir_i.h"
 #include "efc/efc.h"
+#include "efc/handover_i.h"
+#include "efc/meta_i.h"
 #include "efc/ns_i.h"
 #include "efc/read.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
-/* A completed listing answers lookups for at most this long (or the attribute timeout if
-   longer); with g_readdircache_Enable=false only for the attribute timeout. */
-#define EFC_LISTING_TTL_MAX_S 10
 #define EFC_LCACHE_DIRS       4096
+#define EFC_META_BYTES        (64ull << 20) /* the metadata cache's memory bound */
 #define EFC_DIRMEM_LIMIT      (256ull << 20) /* directory pages in memory, all directories */
 #define EFC_PROBE_KEYS        16             /* keys asked for by a lookup's probe */
 #define EFC_STATFS_TTL_MS     60000
@@ -76,29 +80,97 @@
 /* One open file or directory. */
 struct efc_fh {
     struct efc_fh *prev, *next; /* in e->fh_list, protected by e->fh_lock */
+    uint64_t num;               /* the handle number the kernel holds (fi->fh); 0 until linked */
     uint64_t ino;
     bool is_dir;
     /* files */
     struct efc_reader *reader;
     uint64_t size;
+    char *etag; /* the ETag learnt at open ("" none), for a runtime update to reopen the reader */
     /* A newer open saw another ETag: this handle's reads answer ESTALE from now on, so no old
        byte reaches the page cache the inode shares with the new handle (see stale_older). */
     atomic_bool stale;
     /* 1 for the open, plus 1 for each read until it has replied: once a read is answered the
        kernel may release the handle while op_read still holds it. fh_put frees at 0. */
     atomic_uint refs;
+    char *key; /* the object's or directory's key (fixed once linked) */
+    size_t keylen;
     /* directories: everything below is protected by lock */
     pthread_mutex_t lock;
     struct efc_dir *dir;
     uint64_t parent;
-    char *key;
-    size_t keylen;
     bool published; /* the completed listing went to the listing cache */
 };
 
 static inline struct efc *ctx(fuse_req_t req)
 {
     return fuse_req_userdata(req);
+}
+
+/* ---- handle numbers ---------------------------------------------------------------------------
+ * fi->fh is a number, not a pointer, so that a runtime update (handover.c) can give a new process
+ * the open handles under the numbers the kernel holds: (generation << 32) | slot. Slots live in
+ * chunks allocated on demand and freed only at teardown, so a request finds its handle with two
+ * loads and no lock (op_read's whole cost); the slot's generation, bumped at each reuse, makes a
+ * number that outlived its handle miss instead of reaching another one. Taking and releasing a
+ * slot holds fh_lock. */
+#define FH_CHUNK_BITS 10
+#define FH_CHUNK      (1u << FH_CHUNK_BITS)
+#define FH_MAX_CHUNKS 4096 /* 4M handles open at once: EFC_HO_MAX_HANDLES */
+
+struct fh_chunk {
+    _Atomic(struct efc_fh *) slot[FH_CHUNK];
+    uint32_t gen[FH_CHUNK]; /* protected by fh_lock */
+};
+
+struct efc_fh_table {
+    _Atomic(struct fh_chunk *) chunk[FH_MAX_CHUNKS];
+    /* protected by fh_lock */
+    uint32_t next;  /* slots from here on were never used */
+    uint32_t *free; /* released slots below next, reused first */
+    size_t nfree, capfree;
+};
+
+/* The handle of number NUM, or NULL. The kernel sends a handle's number only between the open
+   reply and the release, and the slot was filled before the reply: no lock is needed. */
+static inline struct efc_fh *fh_of(struct efc *e, uint64_t num)
+{
+    uint32_t slot = (uint32_t)num;
+    if ((slot >> FH_CHUNK_BITS) >= FH_MAX_CHUNKS)
+        return NULL;
+    struct fh_chunk *c =
+        atomic_load_explicit(&e->fh_table->chunk[slot >> FH_CHUNK_BITS], memory_order_acquire);
+    if (c == NULL)
+        return NULL;
+    struct efc_fh *fh = atomic_load_explicit(&c->slot[slot & (FH_CHUNK - 1)], memory_order_acquire);
+    return fh && fh->num == num ? fh : NULL;
+}
+
+/* The chunk of SLOT, allocated if needed; NULL without memory. Under fh_lock. */
+static struct fh_chunk *fh_chunk_get(struct efc_fh_table *t, uint32_t slot)
+{
+    struct fh_chunk *c =
+        atomic_load_explicit(&t->chunk[slot >> FH_CHUNK_BITS], memory_order_relaxed);
+    if (c == NULL) {
+        c = calloc(1, sizeof(*c));
+        if (c)
+            atomic_store_explicit(&t->chunk[slot >> FH_CHUNK_BITS], c, memory_order_release);
+    }
+    return c;
+}
+
+/* Puts FH in slot SLOT with generation GEN and in the list. Under fh_lock. */
+static void fh_place(struct efc *e, struct efc_fh *fh, struct fh_chunk *c, uint32_t slot,
+                     uint32_t gen)
+{
+    c->gen[slot & (FH_CHUNK - 1)] = gen;
+    fh->num = ((uint64_t)gen << 32) | slot;
+    atomic_store_explicit(&c->slot[slot & (FH_CHUNK - 1)], fh, memory_order_release);
+    fh->prev = NULL;
+    fh->next = e->fh_list;
+    if (e->fh_list)
+        e->fh_list->prev = fh;
+    e->fh_list = fh;
 }
 
 /* The errno a FUSE reply carries for -RC from below: what an application can act on, EIO for
@@ -143,6 +215,74 @@ static void attr_from_dirent(struct efc_attr *a, const struct efc_dirent *d, uin
     a->mtime = (time_t)d->mtime;
     a->sc = (enum oss_storage_class)d->sc;
     snprintf(a->etag, sizeof(a->etag), "%s", d->etag);
+}
+
+/* ---- the metadata cache (g_metadata_CacheEnable; e->meta NULL when off) ------------------ */
+
+static void attr_from_ment(struct efc_attr *a, const struct efc_meta_ent *m, uint64_t t_ms)
+{
+    memset(a, 0, sizeof(*a));
+    a->fetched_ms = t_ms;
+    if (m->is_dir)
+        return;
+    a->size = m->size;
+    a->mtime = (time_t)m->mtime;
+    a->sc = (enum oss_storage_class)m->sc;
+    a->restored = m->restored;
+    snprintf(a->etag, sizeof(a->etag), "%s", m->etag);
+}
+
+/* Remembers what the store said of KEY (a name's key, no trailing '/'): FOUND, IS_DIR, and for a
+   file its attributes A. */
+static void meta_remember(struct efc *e, const char *key, size_t keylen, bool found, bool is_dir,
+                          const struct efc_attr *a, bool headed)
+{
+    struct efc_meta_ent m;
+
+    if (e->meta == NULL)
+        return;
+    memset(&m, 0, sizeof(m));
+    m.present = found;
+    m.is_dir = is_dir;
+    if (found && !is_dir && a) {
+        m.size = a->size;
+        m.mtime = (int64_t)a->mtime;
+        m.sc = (uint8_t)a->sc;
+        m.restored = a->restored;
+        snprintf(m.etag, sizeof(m.etag), "%s", a->etag);
+        m.headed = headed;
+    }
+    efc_meta_put(e->meta, key, keylen, &m);
+}
+
+/* A file's attributes from the metadata cache: true when it holds KEY as an existing file with
+   attributes a HEAD gave. (Those a listing gave may be as old as the readdir cache: after
+   clear_metadata_cache, a reopen must see the object's current version.) */
+static bool meta_file(struct efc *e, const char *key, struct efc_attr *a, uint64_t now)
+{
+    struct efc_meta_ent m;
+
+    if (e->meta == NULL || !efc_meta_get(e->meta, key, strlen(key), &m) || !m.present ||
+        m.is_dir || !m.headed)
+        return false;
+    attr_from_ment(a, &m, now);
+    return true;
+}
+
+/* A file whose object lost the ETag its metadata cache entry gave: forget the entry, so that the
+   next open sees the object's current version instead of failing the same way again. */
+static void meta_forget_ino(struct efc *e, uint64_t ino)
+{
+    struct efc_node_info n;
+    if (e->meta && efc_ns_get(e->ns, ino, &n) == 0)
+        efc_meta_drop(e->meta, n.key, n.keylen);
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static void fill_stat(const struct efc *e, uint64_t ino, bool is_dir, const struct efc_attr *a,
@@ -191,27 +331,56 @@ static void kernel_readahead(struct efc *e)
         close(fd);
 }
 
-static void fh_link(struct efc *e, struct efc_fh *fh)
+/* Gives FH a number (fh->num) and lists it. Returns 0, or -ENOMEM (also when every number of the
+   table is in use). */
+static int fh_link(struct efc *e, struct efc_fh *fh)
 {
+    struct efc_fh_table *t = e->fh_table;
+    int rc = -ENOMEM;
+
     pthread_mutex_lock(&e->fh_lock);
-    fh->prev = NULL;
-    fh->next = e->fh_list;
-    if (e->fh_list)
-        e->fh_list->prev = fh;
-    e->fh_list = fh;
+    uint32_t slot = t->nfree ? t->free[t->nfree - 1] : t->next;
+    struct fh_chunk *c = (slot >> FH_CHUNK_BITS) < FH_MAX_CHUNKS ? fh_chunk_get(t, slot) : NULL;
+    if (c) {
+        if (t->nfree)
+            t->nfree--;
+        else
+            t->next++;
+        uint32_t gen = c->gen[slot & (FH_CHUNK - 1)] + 1;
+        fh_place(e, fh, c, slot, gen ? gen : 1); /* never 0: no number is 0 */
+        rc = 0;
+    }
     pthread_mutex_unlock(&e->fh_lock);
+    return rc;
 }
 
 static void fh_unlink(struct efc *e, struct efc_fh *fh)
 {
+    struct efc_fh_table *t = e->fh_table;
+
     pthread_mutex_lock(&e->fh_lock);
     if (fh->prev)
         fh->prev->next = fh->next;
-    else
+    else if (e->fh_list == fh)
         e->fh_list = fh->next;
     if (fh->next)
         fh->next->prev = fh->prev;
     fh->prev = fh->next = NULL;
+    if (fh->num) {
+        uint32_t slot = (uint32_t)fh->num;
+        struct fh_chunk *c = atomic_load(&t->chunk[slot >> FH_CHUNK_BITS]);
+        atomic_store_explicit(&c->slot[slot & (FH_CHUNK - 1)], NULL, memory_order_release);
+        if (t->nfree == t->capfree) {
+            size_t cap = t->capfree ? 2 * t->capfree : 256;
+            uint32_t *f = realloc(t->free, cap * sizeof(*f));
+            if (f) {
+                t->free = f;
+                t->capfree = cap;
+            }
+        }
+        if (t->nfree < t->capfree) /* else the slot is lost: harmless */
+            t->free[t->nfree++] = slot;
+    }
     pthread_mutex_unlock(&e->fh_lock);
 }
 
@@ -248,10 +417,11 @@ static void fh_free(struct efc_fh *fh)
     if (fh->is_dir) {
         efc_dir_free(fh->dir);
         pthread_mutex_destroy(&fh->lock);
-        free(fh->key);
     } else {
         efc_reader_close(fh->reader);
+        free(fh->etag);
     }
+    free(fh->key);
     free(fh);
 }
 
@@ -406,17 +576,30 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     memcpy(key + p.keylen, name, nl + 1);
     memset(&a, 0, sizeof(a));
 
-    if (e->listing_ttl_ms > 0) {
-        uint64_t now = time_mono_ms();
-        struct efc_listing *l = efc_lcache_get(e->lcache, parent, e->listing_ttl_ms, now);
+    uint64_t now = time_mono_ms();
+    struct efc_meta_ent me;
+    bool from_meta = false;
+    if (e->meta && efc_meta_get(e->meta, key, keylen, &me)) {
+        /* The metadata cache answers until it is cleared, negatively too. */
+        found = me.present;
+        is_dir = me.is_dir;
+        if (found)
+            attr_from_ment(&a, &me, now);
+        answered = from_meta = true;
+    }
+    if (!answered && e->listing_ttl_ms > 0) {
+        struct efc_listing *l = efc_lcache_get(e->lcache, p.key, e->listing_ttl_ms, now);
         if (l) {
             const struct efc_dirent *d = efc_listing_find(l, name, nl);
             if (d) {
-                found = true;
+                found = answered = true;
                 is_dir = d->is_dir;
                 attr_from_dirent(&a, d, efc_listing_time(l));
+            } else if (e->meta) {
+                /* A name the listing lacks is absent; only the metadata cache may say so
+                   without asking the store (negative lookups are cached only with it). */
+                answered = true;
             }
-            answered = true;
             efc_listing_unref(l);
         }
     }
@@ -428,6 +611,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
             return;
         }
     }
+    if (!from_meta)
+        meta_remember(e, key, keylen, found, is_dir, &a, false);
     if (!found) {
         reply_negative(req, e);
         return;
@@ -463,8 +648,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void forget_one(struct efc *e, fuse_ino_t ino, uint64_t n)
 {
-    if (efc_ns_forget(e->ns, ino, n))
-        efc_lcache_drop(e->lcache, ino);
+    efc_ns_forget(e->ns, ino, n);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -498,7 +682,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         return;
     }
     uint64_t now = time_mono_ms();
-    if (!n.is_dir && (n.attr.fetched_ms == 0 || now - n.attr.fetched_ms >= e->attr_ttl_ms)) {
+    if (!n.is_dir && (n.attr.fetched_ms == 0 || now - n.attr.fetched_ms >= e->attr_ttl_ms) &&
+        meta_file(e, n.key, &n.attr, now)) {
+        efc_ns_set_attr(e->ns, ino, &n.attr);
+    } else if (!n.is_dir &&
+               (n.attr.fetched_ms == 0 || now - n.attr.fetched_ms >= e->attr_ttl_ms)) {
         struct oss_object_meta m;
         rc = oss_head(e->oss, n.key, &m);
         if (rc) {
@@ -509,6 +697,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         }
         attr_from_meta(&n.attr, &m, now);
         efc_ns_set_attr(e->ns, ino, &n.attr);
+        meta_remember(e, n.key, n.keylen, true, false, &n.attr, true);
     }
     fill_stat(e, ino, n.is_dir, &n.attr, &st);
     fuse_reply_attr(req, &st, e->attr_timeout);
@@ -651,21 +840,27 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EISDIR);
         return;
     }
-    /* Close-to-open: whatever the kernel or the listing said, ask the store now. */
+    /* Close-to-open: whatever the kernel or the listing said, ask the store now; with the
+       metadata cache on, it answers instead until cleared (the seed's consistency table). */
     uint64_t t = time_mono_ms();
-    rc = oss_head(e->oss, n.key, &m);
-    if (rc) {
-        if (rc != -ENOENT)
-            log_warn("open of '%s' failed: %s", n.key, oss_last_error());
-        fuse_reply_err(req, reply_errno(rc));
-        return;
+    if (!meta_file(e, n.key, &a, t)) {
+        rc = oss_head(e->oss, n.key, &m);
+        if (rc) {
+            if (rc != -ENOENT)
+                log_warn("open of '%s' failed: %s", n.key, oss_last_error());
+            else
+                meta_remember(e, n.key, n.keylen, false, false, NULL, true);
+            fuse_reply_err(req, reply_errno(rc));
+            return;
+        }
+        attr_from_meta(&a, &m, t);
+        meta_remember(e, n.key, n.keylen, true, false, &a, true);
     }
-    if (!oss_storage_class_readable(m.storage_class) && !m.restored) {
+    if (!oss_storage_class_readable(a.sc) && !a.restored) {
         log_debug("open of '%s' refused: an archived object that is not restored", n.key);
         fuse_reply_err(req, EACCES);
         return;
     }
-    attr_from_meta(&a, &m, t);
     rc = efc_ns_opened(e->ns, ino, &a, &same, &changed);
     if (rc) {
         fuse_reply_err(req, reply_errno(rc));
@@ -689,14 +884,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     atomic_init(&fh->refs, 1);
     fh->ino = ino;
     fh->size = a.size;
-    rc = efc_reader_open(e->readers, n.key, a.etag, a.size, &fh->reader);
+    fh->keylen = n.keylen;
+    fh->key = strdup(n.key);
+    fh->etag = strdup(a.etag);
+    rc = fh->key && fh->etag ? efc_reader_open(e->readers, n.key, a.etag, a.size, &fh->reader)
+                             : -ENOMEM;
+    if (rc == 0)
+        rc = fh_link(e, fh);
     if (rc) {
-        free(fh);
+        fh_free(fh);
         fuse_reply_err(req, reply_errno(rc));
         return;
     }
-    fh_link(e, fh);
-    fi->fh = (uint64_t)(uintptr_t)fh;
+    fi->fh = fh->num;
     fi->keep_cache = same;
     fi->direct_io = (fi->flags & O_DIRECT) != 0;
     fi->noflush = 1;
@@ -711,10 +911,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
-    struct efc_fh *fh = (struct efc_fh *)(uintptr_t)fi->fh;
+    struct efc *e = ctx(req);
+    struct efc_fh *fh = fh_of(e, fi->fh);
     uint64_t o = (uint64_t)off;
+    uint64_t t0 = mono_us();
 
     (void)ino;
+    if (fh == NULL || fh->is_dir) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
     if (off < 0) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -735,32 +941,38 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, ESTALE);
         return;
     }
-    char *buf = malloc(size);
-    if (buf == NULL) {
-        fh_put(fh);
-        fuse_reply_err(req, ENOMEM);
-        return;
-    }
-    ssize_t n = efc_reader_read(fh->reader, o, size, buf);
+    /* A memory-tier hit is sent straight from the cache's pinned block (no copy); the pin is
+       released once the reply is written. NO_SPLICE: splicing memory would copy it again. */
+    struct efc_read_ref rr;
+    ssize_t n = efc_reader_read_ref(fh->reader, o, size, &rr);
     if (n < 0) {
         log_warn("read of inode %llu at %llu (%zu bytes) failed: %s", (unsigned long long)ino,
                  (unsigned long long)o, size, strerror((int)-n));
         fuse_reply_err(req, reply_errno((int)n));
+        if (n == -ESTALE)
+            meta_forget_ino(e, fh->ino); /* the next open asks the store */
+    } else if (n == 0) {
+        fuse_reply_buf(req, NULL, 0);
     } else {
-        fuse_reply_buf(req, buf, (size_t)n);
+        struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)n);
+        bv.buf[0].mem = (void *)rr.data;
+        fuse_reply_data(req, &bv, FUSE_BUF_NO_SPLICE);
     }
-    free(buf);
+    efc_reader_ref_put(fh->reader, &rr);
     fh_put(fh); /* after the reply: the bytes are in the page cache by now */
+    histo_observe(&e->read_latency, mono_us() - t0);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct efc *e = ctx(req);
-    struct efc_fh *fh = (struct efc_fh *)(uintptr_t)fi->fh;
+    struct efc_fh *fh = fh_of(e, fi->fh);
 
     (void)ino;
-    fh_unlink(e, fh);
-    fh_put(fh);
+    if (fh) {
+        fh_unlink(e, fh);
+        fh_put(fh);
+    }
     fuse_reply_err(req, 0);
 }
 
@@ -812,14 +1024,26 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fh->keylen = n.keylen;
     fh->key = strdup(n.key);
     pthread_mutex_init(&fh->lock, NULL);
-    rc = fh->key ? efc_dir_new(n.key, list_page, e->oss, e->dirmem, &fh->dir) : -ENOMEM;
+    struct efc_listing *cached = NULL;
+    if (fh->key && e->readdir_ttl_ms > 0)
+        cached = efc_lcache_get(e->lcache, n.key, e->readdir_ttl_ms, time_mono_ms());
+    if (cached) {
+        /* The readdir cache: the listing replays without a request until it expires or is
+           cleared (g_readdircache_RemainTime, /v1/action/clear_readdir_cache). */
+        rc = efc_dir_from_listing(n.key, cached, list_page, e->oss, e->dirmem, &fh->dir);
+        fh->published = true;
+        efc_listing_unref(cached);
+    } else {
+        rc = fh->key ? efc_dir_new(n.key, list_page, e->oss, e->dirmem, &fh->dir) : -ENOMEM;
+    }
+    if (rc == 0)
+        rc = fh_link(e, fh);
     if (rc) {
         fh_free(fh);
         fuse_reply_err(req, reply_errno(rc));
         return;
     }
-    fh_link(e, fh);
-    fi->fh = (uint64_t)(uintptr_t)fh;
+    fi->fh = fh->num;
     if (fuse_reply_open(req, fi) != 0) {
         fh_unlink(e, fh);
         fh_free(fh);
@@ -848,7 +1072,7 @@ static void publish_listing(struct efc *e, struct efc_fh *fh)
     fh->published = true;
     struct efc_listing *l = efc_dir_listing(fh->dir);
     if (l) {
-        efc_lcache_put(e->lcache, fh->ino, l);
+        efc_lcache_put(e->lcache, fh->key, l);
         efc_listing_unref(l);
     }
 }
@@ -856,12 +1080,16 @@ static void publish_listing(struct efc *e, struct efc_fh *fh)
 static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
 {
     struct efc *e = ctx(req);
-    struct efc_fh *fh = (struct efc_fh *)(uintptr_t)fi->fh;
+    struct efc_fh *fh = fh_of(e, fi->fh);
     uint64_t *added = NULL;
     size_t nadded = 0, pos = 0;
     bool real = false; /* an entry of the stream (not "." or "..") is in the reply */
     int err = 0;
 
+    if (fh == NULL || !fh->is_dir) {
+        fuse_reply_err(req, EBADF);
+        return;
+    }
     if (off < 0) {
         fuse_reply_err(req, EINVAL);
         return;
@@ -1091,24 +1319,40 @@ int efc_fs_setup(struct efc *e)
 
     e->attr_timeout = (double)at;
     e->attr_ttl_ms = (uint64_t)at * 1000;
-    e->listing_ttl_ms = (uint64_t)at * 1000;
-    if (opt_bool(&e->opts, OPT_READDIRCACHE_ENABLE)) {
-        int64_t rt = opt_int(&e->opts, OPT_READDIRCACHE_REMAINTIME);
-        int64_t t = rt < EFC_LISTING_TTL_MAX_S ? rt : EFC_LISTING_TTL_MAX_S;
-        if ((uint64_t)t * 1000 > e->listing_ttl_ms)
-            e->listing_ttl_ms = (uint64_t)t * 1000;
-    }
+    /* The readdir cache replays a directory's listing for RemainTime; the same listings answer
+       lookups of the names they hold for as long (or for the attribute timeout without it). */
+    e->readdir_ttl_ms = 0;
+    if (opt_bool(&e->opts, OPT_READDIRCACHE_ENABLE))
+        e->readdir_ttl_ms = (uint64_t)opt_int(&e->opts, OPT_READDIRCACHE_REMAINTIME) * 1000;
+    e->listing_ttl_ms = e->readdir_ttl_ms > e->attr_ttl_ms ? e->readdir_ttl_ms : e->attr_ttl_ms;
     pthread_mutex_init(&e->statfs_lock, NULL);
     pthread_mutex_init(&e->fh_lock, NULL);
+    e->fh_table = calloc(1, sizeof(*e->fh_table));
+    if (e->fh_table == NULL)
+        return -ENOMEM;
 
     e->dirmem = calloc(1, sizeof(*e->dirmem));
     if (e->dirmem == NULL)
         return -ENOMEM;
     atomic_init(&e->dirmem->bytes, 0);
-    e->dirmem->limit = EFC_DIRMEM_LIMIT;
-    rc = efc_lcache_new(EFC_LCACHE_DIRS, e->dirmem, &e->lcache);
+    uint64_t max_count = (uint64_t)opt_int(&e->opts, OPT_READDIRCACHE_MAXCOUNT);
+    uint64_t max_size = (uint64_t)opt_int(&e->opts, OPT_READDIRCACHE_MAXSIZE);
+    if (e->readdir_ttl_ms == 0) {
+        /* Without the readdir cache, listings serve lookups for the attribute timeout only. */
+        max_count = EFC_LCACHE_DIRS;
+        max_size = EFC_DIRMEM_LIMIT / 4;
+    }
+    /* Open directory streams have EFC_DIRMEM_LIMIT besides what the readdir cache may hold. */
+    e->dirmem->limit = EFC_DIRMEM_LIMIT + 2 * max_size;
+    rc = efc_lcache_new(max_count > UINT_MAX ? UINT_MAX : (unsigned)max_count, max_size,
+                        e->dirmem, &e->lcache);
     if (rc)
         return rc;
+    if (opt_bool(&e->opts, OPT_METADATA_CACHEENABLE)) {
+        rc = efc_meta_new(EFC_META_BYTES, &e->meta);
+        if (rc)
+            return rc;
+    }
     rc = efc_ns_new(e->src.prefix, &e->ns);
     if (rc)
         return rc;
@@ -1244,11 +1488,20 @@ void efc_fs_teardown(struct efc *e)
             break;
         fh_free(fh);
     }
+    if (e->fh_table) {
+        for (size_t i = 0; i < FH_MAX_CHUNKS; i++)
+            free(atomic_load(&e->fh_table->chunk[i]));
+        free(e->fh_table->free);
+        free(e->fh_table);
+        e->fh_table = NULL;
+    }
     efc_reader_pool_free(e->readers);
     e->readers = NULL;
     cache_stop(e); /* after the pool: no reader uses it any more */
     efc_lcache_free(e->lcache);
     e->lcache = NULL;
+    efc_meta_free(e->meta);
+    e->meta = NULL;
     if (e->ns) {
         struct efc_ns_stats st;
         efc_ns_get_stats(e->ns, &st);
@@ -1265,4 +1518,134 @@ void efc_fs_teardown(struct efc *e)
     e->dirmem = NULL;
     pthread_mutex_destroy(&e->statfs_lock);
     pthread_mutex_destroy(&e->fh_lock);
+}
+
+/* ---- runtime update (handover.c): handles out and in, read path off and on ----------------- */
+
+int efc_fs_export_handles(struct efc *e, int (*fn)(void *arg, const struct efc_fh_record *r),
+                          void *arg)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&e->fh_lock);
+    for (struct efc_fh *fh = e->fh_list; fh && rc == 0; fh = fh->next) {
+        struct efc_fh_record r = {
+            .num = fh->num,
+            .ino = fh->ino,
+            .parent = fh->parent,
+            .size = fh->size,
+            .is_dir = fh->is_dir,
+            .stale = !fh->is_dir && atomic_load(&fh->stale),
+            .key = fh->key ? fh->key : "",
+            .etag = fh->etag ? fh->etag : "",
+        };
+        if (fh->num)
+            rc = fn(arg, &r);
+    }
+    pthread_mutex_unlock(&e->fh_lock);
+    return rc;
+}
+
+int efc_fs_import_handle(struct efc *e, const struct efc_fh_record *r)
+{
+    struct efc_fh_table *t = e->fh_table;
+    uint32_t slot = (uint32_t)r->num, gen = (uint32_t)(r->num >> 32);
+    int rc;
+
+    if (gen == 0 || (slot >> FH_CHUNK_BITS) >= FH_MAX_CHUNKS || r->key == NULL)
+        return -EINVAL;
+    struct efc_fh *fh = calloc(1, sizeof(*fh));
+    if (fh == NULL)
+        return -ENOMEM;
+    atomic_init(&fh->refs, 1);
+    fh->ino = r->ino;
+    fh->is_dir = r->is_dir;
+    fh->parent = r->parent;
+    fh->size = r->size;
+    fh->keylen = strlen(r->key);
+    fh->key = strdup(r->key);
+    if (fh->is_dir) {
+        /* A fresh listing: readdir offsets are entry numbers, and a replayed listing numbers
+           its entries the same way unless the directory changed meanwhile. */
+        pthread_mutex_init(&fh->lock, NULL);
+        rc = fh->key ? efc_dir_new(fh->key, list_page, e->oss, e->dirmem, &fh->dir) : -ENOMEM;
+    } else {
+        fh->etag = strdup(r->etag ? r->etag : "");
+        atomic_init(&fh->stale, r->stale);
+        rc = fh->key && fh->etag
+                 ? efc_reader_open(e->readers, fh->key, fh->etag, fh->size, &fh->reader)
+                 : -ENOMEM;
+    }
+    if (rc) {
+        fh_free(fh);
+        return rc;
+    }
+    pthread_mutex_lock(&e->fh_lock);
+    struct fh_chunk *c = fh_chunk_get(t, slot);
+    if (c == NULL || atomic_load(&c->slot[slot & (FH_CHUNK - 1)]) != NULL) {
+        pthread_mutex_unlock(&e->fh_lock);
+        fh_free(fh);
+        return c ? -EINVAL : -ENOMEM;
+    }
+    fh_place(e, fh, c, slot, gen);
+    if (slot >= t->next)
+        t->next = slot + 1;
+    pthread_mutex_unlock(&e->fh_lock);
+    return 0;
+}
+
+void efc_fs_import_done(struct efc *e)
+{
+    struct efc_fh_table *t = e->fh_table;
+
+    pthread_mutex_lock(&e->fh_lock);
+    t->nfree = 0;
+    for (uint32_t s = t->next; s-- > 0;) {
+        struct fh_chunk *c = fh_chunk_get(t, s);
+        if (c == NULL || atomic_load(&c->slot[s & (FH_CHUNK - 1)]) != NULL)
+            continue;
+        if (t->nfree == t->capfree) {
+            size_t cap = t->capfree ? 2 * t->capfree : 256;
+            uint32_t *f = realloc(t->free, cap * sizeof(*f));
+            if (f == NULL)
+                break; /* the slots not listed stay unused: harmless */
+            t->free = f;
+            t->capfree = cap;
+        }
+        t->free[t->nfree++] = s;
+    }
+    pthread_mutex_unlock(&e->fh_lock);
+}
+
+void efc_fs_suspend(struct efc *e)
+{
+    pthread_mutex_lock(&e->fh_lock);
+    for (struct efc_fh *fh = e->fh_list; fh; fh = fh->next) {
+        if (!fh->is_dir) {
+            efc_reader_close(fh->reader);
+            fh->reader = NULL;
+        }
+    }
+    pthread_mutex_unlock(&e->fh_lock);
+    efc_reader_pool_free(e->readers);
+    e->readers = NULL;
+    cache_stop(e); /* flushes the disk writes, so the next process finds the blocks */
+}
+
+int efc_fs_resume(struct efc *e, char *err, size_t errlen)
+{
+    int rc = efc_fs_start(e, err, errlen);
+    pthread_mutex_lock(&e->fh_lock);
+    for (struct efc_fh *fh = e->fh_list; fh; fh = fh->next) {
+        if (fh->is_dir || fh->reader)
+            continue;
+        if (rc || efc_reader_open(e->readers, fh->key, fh->etag, fh->size, &fh->reader) != 0) {
+            /* Without a reader the handle can only fail: it answers ESTALE, and a reopen
+               gets a working one. */
+            fh->reader = NULL;
+            atomic_store(&fh->stale, true);
+        }
+    }
+    pthread_mutex_unlock(&e->fh_lock);
+    return rc;
 }

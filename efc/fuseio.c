@@ -12,6 +12,11 @@
  * untouched; splice is not used either way (libfuse only splices when FUSE_CAP_SPLICE_READ is
  * wanted, which efc does not ask for).
  *
+ * The same callbacks serve runtime updates (handover.c): reads go through efc_handover_read, which
+ * can hold the workers while the mount changes hands; the kernel's INIT request is kept for the
+ * next process; and the reply to the INIT a new process replays is swallowed, since the kernel
+ * had its answer from the first process long ago.
+ *
  * Locks: none; the INIT request is read and answered before any other request exists, and the
  * fields it uses are atomics for the rest of the session's life.
  */
@@ -23,12 +28,13 @@
 #include <unistd.h>
 
 #include "efc/efc.h"
+#include "efc/handover_i.h"
 #include "util/log.h"
 
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
     struct efc *e = userdata;
-    ssize_t n = read(fd, buf, len);
+    ssize_t n = e->handover ? efc_handover_read(e->handover, fd, buf, len) : read(fd, buf, len);
 
     if (n >= (ssize_t)(sizeof(struct fuse_in_header) + sizeof(struct fuse_init_in)) &&
         !atomic_load_explicit(&e->init_seen, memory_order_relaxed)) {
@@ -38,6 +44,8 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
             atomic_store(&e->kernel_parallel_dirops, (ii->flags & FUSE_PARALLEL_DIROPS) != 0);
             atomic_store(&e->init_unique, in->unique);
             atomic_store(&e->init_seen, true);
+            if (e->handover)
+                efc_handover_note_init(e->handover, buf, (size_t)n);
         }
     }
     return n;
@@ -48,6 +56,12 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
     struct efc *e = userdata;
     uint64_t init = atomic_load_explicit(&e->init_unique, memory_order_relaxed);
 
+    if (e->handover && efc_handover_swallow(e->handover, iov, count)) {
+        size_t total = 0;
+        for (int i = 0; i < count; i++)
+            total += iov[i].iov_len;
+        return (ssize_t)total;
+    }
     if (init != 0 && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
         iov[1].iov_len >= offsetof(struct fuse_init_out, flags) + sizeof(uint32_t)) {
         const struct fuse_out_header *out = iov[0].iov_base;
@@ -62,6 +76,8 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
                               fuse_pkgversion());
                 io->flags |= FUSE_PARALLEL_DIROPS;
             }
+            if (out->error == 0 && e->handover)
+                efc_handover_note_init_reply(e->handover, iov, count);
         }
     }
     return writev(fd, iov, count);

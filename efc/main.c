@@ -21,6 +21,14 @@
  * `umount`, which closes the FUSE connection. Then the mount is removed (if still there), open
  * handles are closed, everything is freed and the state file is deleted; the exit code is 0.
  *
+ * Runtime updates (handover.c): SIGUSR2 makes the daemon start a new copy of itself with changed
+ * options and hand it the mount. That copy runs with --handover-fd=N (the inode table and open
+ * handles) and --fuse-fd=M (the live /dev/fuse connection): it mounts nothing, does not detach
+ * (it already is a daemon), takes the connection over, and reports on --ready-fd to the old
+ * process, which exits on "ok". A copy that fails before "ok" unmounts nothing: the old process
+ * goes on serving. Once it serves, it unmounts at shutdown as the first one would have (libfuse
+ * does not for a connection it did not mount itself).
+ *
  * The one global of the daemon is g_daemon below: libfuse's log callback has no user pointer.
  */
 #define _GNU_SOURCE /* O_DIRECT, pipe2 */
@@ -28,15 +36,20 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "efc/efc.h"
+#include "efc/handover_i.h"
 #include "oss/oss.h"
 #include "util/log.h"
 #include "util/opt.h"
@@ -46,6 +59,9 @@
 struct daemon {
     struct efc e;
     int sync_fd;      /* detached child: tells the waiting parent how the start went; else -1 */
+    int handover_fd;  /* --handover-fd: taking a mount over from a previous process; else -1 */
+    int fuse_fd;      /* --fuse-fd: its /dev/fuse connection */
+    bool serving;     /* the session loop ran (an adopted mount is then ours to unmount) */
     bool mounted;     /* fuse_session_mount succeeded */
     bool state_done;  /* the state file was written */
     bool signals_set; /* fuse_set_signal_handlers succeeded */
@@ -75,6 +91,8 @@ static void usage(FILE *f)
         "  --passwd_file=PATH  credentials file, AccessKeyId:AccessKeySecret\n"
         "  -h, --help          this text\n"
         "  -V, --version       version\n"
+        "  --handover-fd=N --fuse-fd=M\n"
+        "                      internal: take over a mounted connection (runtime updates)\n"
         "\n"
         "Options (the mount helper's g_<name>=<value>):\n");
     opt_print_help(f);
@@ -222,6 +240,24 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
             }
             e->ready_fd = (int)fd;
             fcntl(e->ready_fd, F_SETFD, FD_CLOEXEC);
+        } else if ((strncmp(a, "--handover-fd", 13) == 0 && (a[13] == '=' || a[13] == '\0')) ||
+                   (strncmp(a, "--fuse-fd", 9) == 0 && (a[9] == '=' || a[9] == '\0'))) {
+            bool ho = a[2] == 'h';
+            size_t nl = ho ? 13 : 9;
+            char *end;
+            v = arg_value(argc, argv, &i, a, nl);
+            long fd = v ? strtol(v, &end, 10) : -1;
+            if (v == NULL || *v == '\0' || *end != '\0' || fd < 0 || fd > INT_MAX ||
+                fcntl((int)fd, F_GETFD) < 0) {
+                snprintf(err, errlen, "%.*s: '%s' is not an open file descriptor", (int)nl, a,
+                         v ? v : "");
+                return PARSE_ERROR;
+            }
+            fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+            if (ho)
+                d->handover_fd = (int)fd;
+            else
+                d->fuse_fd = (int)fd;
         } else if (strncmp(a, "--protocol", 10) == 0 && (a[10] == '=' || a[10] == '\0')) {
             v = arg_value(argc, argv, &i, a, 10);
             if (v && strcmp(v, "oss") == 0) {
@@ -256,6 +292,10 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
             snprintf(err, errlen, "unknown option '%s' (try --help)", a);
             return PARSE_ERROR;
         }
+    }
+    if ((d->handover_fd >= 0) != (d->fuse_fd >= 0)) {
+        snprintf(err, errlen, "--handover-fd and --fuse-fd go together");
+        return PARSE_ERROR;
     }
     if (npos < 2) {
         snprintf(err, errlen,
@@ -570,6 +610,30 @@ static int detach(struct daemon *d, char *err, size_t errlen)
     return 0;
 }
 
+extern char **environ;
+
+/* What libfuse's unmount does for a mount it made itself (fuse_kern_unmount), for a connection
+   taken over from a previous process: nothing when the connection is already gone (umount(8)
+   ended it), else a lazy unmount, with umount2() as root and fusermount3 otherwise. */
+static void unmount_adopted(struct efc *e)
+{
+    struct pollfd p = {.fd = fuse_session_fd(e->se), .events = 0};
+
+    if (p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLERR))
+        return;
+    if (geteuid() == 0) {
+        if (umount2(e->mountpoint, MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
+            log_warn("cannot unmount '%s': %s", e->mountpoint, strerror(errno));
+        return;
+    }
+    char *argv[] = {"fusermount3", "-u", "-q", "-z", "--", e->mountpoint, NULL};
+    pid_t pid;
+    if (posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ) == 0)
+        waitpid(pid, NULL, 0);
+    else
+        log_warn("cannot run fusermount3 to unmount '%s'", e->mountpoint);
+}
+
 static void cleanup(struct daemon *d)
 {
     struct efc *e = &d->e;
@@ -577,11 +641,16 @@ static void cleanup(struct daemon *d)
     if (e->se) {
         if (d->signals_set)
             fuse_remove_signal_handlers(e->se);
-        if (d->mounted)
+        if (d->mounted && d->fuse_fd < 0)
             fuse_session_unmount(e->se);
+        else if (d->mounted && d->serving)
+            unmount_adopted(e);
         fuse_session_destroy(e->se);
         e->se = NULL;
     }
+    /* After the session: its workers are gone, none is parked in handover.c any more. */
+    efc_handover_free(e);
+    efc_mgmt_stop(e); /* before the parts its requests use */
     if (d->fs_setup)
         efc_fs_teardown(e);
     d->fs_setup = false;
@@ -589,6 +658,12 @@ static void cleanup(struct daemon *d)
     e->oss = NULL;
     if (d->state_done && unlink(e->state_path) != 0 && errno != ENOENT)
         log_warn("cannot remove state file '%s': %s", e->state_path, strerror(errno));
+    if (d->state_done) {
+        /* efc_runtime_ops's backup for rollback means nothing once the mount is gone */
+        char bak[PATH_MAX + 8];
+        snprintf(bak, sizeof(bak), "%s.bak", e->state_path);
+        unlink(bak);
+    }
     efc_source_release(&e->src);
     free(e->mountpoint);
     free(e->passwd_file);
@@ -603,8 +678,13 @@ int main(int argc, char **argv)
     char err[1024];
     int rc;
 
+    /* First: every thread started from here on inherits the mask, so only the handover thread
+       receives SIGUSR2 (and a SIGUSR2 arriving before it exists waits instead of killing us). */
+    efc_handover_block_signals();
     g_daemon = d;
     d->sync_fd = -1;
+    d->handover_fd = -1;
+    d->fuse_fd = -1;
     e->ready_fd = -1;
     pthread_mutex_init(&d->fuse_err_lock, NULL);
     log_set_ident("efc");
@@ -626,7 +706,14 @@ int main(int argc, char **argv)
     case PARSE_OK:
         break;
     }
-    if (opt_check(&e->opts, err, sizeof(err)) != 0 || check_mountpoint(e, err, sizeof(err)) != 0 ||
+    /* Taking a mount over, the mount point is the old process's canonical path, and must not
+       be looked at: a stat would wait for the very requests the old process is holding. */
+    if (d->fuse_fd >= 0 && e->mountpoint[0] != '/') {
+        snprintf(err, sizeof(err), "mountpoint '%s' is not absolute", e->mountpoint);
+        goto failed;
+    }
+    if (opt_check(&e->opts, err, sizeof(err)) != 0 ||
+        (d->fuse_fd < 0 && check_mountpoint(e, err, sizeof(err)) != 0) ||
         setup_logging(d, err, sizeof(err)) != 0)
         goto failed;
     if (absolute_passwd_file(e) != 0) {
@@ -641,7 +728,13 @@ int main(int argc, char **argv)
              e->mountpoint, e->protocol == OSS_PROTO_S3 ? "s3" : "oss",
              e->foreground ? ", foreground" : "");
 
+    bool adopt = d->fuse_fd >= 0;
     if (make_client(e, err, sizeof(err)) != 0 || check_bucket(e, err, sizeof(err)) != 0)
+        goto failed;
+    e->mount_time = time(NULL);
+    rc = efc_handover_setup(e, d->handover_fd, err, sizeof(err)); /* adopting: the old mount time */
+    d->handover_fd = -1;                                          /* closed by it */
+    if (rc)
         goto failed;
     d->fs_setup = true;
     rc = efc_fs_setup(e);
@@ -649,6 +742,8 @@ int main(int argc, char **argv)
         snprintf(err, sizeof(err), "cannot set up the file system: %s", strerror(-rc));
         goto failed;
     }
+    if (adopt && efc_handover_restore_ns(e, err, sizeof(err)) != 0)
+        goto failed;
     e->se = new_session(d, err, sizeof(err));
     if (e->se == NULL)
         goto failed;
@@ -657,8 +752,11 @@ int main(int argc, char **argv)
         goto failed;
     }
     d->signals_set = true;
-    e->mount_time = time(NULL);
-    if (fuse_session_mount(e->se, e->mountpoint) != 0) {
+    /* Adopting: "/dev/fd/N" makes libfuse take the open connection as is (it neither mounts nor,
+       later, unmounts it). */
+    char devfd[32];
+    snprintf(devfd, sizeof(devfd), "/dev/fd/%d", d->fuse_fd);
+    if (fuse_session_mount(e->se, adopt ? devfd : e->mountpoint) != 0) {
         snprintf(err, sizeof(err), "cannot mount on '%s': %s", e->mountpoint,
                  fuse_last_error(d, "mount failed"));
         goto failed;
@@ -669,19 +767,32 @@ int main(int argc, char **argv)
         snprintf(err, sizeof(err), "cannot set up the FUSE channel: %s", strerror(-rc));
         goto failed;
     }
+    if (adopt && efc_handover_replay_init(e, err, sizeof(err)) != 0)
+        goto failed;
     find_bdi(e);
 
-    if (!e->foreground && detach(d, err, sizeof(err)) != 0)
+    /* A process taking a mount over is a daemon already (and its pid is what the update waits
+       for): it does not detach again. */
+    if (!e->foreground && !adopt && detach(d, err, sizeof(err)) != 0)
         goto failed;
     /* From here on in the process that serves the mount. */
     rc = efc_fs_start(e, err, sizeof(err));
     if (rc)
         goto failed;
+    if (adopt && efc_handover_restore_handles(e, err, sizeof(err)) != 0)
+        goto failed;
+    /* The management API (g_server_Port): a port that cannot be had fails the mount, since
+       whoever asked for it relies on it for warm-up and metrics. */
+    if (efc_mgmt_start(e, err, sizeof(err)) != 0)
+        goto failed;
     char serr[512];
-    if (efc_state_write(e, serr, sizeof(serr)) == 0)
+    if (adopt) {
+        d->state_done = true; /* the handover thread writes it once the old process is gone */
+    } else if (efc_state_write(e, serr, sizeof(serr)) == 0) {
         d->state_done = true;
-    else
+    } else {
         log_warn("no state file (management tools will not find this mount): %s", serr);
+    }
 
     struct fuse_loop_config *cfg = fuse_loop_cfg_create();
     if (cfg == NULL) {
@@ -695,8 +806,14 @@ int main(int argc, char **argv)
        the stacks of sleeping ones. */
     fuse_loop_cfg_set_idle_threads(cfg, threads);
 
-    log_info("mounted '%s' on '%s' (pid %d, up to %u FUSE threads)", e->src.text, e->mountpoint,
-             (int)getpid(), threads);
+    if (efc_handover_start(e) != 0) {
+        log_warn("runtime updates are off for '%s': cannot start their thread", e->mountpoint);
+        if (adopt && efc_state_write(e, serr, sizeof(serr)) != 0)
+            log_warn("no state file (management tools will not find this mount): %s", serr);
+    }
+    log_info("%s '%s' on '%s' (pid %d, up to %u FUSE threads)", adopt ? "took over" : "mounted",
+             e->src.text, e->mountpoint, (int)getpid(), threads);
+    d->serving = true;
     ready_line(d, "ok\n");
     tell_parent(d, 0);
 

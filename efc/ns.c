@@ -20,6 +20,7 @@
 #include "efc/ns_i.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -69,6 +70,7 @@ struct efc_ns {
     _Atomic uint64_t next_seq;
     _Atomic uint64_t created;
     _Atomic uint64_t freed;
+    uint64_t import_max_seq; /* the highest sequence efc_ns_import restored (single-threaded) */
 };
 
 /* FNV-1a over the parent's number and the name: cheap and good enough for a chained table. */
@@ -515,4 +517,119 @@ uint64_t efc_ns_nlookup(struct efc_ns *ns, uint64_t ino)
         v = n->nlookup;
     pthread_mutex_unlock(&s->lock);
     return v;
+}
+
+/* ---- runtime update: export and import ------------------------------------------------------ */
+
+int efc_ns_export(struct efc_ns *ns, efc_ns_record_fn fn, void *arg, uint64_t *next_seq)
+{
+    struct efc_ns_record r;
+    int rc = 0;
+
+    *next_seq = atomic_load(&ns->next_seq);
+    for (unsigned i = 0; i < NS_SHARDS && rc == 0; i++) {
+        struct shard *s = &ns->shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (size_t b = 0; b < s->nbuckets_ino && rc == 0; b++) {
+            for (struct node *n = s->by_ino[b]; n && rc == 0; n = n->ino_next) {
+                memset(&r, 0, sizeof(r));
+                r.ino = n->ino;
+                r.parent = n->parent;
+                r.nlookup = n->nlookup;
+                r.is_dir = n->is_dir;
+                r.named = n->named;
+                load_attr(n, &r.attr);
+                if (n->open_etag)
+                    snprintf(r.open_etag, sizeof(r.open_etag), "%s", n->open_etag);
+                r.key = n->key;
+                r.keylen = n->keylen;
+                r.namelen = n->namelen;
+                rc = fn(arg, &r);
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    return rc;
+}
+
+int efc_ns_import(struct efc_ns *ns, const struct efc_ns_record *r)
+{
+    size_t keylen = r->keylen, namelen = r->namelen;
+    uint64_t seq = r->ino >> NS_SHARD_BITS;
+
+    if (r->key == NULL || keylen > OSS_MAX_KEY_LEN || strlen(r->key) != keylen)
+        return -EINVAL;
+    if (r->ino == EFC_ROOT_INO) {
+        /* The new table made its own root from the same source: only check that it agrees. */
+        struct shard *s = shard_of_ino(ns, EFC_ROOT_INO);
+        pthread_mutex_lock(&s->lock);
+        struct node *root = find_ino(s, EFC_ROOT_INO);
+        bool same = root && root->keylen == keylen && memcmp(root->key, r->key, keylen) == 0;
+        pthread_mutex_unlock(&s->lock);
+        return same && r->is_dir ? 0 : -EINVAL;
+    }
+    /* A node's name is its key's last component: "<parent key><name>" or "<...><name>/". */
+    size_t tail = namelen + (r->is_dir ? 1 : 0);
+    if (r->ino == 0 || seq == 0 || namelen == 0 || namelen > NAME_MAX || tail > keylen ||
+        r->nlookup == 0 || (r->is_dir && r->key[keylen - 1] != '/'))
+        return -EINVAL;
+    const char *name = r->key + keylen - tail;
+    if (memchr(name, '/', namelen) != NULL || (keylen > tail && r->key[keylen - tail - 1] != '/'))
+        return -EINVAL;
+    if (strnlen(r->attr.etag, sizeof(r->attr.etag)) >= sizeof(r->attr.etag) ||
+        strnlen(r->open_etag, sizeof(r->open_etag)) >= sizeof(r->open_etag))
+        return -EINVAL;
+
+    uint64_t h = name_hash(r->parent, name, namelen);
+    unsigned si = (unsigned)(r->ino & (NS_SHARDS - 1));
+    /* A named node must live in the shard its name hashes to, as efc_ns_add put it. */
+    if (r->named && (h & (NS_SHARDS - 1)) != si)
+        return -EINVAL;
+    struct shard *s = &ns->shards[si];
+    struct node *n = calloc(1, sizeof(*n) + keylen + 1);
+    if (n == NULL)
+        return -ENOMEM;
+    n->ino = r->ino;
+    n->parent = r->parent;
+    n->nlookup = r->nlookup;
+    n->hash = h;
+    n->is_dir = r->is_dir;
+    n->keylen = (uint16_t)keylen;
+    n->namelen = (uint16_t)namelen;
+    memcpy(n->key, r->key, keylen + 1);
+    if (!set_etag(&n->open_etag, r->open_etag)) {
+        node_free(n);
+        return -ENOMEM;
+    }
+    struct efc_attr a = r->attr;
+    n->fetched_ms = 0;
+    store_attr(n, &a);
+    if (a.etag[0] && n->etag == NULL) {
+        node_free(n);
+        return -ENOMEM;
+    }
+
+    pthread_mutex_lock(&s->lock);
+    if (find_ino(s, n->ino) ||
+        (r->named && find_name(s, h, n->parent, node_name(n), namelen) != NULL)) {
+        pthread_mutex_unlock(&s->lock);
+        node_free(n);
+        return -EINVAL;
+    }
+    link_ino(s, n);
+    if (r->named)
+        link_name(s, n);
+    pthread_mutex_unlock(&s->lock);
+    atomic_fetch_add(&ns->created, 1);
+    if (seq > ns->import_max_seq)
+        ns->import_max_seq = seq;
+    return 0;
+}
+
+int efc_ns_import_done(struct efc_ns *ns, uint64_t next_seq)
+{
+    if (next_seq <= ns->import_max_seq || next_seq > (UINT64_MAX >> NS_SHARD_BITS))
+        return -EINVAL;
+    atomic_store(&ns->next_seq, next_seq);
+    return 0;
 }

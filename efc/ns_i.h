@@ -91,4 +91,40 @@ void efc_ns_get_stats(struct efc_ns *ns, struct efc_ns_stats *st);
 /* The lookup count of INO (for tests); 0 if unknown. */
 uint64_t efc_ns_nlookup(struct efc_ns *ns, uint64_t ino);
 
+/* ---- runtime update (handover.c): the table as records -------------------------------------
+ * The daemon that hands the mount over exports every node; the one that takes it over imports
+ * them into a fresh table before serving, so every inode number the kernel holds keeps its
+ * meaning (object, name, lookup count). */
+
+/* Everything the table holds of one node. */
+struct efc_ns_record {
+    uint64_t ino;
+    uint64_t parent;
+    uint64_t nlookup;
+    bool is_dir;
+    bool named; /* reachable by (parent, name): false for the root and for replaced nodes */
+    struct efc_attr attr;
+    char open_etag[OSS_MAX_ETAG_LEN + 1]; /* the ETag of the last open; "" none */
+    const char *key;                      /* KEYLEN bytes, NUL-terminated */
+    size_t keylen;
+    size_t namelen; /* the name is the key's tail (before a directory's '/'); 0 for the root */
+};
+
+typedef int (*efc_ns_record_fn)(void *arg, const struct efc_ns_record *r);
+
+/* Calls FN for every node, each shard's lock held while its nodes are visited (FN must not call
+ * into NS). Stops at FN's first non-zero return and returns it; else returns 0. *NEXT_SEQ
+ * receives the sequence number the next new node would get. */
+int efc_ns_export(struct efc_ns *ns, efc_ns_record_fn fn, void *arg, uint64_t *next_seq);
+
+/* Restores R, as efc_ns_export gave it, into a table: the same inode number, parent, lookup count,
+ * attributes and name. The root's record is only checked (same key as this table's root).
+ * Returns 0, -EINVAL for a record that cannot be (bad lengths, a name with '/', an inode number
+ * of the wrong shard, a number or a name already present), or -ENOMEM. */
+int efc_ns_import(struct efc_ns *ns, const struct efc_ns_record *r);
+
+/* Ends an import: new inode numbers continue from sequence NEXT_SEQ, which must be above every
+ * imported one. Returns 0 or -EINVAL. */
+int efc_ns_import_done(struct efc_ns *ns, uint64_t next_seq);
+
 #endif

@@ -94,6 +94,9 @@
 #define SLACK_MIN         (8ull << 20)   /* reordering tolerated around the read position */
 #define RUN_MAX_BYTES     (8ull << 20)   /* one readahead GET fetches at most this much */
 #define SPARE_MAX         8u             /* freed chunk buffers kept for reuse */
+#define CACHE_RUN_MAX_BYTES                                                                        \
+    (4ull << 20) /* a cached reader's prefetch run at most: the cache's own run limit (cache.h) */
+#define CACHE_RUNS_MAX 64u /* prefetch runs one read may issue */
 
 enum chunk_state {
     CH_QUEUED,   /* its run waits on the pool's queue (or in a worker's hands, unclaimed) */
@@ -155,7 +158,8 @@ struct efc_reader_pool {
     uint64_t mem_limit;
     unsigned max_win; /* window cap in chunks; 0: readahead off */
     unsigned init_win;
-    unsigned run_cap; /* RUN_MAX_BYTES in chunks, at least 1 */
+    unsigned run_cap;       /* RUN_MAX_BYTES in chunks, at least 1 */
+    unsigned cache_run_cap; /* CACHE_RUN_MAX_BYTES in blocks, at least 1 */
 
     pthread_mutex_t lock;
     pthread_cond_t work_cv;
@@ -175,7 +179,7 @@ struct efc_reader_pool {
     /* statistics, lock-free */
     atomic_uint_fast64_t reads, bytes_read, direct_gets, chunk_gets, chunks, bytes_fetched, ra_hits,
         ra_misses, bytes_wasted, windows, drops, cancelled, fetch_errors, retries, budget_denied,
-        inflight, readers, cache_bypass;
+        inflight, readers, cache_bypass, zero_copy;
 };
 
 struct efc_reader {
@@ -910,9 +914,24 @@ int efc_reader_pool_new(struct oss_client *cl, const struct efc_read_config *cfg
     if (cfg->ahead_bytes && win == 0)
         win = 1;
     win = min_u64(win, p->mem_limit / cs); /* more could never be held */
+    if (p->cache) {
+        /* Readahead into the cache must not evict what it fetched before the reader gets
+           there: keep the window within half of what the cache holds. A cache that holds
+           nothing (its only disk directory unusable, no memory) is no use: read without it. */
+        struct cache_stats cst;
+        cache_get_stats(p->cache, &cst);
+        uint64_t hold = (cst.mem_capacity + cst.disk_capacity) / cs;
+        if (hold == 0) {
+            log_warn("read: the block cache holds no block; reading without it");
+            p->cache = NULL;
+        } else {
+            win = min_u64(win, max_u64(hold / 2, 1));
+        }
+    }
     p->max_win = (unsigned)min_u64(win, UINT32_MAX / 2);
     p->init_win = (unsigned)min_u64(RA_INITIAL_CHUNKS, p->max_win);
     p->run_cap = (unsigned)max_u64(RUN_MAX_BYTES / cs, 1);
+    p->cache_run_cap = (unsigned)max_u64(CACHE_RUN_MAX_BYTES / cs, 1);
     p->threads = calloc(p->max_threads, sizeof(pthread_t));
     if (p->threads == NULL) {
         free(p);
@@ -985,34 +1004,46 @@ int efc_reader_open(struct efc_reader_pool *p, const char *key, const char *etag
 /* ---- through the block cache ------------------------------------------------------------ */
 
 /* The window of a cached reader after its read ending at END (RC_WINDOW): moves pos, grows win
- * and sets [*FROM, *TO) to the blocks to prefetch now (none if *FROM == *TO). */
-static void cache_window_locked(struct efc_reader *r, uint64_t end, uint64_t *from, uint64_t *to)
+ * and sets RUNS[0..*NRUNS) to the runs of blocks to prefetch now, [first, end) each. As
+ * window_pump_locked: runs of win / max_inflight blocks (at most the cache's run), so that
+ * max_inflight requests fetch the window in parallel, and a short run only when the reader is
+ * getting close or the object ends. */
+static void cache_window_locked(struct efc_reader *r, uint64_t end, uint64_t runs[][2],
+                                unsigned *nruns)
 {
     struct efc_reader_pool *p = r->pool;
     uint64_t cs = p->chunk_bytes;
 
-    *from = *to = 0;
+    *nruns = 0;
     r->pos = max_u64(r->pos, end);
     if (r->closed || r->stale)
         return;
     uint64_t grow = min_u64(p->max_win, RA_GROWTH * r->ra_bytes / cs);
     r->win = (unsigned)max_u64(r->win, grow);
     /* blocks the read itself touches are the read's (cache_read); the window starts after */
-    uint64_t first = max_u64(r->ra_next, (end + cs - 1) / cs);
-    uint64_t last = min_u64((r->pos - 1) / cs + r->win, r->nchunks - 1); /* pos >= end > 0 */
-    if (first > last) {
-        r->ra_next = max_u64(r->ra_next, first);
-        return;
+    r->ra_next = max_u64(r->ra_next, (end + cs - 1) / cs);
+    uint64_t at = (r->pos - 1) / cs; /* pos >= end > 0 */
+    uint64_t want = min_u64(r->nchunks, at + 1 + r->win);
+    unsigned run = (unsigned)min_u64(max_u64(r->win / p->max_inflight, 1), p->cache_run_cap);
+    while (r->ra_next < want && *nruns < CACHE_RUNS_MAX) {
+        unsigned n = (unsigned)min_u64(want - r->ra_next, run);
+        uint64_t lead = r->ra_next > at ? r->ra_next - at : 0;
+        if (n < run && r->ra_next + n < r->nchunks && 2 * lead > r->win)
+            break;
+        runs[*nruns][0] = r->ra_next;
+        runs[*nruns][1] = r->ra_next + n;
+        (*nruns)++;
+        r->ra_next += n;
     }
-    *from = first;
-    *to = last + 1;
-    r->ra_next = last + 1;
 }
 
-static ssize_t cache_reader_read(struct efc_reader *r, uint64_t off, uint64_t end, void *buf)
+/* Classifies the read [OFF, END) of a cached reader and queues its window's prefetches.
+ * 0, or -ESTALE for a reader whose object changed. */
+static int cache_reader_prepare(struct efc_reader *r, uint64_t off, uint64_t end)
 {
     struct efc_reader_pool *p = r->pool;
-    uint64_t from = 0, to = 0;
+    uint64_t runs[CACHE_RUNS_MAX][2];
+    unsigned nruns = 0;
 
     pthread_mutex_lock(&r->lock);
     if (r->stale) {
@@ -1020,16 +1051,26 @@ static ssize_t cache_reader_read(struct efc_reader *r, uint64_t off, uint64_t en
         return -ESTALE;
     }
     if (classify_locked(r, off, end) == RC_WINDOW)
-        cache_window_locked(r, end, &from, &to);
+        cache_window_locked(r, end, runs, &nruns);
     pthread_mutex_unlock(&r->lock);
 
-    if (from < to) {
-        uint64_t cs = p->chunk_bytes;
+    /* One call per run: the cache makes each one source request. */
+    for (unsigned i = 0; i < nruns; i++) {
+        uint64_t cs = p->chunk_bytes, from = runs[i][0], to = runs[i][1];
         int prc = cache_prefetch(p->cache, r->key, r->etag, r->size, from * cs, (to - from) * cs);
         if (prc && prc != -EAGAIN)
             log_debug("read: prefetch of '%s' blocks %" PRIu64 "-%" PRIu64 ": %s", r->key, from,
                       to - 1, strerror(-prc));
+        if (prc)
+            break;
     }
+    return 0;
+}
+
+/* The bytes of a prepared read, copied through the cache. */
+static ssize_t cache_reader_copy(struct efc_reader *r, uint64_t off, uint64_t end, void *buf)
+{
+    struct efc_reader_pool *p = r->pool;
     ssize_t n = cache_read(p->cache, r->key, r->etag, r->size, off, end - off, buf);
     if (n == -EINVAL) {
         atomic_fetch_add(&p->cache_bypass, 1);
@@ -1041,6 +1082,12 @@ static ssize_t cache_reader_read(struct efc_reader *r, uint64_t off, uint64_t en
         pthread_mutex_unlock(&r->lock);
     }
     return n;
+}
+
+static ssize_t cache_reader_read(struct efc_reader *r, uint64_t off, uint64_t end, void *buf)
+{
+    int rc = cache_reader_prepare(r, off, end);
+    return rc ? rc : cache_reader_copy(r, off, end, buf);
 }
 
 ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *buf)
@@ -1128,6 +1175,64 @@ ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *b
     return (ssize_t)(end - off);
 }
 
+ssize_t efc_reader_read_ref(struct efc_reader *r, uint64_t off, size_t size,
+                            struct efc_read_ref *out)
+{
+    struct efc_reader_pool *p = r->pool;
+    ssize_t n;
+
+    memset(out, 0, sizeof(*out));
+    if (off >= r->size || size == 0)
+        return 0;
+    uint64_t end = off + min_u64(size, r->size - off);
+    if (p->cache && r->etag) {
+        int rc = cache_reader_prepare(r, off, end);
+        if (rc)
+            return rc;
+        /* A read across two blocks cannot be one pinned span: it takes the copy (asking the
+           cache would count it as a read twice). */
+        uint64_t cs = p->chunk_bytes;
+        if (off / cs == (end - 1) / cs &&
+            cache_ref_get(p->cache, r->key, r->etag, r->size, off, end - off, &out->ref_) == 0) {
+            out->data = out->ref_.data;
+            out->len = out->ref_.len; /* == end - off: the span is inside one block */
+            atomic_fetch_add(&p->zero_copy, 1);
+            atomic_fetch_add(&p->reads, 1);
+            atomic_fetch_add(&p->bytes_read, out->len);
+            return (ssize_t)out->len;
+        }
+        out->own_ = malloc(end - off);
+        if (out->own_ == NULL)
+            return -ENOMEM;
+        n = cache_reader_copy(r, off, end, out->own_);
+        if (n > 0) {
+            atomic_fetch_add(&p->reads, 1);
+            atomic_fetch_add(&p->bytes_read, (uint64_t)n);
+        }
+    } else {
+        out->own_ = malloc(end - off);
+        if (out->own_ == NULL)
+            return -ENOMEM;
+        n = efc_reader_read(r, off, end - off, out->own_);
+    }
+    if (n < 0) {
+        free(out->own_);
+        out->own_ = NULL;
+        return n;
+    }
+    out->data = out->own_;
+    out->len = (size_t)n;
+    return n;
+}
+
+void efc_reader_ref_put(struct efc_reader *r, struct efc_read_ref *ref)
+{
+    if (ref->ref_.data)
+        cache_ref_put(r->pool->cache, &ref->ref_);
+    free(ref->own_);
+    memset(ref, 0, sizeof(*ref));
+}
+
 void efc_reader_close(struct efc_reader *r)
 {
     if (r == NULL)
@@ -1163,6 +1268,7 @@ void efc_reader_pool_stats(struct efc_reader_pool *p, struct efc_read_stats *st)
     st->inflight = atomic_load(&p->inflight);
     st->readers = atomic_load(&p->readers);
     st->cache_bypass = atomic_load(&p->cache_bypass);
+    st->zero_copy = atomic_load(&p->zero_copy);
     pthread_mutex_lock(&p->lock);
     st->mem_used = p->mem_used;
     st->mem_peak = p->mem_peak;

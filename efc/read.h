@@ -34,10 +34,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cache/cache.h"
+
 struct oss_client;
 struct efc_reader_pool;
 struct efc_reader;
-struct cache;
 
 struct efc_read_config {
     uint64_t ahead_bytes; /* readahead window per sequential reader at most (g_read_AheadKB * 1024);
@@ -74,6 +75,25 @@ int efc_reader_open(struct efc_reader_pool *p, const char *key, const char *etag
  * error reaches the caller. */
 ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *buf);
 
+/* The bytes of one read, to be replied without copying them again (fuse_reply_data). */
+struct efc_read_ref {
+    const void *data; /* the bytes: the cache's own memory, or a buffer of the read's own */
+    size_t len;
+    struct cache_ref ref_; /* private: the pinned cache block */
+    void *own_;            /* private: the buffer the bytes were copied to */
+};
+
+/* As efc_reader_read, but the bytes are left where they are when the cache's memory tier holds
+ * all of [OFF, OFF+SIZE) in one block: OUT->data then points into the cache, which keeps that
+ * block (pinned, never evicted or reused) until efc_reader_ref_put. Otherwise the bytes are read
+ * into a buffer OUT owns. Returns OUT->len (short only at the object's end, 0 at or past it) or
+ * the -errno of efc_reader_read (-ENOMEM when no buffer could be had). Always pair with
+ * efc_reader_ref_put, as soon as the bytes are sent (a pin holds up the block's eviction). */
+ssize_t efc_reader_read_ref(struct efc_reader *r, uint64_t off, size_t size,
+                            struct efc_read_ref *out);
+/* Releases what efc_reader_read_ref gave (whatever it returned); a second call is a no-op. */
+void efc_reader_ref_put(struct efc_reader *r, struct efc_read_ref *ref);
+
 /* Closes R without waiting: queued readahead is cancelled; fetches in flight are told to abort
  * and freed by whichever thread runs them. NULL is a no-op. */
 void efc_reader_close(struct efc_reader *r);
@@ -97,6 +117,7 @@ struct efc_read_stats {
     uint64_t retries;       /* direct GETs retrying a chunk whose GET failed */
     uint64_t budget_denied; /* chunks not started because mem_limit was reached */
     uint64_t cache_bypass;  /* reads the block cache refused (-EINVAL) that went by direct GET */
+    uint64_t zero_copy;     /* reads efc_reader_read_ref answered from a pinned cache block */
     uint64_t mem_used;      /* gauge: bytes of chunk buffers held (idle spare buffers included) */
     uint64_t mem_peak;      /* high-water mark of mem_used */
     uint64_t inflight;      /* gauge: chunk GETs queued or running */

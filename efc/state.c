@@ -9,7 +9,13 @@
  *     { "version": 1, "pid": 1234, "source": "b.oss-cn-hangzhou.aliyuncs.com:/",
  *       "mountpoint": "/mnt/oss", "protocol": "oss", "passwd_file": "/etc/passwd-oss",
  *       "start_time": 1765274023, "options": { "g_oss_Endpoint": "", ... },
- *       "explicit": [ "g_oss_Endpoint", ... ] }
+ *       "explicit": [ "g_oss_Endpoint", ... ], "runtime_update": 1,
+ *       "update": { "id": "...", "status": "ok"|"error", "message": "...", "time": 1765274099,
+ *                   "pause_ms": 85, "previous_pid": 1200 } }
+ *
+ * "runtime_update" says the daemon takes updates (SIGUSR2 with <state>.pending.json, see
+ * handover.c): efc_runtime_ops refuses to signal a daemon without it (SIGUSR2 would kill an older
+ * one). "update" is the outcome of the last update this daemon (or its predecessor) handled.
  *
  * It is written to a temporary file and renamed into place, so a reader never sees half of it.
  */
@@ -23,6 +29,7 @@
 #include <unistd.h>
 
 #include "efc/efc.h"
+#include "efc/handover_i.h"
 
 #define EFC_STATE_VERSION 1
 
@@ -88,6 +95,19 @@ char *efc_state_json(const struct efc *e, long pid)
         goto out;
     if (json_object_set(root, "options", opts) || json_object_set(root, "explicit", expl))
         goto out;
+    if (e->handover) {
+        struct efc_update_result r;
+        if (json_object_set_new(root, "runtime_update", json_integer(1)))
+            goto out;
+        if (efc_handover_result(e, &r)) {
+            json_t *u = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", r.id, "status",
+                                  r.ok ? "ok" : "error", "message", r.message, "time",
+                                  (json_int_t)r.time, "pause_ms", (json_int_t)r.pause_ms,
+                                  "previous_pid", (json_int_t)r.previous_pid);
+            if (u == NULL || json_object_set_new(root, "update", u))
+                goto out;
+        }
+    }
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 out:
     json_decref(opts);

@@ -28,7 +28,10 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "util/histo.h"
+
 struct oss_client;
+struct buf;
 
 enum oss_protocol {
     OSS_PROTO_OSS = 0, /* Alibaba OSS API, signature V1 or V4 */
@@ -183,8 +186,26 @@ struct oss_stats {
     uint64_t bytes_received;  /* body bytes */
     uint64_t failovers;       /* attempts sent to other than the first endpoint */
     uint64_t cred_reloads;
-    uint64_t crc_mismatches;
+    uint64_t crc_mismatches;  /* whole-object reads whose CRC64 did not match (each re-read too) */
+    /* Failed attempts by kind; every attempt counts, retried or not, so one call that retried
+       through three 503s adds 3 to err_http_5xx. */
+    uint64_t err_not_found;   /* HTTP 404 */
+    uint64_t err_http_4xx;    /* other HTTP errors below 500 (403, 412, 416, 429, a rare 3xx) */
+    uint64_t err_http_5xx;
+    uint64_t err_timeout;     /* no byte for stall_timeout_ms, or the connect timed out */
+    uint64_t err_connect;     /* could not resolve or connect, TLS handshake or certificate */
+    uint64_t err_transport;   /* reset, short body, damaged answer: after the connection was up */
+    /* Latency of successful oss_get calls, from the call to the last byte delivered into the
+       caller's buffer or sink, retries, resumptions and CRC re-reads included. */
+    struct histo_snap get_latency;
 };
 void oss_get_stats(struct oss_client *cl, struct oss_stats *st);
+
+/* Appends the client's Prometheus lines to OUT: efc_oss_requests_total, efc_oss_retries_total,
+ * efc_oss_failed_calls_total, efc_oss_received_bytes_total, efc_oss_failovers_total,
+ * efc_oss_credential_reloads_total, efc_oss_errors_total{kind="not_found|http_4xx|http_5xx|
+ * timeout|connect|transport|crc"} and the histogram efc_oss_get_duration_seconds.
+ * Returns 0 or the buffer's error. */
+int oss_write_metrics(struct oss_client *cl, struct buf *out);
 
 #endif

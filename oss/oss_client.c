@@ -43,7 +43,9 @@
 #include "oss/oss_xml_i.h"
 #include "util/buf.h"
 #include "util/crc64.h"
+#include "util/histo.h"
 #include "util/log.h"
+#include "util/prom.h"
 #include "util/timeutil.h"
 #include "util/urlenc.h"
 
@@ -69,6 +71,18 @@ struct endpoint {
 struct conn {
     CURL *easy;
     struct conn *next;
+};
+
+/* Why an attempt failed, for the error counters (oss_stats' err_*). */
+enum errkind {
+    EK_NONE, /* not the origin's doing: our own abort, a signing failure */
+    EK_NOT_FOUND,
+    EK_HTTP_4XX,
+    EK_HTTP_5XX,
+    EK_TIMEOUT,
+    EK_CONNECT,
+    EK_TRANSPORT,
+    EK_COUNT,
 };
 
 struct oss_client {
@@ -100,6 +114,8 @@ struct oss_client {
     struct {
         atomic_uint_fast64_t requests, retries, errors, bytes_received, failovers, cred_reloads,
             crc_mismatches;
+        atomic_uint_fast64_t errk[EK_COUNT]; /* failed attempts by kind */
+        struct histo get_latency;            /* successful oss_get calls */
     } st;
 };
 
@@ -377,6 +393,13 @@ void oss_get_stats(struct oss_client *cl, struct oss_stats *st)
     st->failovers = atomic_load(&cl->st.failovers);
     st->cred_reloads = atomic_load(&cl->st.cred_reloads);
     st->crc_mismatches = atomic_load(&cl->st.crc_mismatches);
+    st->err_not_found = atomic_load(&cl->st.errk[EK_NOT_FOUND]);
+    st->err_http_4xx = atomic_load(&cl->st.errk[EK_HTTP_4XX]);
+    st->err_http_5xx = atomic_load(&cl->st.errk[EK_HTTP_5XX]);
+    st->err_timeout = atomic_load(&cl->st.errk[EK_TIMEOUT]);
+    st->err_connect = atomic_load(&cl->st.errk[EK_CONNECT]);
+    st->err_transport = atomic_load(&cl->st.errk[EK_TRANSPORT]);
+    histo_snapshot(&cl->st.get_latency, &st->get_latency);
 }
 
 /* ---- endpoint health ------------------------------------------------------------------- */
@@ -692,6 +715,7 @@ struct attempt_out {
     int err; /* 0 or -errno from classification / transport */
     enum oss_err_action action;
     bool transport; /* failed below HTTP (connect, reset, stall, short body) */
+    enum errkind kind;
     char code[64];
     char why[160];
 };
@@ -853,6 +877,7 @@ static void attempt(struct oss_client *cl, int epi, const struct oss_cred *cred,
         o->transport = true;
         o->action = OSS_ERR_FAIL;
         o->err = -EPROTO;
+        o->kind = EK_CONNECT;
         snprintf(o->why, sizeof(o->why), "%s", curl_easy_strerror(cc));
         goto out;
     }
@@ -861,6 +886,11 @@ static void attempt(struct oss_client *cl, int epi, const struct oss_cred *cred,
         o->action = OSS_ERR_RETRY;
         o->err =
             (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_COULDNT_CONNECT) ? -ETIMEDOUT : -EIO;
+        o->kind = cc == CURLE_OPERATION_TIMEDOUT ? EK_TIMEOUT
+                  : (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+                     cc == CURLE_COULDNT_RESOLVE_PROXY || cc == CURLE_SSL_CONNECT_ERROR)
+                      ? EK_CONNECT
+                      : EK_TRANSPORT;
         snprintf(o->why, sizeof(o->why), "%s", curl_easy_strerror(cc));
         goto out;
     }
@@ -884,6 +914,7 @@ static void attempt(struct oss_client *cl, int epi, const struct oss_cred *cred,
         }
         struct oss_err_class ec = oss_err_classify(x->status, code);
         o->err = ec.err;
+        o->kind = x->status == 404 ? EK_NOT_FOUND : x->status < 500 ? EK_HTTP_4XX : EK_HTTP_5XX;
         o->action = ec.action;
         snprintf(o->code, sizeof(o->code), "%s", code ? code : "");
         snprintf(o->why, sizeof(o->why), "HTTP %ld %s", x->status, code ? code : "");
@@ -894,6 +925,7 @@ static void attempt(struct oss_client *cl, int epi, const struct oss_cred *cred,
             o->transport = true;
             o->action = OSS_ERR_RETRY;
             o->err = -EIO;
+            o->kind = EK_TRANSPORT;
             snprintf(o->why, sizeof(o->why), "short body: %" PRIu64 " bytes missing",
                      x->end - x->cur);
         }
@@ -904,6 +936,7 @@ static void attempt(struct oss_client *cl, int epi, const struct oss_cred *cred,
             o->transport = true;
             o->action = OSS_ERR_RETRY;
             o->err = -EIO;
+            o->kind = EK_TRANSPORT;
             snprintf(o->why, sizeof(o->why), "bad XML answer: %s",
                      x->xml ? oss_xml_error(x->xml) : "no body");
         }
@@ -973,6 +1006,8 @@ static int run(struct oss_client *cl, const char *what, struct xfer *x, struct r
         int epi = endpoint_pick(cl);
         prep(x, r, prep_arg);
         attempt(cl, epi, &cred, r, x, &o);
+        if (o.err != 0 && o.kind != EK_NONE)
+            atomic_fetch_add(&cl->st.errk[o.kind], 1);
         if (o.err == 0) {
             endpoint_ok(cl, epi);
             explicit_bzero(&cred, sizeof(cred));
@@ -1154,6 +1189,7 @@ int oss_get(struct oss_client *cl, const struct oss_get *g, struct oss_get_resul
         memset(res, 0, sizeof(*res));
     if (g->length == 0)
         return 0;
+    uint64_t t0 = time_mono_ns();
     xfer_init(&x, cl, OP_GET);
     for (int crc_tries = 0;; crc_tries++) {
         gs = (struct get_state){
@@ -1189,6 +1225,8 @@ int oss_get(struct oss_client *cl, const struct oss_get *g, struct oss_get_resul
         }
         break;
     }
+    if (rc == 0)
+        histo_observe(&cl->st.get_latency, (time_mono_ns() - t0) / 1000);
     if (rc == 0 && res) {
         meta_from_xfer(&x, &res->meta);
         res->bytes = x.cur - g->offset;
@@ -1257,5 +1295,56 @@ int oss_bucket_stat(struct oss_client *cl, struct oss_bucket_stat *st)
     if (rc == 0)
         oss_xml_stat(x.xml, st);
     oss_xml_free(x.xml);
+    return rc;
+}
+
+/* ---- Prometheus ------------------------------------------------------------------------ */
+
+static void first_err(int *rc, int r)
+{
+    if (r && *rc == 0)
+        *rc = r;
+}
+
+int oss_write_metrics(struct oss_client *cl, struct buf *out)
+{
+    static const char *const kinds[] = {"not_found", "http_4xx",  "http_5xx", "timeout",
+                                        "connect",   "transport", "crc"};
+    struct oss_stats st;
+    int rc = 0;
+
+    oss_get_stats(cl, &st);
+    const uint64_t counts[] = {st.err_not_found, st.err_http_4xx,  st.err_http_5xx,  st.err_timeout,
+                               st.err_connect,   st.err_transport, st.crc_mismatches};
+    first_err(&rc, prom_counter(out, "efc_oss_requests_total",
+                                "Requests sent to the object store (every attempt).", st.requests));
+    first_err(&rc, prom_counter(out, "efc_oss_retries_total",
+                                "Attempts retried after a transient failure.", st.retries));
+    first_err(&rc,
+              prom_counter(out, "efc_oss_failed_calls_total",
+                           "Calls that failed after their retries (404s included).", st.errors));
+    first_err(&rc, prom_counter(out, "efc_oss_received_bytes_total",
+                                "Body bytes received from the object store.", st.bytes_received));
+    first_err(&rc, prom_counter(out, "efc_oss_failovers_total",
+                                "Attempts sent to another endpoint than the first.", st.failovers));
+    first_err(&rc, prom_counter(out, "efc_oss_credential_reloads_total",
+                                "Credential reloads after the store refused a signature.",
+                                st.cred_reloads));
+    first_err(&rc, prom_header(out, "efc_oss_errors_total",
+                               "Failed attempts by kind, each retry counting (crc: whole-object "
+                               "reads whose CRC64 did not match).",
+                               "counter"));
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        char l[32];
+        snprintf(l, sizeof(l), "kind=\"%s\"", kinds[i]);
+        first_err(&rc, prom_sample_u64(out, "efc_oss_errors_total", l, counts[i]));
+    }
+    first_err(&rc, prom_header(
+                       out, "efc_oss_get_duration_seconds",
+                       "Duration of successful object reads (GET), from the call to the last byte, "
+                       "retries included.",
+                       "histogram"));
+    first_err(&rc,
+              histo_snap_write_prom(&st.get_latency, "efc_oss_get_duration_seconds", NULL, out));
     return rc;
 }

@@ -63,6 +63,9 @@ enum opt_id {
     /* management */
     OPT_SERVER_PORT,
     OPT_SERVER_BINDADDR,
+    OPT_WARMUP_WORKERS,
+    OPT_WARMUP_MAXTASKS,
+    OPT_WARMUP_MAXAGESEC,
     /* logging */
     OPT_LOG_LEVEL,
     OPT_LOG_FILE,

@@ -23,6 +23,9 @@
 
 #include "oss/oss.h"
 #include "ossemu_ctl.h"
+#include "tests/unit/mgmt/promcheck.h"
+#include "util/buf.h"
+#include "util/histo.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -706,6 +709,77 @@ static void test_fault_random_mix_recovered(void **state)
     oss_client_free(cl);
 }
 
+/* Failed attempts are counted by kind, successful GETs timed, and the whole lot written as valid
+ * Prometheus text (oss_write_metrics). */
+static void test_error_kinds_and_metrics(void **state)
+{
+    struct oss_client *cl = mk_client(&(struct mk){.stall_ms = 1000});
+    struct oss_stats st;
+    uint8_t *buf;
+    uint64_t got;
+
+    assert_int_equal(read_range(cl, "no/such/key", 0, 10, &buf, &got), -ENOENT);
+    free(buf);
+    assert_int_equal(ossemu_faults(&emu, "{\"next\":[{\"kind\":\"error\",\"status\":503},"
+                                         "{\"kind\":\"error\",\"status\":500},"
+                                         "{\"kind\":\"error\",\"status\":429}]}"),
+                     0);
+    read_small_ok(cl);
+    /* (not a reset: on a reused connection curl itself re-sends the request, unseen) */
+    assert_int_equal(
+        ossemu_faults(&emu, "{\"next\":[{\"kind\":\"truncate\",\"after\":30000}]}"), 0);
+    read_small_ok(cl);
+    assert_int_equal(ossemu_faults(&emu, "{\"next\":[{\"kind\":\"stall\"}]}"), 0);
+    read_small_ok(cl);
+    assert_int_equal(ossemu_faults(&emu, "{\"next\":[{\"kind\":\"latency\",\"ms\":300}]}"), 0);
+    read_small_ok(cl);
+    oss_get_stats(cl, &st);
+    assert_int_equal(st.err_not_found, 1);
+    assert_int_equal(st.err_http_5xx, 2);
+    assert_int_equal(st.err_http_4xx, 1);
+    assert_int_equal(st.err_transport, 1);
+    assert_int_equal(st.err_timeout, 1);
+    assert_int_equal(st.err_connect, 0);
+    /* four successful GETs (the 404 is not timed): the stalled one took >= 1 s, the slow one
+       300 ms, i.e. in (0.25, 0.5] */
+    assert_int_equal(st.get_latency.count, 4);
+    uint64_t over_1s = 0;
+    for (int i = 0; i <= HISTO_NBUCKETS; i++)
+        if (i == HISTO_NBUCKETS || histo_bounds_us[i] > 1000000)
+            over_1s += st.get_latency.bucket[i];
+    assert_true(over_1s >= 1);
+    assert_true(st.get_latency.sum_us >= 1300000);
+    int b500 = 0;
+    while (histo_bounds_us[b500] != 500000)
+        b500++;
+    assert_true(st.get_latency.bucket[b500] >= 1);
+
+    struct buf out;
+    char err[512];
+    buf_init(&out, 1 << 20);
+    assert_int_equal(oss_write_metrics(cl, &out), 0);
+    if (prom_check(out.data, err, sizeof(err)) != 0)
+        fail_msg("%s\n%s", err, out.data);
+    assert_non_null(strstr(out.data, "efc_oss_errors_total{kind=\"http_5xx\"} 2\n"));
+    assert_non_null(strstr(out.data, "efc_oss_errors_total{kind=\"not_found\"} 1\n"));
+    assert_non_null(strstr(out.data, "efc_oss_errors_total{kind=\"crc\"} 0\n"));
+    assert_non_null(strstr(out.data, "efc_oss_get_duration_seconds_count 4\n"));
+    assert_non_null(strstr(out.data, "efc_oss_received_bytes_total "));
+    buf_release(&out);
+    oss_client_free(cl);
+
+    /* Nothing listening: connection errors. */
+    struct oss_client *dead =
+        mk_client(&(struct mk){.endpoints = "http://127.0.0.1:1", .budget_ms = 300});
+    assert_int_equal(read_range(dead, "data/small.bin", 0, 10, &buf, &got), -ETIMEDOUT);
+    free(buf);
+    oss_get_stats(dead, &st);
+    assert_true(st.err_connect >= 1);
+    assert_int_equal(st.err_connect, st.requests);
+    assert_int_equal(st.get_latency.count, 0);
+    oss_client_free(dead);
+}
+
 static void test_clock_skew_corrected(void **state)
 {
     json_decref(ossemu_admin(&emu, "POST", "/clock", "{\"skew_ms\":3600000}"));
@@ -891,6 +965,7 @@ int main(void)
         cmocka_unit_test_setup(test_fault_stall_and_latency, test_setup),
         cmocka_unit_test_setup(test_fault_persistent_bounded, test_setup),
         cmocka_unit_test_setup(test_fault_random_mix_recovered, test_setup),
+        cmocka_unit_test_setup(test_error_kinds_and_metrics, test_setup),
         cmocka_unit_test_setup(test_clock_skew_corrected, test_setup),
         cmocka_unit_test_setup(test_failover, test_setup),
         cmocka_unit_test_setup(test_concurrent_readers, test_setup),

@@ -534,17 +534,28 @@ static void test_index_overhead(void **state)
     assert_true(st.index_bytes * 1000 <= 101 * GiB);
     assert_true(file_bytes_on_disk(e->d1) <= 100 * GiB);
     cache_free(c);
-    /* Smaller blocks cost more per byte: the bound holds from 128 KiB up. */
-    for (uint32_t bs = 64 * KiB; bs <= 4 * MiB; bs *= 2) {
-        c = mk(e, 1 * GiB, e->d1, 100 * GiB, bs);
-        cache_get_stats(c, &st);
-        cap = st.mem_capacity + st.disk_capacity;
-        double pct = 100.0 * (double)st.index_bytes / (double)cap;
-        print_message("index with %4u KiB blocks: %8.0f bytes/GiB (%.4f%%)\n", bs / 1024,
-                      (double)st.index_bytes / ((double)cap / (double)GiB), pct);
-        if (bs >= 128 * KiB)
+    /* Smaller blocks cost more per byte, and smaller pages more bitmap: the bound holds at every
+       allowed block size, with the default (16 KiB) and the smallest (4 KiB) pages. */
+    for (uint32_t ps = 4 * KiB; ps <= 16 * KiB; ps *= 4) {
+        for (uint32_t bs = CACHE_MIN_BLOCK; bs <= CACHE_MAX_BLOCK; bs *= 2) {
+            struct cache_config cfg = {.mem_bytes = 1 * GiB,
+                                       .disk_dirs = e->d1,
+                                       .disk_bytes_per_dir = 100 * GiB,
+                                       .block_size = bs,
+                                       .page_size = ps};
+            struct cache_source src = {fake_fetch, &e->f};
+            char err[256];
+            assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), 0);
+            cache_get_stats(c, &st);
+            cap = st.mem_capacity + st.disk_capacity;
+            double pct = 100.0 * (double)st.index_bytes / (double)cap;
+            print_message("index with %5u KiB blocks, %2u KiB pages: %9llu bytes, %8.0f bytes/GiB "
+                          "(%.4f%%)\n",
+                          bs / 1024, ps / 1024, (unsigned long long)st.index_bytes,
+                          (double)st.index_bytes / ((double)cap / (double)GiB), pct);
             assert_true(pct <= 0.1);
-        cache_free(c);
+            cache_free(c);
+        }
     }
 }
 
@@ -583,15 +594,29 @@ static void test_prefetch(void **state)
     struct cache *c = mk(e, 16 * MiB, e->d1, 32 * MiB, 1 << 20);
     uint64_t size = 6 * MiB + 5;
     assert_int_equal(cache_prefetch(c, "pf", "e", size, 0, size), 0);
-    for (int i = 0; i < 300 && fake_fetches(&e->f) < 7; i++)
+    for (int i = 0; i < 300 && __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) < size; i++)
         usleep(10000);
     settle(c);
-    assert_int_equal(fake_fetches(&e->f), 7);
+    /* Runs of consecutive blocks, one request each (4 MiB at most): blocks 0-3, then 4-6. */
+    assert_int_equal(fake_fetches(&e->f), 2);
+    assert_int_equal(e->f.bytes, size);
     read_ok(c, "pf", "e", size, 0, size);
-    assert_int_equal(fake_fetches(&e->f), 7);
+    assert_int_equal(fake_fetches(&e->f), 2);
     struct cache_stats st;
     cache_get_stats(c, &st);
     assert_int_equal(st.read_hit, 1);
+    assert_int_equal(st.root_read_source, 2);
+    assert_int_equal(st.prefetch_queued, 7);
+    /* Blocks already held split a run: one request for each stretch still missing. */
+    read_ok(c, "pf3", "e", 8 * MiB, 2 * MiB, 1);
+    uint64_t f0 = fake_fetches(&e->f);
+    assert_int_equal(cache_prefetch(c, "pf3", "e", 8 * MiB, 0, 4 * MiB), 0);
+    for (int i = 0; i < 300 && fake_fetches(&e->f) < f0 + 3; i++)
+        usleep(10000);
+    settle(c);
+    assert_int_equal(fake_fetches(&e->f), f0 + 3); /* 0-1, 2's other pages, 3 */
+    read_ok(c, "pf3", "e", 8 * MiB, 0, 4 * MiB);
+    assert_int_equal(fake_fetches(&e->f), f0 + 3);
     /* The queue is bounded: a huge prefetch drops what does not fit. */
     e->f.latency_us = 20000;
     int rc = cache_prefetch(c, "pf2", "e", 4096 * MiB, 0, 4096 * MiB);
@@ -599,6 +624,41 @@ static void test_prefetch(void **state)
     cache_get_stats(c, &st);
     assert_true(st.prefetch_dropped > 0);
     cache_free(c); /* drops the queue, does not wait for it */
+}
+
+/* A sequential reader with readahead in a memory tier of 4 blocks: the read path keeps its
+ * window at half of that (2 blocks), and the blocks fetched ahead must still be there when the
+ * reader gets to them, although the reader reads each block in several pieces (each a hit) and
+ * the blocks it has passed are more recent than those waiting ahead. Every block is fetched once.
+ */
+static void test_prefetch_tiny_memory(void **state)
+{
+    struct env *e = *state;
+    struct cache *c = mk(e, 4 * MiB, NULL, 0, 1 << 20);
+    const uint64_t nb = 32, size = nb * MiB;
+    for (uint64_t k = 0; k < nb; k++) {
+        /* The window: blocks k+1 and k+2 (k+1 was asked for at the previous step). */
+        uint64_t from = k == 0 ? 1 : k + 2;
+        if (from < nb) {
+            uint64_t want = __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) + (k == 0 ? 2 : 1) * MiB;
+            assert_int_equal(cache_prefetch(c, "seq", "e", size, from * MiB, (k + 3 - from) * MiB),
+                             0);
+            for (int i = 0; i < 500 && __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) <
+                                           (want < size ? want : size);
+                 i++)
+                usleep(2000);
+        }
+        for (uint64_t off = 0; off < MiB; off += 256 * KiB)
+            read_ok(c, "seq", "e", size, k * MiB + off, 256 * KiB);
+    }
+    struct cache_stats st;
+    cache_get_stats(c, &st);
+    print_message("tiny memory: %llu bytes fetched for %llu, %llu evictions, %llu hits\n",
+                  (unsigned long long)e->f.bytes, (unsigned long long)size,
+                  (unsigned long long)st.evictions_mem, (unsigned long long)st.read_hit);
+    assert_int_equal(e->f.bytes, size);
+    assert_true(st.mem_used <= 4 * MiB);
+    cache_free(c);
 }
 
 static void test_rate_limit(void **state)
@@ -692,6 +752,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dir_removed_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch_tiny_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

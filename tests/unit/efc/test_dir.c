@@ -408,31 +408,31 @@ static void test_listing_and_cache(void **state)
     assert_null(efc_listing_find(l, "x/", 2));
     uint64_t t = efc_listing_time(l);
 
-    assert_int_equal(efc_lcache_new(2, &mem, &c), 0);
-    efc_lcache_put(c, 10, l);
-    struct efc_listing *g = efc_lcache_get(c, 10, 1000, t + 500);
+    assert_int_equal(efc_lcache_new(2, 0, &mem, &c), 0);
+    efc_lcache_put(c, "d10/", l);
+    struct efc_listing *g = efc_lcache_get(c, "d10/", 1000, t + 500);
     assert_ptr_equal(g, l);
     efc_listing_unref(g);
     /* too old: gone */
-    assert_null(efc_lcache_get(c, 10, 1000, t + 1001));
-    assert_null(efc_lcache_get(c, 10, 1000, t));
+    assert_null(efc_lcache_get(c, "d10/", 1000, t + 1001));
+    assert_null(efc_lcache_get(c, "d10/", 1000, t));
     /* at most two directories: the least recently used goes */
-    efc_lcache_put(c, 1, l);
-    efc_lcache_put(c, 2, l);
-    g = efc_lcache_get(c, 1, 1000, t);
+    efc_lcache_put(c, "d1/", l);
+    efc_lcache_put(c, "d2/", l);
+    g = efc_lcache_get(c, "d1/", 1000, t);
     efc_listing_unref(g);
-    efc_lcache_put(c, 3, l);
-    assert_null(efc_lcache_get(c, 2, 1000, t));
-    g = efc_lcache_get(c, 1, 1000, t);
+    efc_lcache_put(c, "d3/", l);
+    assert_null(efc_lcache_get(c, "d2/", 1000, t));
+    g = efc_lcache_get(c, "d1/", 1000, t);
     assert_non_null(g);
     efc_listing_unref(g);
-    g = efc_lcache_get(c, 3, 1000, t);
+    g = efc_lcache_get(c, "d3/", 1000, t);
     assert_non_null(g);
     efc_listing_unref(g);
     /* replace and drop */
-    efc_lcache_put(c, 3, l);
-    efc_lcache_drop(c, 3);
-    assert_null(efc_lcache_get(c, 3, 1000, t));
+    efc_lcache_put(c, "d3/", l);
+    efc_lcache_drop(c, "d3/");
+    assert_null(efc_lcache_get(c, "d3/", 1000, t));
     efc_listing_unref(l);
     efc_lcache_free(c);
     assert_int_equal(atomic_load(&mem.bytes), 0);
@@ -445,21 +445,100 @@ static void test_cache_gives_way_to_memory(void **state)
     const char *keys[] = {"a", "b", "c"};
 
     atomic_init(&mem.bytes, 0);
-    assert_int_equal(efc_lcache_new(100, &mem, &c), 0);
+    assert_int_equal(efc_lcache_new(100, 0, &mem, &c), 0);
     struct efc_listing *l1 = make_listing(&mem, keys, NK(keys));
     struct efc_listing *l2 = make_listing(&mem, keys, NK(keys));
     uint64_t t = efc_listing_time(l2);
-    efc_lcache_put(c, 1, l1);
+    efc_lcache_put(c, "d1/", l1);
     /* past half the limit, older listings are let go when a new one comes */
     mem.limit = 2 * atomic_load(&mem.bytes) / 3;
-    efc_lcache_put(c, 2, l2);
-    assert_null(efc_lcache_get(c, 1, 100000, t));
-    struct efc_listing *g = efc_lcache_get(c, 2, 100000, t);
+    efc_lcache_put(c, "d2/", l2);
+    assert_null(efc_lcache_get(c, "d1/", 100000, t));
+    struct efc_listing *g = efc_lcache_get(c, "d2/", 100000, t);
     assert_non_null(g);
     efc_listing_unref(g);
     efc_listing_unref(l1);
     efc_listing_unref(l2);
     efc_lcache_free(c);
+    assert_int_equal(atomic_load(&mem.bytes), 0);
+}
+
+/* The readdir cache's byte bound (g_readdircache_MaxSize): listings past it go, least recently
+   used first, and a listing larger than the whole bound is not kept at all. */
+static void test_cache_byte_bound(void **state)
+{
+    struct efc_dirmem mem = {.limit = 1ull << 30};
+    struct efc_lcache *c;
+    const char *keys[] = {"a", "b", "c", "d"};
+    struct efc_lcache_stats st;
+
+    atomic_init(&mem.bytes, 0);
+    struct efc_listing *l1 = make_listing(&mem, keys, NK(keys));
+    struct efc_listing *l2 = make_listing(&mem, keys, NK(keys));
+    size_t one = efc_listing_bytes(l1);
+    uint64_t t = efc_listing_time(l2);
+    assert_true(one > 0);
+    assert_int_equal(efc_lcache_new(100, one + one / 2, &mem, &c), 0);
+    efc_lcache_put(c, "a/", l1);
+    efc_lcache_put(c, "b/", l2); /* two do not fit: "a/" goes */
+    assert_null(efc_lcache_get(c, "a/", 100000, t));
+    struct efc_listing *g = efc_lcache_get(c, "b/", 100000, t);
+    assert_ptr_equal(g, l2);
+    efc_listing_unref(g);
+    efc_lcache_get_stats(c, &st);
+    assert_int_equal(st.dirs, 1);
+    assert_int_equal(st.bytes, one);
+    assert_int_equal(st.evicted, 1);
+    efc_lcache_free(c);
+
+    /* larger than the bound: never kept */
+    assert_int_equal(efc_lcache_new(100, one - 1, &mem, &c), 0);
+    efc_lcache_put(c, "a/", l1);
+    assert_null(efc_lcache_get(c, "a/", 100000, t));
+    efc_lcache_get_stats(c, &st);
+    assert_int_equal(st.dirs, 0);
+    assert_int_equal(efc_lcache_clear(c), 0);
+    efc_lcache_free(c);
+    efc_listing_unref(l1);
+    efc_listing_unref(l2);
+    assert_int_equal(atomic_load(&mem.bytes), 0);
+}
+
+/* A stream replaying a cached listing gives the same entries in the same order, and asks the
+   store for nothing. */
+static void test_stream_from_listing(void **state)
+{
+    struct efc_dirmem mem = {.limit = 1ull << 30};
+    const char *keys[] = {"x", "x-a", "x/y", "y", "z/1", "z/2"};
+    struct emu m = {.keys = keys, .nkeys = NK(keys)};
+    struct efc_dir *d, *r;
+
+    atomic_init(&mem.bytes, 0);
+    assert_int_equal(efc_dir_new("", emu_list, &m, &mem, &d), 0);
+    assert_int_equal(efc_dir_seek(d, 1u << 20), 0);
+    struct efc_listing *l = efc_dir_listing(d);
+    assert_non_null(l);
+    unsigned calls = m.calls;
+    assert_int_equal(efc_dir_from_listing("", l, emu_list, &m, &mem, &r), 0);
+    assert_true(efc_dir_complete(r));
+    uint64_t n = efc_listing_count(l);
+    assert_int_equal(n, 4); /* x (dir), x-a, y, z */
+    for (uint64_t i = 0; i < n; i++) {
+        assert_int_equal(efc_dir_seek(r, i), 1);
+        const struct efc_dirent *a = efc_dir_get(d, i), *b = efc_dir_get(r, i);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_string_equal(a->name, b->name);
+        assert_int_equal(a->is_dir, b->is_dir);
+    }
+    assert_int_equal(efc_dir_seek(r, n), 0);
+    assert_int_equal(m.calls, calls);
+    struct efc_listing *l2 = efc_dir_listing(r);
+    assert_ptr_equal(l2, l);
+    efc_listing_unref(l2);
+    efc_dir_free(r);
+    efc_dir_free(d);
+    efc_listing_unref(l);
     assert_int_equal(atomic_load(&mem.bytes), 0);
 }
 
@@ -477,6 +556,8 @@ int main(void)
         cmocka_unit_test(test_memory_pressure_replays),
         cmocka_unit_test(test_listing_and_cache),
         cmocka_unit_test(test_cache_gives_way_to_memory),
+        cmocka_unit_test(test_cache_byte_bound),
+        cmocka_unit_test(test_stream_from_listing),
     };
     /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);

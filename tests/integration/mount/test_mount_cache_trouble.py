@@ -1,0 +1,189 @@
+"""The block cache under trouble: a working set twice the cache (caps hold, bytes stay right), a
+corrupted cache file (detected, dropped, refetched, never served), and a crash (kill -9 of the
+daemon: a remount on the same disk cache still finds what was cached).
+
+Origin requests are counted by ossemu (GET /stats, by_key)."""
+
+import os
+import re
+import signal
+import struct
+import sys
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import efctest  # noqa: E402
+from efctest import EfcTestCase, pattern  # noqa: E402
+
+MIB = 1 << 20
+BIG = {"set/f%02d.bin" % i: pattern(3 * MIB + 1000 * i, 40 + i) for i in range(10)}  # ~30 MiB
+FILES = dict(BIG)
+FILES["crash.bin"] = pattern(5 * MIB + 77, 60)
+FILES["corrupt.bin"] = pattern(4 * MIB + 5, 61)
+SLOTS = "efc-cache-v1.slots"
+
+READ = r"""
+import hashlib, sys
+for p in sys.argv[1:]:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    print(h.hexdigest())
+"""
+
+
+def sha(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def drop_caches():
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def cache_options(cache_dir, mem_mb, disk_mb, extra=()):
+    return ["g_tier_EnableClusterCache=true", "g_tier_DadiIsDistributed=false",
+            "g_tier_DadiMemCacheCapacityMB=%d" % mem_mb,
+            "g_tier_DadiDiskCacheCapacityMB=%d" % disk_mb,
+            "g_tier_DadiDiskCachePath=" + cache_dir] + list(extra)
+
+
+def used_slots(path):
+    """(data offset, block size, [(slot index, block length)]) of the slots in use."""
+    with open(path, "rb") as f:
+        sb = f.read(64)
+        assert sb[:8] == b"EFCCACHE", "not a slot file: %r" % sb[:8]
+        block_size, page_size, nslots, hdr_size = struct.unpack_from("<IIII", sb, 16)
+        data_off, = struct.unpack_from("<Q", sb, 32)
+        f.seek(4096)
+        hdrs = f.read(nslots * hdr_size)
+    used = []
+    for i in range(nslots):
+        h = hdrs[i * hdr_size:(i + 1) * hdr_size]
+        if h[:4] == b"EFCS":
+            used.append((i, struct.unpack_from("<I", h, 40)[0]))
+    return data_off, block_size, used
+
+
+class CacheTrouble(EfcTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.src = cls.ch.dir("src")
+        efctest.write_tree(cls.src, FILES)
+        cls.emu = cls.ch.ossemu(cls.src)
+
+    def mount_cached(self, cache_dir, mem_mb=16, disk_mb=64, extra=()):
+        logf = os.path.join(self.h.tmp, "efc%d.log" % len(self.h.mounts))
+        m = self.h.mount(self.emu, extra=cache_options(cache_dir, mem_mb, disk_mb,
+                                                       ["g_log_File=" + logf] + list(extra)))
+        m.logf = logf
+        return m
+
+    def read_shas(self, paths, timeout=120):
+        rc, out, err, _ = efctest.run_bounded(READ, timeout, list(paths))
+        self.assertEqual(rc, 0, "reading: %s" % err[-500:])
+        return out.split()
+
+    def gets(self, key):
+        return self.emu.stats()["by_key"].get(key, {}).get("get", 0)
+
+    def log_text(self, m):
+        try:
+            with open(m.logf, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def test_working_set_twice_the_cache(self):
+        # 4 MiB of memory and 12 MiB of disk for 30 MiB of data, read three times over.
+        cache_dir = self.h.dir("small") + "/"
+        m = self.mount_cached(cache_dir, mem_mb=4, disk_mb=12)
+        keys = sorted(BIG)
+        want = [sha(BIG[k]) for k in keys]
+        for i in range(3):
+            drop_caches()
+            self.assertEqual(self.read_shas(m.path(k) for k in keys), want, "pass %d" % i)
+            st = os.stat(os.path.join(cache_dir, SLOTS))
+            self.assertLessEqual(st.st_size, 12 * MIB, "the slot file outgrew its cap")
+            self.assertLessEqual(st.st_blocks * 512, 12 * MIB, "the slot file uses more disk")
+        self.assert_unmounts_cleanly(m)
+        line = re.search(r"memory (\d+)/(\d+) MiB, disk (\d+)/(\d+) MiB", self.log_text(m))
+        self.assertIsNotNone(line, "no cache summary in the log")
+        mem_used, mem_cap, disk_used, disk_cap = map(int, line.groups())
+        self.assertLessEqual(mem_cap, 4)
+        self.assertLessEqual(mem_used, mem_cap)
+        self.assertLessEqual(disk_cap, 12)
+        self.assertLessEqual(disk_used, disk_cap)
+
+    def test_corrupted_cache_file(self):
+        cache_dir = self.h.dir("corrupt") + "/"
+        key = "corrupt.bin"
+        m = self.mount_cached(cache_dir)
+        self.assertEqual(self.read_shas([m.path(key)]), [sha(FILES[key])])
+        self.assert_unmounts_cleanly(m)
+        # Flip bytes inside every cached block's data: each is caught by its page's CRC64.
+        slots = os.path.join(cache_dir, SLOTS)
+        data_off, bs, used = used_slots(slots)
+        self.assertGreaterEqual(len(used), 4, "expected the object's blocks on disk")
+        with open(slots, "r+b") as f:
+            for i, length in used:
+                for off in (0, length // 2, length - 1):
+                    f.seek(data_off + i * bs + off)
+                    b = f.read(1)
+                    f.seek(data_off + i * bs + off)
+                    f.write(bytes([b[0] ^ 0xFF]))
+        m2 = self.mount_cached(cache_dir)
+        before = self.gets(key)
+        self.assertEqual(self.read_shas([m2.path(key)]), [sha(FILES[key])],
+                         "served corrupted cache bytes")
+        self.assertGreater(self.gets(key), before, "corrupted blocks were not refetched")
+        # once refetched, the blocks are good again
+        drop_caches()
+        before = self.gets(key)
+        self.assertEqual(self.read_shas([m2.path(key)]), [sha(FILES[key])])
+        self.assertEqual(self.gets(key), before, "the refetched blocks were not cached")
+        self.assert_unmounts_cleanly(m2)
+
+        # A garbage superblock: the file is not trusted at all, the cache starts afresh.
+        with open(slots, "r+b") as f:
+            f.write(b"GARBAGE!" * 8)
+        m3 = self.mount_cached(cache_dir)
+        self.assertEqual(self.read_shas([m3.path(key)]), [sha(FILES[key])])
+        self.assert_unmounts_cleanly(m3)
+
+    def test_crash_keeps_the_disk_cache(self):
+        cache_dir = self.h.dir("crash") + "/"
+        key = "crash.bin"
+        m = self.mount_cached(cache_dir)
+        self.assertEqual(self.read_shas([m.path(key)]), [sha(FILES[key])])
+        self.assertGreater(self.gets(key), 0)
+        # the disk writes run in the background: give them a moment, then crash
+        time.sleep(1.0)
+        pids = efctest.daemon_pids(m.mnt)
+        self.assertEqual(len(pids), 1, pids)
+        os.kill(pids[0], signal.SIGKILL)
+        self.assertTrue(efctest.wait_until(lambda: not efctest.pid_alive(pids[0]), 10))
+        efctest.unmount(efctest.canon(m.mnt))  # the dead mount: lazily detached
+        self.assertFalse(efctest.is_mounted(m.mnt))
+        try:
+            os.unlink(efctest.state_file(m.mnt))  # a crashed daemon leaves its state file
+        except FileNotFoundError:
+            pass
+        m2 = self.mount_cached(cache_dir)
+        drop_caches()
+        before = self.gets(key)
+        self.assertEqual(self.read_shas([m2.path(key)]), [sha(FILES[key])])
+        self.assertEqual(self.gets(key), before, "the read after the crash went to the origin")
+        self.assert_unmounts_cleanly(m2)
+
+
+if __name__ == "__main__":
+    efctest.main()

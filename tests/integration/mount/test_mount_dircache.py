@@ -1,0 +1,163 @@
+"""The readdir and metadata caches, against the seed's consistency table:
+
+| Configuration                     | File update visibility            | New file visibility          |
+| Metadata cache disabled (default) | Reopen the file to see changes    | Clear readdir cache          |
+| Metadata cache enabled            | Clear metadata cache, then reopen | Clear both readdir and meta  |
+
+plus the readdir cache's options (g_readdircache_Enable, MaxCount, RemainTime) and the clearing
+endpoints (/v1/action/clear_readdir_cache, /v1/action/clear_metadata_cache). Listing requests are
+counted by ossemu (GET /stats list_requests)."""
+
+import errno
+import json
+import os
+import socket
+import sys
+import time
+import urllib.request
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import efctest  # noqa: E402
+from efctest import EfcTestCase, pattern  # noqa: E402
+
+FILES = {
+    "d1/a.txt": b"version one\n",
+    "d1/b.txt": b"bbb\n",
+    "d2/c.txt": b"ccc\n",
+    "m/old.bin": pattern(300000, 5),
+}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class DirCache(EfcTestCase):
+    def setUp(self):
+        super().setUp()
+        # Each test changes the bucket: each gets its own copy.
+        self.src = self.h.dir("src")
+        efctest.write_tree(self.src, FILES)
+        self.emu = self.h.ossemu(self.src)
+
+    def mount(self, extra=()):
+        self.port = free_port()
+        return self.h.mount(self.emu, extra=["g_server_Port=%d" % self.port] + list(extra))
+
+    def api(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=10) as r:
+            body = json.loads(r.read())
+        self.assertEqual(body["ErrorCode"], 0, body)
+        return body
+
+    def lists(self):
+        return self.emu.stats()["list_requests"]
+
+    def test_default_tables_row(self):
+        # Metadata cache off: a changed file shows on reopen; a new file is openable at once
+        # but shows in ls only once the readdir cache is cleared.
+        m = self.mount()
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt"])
+        n = self.lists()
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt"])
+        self.assertEqual(self.lists(), n, "a second ls listed the bucket again")
+
+        efctest.write_file(self.src, "d1/new.txt", b"new\n")
+        efctest.write_file(self.src, "d1/a.txt", b"version two, longer\n")
+        self.assertEqual(read(m.path("d1", "a.txt")), b"version two, longer\n")
+        self.assertEqual(read(m.path("d1", "new.txt")), b"new\n")  # no negative caching
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt"])
+
+        self.api("/v1/action/clear_readdir_cache")
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt", "new.txt"])
+        # clearing the metadata cache while it is off is harmless
+        self.api("/v1/action/clear_metadata_cache")
+        self.assert_unmounts_cleanly(m)
+
+    def test_metadata_cache_row(self):
+        # Metadata cache on: neither a change nor a new file is seen until it is cleared (with
+        # the block cache holding the old version, a reopen reads the old version whole).
+        cache = self.h.dir("cache") + "/"
+        m = self.mount(["g_metadata_CacheEnable=true", "g_tier_EnableClusterCache=true",
+                        "g_tier_DadiIsDistributed=false", "g_tier_DadiMemCacheCapacityMB=16",
+                        "g_tier_DadiDiskCacheCapacityMB=64", "g_tier_DadiDiskCachePath=" + cache])
+        old = FILES["m/old.bin"]
+        self.assertEqual(os.listdir(m.path("m")), ["old.bin"])
+        self.assertEqual(read(m.path("m", "old.bin")), old)
+        with self.assertRaises(FileNotFoundError):
+            os.stat(m.path("m", "ghost.txt"))
+        new = pattern(len(old) + 100, 6)
+        efctest.write_file(self.src, "m/old.bin", new)
+        efctest.write_file(self.src, "m/ghost.txt", b"boo\n")
+        time.sleep(1.2)  # past the kernel's attribute and entry timeouts (1 s)
+        heads = self.emu.stats()["by_key"].get("m/old.bin", {}).get("head", 0)
+        self.assertEqual(os.stat(m.path("m", "old.bin")).st_size, len(old))
+        self.assertEqual(read(m.path("m", "old.bin")), old, "the metadata cache did not hold")
+        self.assertEqual(self.emu.stats()["by_key"].get("m/old.bin", {}).get("head", 0), heads,
+                         "open asked the origin despite the metadata cache")
+        with self.assertRaises(FileNotFoundError):
+            os.stat(m.path("m", "ghost.txt"))  # the negative entry holds
+
+        self.api("/v1/action/clear_metadata_cache")
+        time.sleep(1.2)
+        self.assertEqual(read(m.path("m", "old.bin")), new)
+        # a new file needs both caches cleared: the cached listing still lacks it
+        self.assertEqual(sorted(os.listdir(m.path("m"))), ["old.bin"])
+        with self.assertRaises(FileNotFoundError):
+            os.stat(m.path("m", "ghost.txt"))
+        self.api("/v1/action/clear_readdir_cache")
+        self.api("/v1/action/clear_metadata_cache")
+        time.sleep(1.2)
+        self.assertEqual(sorted(os.listdir(m.path("m"))), ["ghost.txt", "old.bin"])
+        self.assertEqual(read(m.path("m", "ghost.txt")), b"boo\n")
+        self.assert_unmounts_cleanly(m)
+
+    def test_readdir_cache_off(self):
+        m = self.mount(["g_readdircache_Enable=false"])
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt"])
+        efctest.write_file(self.src, "d1/new.txt", b"new\n")
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt", "new.txt"])
+        n = self.lists()
+        os.listdir(m.path("d1"))
+        self.assertGreater(self.lists(), n, "ls did not list with the readdir cache off")
+        self.assert_unmounts_cleanly(m)
+
+    def test_remain_time_and_max_count(self):
+        m = self.mount(["g_readdircache_RemainTime=2", "g_readdircache_MaxCount=1"])
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt"])
+        efctest.write_file(self.src, "d1/new.txt", b"new\n")
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt"])
+        time.sleep(2.5)
+        self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt", "new.txt"],
+                         "the listing outlived g_readdircache_RemainTime")
+        # MaxCount=1: listing d2 pushes d1 out
+        efctest.write_file(self.src, "d1/newer.txt", b"newer\n")
+        self.assertEqual(os.listdir(m.path("d2")), ["c.txt"])
+        self.assertIn("newer.txt", os.listdir(m.path("d1")),
+                      "g_readdircache_MaxCount=1 kept two listings")
+        self.assert_unmounts_cleanly(m)
+
+    def test_deleted_file_is_gone_on_open(self):
+        # A name the cached listing still shows, deleted at the origin: open says ENOENT.
+        m = self.mount()
+        self.assertIn("b.txt", os.listdir(m.path("d1")))
+        os.unlink(os.path.join(self.src, "d1", "b.txt"))
+        time.sleep(1.2)
+        with self.assertRaises(OSError) as cm:
+            read(m.path("d1", "b.txt"))
+        self.assertEqual(cm.exception.errno, errno.ENOENT)
+        self.assert_unmounts_cleanly(m)
+
+
+if __name__ == "__main__":
+    efctest.main()
