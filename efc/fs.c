@@ -1617,16 +1617,16 @@ void efc_fs_import_done(struct efc *e)
     pthread_mutex_unlock(&e->fh_lock);
 }
 
+/* Both run while handover.c holds every FUSE request: nothing else opens or releases handles,
+   so the list is walked without fh_lock (a leaf, not to be held across the read path's calls). */
 void efc_fs_suspend(struct efc *e)
 {
-    pthread_mutex_lock(&e->fh_lock);
     for (struct efc_fh *fh = e->fh_list; fh; fh = fh->next) {
         if (!fh->is_dir) {
             efc_reader_close(fh->reader);
             fh->reader = NULL;
         }
     }
-    pthread_mutex_unlock(&e->fh_lock);
     efc_reader_pool_free(e->readers);
     e->readers = NULL;
     cache_stop(e); /* flushes the disk writes, so the next process finds the blocks */
@@ -1635,7 +1635,6 @@ void efc_fs_suspend(struct efc *e)
 int efc_fs_resume(struct efc *e, char *err, size_t errlen)
 {
     int rc = efc_fs_start(e, err, errlen);
-    pthread_mutex_lock(&e->fh_lock);
     for (struct efc_fh *fh = e->fh_list; fh; fh = fh->next) {
         if (fh->is_dir || fh->reader)
             continue;
@@ -1646,6 +1645,5 @@ int efc_fs_resume(struct efc *e, char *err, size_t errlen)
             atomic_store(&fh->stale, true);
         }
     }
-    pthread_mutex_unlock(&e->fh_lock);
     return rc;
 }

@@ -747,11 +747,6 @@ bool efc_handover_swallow(struct efc_handover *h, const struct iovec *iov, int c
     return true;
 }
 
-bool efc_handover_adopted(const struct efc *e)
-{
-    return e->handover && e->handover->adopted;
-}
-
 bool efc_handover_result(const struct efc *e, struct efc_update_result *r)
 {
     struct efc_handover *h = e->handover;

@@ -170,8 +170,6 @@ int efc_handover_restore_handles(struct efc *e, char *err, size_t errlen);
  * loop). When taking over, that thread first waits for the old process to exit and then writes
  * the state file. Returns 0 or -errno. */
 int efc_handover_start(struct efc *e);
-/* Whether this process took the mount over from another one. */
-bool efc_handover_adopted(const struct efc *e);
 void efc_handover_free(struct efc *e);
 
 /* The state file's "update" section: the last update's id, "ok" or "error", a message, and the

@@ -659,9 +659,12 @@ static void cleanup(struct daemon *d)
     if (d->state_done && unlink(e->state_path) != 0 && errno != ENOENT)
         log_warn("cannot remove state file '%s': %s", e->state_path, strerror(errno));
     if (d->state_done) {
-        /* efc_runtime_ops's backup for rollback means nothing once the mount is gone */
+        /* efc_runtime_ops's backup for rollback and its lock mean nothing once the mount is
+           gone */
         char bak[PATH_MAX + 8];
         snprintf(bak, sizeof(bak), "%s.bak", e->state_path);
+        unlink(bak);
+        snprintf(bak, sizeof(bak), "%s.lock", e->state_path);
         unlink(bak);
     }
     efc_source_release(&e->src);

@@ -34,7 +34,9 @@ struct wu_list {
 static int wu_list_entry(void *arg, const struct oss_list_entry *le)
 {
     struct wu_list *w = arg;
-    if (le->is_prefix)
+    /* Archive-class objects cannot be read (a listing does not say whether one was restored):
+       skipped, so that one of them does not fail a whole directory's warm-up. */
+    if (le->is_prefix || !oss_storage_class_readable(le->storage_class))
         return 0;
     return w->fn(w->fnarg, le->key, le->etag ? le->etag : "", le->size);
 }

@@ -7,7 +7,8 @@
  * over a file of the same name), and turns every visible, matching object into a `wfile` on the
  * task's queue. The queue holds at most WARMUP_QUEUE_MAX files: past that the walker sleeps in
  * its listing callback, so a walk over a million objects costs a bounded amount of memory (the
- * listing itself is paged by the backend).
+ * listing itself is paged by the backend). Past WARMUP_WALKERS_MAX tasks walking at once, a new
+ * task waits for a walker: it shows as running with nothing found yet.
  *
  * Fill workers (at most cfg.workers, started on demand) take one block at a time from a ring of
  * the tasks that have queued files: pop the ring's first task, claim the next block of its first
@@ -51,6 +52,8 @@
 #define ETAG_MAX          255  /* bytes of an ETag the walk accepts (OSS's are 34) */
 #define PATTERN_DEPTH_MAX 64   /* nested groups in a pattern */
 #define PREFIX_MAX        4096 /* bytes of the mount's root prefix */
+#define WORKERS_MAX       1024 /* fill workers, whatever the configuration says */
+#define MAX_AGE_S_MAX     (100ull * 365 * 24 * 3600)
 
 /* A file being loaded. Guarded by w->lock. */
 struct wfile {
@@ -194,17 +197,9 @@ int warmup_normalize(const char *path, char *out, size_t outlen, char *err, size
     return 0;
 }
 
-static uint64_t sat_mul(uint64_t a, uint64_t b)
-{
-    const uint64_t cap = 1ull << 40;
-    if (a && b > cap / a)
-        return cap;
-    return a * b;
-}
-
-/* Reads "m}", "m,}" or "m,n}" after a '{' at *P; returns the repetition's largest count (m + 1
- * for "m,": the open bound costs glibc one more copy) and moves *P past the '}', or returns 0
- * when it is no interval (regcomp then decides what the brace is). */
+/* Reads "m}", "m,}", ",n}" or "m,n}" after a '{' at *P; returns the repetition's largest count
+ * (m + 1 for "m,": the open bound costs glibc one more copy) and moves *P past the '}', or
+ * returns 0 when it is no interval (regcomp then decides what the brace is). */
 static uint64_t parse_interval(const char **pp)
 {
     const char *p = *pp;
@@ -220,27 +215,37 @@ static uint64_t parse_interval(const char **pp)
     if (*p != '}' || (!dm && !dn))
         return 0;
     *pp = p + 1;
-    if (!comma)
-        return m ? m : 1;
-    if (!dn)
-        return m + 1;
-    return (n > m ? n : m) ? (n > m ? n : m) : 1;
+    uint64_t k = !comma ? m : !dn ? m + 1 : n > m ? n : m;
+    return k ? k : 1;
 }
 
+/* glibc's regcomp() costs memory about quadratic in the nodes of the expanded pattern when most
+ * of it can match the empty string ("(a|){1,255}" sixteen times: 400 MB), and CPU far worse
+ * than that for a repetition of something that holds a repetition ("((a?){1,30}){1,30}+" does
+ * not finish). So: no repetition of a group that holds one, no repetition of a repetition, no
+ * back-references (regexec() is exponential with them), and at most WARMUP_PATTERN_COST_MAX
+ * nodes once bounded repetitions are expanded (every character and group counts; a bracket
+ * expression is one node). At 1000 nodes the worst we found costs regcomp ~15 MB and 10 ms, and
+ * regexec ~30 ms on a 1 KiB name. File-name patterns ("\.bin$", ".*_2$", "shard-[0-9]{5}") are
+ * far from these limits. */
 int warmup_pattern_check(const char *pattern, char *err, size_t errlen)
 {
-    /* An estimate of the atoms regcomp() expands the pattern to: each group's cost is the sum of
-     * its atoms' costs, a repetition multiplies the cost of the atom (or group) before it. */
     struct {
-        uint64_t sum, last;
+        uint64_t sum;  /* nodes of the group so far */
+        uint64_t last; /* nodes of its last atom */
+        bool rep;      /* the group holds a repetition */
+        bool last_rep; /* its last atom is a group that holds one */
+        bool last_q;   /* its last token is a repetition */
+        bool has_last; /* there is an atom to repeat */
     } st[PATTERN_DEPTH_MAX + 1];
     int depth = 0;
+    const uint64_t cap = 1ull << 40;
     size_t len = strlen(pattern);
     if (len > WARMUP_PATTERN_MAX) {
         snprintf(err, errlen, "pattern is longer than %d bytes", WARMUP_PATTERN_MAX);
         return -EINVAL;
     }
-    st[0].sum = st[0].last = 0;
+    memset(&st[0], 0, sizeof(st[0]));
     for (const char *p = pattern; *p;) {
         uint64_t k = 0; /* a repetition's factor, or 0 for an atom */
         switch (*p) {
@@ -253,7 +258,7 @@ int warmup_pattern_check(const char *pattern, char *err, size_t errlen)
             p += p[1] ? 2 : 1;
             break;
         case '[': {
-            /* A bracket expression is one atom: skip it, ']' first is a member, and so is
+            /* A bracket expression is one atom: skip it; ']' first is a member, and so is
              * anything inside "[:", "[." and "[=". Unterminated: regcomp refuses it. */
             const char *q = p + 1;
             if (*q == '^')
@@ -281,21 +286,30 @@ int warmup_pattern_check(const char *pattern, char *err, size_t errlen)
                 return -EINVAL;
             }
             depth++;
-            st[depth].sum = st[depth].last = 0;
+            memset(&st[depth], 0, sizeof(st[depth]));
+            st[depth].sum = 1; /* the group's own node */
             p++;
             continue;
         case ')':
             p++;
             if (depth > 0) {
-                uint64_t g = st[depth].sum ? st[depth].sum : 1;
+                uint64_t g = st[depth].sum;
+                bool rep = st[depth].rep;
                 depth--;
-                st[depth].sum += g;
+                st[depth].sum = st[depth].sum + g < cap ? st[depth].sum + g : cap;
                 st[depth].last = g;
-                if (st[depth].sum > (1ull << 40))
-                    st[depth].sum = 1ull << 40;
+                st[depth].last_rep = rep;
+                st[depth].last_q = false;
+                st[depth].has_last = true;
+                st[depth].rep |= rep;
                 continue;
             }
             break;
+        case '|':
+            p++;
+            st[depth].sum++;
+            st[depth].has_last = st[depth].last_q = st[depth].last_rep = false;
+            continue;
         case '{': {
             const char *q = p + 1;
             k = parse_interval(&q);
@@ -315,21 +329,32 @@ int warmup_pattern_check(const char *pattern, char *err, size_t errlen)
             p++;
             break;
         }
-        if (k) {
-            uint64_t grown = sat_mul(st[depth].last, k);
+        if (k && st[depth].has_last) {
+            if (st[depth].last_q || st[depth].last_rep) {
+                snprintf(err, errlen,
+                         "pattern '%.200s' repeats a repetition: not supported (it can make the "
+                         "regular expression library run for ever)",
+                         pattern);
+                return -EINVAL;
+            }
+            uint64_t grown = st[depth].last && k > cap / st[depth].last ? cap : st[depth].last * k;
             st[depth].sum += grown - st[depth].last;
             st[depth].last = grown;
+            st[depth].last_q = st[depth].rep = true;
         } else {
+            /* an atom; a repetition with nothing before it is left to regcomp */
             st[depth].sum++;
             st[depth].last = 1;
+            st[depth].last_q = st[depth].last_rep = false;
+            st[depth].has_last = true;
         }
-        if (st[depth].sum > (1ull << 40))
-            st[depth].sum = 1ull << 40;
+        if (st[depth].sum > cap)
+            st[depth].sum = cap;
         uint64_t total = 0;
         for (int i = 0; i <= depth; i++)
             total += st[i].sum;
         if (total > WARMUP_PATTERN_COST_MAX) {
-            snprintf(err, errlen, "pattern '%.200s' repeats too much (limit %d repeated atoms)",
+            snprintf(err, errlen, "pattern '%.200s' is too complex (over %d nodes once expanded)",
                      pattern, WARMUP_PATTERN_COST_MAX);
             return -EINVAL;
         }
@@ -783,8 +808,12 @@ int warmup_new(const struct warmup_config *cfg, const struct warmup_backend *be,
         return -ENOMEM;
     w->be = *be;
     w->max_workers = cfg->workers ? cfg->workers : DEFAULT_WORKERS;
+    if (w->max_workers > WORKERS_MAX)
+        w->max_workers = WORKERS_MAX;
     w->max_tasks = cfg->max_tasks ? cfg->max_tasks : DEFAULT_MAX_TASKS;
-    w->max_age_us = (cfg->max_age_s ? cfg->max_age_s : DEFAULT_MAX_AGE_S) * 1000000u;
+    uint64_t age_s = cfg->max_age_s ? cfg->max_age_s : DEFAULT_MAX_AGE_S;
+    /* a century at most, so that submit time + max age cannot wrap */
+    w->max_age_us = (age_s < MAX_AGE_S_MAX ? age_s : MAX_AGE_S_MAX) * 1000000u;
     w->now = real_now;
     w->next_id = 1;
     /* "dir/sub" and "dir/sub/" name the same prefix */

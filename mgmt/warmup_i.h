@@ -11,16 +11,16 @@
 #define WARMUP_QUEUE_MAX 256
 /* Tasks whose walks run at once (one thread each); more tasks wait for a walker. */
 #define WARMUP_WALKERS_MAX 16
-/* The regcomp() expansion a pattern may cost, in repeated atoms (see warmup_pattern_check). */
-#define WARMUP_PATTERN_COST_MAX 10000
+/* The nodes a pattern may expand to in regcomp() (see warmup_pattern_check in warmup.c). */
+#define WARMUP_PATTERN_COST_MAX 1000
 
 /* Replaces CLOCK_REALTIME (microseconds) for submit times, preceding_s and max_age_s. Call before
  * the first warmup_load. NOW NULL restores the real clock. */
 void warmup_set_clock_for_test(struct warmup *w, uint64_t (*now)(void *arg), void *arg);
 
-/* Refuses a pattern regcomp() would make too big or regexec() too slow: longer than
- * WARMUP_PATTERN_MAX, back-references, or bounded repetitions expanding past
- * WARMUP_PATTERN_COST_MAX atoms ("(a{1,1000}){1,1000}" costs glibc 8 GB). Does not compile it.
+/* Refuses a pattern regcomp() would make too big or too slow, or regexec() too slow: longer than
+ * WARMUP_PATTERN_MAX, back-references, a repetition of a repetition ("(a?){1,30}+"), or more than
+ * WARMUP_PATTERN_COST_MAX nodes once bounded repetitions are expanded. Does not compile it.
  * Returns 0 or -EINVAL with a reason in ERR. */
 int warmup_pattern_check(const char *pattern, char *err, size_t errlen);
 

@@ -226,6 +226,7 @@ class UpdateMount(EfcTestCase):
         self.assertNotIn("libfuse: ", "\n".join(l for l in text.splitlines() if "error" in l))
         self.assert_unmounts_cleanly(m)
         self.assertFalse(os.path.exists(efctest.state_file(m.mnt) + ".bak"), "backup left")
+        self.assertFalse(os.path.exists(efctest.state_file(m.mnt) + ".lock"), "lock file left")
 
     # -------------------------------------------------------------------------------- (c)
 
@@ -341,6 +342,20 @@ class UpdateMount(EfcTestCase):
             os.close(dfd)
             os.close(ffd)
         self.assertIn("inodes restored", self.log_text(m))
+        # two updates of one mount at once: the second waits for the first, both succeed
+        env = dict(os.environ)
+        env.pop("EFC_STATE_DIR", None)
+        procs = [subprocess.Popen([sys.executable, TOOL, "update", m.mnt, "-o",
+                                   "g_read_AheadKB=%d" % v], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=env)
+                 for v in (1024, 2048)]
+        outs = [p.communicate(timeout=200) for p in procs]
+        self.assertEqual([p.returncode for p in procs], [0, 0], outs)
+        st = read_state(m)
+        self.assertIn(st["options"]["g_read_AheadKB"], (1024, 2048))
+        self.assertEqual(self.log_text(m).count("took over from pid"), 3)
+        m.pid = st["pid"]
+        self.assertEqual(sorted(os.listdir(m.path("d"))), ["a.txt", "b.txt", "late.txt", "sub"])
         self.assert_unmounts_cleanly(m)
 
     # -------------------------------------------------------------------------------- (e)

@@ -406,20 +406,34 @@ static void test_normalize(void **state)
 static void test_pattern_check(void **state)
 {
     char err[256];
-    static const char *const ok[] = {
-        "",      ".*_2$",    "\\.safetensors$", "^shard-[0-9]{5}-of-[0-9]{5}$",
-        "a{32}", "[]{}]{3}", "(x|y)+z?",        "[[:digit:]]{1,9}"};
+    static const char *const ok[] = {"",
+                                     ".*_2$",
+                                     "\\.safetensors$",
+                                     "^shard-[0-9]{5}-of-[0-9]{5}$",
+                                     "a{32}",
+                                     "[]{}]{3}",
+                                     "(x|y)+z?",
+                                     "[[:digit:]]{1,9}",
+                                     "(model|weights)-[0-9]+\\.(bin|pt)$",
+                                     "a{1,990}",
+                                     "\\(a\\)*"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (warmup_pattern_check(ok[i], err, sizeof(err)) != 0)
             fail_msg("'%s' refused: %s", ok[i], err);
-    static const char *const bad[] = {"(a{1,1000}){1,1000}",
-                                      "(a{1,255}){1,255}",
-                                      "((a{1,30}){1,30}){1,30}",
-                                      "a{20000}",
-                                      "(a*)\\1",
-                                      "((((((((((((((((((((((((((((((((((((((((((((((((((((((((("
-                                      "((((((((((a))))))))))))))))))))))))))))))))))))))))))))))"
-                                      "))))))))))))))))))))"};
+    static const char *const bad[] = {
+        "(a{1,1000}){1,1000}", /* 8 GB in regcomp */
+        "((a?){1,30}){1,30}+", /* regcomp does not finish */
+        "(a?){1,200}+",        /* 4 s */
+        "(a+)+",
+        "a**",
+        "a{2}{3}",
+        "a{20000}",
+        "(a|b|c|d|){0,255}",
+        "(a|){1,255}(a|){1,255}(a|){1,255}",
+        "(a*)\\1",
+        "((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((a))))))))))))))))))))"
+        "))))))))))))))))))))))))))))))))))))))))))))))",
+    };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
         if (warmup_pattern_check(bad[i], err, sizeof(err)) != -EINVAL)
@@ -430,7 +444,19 @@ static void test_pattern_check(void **state)
     memset(longp, 'a', sizeof(longp) - 1);
     longp[sizeof(longp) - 1] = '\0';
     assert_int_equal(warmup_pattern_check(longp, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "longer than"));
+    /* exactly WARMUP_PATTERN_MAX bytes pass the length check (a bracket expression is one node,
+     * so this is within the expansion limit too) ... */
+    longp[0] = '[';
+    longp[WARMUP_PATTERN_MAX - 1] = ']';
     longp[WARMUP_PATTERN_MAX] = '\0';
+    assert_int_equal(warmup_pattern_check(longp, err, sizeof(err)), 0);
+    /* ... but 1001 nodes do not */
+    memset(longp, 'a', (WARMUP_PATTERN_COST_MAX + 1));
+    longp[(WARMUP_PATTERN_COST_MAX + 1)] = '\0';
+    assert_int_equal(warmup_pattern_check(longp, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "too complex"));
+    longp[WARMUP_PATTERN_COST_MAX] = '\0';
     assert_int_equal(warmup_pattern_check(longp, err, sizeof(err)), 0);
 }
 
@@ -501,7 +527,7 @@ static void test_load_dir_recursive(void **state)
     fake_add("d", 5000);            /* a file shadowed by the directory "d/": the dir wins */
     fake_add("d/a", 1000);          /* one full block */
     fake_add("d/empty", 0);         /* counts, nothing to fill */
-    fake_add("d/sub/", 0);          /* a directory marker: not a file */
+    fake_add("d/sub/", 10);         /* a directory marker: not a file */
     fake_add("d/sub/b", 1001);      /* two blocks, the last of 1 byte */
     fake_add("d/sub/deep/c", 4321); /* five blocks */
     fake_add("d//x", 100);          /* invisible: empty component */
@@ -520,6 +546,7 @@ static void test_load_dir_recursive(void **state)
     assert_loaded("d/sub/b");
     assert_loaded("d/sub/deep/c");
     assert_not_loaded("d");
+    assert_not_loaded("d/sub/");
     assert_not_loaded("d//x");
     assert_not_loaded("d/../y");
     assert_not_loaded("d/./z");
@@ -542,7 +569,7 @@ static void test_load_root(void **state)
     fake_add("/lead", 100); /* invisible: leading '/' */
     fake_add("a", 1500);
     fake_add("b/c", 2000);
-    fake_add("b/d/", 0);
+    fake_add("b/d/", 100); /* a directory marker with bytes: still not a file */
     fake_add("b/e//f", 100);
     struct warmup *w = mk("", 2, 0, 0);
     load(w, "", NULL);
@@ -556,6 +583,7 @@ static void test_load_root(void **state)
     assert_loaded("b/c");
     assert_not_loaded("/lead");
     assert_not_loaded("b/e//f");
+    assert_not_loaded("b/d/");
     wfree(w);
 
     /* an empty bucket: the root exists and its task completes with nothing */
@@ -690,12 +718,12 @@ static void test_progress(void **state)
     struct warmup *w = mk("", 2, 0, 0);
     load(w, "p", NULL);
     WAIT_FAKE(F.fills_done == 3 && F.held == 2);
-    /* the walk is over (four files fit in the queue): TotalSize is final, CompletedSize is
-     * exactly the three blocks that passed */
+    /* the walk ends (four files fit in the queue): TotalSize is then final, CompletedSize is
+     * exactly the three blocks that passed, and the task is still running */
     struct warmup_task_info i;
-    for (int k = 0; k < 1000; k++) {
+    for (int k = 0; k < 5000; k++) {
         i = stat1(w, "p");
-        if (i.completed_size == 3 * BS)
+        if (i.completed_size == 3 * BS && i.total_size == 8 * BS)
             break;
         usleep(1000);
     }
