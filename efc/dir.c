@@ -958,17 +958,15 @@ struct efc_listing *efc_lcache_get(struct efc_lcache *c, const char *key, uint64
     struct lc_ent *e = *lc_slot(c, key, klen, lc_hash(key, klen));
     if (e) {
         uint64_t age = now_ms > e->l->time_ms ? now_ms - e->l->time_ms : 0;
-        if (age <= max_age_ms && now_ms >= e->l->time_ms) {
+        /* A listing newer than NOW_MS (built while the caller's clock was read) is fresh. */
+        if (age <= max_age_ms) {
             l = efc_listing_ref(e->l);
             lru_unlink(e);
             lru_push_front(c, e);
             c->hits++;
-        } else if (age > max_age_ms) {
-            /* Expired. (A listing newer than NOW_MS is kept: the caller's clock is older.) */
+        } else {
             stale = lc_remove(c, e);
             c->expired++;
-            c->misses++;
-        } else {
             c->misses++;
         }
     } else {
