@@ -43,7 +43,7 @@ void efc_meta_drop(struct efc_meta *m, const char *key, size_t klen);
 uint64_t efc_meta_clear(struct efc_meta *m);
 
 struct efc_meta_stats {
-    uint64_t entries, bytes;                   /* gauges */
+    uint64_t entries, bytes;                       /* gauges */
     uint64_t hits, misses, negative_hits, evicted; /* counters */
 };
 void efc_meta_get_stats(struct efc_meta *m, struct efc_meta_stats *st);

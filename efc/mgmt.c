@@ -83,7 +83,8 @@ static int wu_fill(void *arg, const char *key, const char *etag, uint64_t size, 
     return cache_fill(e->cache, key, etag, size, index, NULL);
 }
 
-/* ---- the ops table ----------------------------------------------------------------------------- */
+/* ---- the ops table -----------------------------------------------------------------------------
+ */
 
 static int op_cache_stats(void *arg, struct cache_stats *st)
 {
