@@ -419,6 +419,28 @@ def write_tree(root, files):
         write_file(root, rel, data)
 
 
+def drop_caches():
+    """Drops the kernel's page, dentry and inode caches (the next read reaches the daemon)."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for a management port)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def sha256_file(path, chunk=1 << 20):
     h = hashlib.sha256()
     with open(path, "rb") as f:

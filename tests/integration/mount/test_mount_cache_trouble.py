@@ -14,7 +14,7 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
-from efctest import EfcTestCase, pattern  # noqa: E402
+from efctest import EfcTestCase, pattern, drop_caches  # noqa: E402
 
 MIB = 1 << 20
 BIG = {"set/f%02d.bin" % i: pattern(3 * MIB + 1000 * i, 40 + i) for i in range(10)}  # ~30 MiB
@@ -41,11 +41,6 @@ def sha(data):
     import hashlib
     return hashlib.sha256(data).hexdigest()
 
-
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
 
 
 def cache_options(cache_dir, mem_mb, disk_mb, extra=()):

@@ -11,7 +11,6 @@ counted by ossemu (GET /stats list_requests)."""
 import errno
 import json
 import os
-import socket
 import sys
 import time
 import urllib.request
@@ -19,7 +18,7 @@ import urllib.request
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
-from efctest import EfcTestCase, pattern  # noqa: E402
+from efctest import EfcTestCase, pattern, free_port, read_bytes as read  # noqa: E402
 
 FILES = {
     "d1/a.txt": b"version one\n",
@@ -29,17 +28,6 @@ FILES = {
 }
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 class DirCache(EfcTestCase):

@@ -17,7 +17,7 @@ import urllib.request
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
-from efctest import EfcTestCase, pattern  # noqa: E402
+from efctest import EfcTestCase, pattern, free_port, read_bytes as read  # noqa: E402
 
 MIB = 1 << 20
 FILES = {
@@ -38,17 +38,6 @@ PROM_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(\\
                        r'(-?[0-9.e+-]+|NaN|[+-]Inf)$')
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def local_ipv4():
@@ -217,9 +206,7 @@ class Mgmt(EfcTestCase):
         self.assertEqual(self.api("/v1/tier/clear")["ErrorCode"], 0)
         t = self.api("/v1/tier")["Results"][0]
         self.assertEqual([t[n] for n in TIER], [0] * 10, "clear left counters")
-        os.sync()
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
+        efctest.drop_caches()
         self.assertEqual(read(m.path("data/a_1.bin")), FILES["data/a_1.bin"])
         t = self.api("/v1/tier")["Results"][0]
         self.assertGreater(t["tier_read_hit"], 0)
