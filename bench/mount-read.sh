@@ -2,8 +2,11 @@
 # Cold sequential read of one large object through an efc mount, against curl fetching the same
 # object from the same ossemu in the same run; and `ls -l` of a 10,000-entry directory.
 #
-#   bench/mount-read.sh [--size-mib N] [--runs R] [--bw-per-conn BYTES] [--files N]
-#                       [--opts g_name=value,...]   (extra mount options for efc)
+#   bench/mount-read.sh [--size-mib N] [--runs R] [--bw-per-conn BYTES] [--latency-ms N]
+#                       [--files N] [--opts g_name=value,...]   (extra mount options for efc)
+#
+# --latency-ms adds that much to every request ossemu answers (run.sh uses 5, like OSS's first
+# byte); 0 (the default) measures the client alone.
 #
 # Each cold read is on a fresh mount with the kernel's caches dropped. In --opts, @CACHEDIR@
 # stands for a new empty directory per mount (g_tier_DadiDiskCachePath=@CACHEDIR@), so that a
@@ -11,15 +14,16 @@
 # mount.alinas (scripts/demo.sh or cmake --install installs it). Prints a markdown table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-size_mib=1024 runs=3 bw=0 nfiles=10000 opts=""
+size_mib=1024 runs=3 bw=0 lat=0 nfiles=10000 opts=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --size-mib) size_mib=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --bw-per-conn) bw=$2; shift 2 ;;
+    --latency-ms) lat=$2; shift 2 ;;
     --files) nfiles=$2; shift 2 ;;
     --opts) opts=",$2"; shift 2 ;;
-    *) echo "usage: $0 [--size-mib N] [--runs R] [--bw-per-conn BYTES] [--files N] [--opts O]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--size-mib N] [--runs R] [--bw-per-conn BYTES] [--latency-ms N] [--files N] [--opts O]" >&2; exit 2 ;;
   esac
 done
 [ -x /sbin/mount.alinas ] || { echo "mount.alinas is not installed (run scripts/demo.sh)" >&2; exit 1; }
@@ -35,6 +39,7 @@ for i in $(seq 1 "$nfiles"); do : > "$work/root/many/f$i"; done
 printf 'testak:testsk\n' > "$work/passwd"; chmod 600 "$work/passwd"
 args=(--root "$work/root" --bucket testbucket --cred testak:testsk)
 [ "$bw" != 0 ] && args+=(--bw-per-conn "$bw")
+[ "$lat" != 0 ] && args+=(--latency-ms "$lat")
 . "$here/tests/ossemu/start.sh"
 ossemu_start "$work" "${args[@]}" || exit 1
 pid=$OSSEMU_PID port=$OSSEMU_PORT
@@ -70,7 +75,7 @@ for _ in $(seq 1 "$runs"); do
 done
 c=$(printf '%s\n' "${curl_r[@]}" | median)
 e=$(printf '%s\n' "${efc_r[@]}" | median)
-echo "Cold sequential read of a ${size_mib} MiB object, median of $runs runs$([ "$bw" != 0 ] && echo ", ossemu capped at $bw B/s per connection")${opts:+, mount options${opts}}"
+echo "Cold sequential read of a ${size_mib} MiB object, median of $runs runs$([ "$bw" != 0 ] && echo ", ossemu capped at $bw B/s per connection")$([ "$lat" != 0 ] && echo ", ${lat} ms per request")${opts:+, mount options${opts}}"
 echo
 echo "| what | median | ratio to curl | runs |"
 echo "|---|---|---|---|"

@@ -1281,14 +1281,14 @@ static void run_claim(struct cache *c, struct runblk *r)
 }
 
 /* Ends the fill of claimed block R: with its bytes DATA (NULL: the fetch failed, and waiters
- * fetch for themselves). */
-static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data)
+ * fetch for themselves). IN_SLOT: DATA is the block's memory slot already. */
+static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, int in_slot)
 {
     uint64_t all[MAXW];
     struct shard *sh = shard_of(c, r->b.id);
     struct centry *e = E(c, r->entry);
     bm_range(all, c->w, 0, (r->b.blen - 1) >> c->ps_shift);
-    if (data && r->mslot != NIL)
+    if (data && r->mslot != NIL && !in_slot)
         memcpy(c->arena + (size_t)r->mslot * c->bs, data, r->b.blen);
     pthread_mutex_lock(&sh->lock);
     if (data && r->mslot != NIL) {
@@ -1305,12 +1305,71 @@ static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data)
     pthread_mutex_unlock(&sh->lock);
 }
 
+/* A run fetched through the source's fetch_range: bytes land in each block's memory slot (or a
+ * scratch block, for one without) and each block is published once its last byte is in. */
+struct run_sink {
+    struct cache *c;
+    struct runblk *r;
+    unsigned m, k;  /* blocks, the one being filled */
+    uint32_t got;   /* bytes of block k in */
+    uint8_t *spare; /* a scratch block for blocks with no memory slot */
+    uint64_t bytes; /* delivered */
+};
+
+static int run_sink_fn(void *arg, const void *data, size_t n)
+{
+    struct run_sink *rs = arg;
+    struct cache *c = rs->c;
+    const uint8_t *src = data;
+    while (n > 0) {
+        if (rs->k >= rs->m)
+            return -EIO; /* more than asked for: a broken source */
+        struct runblk *x = &rs->r[rs->k];
+        uint8_t *dst = x->mslot != NIL ? c->arena + (size_t)x->mslot * c->bs : rs->spare;
+        if (!dst)
+            return -ENOMEM;
+        size_t take = x->b.blen - rs->got < n ? x->b.blen - rs->got : n;
+        memcpy(dst + rs->got, src, take);
+        rs->got += (uint32_t)take;
+        rs->bytes += take;
+        src += take;
+        n -= take;
+        if (rs->got == x->b.blen) {
+            run_publish(c, x, dst, 1);
+            rs->k++;
+            rs->got = 0;
+        }
+    }
+    return 0;
+}
+
 /* Fetches the M claimed blocks R (consecutive) with one source request and publishes them. */
 static void run_fetch(struct cache *c, struct runblk *r, unsigned m)
 {
     uint64_t total = 0;
     for (unsigned k = 0; k < m; k++)
         total += r[k].b.blen;
+    if (c->src.fetch_range) {
+        struct run_sink rs = {c, r, m, 0, 0, NULL, 0};
+        for (unsigned k = 0; k < m && !rs.spare; k++)
+            if (r[k].mslot == NIL)
+                rs.spare = scratch_get(c->bs);
+        tb_take(c, total);
+        STAT(c, source_fetches, 1);
+        STAT(c, root_read_source, 1);
+        int rc = c->src.fetch_range(c->src.arg, r->b.key, r->b.etag, r->b.obj_size, r->b.index,
+                                    total, run_sink_fn, &rs);
+        STAT(c, root_read_source_bytes, rs.bytes);
+        if (rc < 0) {
+            STAT(c, source_errors, 1);
+            log_debug("cache: prefetch of '%s' blocks %llu-%llu: %s", r->b.key,
+                      (unsigned long long)r->b.index, (unsigned long long)(r->b.index + m - 1),
+                      strerror(-rc));
+        }
+        for (unsigned k = rs.k; k < m; k++) /* what did not come (an error, a short object) */
+            run_publish(c, &r[k], NULL, 0);
+        return;
+    }
     uint8_t *buf = scratch_get(total);
     ssize_t n = -ENOMEM;
     if (buf)
@@ -1323,7 +1382,7 @@ static void run_fetch(struct cache *c, struct runblk *r, unsigned m)
     uint64_t off = 0;
     for (unsigned k = 0; k < m; k++) {
         int ok = n >= 0 && off + r[k].b.blen <= (uint64_t)n;
-        run_publish(c, &r[k], ok ? buf + off : NULL);
+        run_publish(c, &r[k], ok ? buf + off : NULL, 0);
         off += r[k].b.blen;
     }
 }
@@ -1710,9 +1769,9 @@ int cache_new(const struct cache_config *cfg, const struct cache_source *src, st
                      (unsigned long long)c->arena_len);
             goto fail;
         }
-        /* Huge pages: a cold stream touches every arena page once, and 4 KiB faults (with
-           their zeroing and accounting) cost a third of a stream's CPU. Best effort. */
-        (void)madvise(c->arena, c->arena_len, MADV_HUGEPAGE);
+        /* No MADV_HUGEPAGE: fewer faults, but on a VM whose free memory is handed back to the
+           host (virtio free page reporting works on 2 MiB blocks), every huge page is fresh
+           host memory, and a cold stream into the cache measured 20% slower with it. */
         c->mq = s3fifo_new((uint32_t)mslots);
         if (!c->mq)
             goto fail;

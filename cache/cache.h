@@ -52,6 +52,14 @@ struct cache_source {
     ssize_t (*fetch)(void *arg, const char *key, const char *etag, uint64_t obj_size,
                      uint64_t index, uint32_t off, uint32_t len, void *buf);
     void *arg;
+    /* Optional (NULL: a run is fetched into one buffer and copied to its blocks' slots): the
+     * range [index * block_size, + len) of (key, etag) in one request, its bytes handed in order
+     * to SINK as they arrive (SINK returns 0, or -errno to abort the request with it), so that
+     * each block of a run lands in its own slot and is served as soon as it is in. Returns 0
+     * once the range (clipped at obj_size) was delivered whole, else -errno. Thread-safe. */
+    int (*fetch_range)(void *arg, const char *key, const char *etag, uint64_t obj_size,
+                       uint64_t index, uint64_t len,
+                       int (*sink)(void *sink_arg, const void *data, size_t n), void *sink_arg);
 };
 
 /* Creates a cache. Disk directories that cannot be used (missing, unwritable, locked by another

@@ -58,11 +58,11 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
-#define EFC_LCACHE_DIRS       4096
-#define EFC_META_BYTES        (64ull << 20) /* the metadata cache's memory bound */
-#define EFC_DIRMEM_LIMIT      (256ull << 20) /* directory pages in memory, all directories */
-#define EFC_PROBE_KEYS        16             /* keys asked for by a lookup's probe */
-#define EFC_STATFS_TTL_MS     60000
+#define EFC_LCACHE_DIRS   4096
+#define EFC_META_BYTES    (64ull << 20)  /* the metadata cache's memory bound */
+#define EFC_DIRMEM_LIMIT  (256ull << 20) /* directory pages in memory, all directories */
+#define EFC_PROBE_KEYS    16             /* keys asked for by a lookup's probe */
+#define EFC_STATFS_TTL_MS 60000
 /* When GetBucketStat says nothing (S3, errors): 1 PiB, all of it free. */
 #define EFC_STATFS_UNKNOWN_BLOCKS (1ull << 38)
 #define EFC_STATFS_UNKNOWN_FILES  (1ull << 32)
@@ -262,8 +262,8 @@ static bool meta_file(struct efc *e, const char *key, struct efc_attr *a, uint64
 {
     struct efc_meta_ent m;
 
-    if (e->meta == NULL || !efc_meta_get(e->meta, key, strlen(key), &m) || !m.present ||
-        m.is_dir || !m.headed)
+    if (e->meta == NULL || !efc_meta_get(e->meta, key, strlen(key), &m) || !m.present || m.is_dir ||
+        !m.headed)
         return false;
     attr_from_ment(a, &m, now);
     return true;
@@ -685,8 +685,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (!n.is_dir && (n.attr.fetched_ms == 0 || now - n.attr.fetched_ms >= e->attr_ttl_ms) &&
         meta_file(e, n.key, &n.attr, now)) {
         efc_ns_set_attr(e->ns, ino, &n.attr);
-    } else if (!n.is_dir &&
-               (n.attr.fetched_ms == 0 || now - n.attr.fetched_ms >= e->attr_ttl_ms)) {
+    } else if (!n.is_dir && (n.attr.fetched_ms == 0 || now - n.attr.fetched_ms >= e->attr_ttl_ms)) {
         struct oss_object_meta m;
         rc = oss_head(e->oss, n.key, &m);
         if (rc) {
@@ -1344,8 +1343,8 @@ int efc_fs_setup(struct efc *e)
     }
     /* Open directory streams have EFC_DIRMEM_LIMIT besides what the readdir cache may hold. */
     e->dirmem->limit = EFC_DIRMEM_LIMIT + 2 * max_size;
-    rc = efc_lcache_new(max_count > UINT_MAX ? UINT_MAX : (unsigned)max_count, max_size,
-                        e->dirmem, &e->lcache);
+    rc = efc_lcache_new(max_count > UINT_MAX ? UINT_MAX : (unsigned)max_count, max_size, e->dirmem,
+                        &e->lcache);
     if (rc)
         return rc;
     if (opt_bool(&e->opts, OPT_METADATA_CACHEENABLE)) {
@@ -1389,11 +1388,13 @@ static int cache_start(struct efc *e, char *err, size_t errlen)
     cc.block_size = (uint32_t)e->cache_src->block_bytes;
     cc.page_size = (uint32_t)(opt_int(o, OPT_TIER_DADICACHEPAGESIZEKB) * 1024);
     cc.origin_bytes_per_sec = (uint64_t)opt_int(o, OPT_TIER_DADISDKGETTRAFFICLIMIT);
-    /* The cache's workers run the readahead (prefetch) and the disk writes: as many as one
-       reader may have GETs in flight, so a cold sequential stream keeps its parallelism. */
+    /* io_threads are the prefetch (readahead) workers only, the disk writes have their own two:
+       as many as one reader may have GETs in flight, so a cold sequential stream keeps its
+       parallelism. A run of missing blocks goes in one ranged GET (fetch_range). */
     int64_t inflight = opt_int(o, OPT_READ_MAXINFLIGHT);
     cc.io_threads = (unsigned)(inflight < 2 ? 2 : inflight > 32 ? 32 : inflight);
-    struct cache_source src = {.fetch = efc_block_fetch, .arg = e->cache_src};
+    struct cache_source src = {
+        .fetch = efc_block_fetch, .arg = e->cache_src, .fetch_range = efc_block_fetch_range};
 
     char cerr[512];
     int rc = cache_new(&cc, &src, &e->cache, cerr, sizeof(cerr));

@@ -39,16 +39,21 @@
  * is not used at all: the cache already owns buffers, single-flight and background fills, so a
  * second layer of chunk buffers would only copy every byte twice and hold memory the cache
  * accounts for. Such a reader keeps the same classification (classify_locked: history, streak,
- * window position and drops), but its window is a range of blocks handed to cache_prefetch()
- * (cache_window_locked: blocks past the read up to `win` blocks beyond the read position, each
- * block prefetched once as ra_next advances; win grows to RA_GROWTH times what the stream has
- * read, up to ahead_bytes), and every read, random or sequential, is one cache_read() with no
- * lock held: a sequential read hits the blocks the prefetch filled or joins its fill
- * (single-flight), a random read costs a fetch of the pages it needs. The cache's source is
- * efc_block_fetch(): one GET with If-Match, so -ESTALE comes back out of cache_read() (errors
- * are never cached) and sticks to the reader as without a cache; a prefetch that meets it just
- * drops the block. A reader without an ETag bypasses the cache (its blocks could not be keyed),
- * and so does a read the cache refuses as invalid (-EINVAL: an over-long key or ETag).
+ * window position and drops), but its window is handed to the cache as prefetch runs
+ * (cache_window_locked): as window_pump_locked does, runs of win / max_inflight blocks (at most
+ * the cache's 4 MiB run), issued once a whole run fits or the reader is close, so that
+ * max_inflight GETs (the cache's prefetch workers, one GET per run) fetch the window in
+ * parallel; win grows to RA_GROWTH times what the stream has read, up to ahead_bytes, and never
+ * beyond half of what the cache holds (more would evict its own blocks before the reader got to
+ * them). Every read, random or sequential, is served by the cache with no lock held: op_read's
+ * efc_reader_read_ref() pins a block the memory tier holds (waiting for its fill if a prefetch is
+ * bringing it) and the reply is sent from the cache's memory; anything else is one cache_read()
+ * into a buffer (a block not there yet is fetched, page-granular, with single-flight). The
+ * cache's source is efc_block_fetch() / efc_block_fetch_range(): one GET with If-Match, so
+ * -ESTALE comes back out of the cache (errors are never cached) and sticks to the reader as
+ * without a cache; a prefetch that meets it just drops the block. A reader without an ETag
+ * bypasses the cache (its blocks could not be keyed), and so does a read the cache refuses as
+ * invalid (-EINVAL: an over-long key or ETag), and every reader of a cache that holds nothing.
  *
  * Without a cache, run_fetch() is the one place that turns "chunks i..j of (key, etag)" into
  * bytes.
@@ -1300,4 +1305,47 @@ ssize_t efc_block_fetch(void *arg, const char *key, const char *etag, uint64_t o
         return rc;
     }
     return (ssize_t)res.bytes;
+}
+
+struct range_sink {
+    int (*sink)(void *, const void *, size_t);
+    void *arg;
+    uint64_t next; /* the object offset the next byte must have */
+};
+
+static int range_sink_fn(void *arg, uint64_t offset, const void *data, size_t len)
+{
+    struct range_sink *rs = arg;
+    if (offset != rs->next)
+        return -EIO; /* oss_get delivers the range in order; anything else is a bug */
+    rs->next += len;
+    return rs->sink(rs->arg, data, len);
+}
+
+int efc_block_fetch_range(void *arg, const char *key, const char *etag, uint64_t obj_size,
+                          uint64_t index, uint64_t len,
+                          int (*sink)(void *sink_arg, const void *data, size_t n), void *sink_arg)
+{
+    const struct efc_block_source *bs = arg;
+    uint64_t start = index * bs->block_bytes;
+    struct range_sink rs = {sink, sink_arg, start};
+    struct oss_get g = {.key = key,
+                        .offset = start,
+                        .length = len,
+                        .if_match = etag && etag[0] ? etag : NULL,
+                        .sink = range_sink_fn,
+                        .sink_arg = &rs};
+
+    if (start >= obj_size || len == 0)
+        return 0;
+    if (g.length > obj_size - start)
+        g.length = obj_size - start;
+    int rc = oss_get(bs->cl, &g, NULL);
+    if (rc) {
+        if (rc != -ESTALE)
+            log_warn("read: '%s' bytes %" PRIu64 "-%" PRIu64 " for the cache: %s (%s)", key, start,
+                     start + g.length - 1, strerror(-rc), oss_last_error());
+        return rc;
+    }
+    return rs.next == start + g.length ? 0 : -EIO;
 }

@@ -18,9 +18,10 @@
  * for memory.
  *
  * With a block cache (config.cache) every byte of a reader whose ETag is known comes through the
- * cache instead: a read is one cache_read(), and a sequential reader's window becomes
- * cache_prefetch() calls for the blocks ahead; no chunk buffer is used. A reader without an ETag
- * (nothing to key the blocks by) reads as without a cache.
+ * cache instead: a read is one cache_read() (or, by efc_reader_read_ref, a pinned block of the
+ * cache's memory), and a sequential reader's window becomes cache_prefetch() runs for the blocks
+ * ahead, kept within half of what the cache holds; no chunk buffer is used. A reader without an
+ * ETag (nothing to key the blocks by) reads as without a cache.
  *
  * Thread safety: every function may be called from any thread. Reads on one reader may run
  * concurrently with each other (FUSE is multi-threaded); efc_reader_close() must not race with a
@@ -137,5 +138,11 @@ struct efc_block_source {
 };
 ssize_t efc_block_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
                         uint64_t index, uint32_t off, uint32_t len, void *buf);
+/* The run-capable miss path (struct cache_source.fetch_range), same ARG: bytes [index *
+ * block_bytes, + len) by one GET with If-Match, handed to SINK as they arrive. Give the cache
+ * both: {.fetch = efc_block_fetch, .arg = src, .fetch_range = efc_block_fetch_range}. */
+int efc_block_fetch_range(void *arg, const char *key, const char *etag, uint64_t obj_size,
+                          uint64_t index, uint64_t len,
+                          int (*sink)(void *sink_arg, const void *data, size_t n), void *sink_arg);
 
 #endif

@@ -1,4 +1,5 @@
-/* tests/integration/it_read.c - the read path (efc/read.h) against tests/ossemu over loopback.
+/* tests/integration/it_read.c - the read path (efc/read.h) against tests/ossemu over loopback,
+ * without and with the block cache (cache/cache.h).
  *
  * One ossemu serves a directory of pattern files. Each test builds its own reader pool (so its
  * counters start at zero) on one shared client and checks bytes against the pattern, the pool's
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -950,6 +952,125 @@ static void test_bad_args(void **state)
     efc_reader_pool_free(NULL);
 }
 
+/* ---- through the block cache ------------------------------------------------------------ */
+
+static struct efc_block_source block_src; /* the cache's source: the shared client, 1 MiB */
+
+/* A cache of MEM bytes (memory only) on the shared client; RANGE: with fetch_range (runs land
+ * in their blocks' slots), else runs come into one buffer. */
+static struct cache *mk_cache(uint64_t mem, bool range)
+{
+    struct cache_config cc = {
+        .mem_bytes = mem, .block_size = MiB, .page_size = 16 * KiB, .io_threads = 8};
+    struct cache_source src = {.fetch = efc_block_fetch,
+                               .arg = &block_src,
+                               .fetch_range = range ? efc_block_fetch_range : NULL};
+    struct cache *c = NULL;
+    char err[256];
+    block_src = (struct efc_block_source){cl, MiB};
+    if (cache_new(&cc, &src, &c, err, sizeof(err)) != 0)
+        fail_msg("cache_new: %s", err);
+    return c;
+}
+
+static struct efc_reader_pool *mk_cached_pool(struct cache *c, uint64_t ahead)
+{
+    struct efc_read_config cfg = {
+        .ahead_bytes = ahead, .max_inflight = 8, .chunk_bytes = MiB, .cache = c};
+    struct efc_reader_pool *p = NULL;
+    assert_int_equal(efc_reader_pool_new(cl, &cfg, &p), 0);
+    return p;
+}
+
+/* Reads big.bin in IOSZ reads the way op_read does (efc_reader_read_ref), checks every byte and
+ * returns MB/s. */
+static double read_all_big_ref(struct efc_reader *r, size_t iosz)
+{
+    uint8_t *got = malloc(BIG_SIZE);
+    uint64_t t0 = time_mono_ns();
+    for (uint64_t off = 0; off < BIG_SIZE; off += iosz) {
+        struct efc_read_ref rr;
+        ssize_t n = efc_reader_read_ref(r, off, iosz, &rr);
+        if (n != (ssize_t)min_size(iosz, BIG_SIZE - off) || (size_t)n != rr.len)
+            fail_msg("read at %" PRIu64 ": %zd", off, n);
+        memcpy(got + off, rr.data, rr.len);
+        efc_reader_ref_put(r, &rr);
+    }
+    double secs = (double)(time_mono_ns() - t0) / 1e9;
+    check_big(got, 0, BIG_SIZE);
+    free(got);
+    return (double)BIG_SIZE / 1e6 / secs;
+}
+
+/* A cold sequential read through the cache under a 20 MB/s per-connection cap keeps several
+ * requests in flight (runs of blocks, one GET each), fetches nothing twice, and a re-read is
+ * served from the cache's memory without a copy and without a request. Both kinds of source. */
+static void test_cache_sequential(void **state)
+{
+    assert_int_equal(ossemu_faults(&emu, "{\"bw_per_conn\":20000000}"), 0);
+    for (int range = 0; range <= 1; range++) {
+        struct cache *c = mk_cache(128 * MiB, range);
+        struct efc_reader_pool *p = mk_cached_pool(c, 32 * MiB);
+        struct efc_reader *r = open_key(p, "big.bin", NULL);
+        ossemu_reset_stats(&emu);
+        double mbs = read_all_big_ref(r, MiB);
+        efc_reader_close(r);
+        uint64_t sent = emu_bytes("big.bin"), gets = emu_gets("big.bin");
+        struct cache_stats cs;
+        cache_get_stats(c, &cs);
+        fprintf(stderr,
+                "# cached (%s) cold sequential 64 MiB, 1 MiB reads, 20 MB/s per connection: "
+                "%.0f MB/s, %" PRIu64 " GETs, %" PRIu64 " bytes sent (x%.4f)\n",
+                range ? "fetch_range" : "one buffer", mbs, gets, sent, (double)sent / BIG_SIZE);
+        assert_true(sent <= BIG_SIZE + MiB); /* nothing fetched twice */
+        assert_true(gets <= 40);             /* runs, not a GET per block */
+        assert_true(mbs > 60);               /* several in flight, as without the cache */
+
+        /* Warm: every 1 MiB read lies in one block held in memory: no copy, no request. */
+        struct efc_read_stats s0, s1;
+        efc_reader_pool_stats(p, &s0);
+        ossemu_reset_stats(&emu);
+        r = open_key(p, "big.bin", NULL);
+        mbs = read_all_big_ref(r, MiB);
+        efc_reader_close(r);
+        efc_reader_pool_stats(p, &s1);
+        fprintf(stderr, "# cached warm re-read: %.0f MB/s, %" PRIu64 " of 64 reads zero-copy\n",
+                mbs, s1.zero_copy - s0.zero_copy);
+        assert_int_equal(emu_gets("big.bin"), 0);
+        assert_int_equal(s1.zero_copy - s0.zero_copy, 64);
+        /* Reads across two blocks take the copy, and are still right. */
+        r = open_key(p, "big.bin", NULL);
+        read_all_big_ref(r, MiB + 4096);
+        efc_reader_close(r);
+        assert_int_equal(emu_gets("big.bin"), 0);
+        efc_reader_pool_free(p);
+        cache_free(c);
+    }
+}
+
+/* A memory tier of 4 blocks under a 32 MiB readahead window: the window is held to 2 blocks and
+ * what it fetches is still there when the reader gets to it, so every byte comes once. */
+static void test_cache_tiny_memory(void **state)
+{
+    struct cache *c = mk_cache(4 * MiB, true);
+    struct efc_reader_pool *p = mk_cached_pool(c, 32 * MiB);
+    struct efc_reader *r = open_key(p, "big.bin", NULL);
+    ossemu_reset_stats(&emu);
+    double mbs = read_all_big_ref(r, 128 * KiB);
+    efc_reader_close(r);
+    uint64_t sent = emu_bytes("big.bin"), gets = emu_gets("big.bin");
+    struct cache_stats cs;
+    cache_get_stats(c, &cs);
+    fprintf(stderr,
+            "# cached, 4 MiB of memory, 32 MiB window: %.0f MB/s, %" PRIu64 " GETs, %" PRIu64
+            " bytes sent (x%.4f), %" PRIu64 " evictions\n",
+            mbs, gets, sent, (double)sent / BIG_SIZE, cs.evictions_mem);
+    assert_true(sent <= BIG_SIZE + MiB);
+    assert_true(cs.mem_used <= 4 * MiB);
+    efc_reader_pool_free(p);
+    cache_free(c);
+}
+
 int main(void)
 {
     log_set_level(getenv("EFC_TEST_LOG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
@@ -968,6 +1089,8 @@ int main(void)
         cmocka_unit_test_setup(test_close_inflight, test_setup),
         cmocka_unit_test_setup(test_seek_drops_window, test_setup),
         cmocka_unit_test_setup(test_bad_args, test_setup),
+        cmocka_unit_test_setup(test_cache_sequential, test_setup),
+        cmocka_unit_test_setup(test_cache_tiny_memory, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -22,8 +22,8 @@ struct fake {
     uint32_t block_size;
     uint64_t fetches, bytes; /* atomic */
     int fail_errno;          /* atomic: every fetch fails with -fail_errno while set */
-    unsigned fail_per_mille; /* random failures (-EIO), 0..1000 */
-    unsigned latency_us;
+    unsigned fail_per_mille; /* atomic: random failures (-EIO), 0..1000 */
+    unsigned latency_us;     /* atomic */
 };
 
 static uint64_t fake_mix(uint64_t x)
@@ -90,12 +90,14 @@ static ssize_t fake_fetch(void *arg, const char *key, const char *etag, uint64_t
 {
     struct fake *f = arg;
     __atomic_fetch_add(&f->fetches, 1, __ATOMIC_RELAXED);
-    if (f->latency_us)
-        usleep(f->latency_us);
+    unsigned lat = __atomic_load_n(&f->latency_us, __ATOMIC_RELAXED);
+    if (lat)
+        usleep(lat);
     int fe = __atomic_load_n(&f->fail_errno, __ATOMIC_RELAXED);
     if (fe)
         return -fe;
-    if (f->fail_per_mille && fake_rand() % 1000 < f->fail_per_mille)
+    unsigned fpm = __atomic_load_n(&f->fail_per_mille, __ATOMIC_RELAXED);
+    if (fpm && fake_rand() % 1000 < fpm)
         return -EIO;
     uint64_t pos = index * f->block_size + off;
     if (pos >= obj_size)
@@ -104,6 +106,45 @@ static ssize_t fake_fetch(void *arg, const char *key, const char *etag, uint64_t
     fake_fill(fake_seed(key, etag), pos, buf, n);
     __atomic_fetch_add(&f->bytes, n, __ATOMIC_RELAXED);
     return (ssize_t)n;
+}
+
+/* The run-capable source: the same bytes handed to SINK in uneven pieces (so that pieces
+ * straddle block ends); a random failure strikes after part of the range was delivered. */
+static inline int fake_fetch_range(void *arg, const char *key, const char *etag, uint64_t obj_size,
+                                   uint64_t index, uint64_t len,
+                                   int (*sink)(void *, const void *, size_t), void *sink_arg)
+{
+    struct fake *f = arg;
+    uint8_t piece[96 * 1024];
+    __atomic_fetch_add(&f->fetches, 1, __ATOMIC_RELAXED);
+    unsigned lat = __atomic_load_n(&f->latency_us, __ATOMIC_RELAXED);
+    if (lat)
+        usleep(lat);
+    int fe = __atomic_load_n(&f->fail_errno, __ATOMIC_RELAXED);
+    if (fe)
+        return -fe;
+    uint64_t pos = index * f->block_size;
+    if (pos >= obj_size)
+        return 0;
+    uint64_t end = obj_size - pos < len ? obj_size : pos + len;
+    unsigned fpm = __atomic_load_n(&f->fail_per_mille, __ATOMIC_RELAXED);
+    int fail = fpm && fake_rand() % 1000 < fpm;
+    uint64_t fail_at = fail ? pos + fake_rand() % (end - pos) : UINT64_MAX;
+    uint64_t seed = fake_seed(key, etag);
+    while (pos < end) {
+        uint64_t n = 1 + fake_rand() % sizeof(piece);
+        if (n > end - pos)
+            n = end - pos;
+        if (pos + n > fail_at)
+            return -EIO;
+        fake_fill(seed, pos, piece, n);
+        __atomic_fetch_add(&f->bytes, n, __ATOMIC_RELAXED);
+        int rc = sink(sink_arg, piece, n);
+        if (rc)
+            return rc;
+        pos += n;
+    }
+    return 0;
 }
 
 static inline uint64_t fake_fetches(struct fake *f)

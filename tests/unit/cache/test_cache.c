@@ -26,6 +26,7 @@ struct env {
     char d1[96], d2[96];
     char dirs[200];
     int tmpfs;
+    int no_range; /* mk() gives the cache no fetch_range: runs go through one buffer */
     struct fake f;
 };
 
@@ -64,7 +65,8 @@ static struct cache *mk(struct env *e, uint64_t mem, const char *dirs, uint64_t 
                                .block_size = bs,
                                .page_size = 16 * KiB,
                                .io_threads = 2};
-    struct cache_source src = {fake_fetch, &e->f};
+    struct cache_source src = {
+        .fetch = fake_fetch, .arg = &e->f, .fetch_range = e->no_range ? NULL : fake_fetch_range};
     struct cache *c = NULL;
     char err[256];
     e->f.block_size = bs;
@@ -543,7 +545,8 @@ static void test_index_overhead(void **state)
                                        .disk_bytes_per_dir = 100 * GiB,
                                        .block_size = bs,
                                        .page_size = ps};
-            struct cache_source src = {fake_fetch, &e->f};
+            struct cache_source src = {
+                .fetch = fake_fetch, .arg = &e->f, .fetch_range = fake_fetch_range};
             char err[256];
             assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), 0);
             cache_get_stats(c, &st);
@@ -591,39 +594,63 @@ static void test_stats(void **state)
 static void test_prefetch(void **state)
 {
     struct env *e = *state;
-    struct cache *c = mk(e, 16 * MiB, e->d1, 32 * MiB, 1 << 20);
-    uint64_t size = 6 * MiB + 5;
-    assert_int_equal(cache_prefetch(c, "pf", "e", size, 0, size), 0);
-    for (int i = 0; i < 300 && __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) < size; i++)
-        usleep(10000);
-    settle(c);
-    /* Runs of consecutive blocks, one request each (4 MiB at most): blocks 0-3, then 4-6. */
-    assert_int_equal(fake_fetches(&e->f), 2);
-    assert_int_equal(e->f.bytes, size);
-    read_ok(c, "pf", "e", size, 0, size);
-    assert_int_equal(fake_fetches(&e->f), 2);
-    struct cache_stats st;
-    cache_get_stats(c, &st);
-    assert_int_equal(st.read_hit, 1);
-    assert_int_equal(st.root_read_source, 2);
-    assert_int_equal(st.prefetch_queued, 7);
-    /* Blocks already held split a run: one request for each stretch still missing. */
-    read_ok(c, "pf3", "e", 8 * MiB, 2 * MiB, 1);
-    uint64_t f0 = fake_fetches(&e->f);
-    assert_int_equal(cache_prefetch(c, "pf3", "e", 8 * MiB, 0, 4 * MiB), 0);
-    for (int i = 0; i < 300 && fake_fetches(&e->f) < f0 + 3; i++)
-        usleep(10000);
-    settle(c);
-    assert_int_equal(fake_fetches(&e->f), f0 + 3); /* 0-1, 2's other pages, 3 */
-    read_ok(c, "pf3", "e", 8 * MiB, 0, 4 * MiB);
-    assert_int_equal(fake_fetches(&e->f), f0 + 3);
-    /* The queue is bounded: a huge prefetch drops what does not fit. */
-    e->f.latency_us = 20000;
-    int rc = cache_prefetch(c, "pf2", "e", 4096 * MiB, 0, 4096 * MiB);
-    assert_int_equal(rc, -EAGAIN);
-    cache_get_stats(c, &st);
-    assert_true(st.prefetch_dropped > 0);
-    cache_free(c); /* drops the queue, does not wait for it */
+    for (int range = 1; range >= 0; range--) {
+        e->no_range = !range;
+        e->f.fetches = e->f.bytes = 0;
+        e->f.latency_us = 0;
+        rm_rf(e->d1); /* what the first round left would be found on disk */
+        mkdir(e->d1, 0700);
+        struct cache *c = mk(e, 16 * MiB, e->d1, 32 * MiB, 1 << 20);
+        uint64_t size = 6 * MiB + 5;
+        assert_int_equal(cache_prefetch(c, "pf", "e", size, 0, size), 0);
+        for (int i = 0; i < 300 && __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) < size; i++)
+            usleep(10000);
+        settle(c);
+        /* Runs of consecutive blocks, one request each (4 MiB at most): blocks 0-3, then 4-6. */
+        assert_int_equal(fake_fetches(&e->f), 2);
+        assert_int_equal(e->f.bytes, size);
+        read_ok(c, "pf", "e", size, 0, size);
+        assert_int_equal(fake_fetches(&e->f), 2);
+        struct cache_stats st;
+        cache_get_stats(c, &st);
+        assert_int_equal(st.read_hit, 1);
+        assert_int_equal(st.root_read_source, 2);
+        assert_int_equal(st.root_read_source_bytes, size);
+        assert_int_equal(st.prefetch_queued, 7);
+        /* Blocks already held split a run: one request for each stretch still missing. */
+        read_ok(c, "pf3", "e", 8 * MiB, 2 * MiB, 1);
+        uint64_t f0 = fake_fetches(&e->f);
+        assert_int_equal(cache_prefetch(c, "pf3", "e", 8 * MiB, 0, 4 * MiB), 0);
+        for (int i = 0; i < 300 && fake_fetches(&e->f) < f0 + 3; i++)
+            usleep(10000);
+        settle(c);
+        assert_int_equal(fake_fetches(&e->f), f0 + 3); /* 0-1, 2's other pages, 3 */
+        read_ok(c, "pf3", "e", 8 * MiB, 0, 4 * MiB);
+        assert_int_equal(fake_fetches(&e->f), f0 + 3);
+        /* A run that fails part way: what came before the failure may be kept, the rest is
+           fetched by its readers, and every byte read is right. */
+        __atomic_store_n(&e->f.fail_per_mille, 1000, __ATOMIC_RELAXED);
+        assert_int_equal(cache_prefetch(c, "pf4", "e", 4 * MiB, 0, 4 * MiB), 0);
+        for (int i = 0; i < 300; i++) {
+            cache_get_stats(c, &st);
+            if (st.source_errors > 0)
+                break;
+            usleep(10000);
+        }
+        assert_true(st.source_errors > 0);
+        __atomic_store_n(&e->f.fail_per_mille, 0, __ATOMIC_RELAXED);
+        settle(c);
+        read_ok(c, "pf4", "e", 4 * MiB, 0, 4 * MiB);
+        /* The queue is bounded: a huge prefetch drops what does not fit. */
+        __atomic_store_n(&e->f.latency_us, 20000, __ATOMIC_RELAXED);
+        int rc = cache_prefetch(c, "pf2", "e", 4096 * MiB, 0, 4096 * MiB);
+        assert_int_equal(rc, -EAGAIN);
+        cache_get_stats(c, &st);
+        assert_true(st.prefetch_dropped > 0);
+        cache_free(c); /* drops the queue, does not wait for it */
+    }
+    e->no_range = 0;
+    e->f.latency_us = 0;
 }
 
 /* A sequential reader with readahead in a memory tier of 4 blocks: the read path keeps its
@@ -668,7 +695,7 @@ static void test_rate_limit(void **state)
                                .block_size = 1 << 20,
                                .page_size = 16 * KiB,
                                .origin_bytes_per_sec = 16 * MiB};
-    struct cache_source src = {fake_fetch, &e->f};
+    struct cache_source src = {.fetch = fake_fetch, .arg = &e->f, .fetch_range = fake_fetch_range};
     struct cache *c;
     char err[128];
     assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), 0);
@@ -683,7 +710,7 @@ static void test_rate_limit(void **state)
 static void test_bad_config(void **state)
 {
     struct env *e = *state;
-    struct cache_source src = {fake_fetch, &e->f};
+    struct cache_source src = {.fetch = fake_fetch, .arg = &e->f, .fetch_range = fake_fetch_range};
     struct cache *c = (struct cache *)1;
     char err[128];
     struct cache_config cfg = {.block_size = 3 << 20};

@@ -55,7 +55,7 @@ static struct cache *mk(struct env *e, uint64_t mem, const char *dirs, uint64_t 
                                .block_size = bs,
                                .page_size = 16 * KiB,
                                .io_threads = 2};
-    struct cache_source src = {fake_fetch, &e->f};
+    struct cache_source src = {.fetch = fake_fetch, .arg = &e->f, .fetch_range = fake_fetch_range};
     struct cache *c = NULL;
     char err[256];
     e->f.block_size = bs;

@@ -1,19 +1,17 @@
 /* tests/unit/cache/test_stress.c - many threads hammering one cache: random reads over a key
- * space larger than both tiers (hits, misses, evictions, demotions, disk hits), prefetches,
- * occasional ETag changes and source failures; every byte read is verified.
+ * space larger than both tiers (hits, misses, evictions, demotions, disk hits), prefetch runs,
+ * warm-up fills, zero-copy references held across other threads' evictions, counters read and
+ * cleared, occasional ETag changes and source failures; every byte read is verified.
  *
  * Bounded: EFC_STRESS_SECONDS (default 8) of wall time, 16 threads.
  *
- * Under ThreadSanitizer (built by hand, the tree's CMake knows only ASan+UBSan):
- *   cd /work/main && mkdir -p build/tsan && gcc -std=gnu11 -O1 -g -fsanitize=thread -I. \
- *     -DEFC_SOURCE_DIR='"."' -DEFC_OSSEMU_DIR='"."' tests/unit/cache/test_stress.c \
- *     cache/cache.c cache/disk.c cache/s3fifo.c util/log.c util/crc64.c \
- *     -o build/tsan/test_stress $(pkg-config --cflags --libs liburing libxxhash libisal cmocka) \
- *     -lpthread && EFC_STRESS_SECONDS=8 build/tsan/test_stress
+ * scripts/test.sh also runs it under ThreadSanitizer (cmake -DEFC_TSAN=ON, build/tsan,
+ * TSAN_OPTIONS=halt_on_error=1 ctest -R unit/cache).
  */
 #include "fake_source.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +28,7 @@ struct stress {
     struct fake f;
     double deadline;
     uint64_t reads, bytes, errors, wrong; /* atomic */
+    uint64_t fills, refs, clears;         /* atomic */
     unsigned etag_gen[NOBJ];              /* atomic */
 };
 
@@ -45,6 +44,8 @@ static void *worker(void *p)
     struct stress *s = p;
     uint8_t *buf = malloc(2 * MiB);
     fake_rng ^= (uint64_t)(uintptr_t)&buf * 2654435761u;
+    cache_clear_stats(s->c); /* at least once per thread, racing the others' counting */
+    __atomic_fetch_add(&s->clears, 1, __ATOMIC_RELAXED);
     while (now_sec() < s->deadline) {
         for (int it = 0; it < 64; it++) {
             /* Skewed: a hot quarter of the objects gets most reads. */
@@ -61,6 +62,52 @@ static void *worker(void *p)
             }
             if (r < 5) {
                 (void)cache_prefetch(s->c, key, etag, size, 0, size);
+                continue;
+            }
+            uint32_t bs = cache_block_size(s->c);
+            if (r < 8) {
+                /* A warm-up fill of one block: stored, or a source failure, or (memory full of
+                   pinned blocks) no room; never anything else. */
+                uint64_t idx = fake_rand() % ((size + bs - 1) / bs), got = 0;
+                int rc = cache_fill(s->c, key, etag, size, idx, &got);
+                if (rc != 0 && rc != -EIO && rc != -ENOSPC) {
+                    fprintf(stderr, "cache_fill %s %s block %llu: %d\n", key, etag,
+                            (unsigned long long)idx, rc);
+                    __atomic_fetch_add(&s->wrong, 1, __ATOMIC_RELAXED);
+                }
+                __atomic_fetch_add(&s->fills, 1, __ATOMIC_RELAXED);
+                continue;
+            }
+            if (r < 14) {
+                /* A zero-copy reference: held (and checked twice) while other threads evict. */
+                uint64_t off = fake_rand() % size;
+                size_t len = (size_t)(1 + fake_rand() % (256 * KiB));
+                struct cache_ref ref;
+                int rc = cache_ref_get(s->c, key, etag, size, off, len, &ref);
+                if (rc == 0) {
+                    size_t inblk = bs - (size_t)(off % bs);
+                    size_t want = len < inblk ? len : inblk;
+                    if (want > size - off)
+                        want = (size_t)(size - off);
+                    if (ref.len != want || fake_check(key, etag, off, ref.data, ref.len) != -1)
+                        __atomic_fetch_add(&s->wrong, 1, __ATOMIC_RELAXED);
+                    sched_yield();
+                    if (fake_check(key, etag, off, ref.data, ref.len) != -1)
+                        __atomic_fetch_add(&s->wrong, 1, __ATOMIC_RELAXED);
+                    cache_ref_put(s->c, &ref);
+                    __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
+                } else if (rc != -ENOENT) {
+                    __atomic_fetch_add(&s->wrong, 1, __ATOMIC_RELAXED);
+                }
+                continue;
+            }
+            if (r == 14) {
+                struct cache_stats st;
+                cache_get_stats(s->c, &st);
+                if (fake_rand() % 8 == 0) {
+                    cache_clear_stats(s->c);
+                    __atomic_fetch_add(&s->clears, 1, __ATOMIC_RELAXED);
+                }
                 continue;
             }
             uint64_t off = fake_rand() % (size + 100);
@@ -106,7 +153,10 @@ static void run(uint32_t bs, uint64_t mem, int disk, double seconds)
                                .block_size = bs,
                                .page_size = 16 * KiB,
                                .io_threads = 3};
-    struct cache_source src = {fake_fetch, &s->f};
+    /* Half the configurations fetch prefetch runs through fetch_range, half into one buffer. */
+    struct cache_source src = {.fetch = fake_fetch,
+                               .arg = &s->f,
+                               .fetch_range = bs >= (1u << 20) ? fake_fetch_range : NULL};
     char err[256];
     assert_int_equal(cache_new(&cfg, &src, &s->c, err, sizeof(err)), 0);
     s->deadline = now_sec() + seconds;
@@ -117,6 +167,9 @@ static void run(uint32_t bs, uint64_t mem, int disk, double seconds)
         pthread_join(th[i], NULL);
     struct cache_stats st;
     cache_get_stats(s->c, &st);
+    print_message("bs %u mem %llu disk %d: %llu fills, %llu refs, %llu clears\n", bs,
+                  (unsigned long long)mem, disk, (unsigned long long)s->fills,
+                  (unsigned long long)s->refs, (unsigned long long)s->clears);
     print_message("bs %u mem %llu disk %d: %llu reads, %.1f MiB, %llu source errors seen; "
                   "fetches %llu, evictions mem %llu disk %llu, disk writes %llu, corrupt %llu, "
                   "disk errors %llu, waits %llu, prefetch %llu/%llu dropped\n",
@@ -131,7 +184,10 @@ static void run(uint32_t bs, uint64_t mem, int disk, double seconds)
     assert_true(st.mem_used <= mem);
     assert_int_equal(st.corrupt_dropped, 0);
     assert_int_equal(st.disk_errors, 0);
-    assert_true(st.read_hit > 0);
+    assert_true(s->fills > 0);
+    assert_true(s->clears > 0);
+    if (mem >= 4ull * bs)
+        assert_true(s->refs > 0);
     cache_free(s->c);
     rm_rf(dir);
     free(s);
@@ -147,26 +203,34 @@ static double seconds(void)
 static void test_stress_mem_disk(void **state)
 {
     (void)state;
-    run(256 * KiB, 6 * MiB, 1, seconds() / 2);
+    run(256 * KiB, 6 * MiB, 1, seconds() / 3);
+}
+
+static void test_stress_mem_only(void **state)
+{
+    (void)state;
+    /* No disk: fills go to memory, where references pin slots others want. */
+    run(1 << 20, 8 * MiB, 0, seconds() / 4);
 }
 
 static void test_stress_small_mem(void **state)
 {
     (void)state;
     /* Memory for two blocks: slots are fought over, fills fall back to scratch buffers. */
-    run(1 << 20, 2 * MiB, 1, seconds() / 4);
+    run(1 << 20, 2 * MiB, 1, seconds() / 6);
 }
 
 static void test_stress_disk_only(void **state)
 {
     (void)state;
-    run(64 * KiB, 0, 1, seconds() / 4);
+    run(64 * KiB, 0, 1, seconds() / 6);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stress_mem_disk),
+        cmocka_unit_test(test_stress_mem_only),
         cmocka_unit_test(test_stress_small_mem),
         cmocka_unit_test(test_stress_disk_only),
     };
