@@ -2,7 +2,8 @@
 # The whole test suite: what README's second command and .ci/run run.
 #   1. setup (idempotent): Debian packages and the test server's npm packages
 #   2. a -Werror build and every ctest (unit, fuzz-corpus replays, integration against ossemu)
-#   3. the unit, integration and mount tests again under ASan+UBSan
+#   3. the unit, integration and mount tests again under ASan+UBSan, and the cache's unit tests
+#      under TSan
 #   4. each libFuzzer target for a bounded time (clang)
 #   5. ossemu's own tests (node --test) and the s3fs smoke test
 # Set EFC_FUZZ_SECONDS to change step 4's time per target (default 15).
@@ -38,6 +39,13 @@ run bash -c "cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 # The mount harness points the sanitizers' log_path at a directory it reads after each test
 # (a detached daemon has no stderr), so it must not inherit ASAN_OPTIONS from here.
 run bash -c 'cd build/asan && ctest --output-on-failure --timeout 900 -L mount' || failed+=("asan-mount")
+
+step "TSan build and the cache's unit tests (threads hammering one cache)"
+cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DEFC_WERROR=ON -DEFC_TSAN=ON >/dev/null
+cmake --build build/tsan -j"$jobs" --target unit_cache_test_cache unit_cache_test_fill \
+  unit_cache_test_stress
+run bash -c "cd build/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure \
+  --timeout 900 -R 'unit/cache'" || failed+=("tsan")
 
 step "fuzz targets (${fuzz_seconds}s each)"
 CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DEFC_FUZZ=ON \
