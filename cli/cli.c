@@ -145,20 +145,6 @@ int cli_path_lexical(const char *path, char *out, size_t outlen)
 
 /* ---- the state file ---------------------------------------------------------------------- */
 
-int cli_state_path(const char *dir, const char *mountpoint, char *out, size_t outlen)
-{
-    size_t dl = strlen(dir), ml = strlen(mountpoint);
-
-    if (dl + 1 + ml + sizeof(".json") > outlen)
-        return -ENAMETOOLONG;
-    memcpy(out, dir, dl);
-    out[dl] = '/';
-    for (size_t i = 0; i < ml; i++)
-        out[dl + 1 + i] = mountpoint[i] == '/' ? '_' : mountpoint[i];
-    memcpy(out + dl + 1 + ml, ".json", sizeof(".json"));
-    return 0;
-}
-
 int cli_state_parse(const char *text, size_t len, struct cli_state *st, char *err, size_t errlen)
 {
     json_error_t je;

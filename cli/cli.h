@@ -65,9 +65,6 @@ struct cli_state {
     char mountpoint[PATH_MAX]; /* "" if absent */
 };
 
-/* The state file's path for MOUNTPOINT in directory DIR (efc_state_path()'s rule). 0 or
- * -ENAMETOOLONG. */
-int cli_state_path(const char *dir, const char *mountpoint, char *out, size_t outlen);
 /* Parses a state file (LEN bytes). Returns 0, or -EINVAL with a reason in ERR. */
 int cli_state_parse(const char *text, size_t len, struct cli_state *st, char *err, size_t errlen);
 /* The host part of a URL to reach a server bound to BIND: a wildcard address (0.0.0.0, ::, "")

@@ -33,6 +33,7 @@
 
 #include "cli/cli.h"
 #include "util/buf.h"
+#include "util/statefile.h"
 
 #ifndef EFC_VERSION
 #define EFC_VERSION "unknown"
@@ -349,16 +350,12 @@ static int find_mount(const char *arg, struct target *t)
 /* Reads the mount's state file into T (port, host, pid). Prints why not and returns -1. */
 static int find_port(struct target *t)
 {
-    const char *dir = getenv("EFC_STATE_DIR");
     char path[PATH_MAX * 2 + 16], err[256];
     struct cli_state st;
     struct buf b;
     int rc;
 
-    /* the daemon's rule (efc_state_dir): only an absolute EFC_STATE_DIR counts */
-    if (dir == NULL || dir[0] != '/')
-        dir = "/run/efc";
-    if (cli_state_path(dir, t->mountpoint, path, sizeof(path)) != 0) {
+    if (statefile_path(statefile_dir(), t->mountpoint, path, sizeof(path)) != 0) {
         fail("mount point '%s': path too long", t->mountpoint);
         return -1;
     }

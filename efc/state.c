@@ -30,28 +30,18 @@
 
 #include "efc/efc.h"
 #include "efc/handover_i.h"
+#include "util/statefile.h"
 
 #define EFC_STATE_VERSION 1
 
 const char *efc_state_dir(void)
 {
-    const char *d = getenv("EFC_STATE_DIR");
-    return d && d[0] == '/' ? d : "/run/efc";
+    return statefile_dir();
 }
 
 int efc_state_path(const char *mountpoint, char *out, size_t outlen)
 {
-    const char *dir = efc_state_dir();
-    size_t dl = strlen(dir), ml = strlen(mountpoint);
-
-    if (dl + 1 + ml + sizeof(".json") > outlen)
-        return -ENAMETOOLONG;
-    memcpy(out, dir, dl);
-    out[dl] = '/';
-    for (size_t i = 0; i < ml; i++)
-        out[dl + 1 + i] = mountpoint[i] == '/' ? '_' : mountpoint[i];
-    memcpy(out + dl + 1 + ml, ".json", sizeof(".json"));
-    return 0;
+    return statefile_path(statefile_dir(), mountpoint, out, outlen);
 }
 
 char *efc_state_json(const struct efc *e, long pid)

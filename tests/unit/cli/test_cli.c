@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "cli/cli.h"
+#include "util/statefile.h"
 
 /* Captures what a printer writes to a FILE. */
 struct capture {
@@ -138,9 +139,9 @@ static void test_path_lexical(void **state)
 static void test_state_path(void **state)
 {
     char out[64];
-    assert_int_equal(cli_state_path("/run/efc", "/mnt/oss_data", out, sizeof(out)), 0);
+    assert_int_equal(statefile_path("/run/efc", "/mnt/oss_data", out, sizeof(out)), 0);
     assert_string_equal(out, "/run/efc/_mnt_oss_data.json");
-    assert_int_equal(cli_state_path("/run/efc", "/mnt/oss_data", out, 20), -ENAMETOOLONG);
+    assert_int_equal(statefile_path("/run/efc", "/mnt/oss_data", out, 20), -ENAMETOOLONG);
 }
 
 static void test_state_parse(void **state)
