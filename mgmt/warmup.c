@@ -553,6 +553,18 @@ static struct task *ring_pop(struct warmup *w)
     return NULL;
 }
 
+/* Takes F, the head of T's file queue, off the queue (its last block is claimed, or it vanished)
+ * and wakes a lister waiting for room. Under w->lock. */
+static void dequeue_head(struct warmup *w, struct task *t, struct wfile *f)
+{
+    t->qhead = f->next;
+    if (!t->qhead)
+        t->qtail = NULL;
+    t->qlen--;
+    f->queued = false;
+    pthread_cond_broadcast(&w->space_cv);
+}
+
 static void *worker_main(void *arg)
 {
     struct warmup *w = arg;
@@ -570,14 +582,8 @@ static void *worker_main(void *arg)
         uint64_t index = f->next_block++;
         f->inflight++;
         t->inflight++;
-        if (f->next_block == f->nblocks) {
-            t->qhead = f->next;
-            if (!t->qhead)
-                t->qtail = NULL;
-            t->qlen--;
-            f->queued = false;
-            pthread_cond_broadcast(&w->space_cv);
-        }
+        if (f->next_block == f->nblocks)
+            dequeue_head(w, t, f);
         ring_push(w, t); /* round-robin: the task goes behind the others */
         kick(w);
         pthread_mutex_unlock(&w->lock);
@@ -596,14 +602,8 @@ static void *worker_main(void *arg)
                 log_info("warm-up task %" PRIu64 ": '%s' changed or vanished, skipped", t->id,
                          f->key);
             f->vanished = true;
-            if (f->queued) { /* then it is the queue's head: only the head is claimed */
-                t->qhead = f->next;
-                if (!t->qhead)
-                    t->qtail = NULL;
-                t->qlen--;
-                f->queued = false;
-                pthread_cond_broadcast(&w->space_cv);
-            }
+            if (f->queued) /* then it is the queue's head: only the head is claimed */
+                dequeue_head(w, t, f);
         } else {
             task_fail(w, t, "cannot load '%.200s': %s", f->key + strlen(w->root), strerror(-rc));
         }
