@@ -46,6 +46,7 @@ BUCKET = "testbucket"
 HOST = "oss-cn-hangzhou.aliyuncs.com"
 AK, SK = "testak", "testsk"
 STATE_DIR = "/run/efc"
+MIB = 1 << 20
 
 MOUNT_TIMEOUT = 150  # the helper itself gives up after 120 s
 TEST_WATCHDOG = 240  # seconds one test may take before its FUSE connections are aborted
@@ -386,6 +387,14 @@ class Ossemu:
     def reset_stats(self):
         return self.admin("POST", "/stats/reset", {})
 
+    def key_stats(self, key):
+        """The request counters of one object (by_key of GET /stats; {} before any request)."""
+        return self.stats()["by_key"].get(key, {})
+
+    def gets(self, key):
+        """GET requests for KEY so far (origin reads of the object)."""
+        return self.key_stats(key).get("get", 0)
+
     def put_object(self, key, data=None, storage_class=None, restore=None):
         spec = {"key": key}
         if data is not None:
@@ -439,6 +448,10 @@ def free_port():
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def sha256_bytes(data):
+    return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path, chunk=1 << 20):
@@ -504,6 +517,26 @@ except OSError as e:
 """
 
 
+# Child code defining sha_of(path): the sha256 of a file, read in 1 MiB pieces.
+SHA_OF = r"""
+import hashlib, sys
+def sha_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+"""
+
+# Child code: prints the sha256 of each file named in argv, one a line.
+SHA_READER = SHA_OF + r"""
+for p in sys.argv[1:]:
+    print(sha_of(p))
+"""
+
+
 def probe(op, path, timeout=30):
     """(result line, seconds) of ERRNO_PROBE; result None when it hung past TIMEOUT."""
     rc, out, err, secs = run_bounded(ERRNO_PROBE, timeout, [op, path])
@@ -512,16 +545,32 @@ def probe(op, path, timeout=30):
     return (out.strip() or ("EXIT %s %s" % (rc, err.strip()[-300:]))), secs
 
 
+# ---------------------------------------------------------------- the management port
+
+
+def mgmt_get(port, path, timeout=15):
+    """GET PATH from the management port PORT on 127.0.0.1: (HTTP status, body bytes). Raises
+    OSError (URLError) when nothing answers there."""
+    url = "http://127.0.0.1:%d%s" % (port, path)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 # ---------------------------------------------------------------- the mount
 
 
 class Mount:
     """One efc mount made with mount(8); unmount() is idempotent and always safe to call."""
 
-    def __init__(self, mnt, result, source):
+    def __init__(self, mnt, result, source, logf=None, port=None):
         self.mnt = canon(mnt)
         self.result = result
         self.source = source
+        self.logf = logf  # the daemon's log file (Harness.mount(log=True))
+        self.port = port  # the management port (Harness.mount(mgmt=True))
         self.pid = None
         pids = daemon_pids(self.mnt)
         if pids:
@@ -539,6 +588,14 @@ class Mount:
     def info(self):
         ms = mounts_on(self.mnt)
         return ms[-1] if ms else None
+
+    def log_text(self):
+        """What the daemon logged to its file so far ("" when it has none)."""
+        try:
+            with open(self.logf or "", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def unmount(self):
         problems = unmount(self.mnt, self.pid)
@@ -568,6 +625,15 @@ def base_options(emu, passwd_file=None, sts_file=None, extra=()):
         opts.append("g_oss_Endpoint=" + emu.endpoint)
     opts += list(extra)
     return opts
+
+
+def cache_options(cache_dir, mem_mb=64, disk_mb=256, extra=()):
+    """Options of a single-node block cache: MEM_MB of memory, DISK_MB of disk in CACHE_DIR; EXTRA
+    after them (so that they can override them)."""
+    return ["g_tier_EnableClusterCache=true", "g_tier_DadiIsDistributed=false",
+            "g_tier_DadiMemCacheCapacityMB=%d" % mem_mb,
+            "g_tier_DadiDiskCacheCapacityMB=%d" % disk_mb,
+            "g_tier_DadiDiskCachePath=" + cache_dir] + list(extra)
 
 
 def write_secret(path, text):
@@ -614,30 +680,51 @@ class Harness:
         os.makedirs(p, exist_ok=True)
         return p
 
+    def cache_dir(self, name=None):
+        """A fresh disk cache directory (named for the next mount unless NAME), with the trailing
+        slash g_tier_DadiDiskCachePath wants."""
+        return self.dir(name or "cache%d" % len(self.mounts)) + "/"
+
     def ossemu(self, root, **kw):
         kw.setdefault("log_path", os.path.join(self.tmp, "ossemu-%d.log" % len(os.listdir(self.tmp))))
         emu = Ossemu(root, **kw)
         self._add_cleanup(emu.stop)
         return emu
 
+    def bucket(self, files, name="src", **kw):
+        """A source directory NAME holding FILES ({relative path: bytes}) and an ossemu serving it
+        (KW: Ossemu's arguments): (directory, Ossemu)."""
+        root = self.dir(name)
+        write_tree(root, files)
+        return root, self.ossemu(root, **kw)
+
     def passwd(self, ak=AK, sk=SK, name="passwd"):
         return write_secret(os.path.join(self.tmp, name), "%s:%s\n" % (ak, sk))
 
     def mount(self, emu, prefix="", passwd_file=None, sts_file=None, extra=(), mnt=None,
-              source=None, check=True):
-        """Mounts through mount(8). With CHECK, fails the test unless it succeeded."""
+              source=None, check=True, log=False, mgmt=False):
+        """Mounts through mount(8). With CHECK, fails the test unless it succeeded. With LOG, the
+        daemon logs to a file of its own (m.logf, m.log_text()); with MGMT, its management API
+        listens on a free port (m.port)."""
         if mnt is None:
             mnt = self.dir("mnt%d" % len(self.mounts))
         if passwd_file is None and sts_file is None:
             passwd_file = self.passwd()
         src = source or source_string(prefix)
+        logf = port = None
+        if log:
+            logf = os.path.join(self.tmp, "efc%d.log" % len(self.mounts))
+            extra = ["g_log_File=" + logf] + list(extra)
+        if mgmt:
+            port = free_port()
+            extra = ["g_server_Port=%d" % port] + list(extra)
         opts = base_options(emu, passwd_file, sts_file, extra)
         try:
             r = mount_cmd(src, mnt, opts)
         finally:
             # Registered before we know the outcome: a mount that half-succeeded is undone too.
             self._add_cleanup(unmount, canon(mnt))
-        m = Mount(mnt, r, src)
+        m = Mount(mnt, r, src, logf, port)
         self.mounts.append(m)
         if check and r.returncode != 0:
             raise AssertionError("mount failed (%d): %s%s" % (r.returncode, r.stderr, r.stdout))
@@ -660,9 +747,12 @@ class Harness:
 
 
 class EfcTestCase(unittest.TestCase):
-    """Base class: self.h is a per-test Harness, cls.ch a per-class one."""
+    """Base class: self.h is a per-test Harness, cls.ch a per-class one. A class that sets
+    BUCKET_FILES ({relative path: bytes}) gets cls.src holding those files and cls.emu, an ossemu
+    serving them, for all its tests."""
 
     maxDiff = 4000
+    BUCKET_FILES = None
 
     @classmethod
     def setUpClass(cls):
@@ -671,6 +761,8 @@ class EfcTestCase(unittest.TestCase):
         # Runs after every other class cleanup (they run last-in first-out) but before the
         # temporary directory goes: whatever the tests did, nothing of theirs may remain.
         cls.addClassCleanup(cls._check_leftovers, cls.ch)
+        if cls.BUCKET_FILES is not None:
+            cls.src, cls.emu = cls.ch.bucket(cls.BUCKET_FILES)
 
     def setUp(self):
         self.h = Harness(self.addCleanup, self._testMethodName.replace("test_", "")[:20])
@@ -693,6 +785,32 @@ class EfcTestCase(unittest.TestCase):
         log("WATCHDOG: %s ran over %d s; aborting its FUSE connections" % (self.id(), TEST_WATCHDOG))
         self.h.abort_all()
         self.ch.abort_all()
+
+    def read_shas(self, paths, timeout=120):
+        """The sha256 of each of PATHS, read in a child process (bounded by TIMEOUT)."""
+        paths = list(paths)
+        rc, out, err, _ = run_bounded(SHA_READER, timeout, paths)
+        self.assertEqual(rc, 0, "reading %s: %s" % (" ".join(paths), err[-500:]))
+        shas = out.split()
+        self.assertEqual(len(shas), len(paths), out)
+        return shas
+
+    def read_sha(self, path, timeout=60):
+        return self.read_shas([path], timeout)[0]
+
+    def mgmt_get(self, port, path, expect_status=200):
+        """The body of a GET of PATH from the management port PORT, which must answer
+        EXPECT_STATUS."""
+        status, body = mgmt_get(port, path)
+        self.assertEqual(status, expect_status, "%s: %s" % (path, body[:300]))
+        return body
+
+    def mgmt_api(self, port, path, expect_status=200):
+        """A management API answer: JSON with ErrorCode and ErrorMessage, status EXPECT_STATUS."""
+        body = json.loads(self.mgmt_get(port, path, expect_status))
+        self.assertIn("ErrorCode", body)
+        self.assertIn("ErrorMessage", body)
+        return body
 
     def assert_no_leftovers(self, h=None):
         problems = (h or self.h).leftovers()

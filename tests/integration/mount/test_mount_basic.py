@@ -40,12 +40,7 @@ def source_files():
 
 
 class BasicMount(EfcTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.src = cls.ch.dir("src")
-        efctest.write_tree(cls.src, source_files())
-        cls.emu = cls.ch.ossemu(cls.src)
+    BUCKET_FILES = source_files()
 
     def check_mount_entry(self, m, source):
         info = m.info()
@@ -103,10 +98,8 @@ class BasicMount(EfcTestCase):
     def test_sts_rotation(self):
         """STS credentials from g_oss_STSFile; the token is rotated while mounted (the old one is
         then refused by the server) and reads go on without a remount."""
-        src = self.h.dir("stssrc")
         files = {"r%02d.bin" % i: pattern(300000 + i, 500 + i) for i in range(12)}
-        efctest.write_tree(src, files)
-        emu = self.h.ossemu(src, creds=(), sts=("STSAK1:stssk1:TOKEN-ONE",))
+        _, emu = self.h.bucket(files, "stssrc", creds=(), sts=("STSAK1:stssk1:TOKEN-ONE",))
         sts = efctest.write_sts(os.path.join(self.h.tmp, "passwd-sts"), "STSAK1", "stssk1",
                                 "TOKEN-ONE")
         m = self.h.mount(emu, sts_file=sts)

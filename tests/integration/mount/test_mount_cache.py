@@ -16,9 +16,8 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
-from efctest import EfcTestCase, pattern  # noqa: E402
+from efctest import EfcTestCase, MIB, pattern, drop_caches, sha256_bytes as sha  # noqa: E402
 
-MIB = 1 << 20
 FILES = {
     "warm.bin": pattern(9 * MIB + 123, 11),
     "persist.bin": pattern(6 * MIB + 5, 12),
@@ -28,134 +27,72 @@ FILES = {
 }
 
 # Reads PATH with N threads at once (each its own open file), prints one sha256 per thread.
-CONCURRENT = r"""
-import hashlib, sys, threading
+CONCURRENT = efctest.SHA_OF + r"""
+import threading
 path, n = sys.argv[1], int(sys.argv[2])
 out = [None] * n
 def rd(i):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            h.update(b)
-    out[i] = h.hexdigest()
+    out[i] = sha_of(path)
 ts = [threading.Thread(target=rd, args=(i,)) for i in range(n)]
 for t in ts: t.start()
 for t in ts: t.join()
 print("\n".join(str(x) for x in out))
 """
 
-READ = r"""
-import hashlib, sys
-h = hashlib.sha256()
-with open(sys.argv[1], "rb") as f:
-    while True:
-        b = f.read(1 << 20)
-        if not b:
-            break
-        h.update(b)
-print(h.hexdigest())
-"""
-
-
-def sha(data):
-    import hashlib
-    return hashlib.sha256(data).hexdigest()
-
-
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
-def cache_options(cache_dir, extra=()):
-    return ["g_tier_EnableClusterCache=true", "g_tier_DadiIsDistributed=false",
-            "g_tier_DadiMemCacheCapacityMB=64", "g_tier_DadiDiskCacheCapacityMB=256",
-            "g_tier_DadiDiskCachePath=" + cache_dir] + list(extra)
-
 
 class CacheMount(EfcTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.src = cls.ch.dir("src")
-        efctest.write_tree(cls.src, FILES)
-        cls.emu = cls.ch.ossemu(cls.src)
+    BUCKET_FILES = FILES
 
     def mount_cached(self, cache_dir=None, extra=(), check=True):
-        if cache_dir is None:
-            cache_dir = self.h.dir("cache%d" % len(self.h.mounts)) + "/"
-        logf = os.path.join(self.h.tmp, "efc%d.log" % len(self.h.mounts))
-        m = self.h.mount(self.emu, extra=cache_options(cache_dir, ["g_log_File=" + logf] +
-                                                       list(extra)), check=check)
-        m.logf = logf
-        return m
-
-    def read_sha(self, path, timeout=60):
-        rc, out, err, _ = efctest.run_bounded(READ, timeout, [path])
-        self.assertEqual(rc, 0, "reading %s: %s" % (path, err[-500:]))
-        return out.strip()
-
-    def gets(self, key):
-        return self.emu.stats()["by_key"].get(key, {}).get("get", 0)
-
-    def log_text(self, m):
-        try:
-            with open(m.logf, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        opts = efctest.cache_options(cache_dir or self.h.cache_dir(), extra=extra)
+        return self.h.mount(self.emu, log=True, extra=opts, check=check)
 
     def test_warm_reread_no_origin(self):
         m = self.mount_cached()
         key = "warm.bin"
         self.assertEqual(self.read_sha(m.path(key)), sha(FILES[key]))
-        cold = self.gets(key)
+        cold = self.emu.gets(key)
         self.assertGreater(cold, 0, "the cold read made no GET?")
         time.sleep(0.3)  # fills finish with the reads; leave the disk writer a moment anyway
         for i in range(2):
             drop_caches()
-            before = self.gets(key)
+            before = self.emu.gets(key)
             self.assertEqual(self.read_sha(m.path(key)), sha(FILES[key]), "warm read %d" % i)
-            self.assertEqual(self.gets(key), before, "warm read %d went to the origin" % i)
+            self.assertEqual(self.emu.gets(key), before, "warm read %d went to the origin" % i)
         # random reads inside the cached object hit too
-        before = self.gets(key)
+        before = self.emu.gets(key)
         with open(m.path(key), "rb") as f:
             for off in (0, 4097, 3 * MIB - 5, 7 * MIB + 999, 9 * MIB + 100):
                 f.seek(off)
                 self.assertEqual(f.read(5000), FILES[key][off:off + 5000], "at %d" % off)
-        self.assertEqual(self.gets(key), before, "random warm reads went to the origin")
+        self.assertEqual(self.emu.gets(key), before, "random warm reads went to the origin")
         self.assert_unmounts_cleanly(m)
-        self.assertRegex(self.log_text(m), r"cache: tier_read \d+ .*hit \d+")
+        self.assertRegex(m.log_text(), r"cache: tier_read \d+ .*hit \d+")
 
     def test_remount_same_disk_cache(self):
-        cache_dir = self.h.dir("pcache") + "/"
+        cache_dir = self.h.cache_dir("pcache")
         key = "persist.bin"
         m = self.mount_cached(cache_dir)
         self.assertEqual(self.read_sha(m.path(key)), sha(FILES[key]))
-        self.assertGreater(self.gets(key), 0)
+        self.assertGreater(self.emu.gets(key), 0)
         self.assert_unmounts_cleanly(m)  # cache_free waits for the disk writes
         m2 = self.mount_cached(cache_dir)
         drop_caches()
-        before = self.gets(key)
+        before = self.emu.gets(key)
         self.assertEqual(self.read_sha(m2.path(key)), sha(FILES[key]))
-        self.assertEqual(self.gets(key), before, "the read after a remount went to the origin")
+        self.assertEqual(self.emu.gets(key), before, "the read after a remount went to the origin")
         self.assert_unmounts_cleanly(m2)
-        self.assertRegex(self.log_text(m2), r"cache: .* [1-9]\d* blocks found on disk")
+        self.assertRegex(m2.log_text(), r"cache: .* [1-9]\d* blocks found on disk")
 
     def test_concurrent_cold_readers(self):
         m = self.mount_cached()
         key = "shared.bin"
-        st = self.emu.stats()["by_key"].get(key, {})
-        b0 = st.get("bytes", 0)
+        b0 = self.emu.key_stats(key).get("bytes", 0)
         rc, out, err, _ = efctest.run_bounded(CONCURRENT, 120, [m.path(key), "8"])
         self.assertEqual(rc, 0, err[-500:])
         sums = out.split()
         self.assertEqual(sums, [sha(FILES[key])] * 8)
-        pulled = self.emu.stats()["by_key"][key]["bytes"] - b0
+        pulled = self.emu.key_stats(key)["bytes"] - b0
         self.assertLessEqual(pulled, 1.25 * len(FILES[key]),
                              "8 readers pulled %d bytes of a %d-byte object" % (pulled, len(FILES[key])))
         self.assert_unmounts_cleanly(m)
@@ -218,11 +155,11 @@ class CacheMount(EfcTestCase):
         key = "warm.bin"
         self.assertEqual(self.read_sha(m.path(key)), sha(FILES[key]))
         drop_caches()
-        before = self.gets(key)
+        before = self.emu.gets(key)
         self.assertEqual(self.read_sha(m.path(key)), sha(FILES[key]))
-        self.assertEqual(self.gets(key), before, "the memory tier did not serve the re-read")
+        self.assertEqual(self.emu.gets(key), before, "the memory tier did not serve the re-read")
         self.assert_unmounts_cleanly(m)
-        self.assertIn("g_tier_DadiDiskCachePath", self.log_text(m))
+        self.assertIn("g_tier_DadiDiskCachePath", m.log_text())
         self.assertFalse(os.path.exists("/nonexistent/efc-cache-dir"))
 
     def test_bad_page_size_fails_mount(self):

@@ -14,40 +14,13 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
-from efctest import EfcTestCase, pattern, drop_caches  # noqa: E402
+from efctest import EfcTestCase, MIB, pattern, drop_caches, sha256_bytes as sha  # noqa: E402
 
-MIB = 1 << 20
 BIG = {"set/f%02d.bin" % i: pattern(3 * MIB + 1000 * i, 40 + i) for i in range(10)}  # ~30 MiB
 FILES = dict(BIG)
 FILES["crash.bin"] = pattern(5 * MIB + 77, 60)
 FILES["corrupt.bin"] = pattern(4 * MIB + 5, 61)
 SLOTS = "efc-cache-v1.slots"
-
-READ = r"""
-import hashlib, sys
-for p in sys.argv[1:]:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                break
-            h.update(b)
-    print(h.hexdigest())
-"""
-
-
-def sha(data):
-    import hashlib
-    return hashlib.sha256(data).hexdigest()
-
-
-
-def cache_options(cache_dir, mem_mb, disk_mb, extra=()):
-    return ["g_tier_EnableClusterCache=true", "g_tier_DadiIsDistributed=false",
-            "g_tier_DadiMemCacheCapacityMB=%d" % mem_mb,
-            "g_tier_DadiDiskCacheCapacityMB=%d" % disk_mb,
-            "g_tier_DadiDiskCachePath=" + cache_dir] + list(extra)
 
 
 def used_slots(path):
@@ -68,38 +41,15 @@ def used_slots(path):
 
 
 class CacheTrouble(EfcTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.src = cls.ch.dir("src")
-        efctest.write_tree(cls.src, FILES)
-        cls.emu = cls.ch.ossemu(cls.src)
+    BUCKET_FILES = FILES
 
-    def mount_cached(self, cache_dir, mem_mb=16, disk_mb=64, extra=()):
-        logf = os.path.join(self.h.tmp, "efc%d.log" % len(self.h.mounts))
-        m = self.h.mount(self.emu, extra=cache_options(cache_dir, mem_mb, disk_mb,
-                                                       ["g_log_File=" + logf] + list(extra)))
-        m.logf = logf
-        return m
-
-    def read_shas(self, paths, timeout=120):
-        rc, out, err, _ = efctest.run_bounded(READ, timeout, list(paths))
-        self.assertEqual(rc, 0, "reading: %s" % err[-500:])
-        return out.split()
-
-    def gets(self, key):
-        return self.emu.stats()["by_key"].get(key, {}).get("get", 0)
-
-    def log_text(self, m):
-        try:
-            with open(m.logf, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+    def mount_cached(self, cache_dir, mem_mb=16, disk_mb=64):
+        return self.h.mount(self.emu, log=True,
+                            extra=efctest.cache_options(cache_dir, mem_mb, disk_mb))
 
     def test_working_set_twice_the_cache(self):
         # 4 MiB of memory and 12 MiB of disk for 30 MiB of data, read three times over.
-        cache_dir = self.h.dir("small") + "/"
+        cache_dir = self.h.cache_dir("small")
         m = self.mount_cached(cache_dir, mem_mb=4, disk_mb=12)
         keys = sorted(BIG)
         want = [sha(BIG[k]) for k in keys]
@@ -110,7 +60,7 @@ class CacheTrouble(EfcTestCase):
             self.assertLessEqual(st.st_size, 12 * MIB, "the slot file outgrew its cap")
             self.assertLessEqual(st.st_blocks * 512, 12 * MIB, "the slot file uses more disk")
         self.assert_unmounts_cleanly(m)
-        line = re.search(r"memory (\d+)/(\d+) MiB, disk (\d+)/(\d+) MiB", self.log_text(m))
+        line = re.search(r"memory (\d+)/(\d+) MiB, disk (\d+)/(\d+) MiB", m.log_text())
         self.assertIsNotNone(line, "no cache summary in the log")
         mem_used, mem_cap, disk_used, disk_cap = map(int, line.groups())
         self.assertLessEqual(mem_cap, 4)
@@ -119,7 +69,7 @@ class CacheTrouble(EfcTestCase):
         self.assertLessEqual(disk_used, disk_cap)
 
     def test_corrupted_cache_file(self):
-        cache_dir = self.h.dir("corrupt") + "/"
+        cache_dir = self.h.cache_dir("corrupt")
         key = "corrupt.bin"
         m = self.mount_cached(cache_dir)
         self.assertEqual(self.read_shas([m.path(key)]), [sha(FILES[key])])
@@ -136,15 +86,15 @@ class CacheTrouble(EfcTestCase):
                     f.seek(data_off + i * bs + off)
                     f.write(bytes([b[0] ^ 0xFF]))
         m2 = self.mount_cached(cache_dir)
-        before = self.gets(key)
+        before = self.emu.gets(key)
         self.assertEqual(self.read_shas([m2.path(key)]), [sha(FILES[key])],
                          "served corrupted cache bytes")
-        self.assertGreater(self.gets(key), before, "corrupted blocks were not refetched")
+        self.assertGreater(self.emu.gets(key), before, "corrupted blocks were not refetched")
         # once refetched, the blocks are good again
         drop_caches()
-        before = self.gets(key)
+        before = self.emu.gets(key)
         self.assertEqual(self.read_shas([m2.path(key)]), [sha(FILES[key])])
-        self.assertEqual(self.gets(key), before, "the refetched blocks were not cached")
+        self.assertEqual(self.emu.gets(key), before, "the refetched blocks were not cached")
         self.assert_unmounts_cleanly(m2)
 
         # A garbage superblock: the file is not trusted at all, the cache starts afresh.
@@ -155,11 +105,11 @@ class CacheTrouble(EfcTestCase):
         self.assert_unmounts_cleanly(m3)
 
     def test_crash_keeps_the_disk_cache(self):
-        cache_dir = self.h.dir("crash") + "/"
+        cache_dir = self.h.cache_dir("crash")
         key = "crash.bin"
         m = self.mount_cached(cache_dir)
         self.assertEqual(self.read_shas([m.path(key)]), [sha(FILES[key])])
-        self.assertGreater(self.gets(key), 0)
+        self.assertGreater(self.emu.gets(key), 0)
         # the disk writes run in the background: give them a moment, then crash
         time.sleep(1.0)
         pids = efctest.daemon_pids(m.mnt)
@@ -174,9 +124,9 @@ class CacheTrouble(EfcTestCase):
             pass
         m2 = self.mount_cached(cache_dir)
         drop_caches()
-        before = self.gets(key)
+        before = self.emu.gets(key)
         self.assertEqual(self.read_shas([m2.path(key)]), [sha(FILES[key])])
-        self.assertEqual(self.gets(key), before, "the read after the crash went to the origin")
+        self.assertEqual(self.emu.gets(key), before, "the read after the crash went to the origin")
         self.assert_unmounts_cleanly(m2)
 
 

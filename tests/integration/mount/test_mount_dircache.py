@@ -9,16 +9,14 @@ endpoints (/v1/action/clear_readdir_cache, /v1/action/clear_metadata_cache). Lis
 counted by ossemu (GET /stats list_requests)."""
 
 import errno
-import json
 import os
 import sys
 import time
-import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
-from efctest import EfcTestCase, pattern, free_port, read_bytes as read  # noqa: E402
+from efctest import EfcTestCase, pattern, read_bytes as read  # noqa: E402
 
 FILES = {
     "d1/a.txt": b"version one\n",
@@ -28,23 +26,19 @@ FILES = {
 }
 
 
-
-
 class DirCache(EfcTestCase):
     def setUp(self):
         super().setUp()
         # Each test changes the bucket: each gets its own copy.
-        self.src = self.h.dir("src")
-        efctest.write_tree(self.src, FILES)
-        self.emu = self.h.ossemu(self.src)
+        self.src, self.emu = self.h.bucket(FILES)
 
     def mount(self, extra=()):
-        self.port = free_port()
-        return self.h.mount(self.emu, extra=["g_server_Port=%d" % self.port] + list(extra))
+        m = self.h.mount(self.emu, mgmt=True, extra=extra)
+        self.port = m.port
+        return m
 
     def api(self, path):
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=10) as r:
-            body = json.loads(r.read())
+        body = self.mgmt_api(self.port, path)
         self.assertEqual(body["ErrorCode"], 0, body)
         return body
 
@@ -75,10 +69,8 @@ class DirCache(EfcTestCase):
     def test_metadata_cache_row(self):
         # Metadata cache on: neither a change nor a new file is seen until it is cleared (with
         # the block cache holding the old version, a reopen reads the old version whole).
-        cache = self.h.dir("cache") + "/"
-        m = self.mount(["g_metadata_CacheEnable=true", "g_tier_EnableClusterCache=true",
-                        "g_tier_DadiIsDistributed=false", "g_tier_DadiMemCacheCapacityMB=16",
-                        "g_tier_DadiDiskCacheCapacityMB=64", "g_tier_DadiDiskCachePath=" + cache])
+        m = self.mount(["g_metadata_CacheEnable=true"] +
+                       efctest.cache_options(self.h.cache_dir("cache"), mem_mb=16, disk_mb=64))
         old = FILES["m/old.bin"]
         self.assertEqual(os.listdir(m.path("m")), ["old.bin"])
         self.assertEqual(read(m.path("m", "old.bin")), old)
@@ -88,10 +80,10 @@ class DirCache(EfcTestCase):
         efctest.write_file(self.src, "m/old.bin", new)
         efctest.write_file(self.src, "m/ghost.txt", b"boo\n")
         time.sleep(1.2)  # past the kernel's attribute and entry timeouts (1 s)
-        heads = self.emu.stats()["by_key"].get("m/old.bin", {}).get("head", 0)
+        heads = self.emu.key_stats("m/old.bin").get("head", 0)
         self.assertEqual(os.stat(m.path("m", "old.bin")).st_size, len(old))
         self.assertEqual(read(m.path("m", "old.bin")), old, "the metadata cache did not hold")
-        self.assertEqual(self.emu.stats()["by_key"].get("m/old.bin", {}).get("head", 0), heads,
+        self.assertEqual(self.emu.key_stats("m/old.bin").get("head", 0), heads,
                          "open asked the origin despite the metadata cache")
         with self.assertRaises(FileNotFoundError):
             os.stat(m.path("m", "ghost.txt"))  # the negative entry holds

@@ -22,20 +22,19 @@ BIG_SIZE = 24 << 20
 class ReadOnly(EfcTestCase):
     """One mount shared by the tests that only look at it."""
 
+    BUCKET_FILES = {
+        "file.txt": b"read only\n",
+        "dir/inner": b"inner\n",
+        "emptydir-holder/x": b"x",
+        "direct.bin": pattern((3 << 20) + 12345, 11),
+        "change/f": pattern(100000, 12),
+        "change/g": pattern(3 << 20, 13),
+        "cold/standard.bin": b"standard\n",
+    }
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.src = cls.ch.dir("src")
-        efctest.write_tree(cls.src, {
-            "file.txt": b"read only\n",
-            "dir/inner": b"inner\n",
-            "emptydir-holder/x": b"x",
-            "direct.bin": pattern((3 << 20) + 12345, 11),
-            "change/f": pattern(100000, 12),
-            "change/g": pattern(3 << 20, 13),
-            "cold/standard.bin": b"standard\n",
-        })
-        cls.emu = cls.ch.ossemu(cls.src)
         for sc in ("Archive", "ColdArchive", "DeepColdArchive"):
             cls.emu.put_object("cold/%s.bin" % sc, b"frozen " + sc.encode(), storage_class=sc)
         cls.emu.put_object("cold/IA.bin", b"infrequent\n", storage_class="IA")
@@ -183,12 +182,7 @@ class ReadOnly(EfcTestCase):
 
 
 class MountFailures(EfcTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.src = cls.ch.dir("src")
-        efctest.write_tree(cls.src, {"a": b"a\n"})
-        cls.emu = cls.ch.ossemu(cls.src)
+    BUCKET_FILES = {"a": b"a\n"}
 
     def failed_mount(self, options, source=None, fragment=None, max_secs=60):
         mnt = self.h.dir("mnt")
@@ -284,9 +278,9 @@ class OriginGone(EfcTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.src = cls.ch.dir("src")
-        efctest.write_tree(cls.src, {"big%d.bin" % i: pattern(BIG_SIZE, 20 + i) for i in range(3)})
-        cls.emu = cls.ch.ossemu(cls.src)
+        # 72 MiB: made here rather than kept as BUCKET_FILES for the whole run
+        cls.src, cls.emu = cls.ch.bucket({"big%d.bin" % i: pattern(BIG_SIZE, 20 + i)
+                                          for i in range(3)})
         cls.m = cls.ch.mount(cls.emu, extra=["g_oss_StallTimeoutMs=1000",
                                              "g_oss_RetryBudgetMs=3000",
                                              "g_oss_ConnectTimeoutMs=500",

@@ -4,22 +4,19 @@ the tier counters moving and clearing, /metrics as Prometheus text, bad paramete
 escapes answered with JSON errors, the port bound to loopback only, and aliyun-alinas-efc-cli
 finding the mount's port by itself."""
 
-import json
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
-from efctest import EfcTestCase, pattern, free_port, read_bytes as read  # noqa: E402
+from efctest import EfcTestCase, MIB, pattern, read_bytes as read  # noqa: E402
 
-MIB = 1 << 20
 FILES = {
     "data/a_1.bin": pattern(2 * MIB + 11, 1),
     "data/a_2.bin": pattern(3 * MIB + 7, 2),
@@ -38,8 +35,6 @@ PROM_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(\\
                        r'(-?[0-9.e+-]+|NaN|[+-]Inf)$')
 
 
-
-
 def local_ipv4():
     """The host's non-loopback IPv4 addresses."""
     r = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True,
@@ -53,40 +48,16 @@ def local_ipv4():
 
 
 class Mgmt(EfcTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.src = cls.ch.dir("src")
-        efctest.write_tree(cls.src, FILES)
-        cls.emu = cls.ch.ossemu(cls.src)
+    BUCKET_FILES = FILES
 
     def mount(self, extra=()):
-        self.port = free_port()
-        cache = self.h.dir("cache%d" % len(self.h.mounts)) + "/"
-        return self.h.mount(self.emu, extra=[
-            "g_server_Port=%d" % self.port, "g_tier_EnableClusterCache=true",
-            "g_tier_DadiIsDistributed=false", "g_tier_DadiMemCacheCapacityMB=64",
-            "g_tier_DadiDiskCacheCapacityMB=128", "g_tier_DadiDiskCachePath=" + cache] +
-            list(extra))
-
-    def get(self, path, expect_status=200):
-        url = "http://127.0.0.1:%d%s" % (self.port, path)
-        try:
-            with urllib.request.urlopen(url, timeout=15) as r:
-                status, body = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, body = e.code, e.read()
-        self.assertEqual(status, expect_status, "%s: %s" % (path, body[:300]))
-        return body
+        opts = efctest.cache_options(self.h.cache_dir(), disk_mb=128, extra=extra)
+        m = self.h.mount(self.emu, mgmt=True, extra=opts)
+        self.port = m.port
+        return m
 
     def api(self, path, expect_status=200):
-        body = json.loads(self.get(path, expect_status))
-        self.assertIn("ErrorCode", body)
-        self.assertIn("ErrorMessage", body)
-        return body
-
-    def gets(self, key):
-        return self.emu.stats()["by_key"].get(key, {}).get("get", 0)
+        return self.mgmt_api(self.port, path, expect_status)
 
     def tasks(self, path, preceding=None):
         q = "/v1/warmup/stat?target_path=" + urllib.request.quote(path)
@@ -119,12 +90,12 @@ class Mgmt(EfcTestCase):
         self.assertTrue(t["IsDir"])
         self.assertLess(abs(t["SubmitTime"] / 1e6 - time.time()), 120, "SubmitTime is not in µs")
         for k in matching:
-            before = self.gets(k)
+            before = self.emu.gets(k)
             self.assertEqual(read(m.path(k)), FILES[k])
-            self.assertEqual(self.gets(k), before, "%s was not warm" % k)
-        before = self.gets("data/a_1.bin")
+            self.assertEqual(self.emu.gets(k), before, "%s was not warm" % k)
+        before = self.emu.gets("data/a_1.bin")
         self.assertEqual(read(m.path("data/a_1.bin")), FILES["data/a_1.bin"])
-        self.assertGreater(self.gets("data/a_1.bin"), before, "the pattern did not filter")
+        self.assertGreater(self.emu.gets("data/a_1.bin"), before, "the pattern did not filter")
 
         # the whole directory, and a file and the root's file as several paths
         body = self.api("/v1/warmup/load?target_path=data%2Ctop.txt")
@@ -133,9 +104,9 @@ class Mgmt(EfcTestCase):
         t = self.wait_done("top.txt")
         self.assertFalse(t["IsDir"])
         for k in ("data/sub/c_3.bin", "top.txt"):
-            before = self.gets(k)
+            before = self.emu.gets(k)
             self.assertEqual(read(m.path(k)), FILES[k])
-            self.assertEqual(self.gets(k), before, "%s was not warm" % k)
+            self.assertEqual(self.emu.gets(k), before, "%s was not warm" % k)
         self.assertEqual(len(self.tasks("data")), 2, "stat shows every task of the path")
         self.assert_unmounts_cleanly(m)
 
@@ -212,7 +183,7 @@ class Mgmt(EfcTestCase):
         self.assertGreater(t["tier_read_hit"], 0)
         self.assertEqual(t["tier_read_miss"], 0)
 
-        text = self.get("/metrics").decode()
+        text = self.mgmt_get(self.port, "/metrics").decode()
         names = set()
         for line in text.splitlines():
             if not line or line.startswith("#"):
@@ -278,9 +249,9 @@ class Mgmt(EfcTestCase):
         out = self.cli("-m", m.mnt, "-r", "warmup/stat", "--path", "data/sub").stdout
         self.assertIn("completed", out)
         self.assertIn("data/sub", out)
-        before = self.gets("data/sub/c_3.bin")
+        before = self.emu.gets("data/sub/c_3.bin")
         self.assertEqual(read(m.path("data/sub/c_3.bin")), FILES["data/sub/c_3.bin"])
-        self.assertEqual(self.gets("data/sub/c_3.bin"), before)
+        self.assertEqual(self.emu.gets("data/sub/c_3.bin"), before)
         # the root: --path ""
         r = self.cli("-m", m.mnt, "-r", "warmup/load", "--path", "")
         self.wait_done("")

@@ -24,9 +24,8 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
-from efctest import EfcTestCase, pattern  # noqa: E402
+from efctest import EfcTestCase, MIB, pattern, drop_caches, free_port  # noqa: E402
 
-MIB = 1 << 20
 TOOL = os.path.join(efctest.SOURCE_DIR, "cli", "efc_runtime_ops")
 BIG = pattern(24 * MIB + 777, 31)
 FILES = {
@@ -100,34 +99,14 @@ def read_state(m):
         return json.load(f)
 
 
-def drop_caches():
-    os.sync()
-    with open("/proc/sys/vm/drop_caches", "w") as f:
-        f.write("3\n")
-
-
 class UpdateMount(EfcTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.src = cls.ch.dir("src")
-        efctest.write_tree(cls.src, FILES)
-        cls.emu = cls.ch.ossemu(cls.src)
+    BUCKET_FILES = FILES
 
     def mount_logged(self, extra=()):
-        logf = os.path.join(self.h.tmp, "efc%d.log" % len(self.h.mounts))
-        m = self.h.mount(self.emu, extra=["g_log_File=" + logf] + list(extra))
-        m.logf = logf
-        st = read_state(m)
-        m.pid = st["pid"]  # the serving daemon (Mount() may have caught the detaching parent)
+        m = self.h.mount(self.emu, log=True, extra=extra)
+        # the serving daemon (Mount() may have caught the detaching parent)
+        m.pid = read_state(m)["pid"]
         return m
-
-    def log_text(self, m):
-        try:
-            with open(m.logf, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
 
     def tool(self, *args, timeout=200):
         env = dict(os.environ)
@@ -147,7 +126,7 @@ class UpdateMount(EfcTestCase):
             args += ["-o", o]
         r = self.tool(*args)
         self.assertEqual(r.returncode, 0, "%s failed: %s\nlog:\n%s" % (action, r.stderr,
-                                                                      self.log_text(m)[-3000:]))
+                                                                      m.log_text()[-3000:]))
         st = read_state(m)
         self.assertEqual(st["update"]["status"], "ok", st.get("update"))
         self.assertNotEqual(st["pid"], old_pid, "the daemon was not restarted")
@@ -170,6 +149,9 @@ class UpdateMount(EfcTestCase):
         ok = efctest.wait_until(lambda: passes() >= at_least, timeout, 0.05)
         self.assertTrue(ok, "the reader did only %d passes (wanted %d)" % (passes(), at_least))
         return passes()
+
+    def tier(self, port):
+        return self.mgmt_api(port, "/v1/tier")
 
     # -------------------------------------------------------------------------------- (a), (b)
 
@@ -218,7 +200,7 @@ class UpdateMount(EfcTestCase):
                     (res["passes"], res["bytes"], res["slowest"]))
         self.assertEqual(res["errors"], [], "the reader saw errors")
         self.assertGreaterEqual(res["passes"], 4)
-        text = self.log_text(m)
+        text = m.log_text()
         if os.environ.get("EFC_TEST_LOG"):
             efctest.log("daemon log:\n" + text[-8000:])
         self.assertEqual(text.count("took over from pid"), 3, text[-3000:])
@@ -305,7 +287,7 @@ class UpdateMount(EfcTestCase):
             self.assertEqual(os.pread(fd, 70000, 0), FILES["d/sub/c.txt"])
         finally:
             os.close(fd)
-        self.assertIn("going on with the current options", self.log_text(m))
+        self.assertIn("going on with the current options", m.log_text())
         self.assert_unmounts_cleanly(m)
 
     # -------------------------------------------------------------------------------- (d)
@@ -341,7 +323,7 @@ class UpdateMount(EfcTestCase):
         finally:
             os.close(dfd)
             os.close(ffd)
-        self.assertIn("inodes restored", self.log_text(m))
+        self.assertIn("inodes restored", m.log_text())
         # two updates of one mount at once: the second waits for the first, both succeed
         env = dict(os.environ)
         env.pop("EFC_STATE_DIR", None)
@@ -353,7 +335,7 @@ class UpdateMount(EfcTestCase):
         self.assertEqual([p.returncode for p in procs], [0, 0], outs)
         st = read_state(m)
         self.assertIn(st["options"]["g_read_AheadKB"], (1024, 2048))
-        self.assertEqual(self.log_text(m).count("took over from pid"), 3)
+        self.assertEqual(m.log_text().count("took over from pid"), 3)
         m.pid = st["pid"]
         self.assertEqual(sorted(os.listdir(m.path("d"))), ["a.txt", "b.txt", "late.txt", "sub"])
         self.assert_unmounts_cleanly(m)
@@ -361,23 +343,19 @@ class UpdateMount(EfcTestCase):
     # -------------------------------------------------------------------------------- (e)
 
     def test_disk_cache_survives(self):
-        cache_dir = self.h.dir("cache") + "/"
-        m = self.mount_logged(["g_tier_EnableClusterCache=true", "g_tier_DadiIsDistributed=false",
-                               "g_tier_DadiMemCacheCapacityMB=64",
-                               "g_tier_DadiDiskCacheCapacityMB=256",
-                               "g_tier_DadiDiskCachePath=" + cache_dir])
+        m = self.mount_logged(efctest.cache_options(self.h.cache_dir("cache")))
         key = "cached.bin"
         with open(m.path(key), "rb") as f:
             self.assertEqual(f.read(), FILES[key])
-        gets = lambda: self.emu.stats()["by_key"].get(key, {}).get("get", 0)  # noqa: E731
-        self.assertGreater(gets(), 0)
+        self.assertGreater(self.emu.gets(key), 0)
         self.update_ok(m, "g_fuse_AttrTimeoutSec=2")
         drop_caches()
-        before = gets()
+        before = self.emu.gets(key)
         with open(m.path(key), "rb") as f:
             self.assertEqual(f.read(), FILES[key])
-        self.assertEqual(gets(), before, "blocks cached before the update went to the origin")
-        self.assertRegex(self.log_text(m), r"cache: .* [1-9]\d* blocks found on disk")
+        self.assertEqual(self.emu.gets(key), before,
+                         "blocks cached before the update went to the origin")
+        self.assertRegex(m.log_text(), r"cache: .* [1-9]\d* blocks found on disk")
         self.assert_unmounts_cleanly(m)
 
     # -------------------------------------------------------------------------------- mgmt
@@ -385,14 +363,14 @@ class UpdateMount(EfcTestCase):
     def test_management_port_follows(self):
         port, port2 = free_port(), free_port()
         m = self.mount_logged(["g_server_Port=%d" % port])
-        self.assertEqual(tier(port)["ErrorCode"], 0)
+        self.assertEqual(self.tier(port)["ErrorCode"], 0)
         self.update_ok(m, "g_fuse_AttrTimeoutSec=3")
-        self.assertEqual(tier(port)["ErrorCode"], 0, "the port did not come back")
+        self.assertEqual(self.tier(port)["ErrorCode"], 0, "the port did not come back")
         st = self.update_ok(m, "g_server_Port=%d" % port2)
         self.assertEqual(st["options"]["g_server_Port"], port2)
-        self.assertEqual(tier(port2)["ErrorCode"], 0)
+        self.assertEqual(self.tier(port2)["ErrorCode"], 0)
         with self.assertRaises(OSError):
-            tier(port)
+            efctest.mgmt_get(port, "/v1/tier", timeout=10)
         # SIGTERM to a daemon that took the mount over unmounts, as it would the first one
         # (libfuse leaves a connection it did not mount alone).
         os.kill(m.pid, signal.SIGTERM)
@@ -400,19 +378,6 @@ class UpdateMount(EfcTestCase):
                         "still mounted after SIGTERM")
         self.assertTrue(efctest.wait_until(lambda: not efctest.pid_alive(m.pid), 15))
         self.assertFalse(os.path.exists(efctest.state_file(m.mnt)), "state file left behind")
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def tier(port):
-    import urllib.request
-    with urllib.request.urlopen("http://127.0.0.1:%d/v1/tier" % port, timeout=10) as r:
-        return json.loads(r.read())
 
 
 if __name__ == "__main__":

@@ -85,17 +85,24 @@ static inline uint64_t fake_rand(void)
     return fake_rng;
 }
 
-static ssize_t fake_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                          uint64_t index, uint32_t off, uint32_t len, void *buf)
+/* What every fetch does first: count it, wait the latency, fail with -fail_errno if set. Returns
+ * 0 or that -errno. */
+static inline int fake_begin(struct fake *f)
 {
-    struct fake *f = arg;
     __atomic_fetch_add(&f->fetches, 1, __ATOMIC_RELAXED);
     unsigned lat = __atomic_load_n(&f->latency_us, __ATOMIC_RELAXED);
     if (lat)
         usleep(lat);
-    int fe = __atomic_load_n(&f->fail_errno, __ATOMIC_RELAXED);
-    if (fe)
-        return -fe;
+    return -__atomic_load_n(&f->fail_errno, __ATOMIC_RELAXED);
+}
+
+static ssize_t fake_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
+                          uint64_t index, uint32_t off, uint32_t len, void *buf)
+{
+    struct fake *f = arg;
+    int rc = fake_begin(f);
+    if (rc)
+        return rc;
     unsigned fpm = __atomic_load_n(&f->fail_per_mille, __ATOMIC_RELAXED);
     if (fpm && fake_rand() % 1000 < fpm)
         return -EIO;
@@ -116,13 +123,9 @@ static inline int fake_fetch_range(void *arg, const char *key, const char *etag,
 {
     struct fake *f = arg;
     uint8_t piece[96 * 1024];
-    __atomic_fetch_add(&f->fetches, 1, __ATOMIC_RELAXED);
-    unsigned lat = __atomic_load_n(&f->latency_us, __ATOMIC_RELAXED);
-    if (lat)
-        usleep(lat);
-    int fe = __atomic_load_n(&f->fail_errno, __ATOMIC_RELAXED);
-    if (fe)
-        return -fe;
+    int rc = fake_begin(f);
+    if (rc)
+        return rc;
     uint64_t pos = index * f->block_size;
     if (pos >= obj_size)
         return 0;
@@ -139,12 +142,20 @@ static inline int fake_fetch_range(void *arg, const char *key, const char *etag,
             return -EIO;
         fake_fill(seed, pos, piece, n);
         __atomic_fetch_add(&f->bytes, n, __ATOMIC_RELAXED);
-        int rc = sink(sink_arg, piece, n);
+        rc = sink(sink_arg, piece, n);
         if (rc)
             return rc;
         pos += n;
     }
     return 0;
+}
+
+/* A cache source over F; with RANGE, runs come through fake_fetch_range. */
+static inline struct cache_source fake_source(struct fake *f, int range)
+{
+    struct cache_source src = {
+        .fetch = fake_fetch, .arg = f, .fetch_range = range ? fake_fetch_range : NULL};
+    return src;
 }
 
 static inline uint64_t fake_fetches(struct fake *f)

@@ -3,90 +3,13 @@
  * corruption, failing disks (tmpfs ENOSPC, removed directory, truncated file), the index's
  * cost, the counters, prefetch and the origin bandwidth cap.
  */
-#include "fake_source.h"
+#include "cache_test.h"
 
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <sys/mount.h>
-#include <sys/wait.h>
-
-#include <cmocka.h>
 
 #include "cache/cache_i.h"
 
-#define KiB 1024ull
-#define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
-
-struct env {
-    char dir[64];
-    char d1[96], d2[96];
-    char dirs[200];
-    int tmpfs;
-    int no_range; /* mk() gives the cache no fetch_range: runs go through one buffer */
-    struct fake f;
-};
-
-static int setup(void **state)
-{
-    struct env *e = calloc(1, sizeof(*e));
-    strcpy(e->dir, "/tmp/efc-cache-test-XXXXXX");
-    if (!mkdtemp(e->dir))
-        return -1;
-    snprintf(e->d1, sizeof(e->d1), "%s/d1/", e->dir);
-    snprintf(e->d2, sizeof(e->d2), "%s/d2/", e->dir);
-    mkdir(e->d1, 0700);
-    mkdir(e->d2, 0700);
-    snprintf(e->dirs, sizeof(e->dirs), "%s:%s", e->d1, e->d2);
-    e->f.block_size = 1 << 20;
-    *state = e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct env *e = *state;
-    if (e->tmpfs)
-        umount2(e->d1, MNT_DETACH);
-    rm_rf(e->dir);
-    free(e);
-    return 0;
-}
-
-static struct cache *mk(struct env *e, uint64_t mem, const char *dirs, uint64_t per_dir,
-                        uint32_t bs)
-{
-    struct cache_config cfg = {.mem_bytes = mem,
-                               .disk_dirs = dirs,
-                               .disk_bytes_per_dir = per_dir,
-                               .block_size = bs,
-                               .page_size = 16 * KiB,
-                               .io_threads = 2};
-    struct cache_source src = {
-        .fetch = fake_fetch, .arg = &e->f, .fetch_range = e->no_range ? NULL : fake_fetch_range};
-    struct cache *c = NULL;
-    char err[256];
-    e->f.block_size = bs;
-    int rc = cache_new(&cfg, &src, &c, err, sizeof(err));
-    if (rc != 0)
-        fprintf(stderr, "cache_new: %s\n", err);
-    assert_int_equal(rc, 0);
-    return c;
-}
-
-static void read_ok(struct cache *c, const char *key, const char *etag, uint64_t size, uint64_t off,
-                    size_t len)
-{
-    uint8_t *buf = malloc(len + 1);
-    ssize_t n = cache_read(c, key, etag, size, off, len, buf);
-    size_t want = off >= size ? 0 : (size - off < len ? size - off : len);
-    assert_int_equal(n, (ssize_t)want);
-    assert_int_equal(fake_check(key, etag, off, buf, want), -1);
-    free(buf);
-}
 
 /* Waits until the background disk writes settle. */
 static void settle(struct cache *c)
@@ -379,10 +302,7 @@ static void test_kill9(void **state)
             }
         }
         usleep(50000 + 80000 * (unsigned)trial);
-        kill(pid, SIGKILL);
-        int status;
-        waitpid(pid, &status, 0);
-        assert_true(WIFSIGNALED(status));
+        kill9(pid);
         e->f.fetches = 0;
         struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
         struct cache_stats st;
@@ -458,11 +378,7 @@ static void test_corruption(void **state)
 static void test_enospc_tmpfs(void **state)
 {
     struct env *e = *state;
-    if (mount("tmpfs", e->d1, "tmpfs", 0, "size=2m") != 0) {
-        print_message("cannot mount tmpfs (%s): skipped\n", strerror(errno));
-        skip();
-    }
-    e->tmpfs = 1;
+    mount_small_tmpfs(e);
     /* The cap says 32 MiB, the file system holds 2. */
     struct cache *c = mk(e, 2 * MiB, e->d1, 32 * MiB, 1 << 20);
     uint64_t size = 24 * MiB;
@@ -476,8 +392,7 @@ static void test_enospc_tmpfs(void **state)
     assert_true(st.disk_errors > 0);
     assert_true(st.disk_writes > 0);
     cache_free(c);
-    umount2(e->d1, 0);
-    e->tmpfs = 0;
+    umount_tmpfs(e);
 }
 
 static void test_dir_removed_and_truncated(void **state)
@@ -545,8 +460,7 @@ static void test_index_overhead(void **state)
                                        .disk_bytes_per_dir = 100 * GiB,
                                        .block_size = bs,
                                        .page_size = ps};
-            struct cache_source src = {
-                .fetch = fake_fetch, .arg = &e->f, .fetch_range = fake_fetch_range};
+            struct cache_source src = fake_source(&e->f, 1);
             char err[256];
             assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), 0);
             cache_get_stats(c, &st);
@@ -695,7 +609,7 @@ static void test_rate_limit(void **state)
                                .block_size = 1 << 20,
                                .page_size = 16 * KiB,
                                .origin_bytes_per_sec = 16 * MiB};
-    struct cache_source src = {.fetch = fake_fetch, .arg = &e->f, .fetch_range = fake_fetch_range};
+    struct cache_source src = fake_source(&e->f, 1);
     struct cache *c;
     char err[128];
     assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), 0);
@@ -710,7 +624,7 @@ static void test_rate_limit(void **state)
 static void test_bad_config(void **state)
 {
     struct env *e = *state;
-    struct cache_source src = {.fetch = fake_fetch, .arg = &e->f, .fetch_range = fake_fetch_range};
+    struct cache_source src = fake_source(&e->f, 1);
     struct cache *c = (struct cache *)1;
     char err[128];
     struct cache_config cfg = {.block_size = 3 << 20};

@@ -2,80 +2,9 @@
  * (disk first, synchronously, else memory), what it counts, single-flight with readers, and
  * that warm-up blocks skip probation so a warm-up does not evict its own earlier blocks.
  */
-#include "fake_source.h"
+#include "cache_test.h"
 
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <sys/mount.h>
-#include <sys/wait.h>
-
-#include <cmocka.h>
-
-#define KiB 1024ull
-#define MiB (1024ull * 1024ull)
-
-struct env {
-    char dir[64];
-    char d1[96];
-    int tmpfs;
-    struct fake f;
-};
-
-static int setup(void **state)
-{
-    struct env *e = calloc(1, sizeof(*e));
-    strcpy(e->dir, "/tmp/efc-cache-fill-XXXXXX");
-    if (!mkdtemp(e->dir))
-        return -1;
-    snprintf(e->d1, sizeof(e->d1), "%s/d1/", e->dir);
-    mkdir(e->d1, 0700);
-    *state = e;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct env *e = *state;
-    if (e->tmpfs)
-        umount2(e->d1, MNT_DETACH);
-    rm_rf(e->dir);
-    free(e);
-    return 0;
-}
-
-static struct cache *mk(struct env *e, uint64_t mem, const char *dirs, uint64_t per_dir,
-                        uint32_t bs)
-{
-    struct cache_config cfg = {.mem_bytes = mem,
-                               .disk_dirs = dirs,
-                               .disk_bytes_per_dir = per_dir,
-                               .block_size = bs,
-                               .page_size = 16 * KiB,
-                               .io_threads = 2};
-    struct cache_source src = {.fetch = fake_fetch, .arg = &e->f, .fetch_range = fake_fetch_range};
-    struct cache *c = NULL;
-    char err[256];
-    e->f.block_size = bs;
-    int rc = cache_new(&cfg, &src, &c, err, sizeof(err));
-    if (rc != 0)
-        fprintf(stderr, "cache_new: %s\n", err);
-    assert_int_equal(rc, 0);
-    return c;
-}
-
-static void read_ok(struct cache *c, const char *key, const char *etag, uint64_t size, uint64_t off,
-                    size_t len)
-{
-    uint8_t *buf = malloc(len + 1);
-    ssize_t n = cache_read(c, key, etag, size, off, len, buf);
-    size_t want = off >= size ? 0 : (size - off < len ? size - off : len);
-    assert_int_equal(n, (ssize_t)want);
-    assert_int_equal(fake_check(key, etag, off, buf, want), -1);
-    free(buf);
-}
 
 static uint64_t nblocks(uint64_t size, uint32_t bs)
 {
@@ -168,10 +97,7 @@ static void test_fill_survives_kill9(void **state)
     char x;
     assert_int_equal(read(pfd[0], &x, 1), 1);
     close(pfd[0]);
-    kill(pid, SIGKILL);
-    int status;
-    waitpid(pid, &status, 0);
-    assert_true(WIFSIGNALED(status));
+    kill9(pid);
     e->f.fetches = 0;
     struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
     struct cache_stats st;
@@ -253,11 +179,7 @@ static void test_fill_enospc_pinned(void **state)
 static void test_fill_disk_full(void **state)
 {
     struct env *e = *state;
-    if (mount("tmpfs", e->d1, "tmpfs", 0, "size=2m") != 0) {
-        print_message("cannot mount tmpfs (%s): skipped\n", strerror(errno));
-        skip();
-    }
-    e->tmpfs = 1;
+    mount_small_tmpfs(e);
     struct cache *c = mk(e, 4 * MiB, e->d1, 32 * MiB, 1 << 20);
     const uint64_t size = 12 * MiB;
     assert_int_equal(fill_all(c, "full", "e", size), size);
@@ -270,8 +192,7 @@ static void test_fill_disk_full(void **state)
     read_ok(c, "full", "e", size, size - MiB, MiB);
     assert_int_equal(fake_fetches(&e->f), f0);
     cache_free(c);
-    umount2(e->d1, 0);
-    e->tmpfs = 0;
+    umount_tmpfs(e);
 }
 
 struct sf {

@@ -154,9 +154,7 @@ static void run(uint32_t bs, uint64_t mem, int disk, double seconds)
                                .page_size = 16 * KiB,
                                .io_threads = 3};
     /* Half the configurations fetch prefetch runs through fetch_range, half into one buffer. */
-    struct cache_source src = {.fetch = fake_fetch,
-                               .arg = &s->f,
-                               .fetch_range = bs >= (1u << 20) ? fake_fetch_range : NULL};
+    struct cache_source src = fake_source(&s->f, bs >= (1u << 20));
     char err[256];
     assert_int_equal(cache_new(&cfg, &src, &s->c, err, sizeof(err)), 0);
     s->deadline = now_sec() + seconds;
