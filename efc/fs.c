@@ -58,11 +58,13 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
-#define EFC_LCACHE_DIRS   4096
-#define EFC_META_BYTES    (64ull << 20)  /* the metadata cache's memory bound */
-#define EFC_DIRMEM_LIMIT  (256ull << 20) /* directory pages in memory, all directories */
-#define EFC_PROBE_KEYS    16             /* keys asked for by a lookup's probe */
-#define EFC_STATFS_TTL_MS 60000
+#define EFC_LCACHE_DIRS 4096
+/* How old a lookup's own answer may be for the open that follows it to use it (op_open). */
+#define EFC_OPEN_AFTER_LOOKUP_MS 500
+#define EFC_META_BYTES           (64ull << 20)  /* the metadata cache's memory bound */
+#define EFC_DIRMEM_LIMIT         (256ull << 20) /* directory pages in memory, all directories */
+#define EFC_PROBE_KEYS           16             /* keys asked for by a lookup's probe */
+#define EFC_STATFS_TTL_MS        60000
 /* When GetBucketStat says nothing (S3, errors): 1 PiB, all of it free. */
 #define EFC_STATFS_UNKNOWN_BLOCKS (1ull << 38)
 #define EFC_STATFS_UNKNOWN_FILES  (1ull << 32)
@@ -201,6 +203,7 @@ static void attr_from_meta(struct efc_attr *a, const struct oss_object_meta *m, 
     a->mtime = m->mtime;
     a->sc = m->storage_class;
     a->restored = m->restored;
+    a->probed = false;
     a->fetched_ms = t_ms;
     snprintf(a->etag, sizeof(a->etag), "%s", m->etag);
 }
@@ -477,6 +480,7 @@ static int probe_entry(void *arg, const struct oss_list_entry *le)
         p->attr->mtime = le->mtime;
         p->attr->sc = le->storage_class;
         p->attr->restored = false;
+        p->attr->probed = true;
         p->attr->fetched_ms = p->t_ms;
         snprintf(p->attr->etag, sizeof(p->attr->etag), "%s", le->etag ? le->etag : "");
         return 0;
@@ -840,9 +844,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     /* Close-to-open: whatever the kernel or the listing said, ask the store now; with the
-       metadata cache on, it answers instead until cleared (the seed's consistency table). */
+       metadata cache on, it answers instead until cleared (the seed's consistency table). The
+       one exception: a lookup that asked the store itself moments ago (the lookup of this very
+       open(2), when the kernel had no entry) answered with the same ETag, size and class a HEAD
+       would give, so asking again would only double the round trips of a cold open. */
     uint64_t t = time_mono_ms();
-    if (!meta_file(e, n.key, &a, t)) {
+    if (n.attr.probed && t - n.attr.fetched_ms <= EFC_OPEN_AFTER_LOOKUP_MS &&
+        oss_storage_class_readable(n.attr.sc)) {
+        a = n.attr;
+        a.probed = false;
+    } else if (!meta_file(e, n.key, &a, t)) {
         rc = oss_head(e->oss, n.key, &m);
         if (rc) {
             if (rc != -ENOENT)

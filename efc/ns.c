@@ -50,6 +50,7 @@ struct node {
     uint16_t namelen;
     uint8_t sc;
     bool restored;
+    bool probed; /* see struct efc_attr */
     bool is_dir;
     bool named; /* linked in the name table (false for the root and for replaced nodes) */
     char key[]; /* NUL-terminated; the name is key[keylen - namelen - is_dir ..] */
@@ -263,6 +264,7 @@ static void store_attr(struct node *n, const struct efc_attr *a)
     n->mtime = (int64_t)a->mtime;
     n->sc = (uint8_t)a->sc;
     n->restored = a->restored;
+    n->probed = a->probed;
     n->fetched_ms = a->fetched_ms;
 }
 
@@ -272,6 +274,7 @@ static void load_attr(const struct node *n, struct efc_attr *a)
     a->mtime = (time_t)n->mtime;
     a->sc = (enum oss_storage_class)n->sc;
     a->restored = n->restored;
+    a->probed = n->probed;
     a->fetched_ms = n->fetched_ms;
     if (n->etag)
         snprintf(a->etag, sizeof(a->etag), "%s", n->etag);

@@ -66,6 +66,24 @@ class DirCache(EfcTestCase):
         self.api("/v1/action/clear_metadata_cache")
         self.assert_unmounts_cleanly(m)
 
+    def test_open_after_lookup(self):
+        # A cold open by name: the lookup's own LIST answers the open too (no HEAD). A later
+        # open still sees a change (close-to-open), and so does an open after a stat whose answer
+        # has aged past the half second an open may take it for.
+        m = self.mount()
+        self.emu.reset_stats()
+        self.assertEqual(read(m.path("d2", "c.txt")), b"ccc\n")
+        ks = self.emu.key_stats("d2/c.txt")
+        self.assertEqual((ks.get("head", 0), ks.get("get", 0)), (0, 1), ks)
+        efctest.write_file(self.src, "d2/c.txt", b"cccc, changed\n")
+        self.assertEqual(read(m.path("d2", "c.txt")), b"cccc, changed\n")
+
+        os.stat(m.path("d1", "b.txt"))
+        efctest.write_file(self.src, "d1/b.txt", b"b, changed\n")
+        time.sleep(0.6)
+        self.assertEqual(read(m.path("d1", "b.txt")), b"b, changed\n")
+        self.assert_unmounts_cleanly(m)
+
     def test_metadata_cache_row(self):
         # Metadata cache on: neither a change nor a new file is seen until it is cleared (with
         # the block cache holding the old version, a reopen reads the old version whole).
