@@ -208,31 +208,32 @@ static void attr_from_meta(struct efc_attr *a, const struct oss_object_meta *m, 
     snprintf(a->etag, sizeof(a->etag), "%s", m->etag);
 }
 
-static void attr_from_dirent(struct efc_attr *a, const struct efc_dirent *d, uint64_t t_ms)
+/* Attributes from a cached answer (a listing's entry, a metadata-cache entry): a directory has
+ * only the time. */
+static void attr_set(struct efc_attr *a, uint64_t t_ms, bool is_dir, uint64_t size, int64_t mtime,
+                     unsigned sc, bool restored, const char *etag)
 {
     memset(a, 0, sizeof(*a));
     a->fetched_ms = t_ms;
-    if (d->is_dir)
+    if (is_dir)
         return;
-    a->size = d->size;
-    a->mtime = (time_t)d->mtime;
-    a->sc = (enum oss_storage_class)d->sc;
-    snprintf(a->etag, sizeof(a->etag), "%s", d->etag);
+    a->size = size;
+    a->mtime = (time_t)mtime;
+    a->sc = (enum oss_storage_class)sc;
+    a->restored = restored;
+    snprintf(a->etag, sizeof(a->etag), "%s", etag);
+}
+
+static void attr_from_dirent(struct efc_attr *a, const struct efc_dirent *d, uint64_t t_ms)
+{
+    attr_set(a, t_ms, d->is_dir, d->size, (int64_t)d->mtime, d->sc, false, d->etag);
 }
 
 /* ---- the metadata cache (g_metadata_CacheEnable; e->meta NULL when off) ------------------ */
 
 static void attr_from_ment(struct efc_attr *a, const struct efc_meta_ent *m, uint64_t t_ms)
 {
-    memset(a, 0, sizeof(*a));
-    a->fetched_ms = t_ms;
-    if (m->is_dir)
-        return;
-    a->size = m->size;
-    a->mtime = (time_t)m->mtime;
-    a->sc = (enum oss_storage_class)m->sc;
-    a->restored = m->restored;
-    snprintf(a->etag, sizeof(a->etag), "%s", m->etag);
+    attr_set(a, t_ms, m->is_dir, m->size, (int64_t)m->mtime, m->sc, m->restored, m->etag);
 }
 
 /* Remembers what the store said of KEY (a name's key, no trailing '/'): FOUND, IS_DIR, and for a
