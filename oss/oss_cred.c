@@ -13,7 +13,8 @@
  * force and is retried at the next check. As git's "racy clean" problem shows, a file modified
  * within a timestamp tick of our read can change again without its stat changing, so a file
  * whose mtime was within RACY_SEC of the load is re-read at each check until it settles; the
- * generation only moves when the parsed content really differs.
+ * generation only moves when the parsed content really differs. The monotonic clock goes through
+ * a pointer so that a test can move it (oss_cred_set_clock_for_test) instead of waiting.
  *
  * Secrets: parse errors name fields, never their content (jansson's own messages quote the input
  * near the error, so they are replaced by a category), files are read into buffers that are
@@ -61,6 +62,8 @@ struct oss_cred_src {
     char *label; /* "STS file '<path>'" etc., for messages */
     _Atomic unsigned check_ms;
     _Atomic uint64_t next_check_ms; /* monotonic; the next oss_cred_get after it checks the file */
+    uint64_t (*now_ms)(void *arg);  /* the monotonic clock (real_now_ms but in tests) */
+    void *now_arg;
 
     pthread_mutex_t load_lock; /* serialises loads; protects the fields below and cred's writes */
     struct file_id id;         /* of the last successful load */
@@ -71,6 +74,17 @@ struct oss_cred_src {
     pthread_rwlock_t lock; /* protects cred: written under load_lock + lock, read under lock */
     struct oss_cred cred;
 };
+
+static uint64_t real_now_ms(void *arg)
+{
+    (void)arg;
+    return time_mono_ms();
+}
+
+static uint64_t mono_ms(const struct oss_cred_src *s)
+{
+    return s->now_ms(s->now_arg);
+}
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -606,6 +620,7 @@ int oss_cred_src_new(const char *sts_file, const char *passwd_file, struct oss_c
     s->kind = sts_file ? CRED_STS : passwd_file ? CRED_PASSWD : CRED_ENV;
     const char *path = sts_file ? sts_file : passwd_file;
     s->check_ms = OSS_CRED_CHECK_MS;
+    s->now_ms = real_now_ms;
     pthread_mutex_init(&s->load_lock, NULL);
     pthread_rwlock_init(&s->lock, NULL);
 
@@ -631,13 +646,13 @@ int oss_cred_src_new(const char *sts_file, const char *passwd_file, struct oss_c
     pthread_mutex_lock(&s->load_lock);
     int rc = load(s, err, errlen);
     if (rc >= 0 && s->kind == CRED_STS)
-        warn_expiry(s, time_mono_ms());
+        warn_expiry(s, mono_ms(s));
     pthread_mutex_unlock(&s->load_lock);
     if (rc < 0) {
         oss_cred_src_free(s);
         return rc;
     }
-    s->next_check_ms = time_mono_ms() + s->check_ms;
+    s->next_check_ms = mono_ms(s) + s->check_ms;
     *out = s;
     return 0;
 }
@@ -657,13 +672,20 @@ void oss_cred_src_free(struct oss_cred_src *s)
 void oss_cred_set_check_interval(struct oss_cred_src *s, unsigned ms)
 {
     s->check_ms = ms ? ms : OSS_CRED_CHECK_MS;
-    s->next_check_ms = time_mono_ms() + s->check_ms;
+    s->next_check_ms = mono_ms(s) + s->check_ms;
+}
+
+void oss_cred_set_clock_for_test(struct oss_cred_src *s, uint64_t (*now_ms)(void *arg), void *arg)
+{
+    s->now_ms = now_ms ? now_ms : real_now_ms;
+    s->now_arg = now_ms ? arg : NULL;
+    s->next_check_ms = mono_ms(s) + s->check_ms;
 }
 
 void oss_cred_get(struct oss_cred_src *s, struct oss_cred *out)
 {
     if (s->kind != CRED_ENV) {
-        uint64_t now = time_mono_ms();
+        uint64_t now = mono_ms(s);
         uint64_t due = atomic_load_explicit(&s->next_check_ms, memory_order_relaxed);
         /* Only the thread that moves the deadline checks; the others use what is loaded. */
         if (now >= due &&
@@ -680,7 +702,7 @@ int oss_cred_reload(struct oss_cred_src *s, uint64_t seen)
     char err[256];
     pthread_mutex_lock(&s->load_lock);
     int rc = load(s, err, sizeof(err));
-    uint64_t now = time_mono_ms();
+    uint64_t now = mono_ms(s);
     if (rc < 0 && warn_due(&s->fail_warned_ms, now))
         log_warn("%s; keeping the previous credentials", err);
     else if (rc > 0)

@@ -22,8 +22,8 @@ struct oss_cred {
     char access_key_id[256];
     char access_key_secret[256];
     char security_token[OSS_CRED_MAX_FIELD + 1]; /* "" when not STS */
-    time_t expiration;                          /* 0 when unknown */
-    uint64_t generation;                        /* bumps at each successful (re)load */
+    time_t expiration;                           /* 0 when unknown */
+    uint64_t generation;                         /* bumps at each successful (re)load */
 };
 
 struct oss_cred_src;
@@ -41,6 +41,12 @@ void oss_cred_get(struct oss_cred_src *s, struct oss_cred *out);
 /* How often oss_cred_get looks at the file: OSS_CRED_CHECK_MS unless set here (0 restores it);
  * tests shorten it. */
 void oss_cred_set_check_interval(struct oss_cred_src *s, unsigned ms);
+
+/* Replaces CLOCK_MONOTONIC (milliseconds) for when oss_cred_get checks the file and how often a
+ * warning may repeat, so that a test moves time rather than waits for it; the next check is then
+ * due the check interval after NOW's time. Call before the source is shared between threads.
+ * NOW NULL restores the real clock. */
+void oss_cred_set_clock_for_test(struct oss_cred_src *s, uint64_t (*now)(void *arg), void *arg);
 
 /* Re-reads the source now. Returns 1 if the credentials differ from generation SEEN (a retry
  * with them may help), 0 if unchanged, -errno if the file cannot be read or parsed (the old

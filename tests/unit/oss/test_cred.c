@@ -408,7 +408,24 @@ static void test_relative_path(void **state)
     unlink(path);
 }
 
-/* The real interval: a change shows after OSS_CRED_CHECK_MS, not before. */
+/* A clock the test moves: milliseconds, never 0 (0 means "never" to the warning rate limit). */
+static uint64_t test_clock_ms;
+
+static uint64_t test_now(void *arg)
+{
+    (void)arg;
+    return test_clock_ms;
+}
+
+/* Puts S on the test's clock, which starts at an arbitrary time. */
+static void use_test_clock(struct oss_cred_src *s)
+{
+    test_clock_ms = 1000000;
+    oss_cred_set_clock_for_test(s, test_now, NULL);
+}
+
+/* The default interval: a change shows OSS_CRED_CHECK_MS after the last check, not a
+ * millisecond before. */
 static void test_reload_on_change(void **state)
 {
     (void)state;
@@ -418,18 +435,20 @@ static void test_reload_on_change(void **state)
     bump_mtime(path, -100);
     struct oss_cred_src *s = NULL;
     assert_int_equal(oss_cred_src_new(NULL, path, &s, err, sizeof(err)), 0);
+    use_test_clock(s);
     struct oss_cred c;
     oss_cred_get(s, &c);
     assert_string_equal(c.access_key_id, "ak1");
     assert_int_equal(c.generation, 1);
 
-    uint64_t t0 = time_mono_ms();
     write_file(path, "ak2:" SECRET_MARK "2\n", 0600); /* same size, in place */
     bump_mtime(path, -50);
     oss_cred_get(s, &c);
-    if (time_mono_ms() - t0 < OSS_CRED_CHECK_MS / 2)
-        assert_string_equal(c.access_key_id, "ak1"); /* not checked yet */
-    usleep((OSS_CRED_CHECK_MS + 100) * 1000);
+    assert_string_equal(c.access_key_id, "ak1"); /* not checked yet */
+    test_clock_ms += OSS_CRED_CHECK_MS - 1;
+    oss_cred_get(s, &c);
+    assert_string_equal(c.access_key_id, "ak1"); /* still not */
+    test_clock_ms += 1;
     oss_cred_get(s, &c);
     assert_string_equal(c.access_key_id, "ak2");
     assert_string_equal(c.access_key_secret, SECRET_MARK "2");
@@ -457,6 +476,7 @@ static void test_reload_bad_keeps_old(void **state)
     write_file(path, good1, 0600);
     struct oss_cred_src *s = NULL;
     assert_int_equal(oss_cred_src_new(path, NULL, &s, err, sizeof(err)), 0);
+    use_test_clock(s);
     oss_cred_set_check_interval(s, 20);
     struct oss_cred c;
     oss_cred_get(s, &c);
@@ -465,7 +485,7 @@ static void test_reload_bad_keeps_old(void **state)
     /* Half-written: the old credentials stay, reload reports the error. */
     write_file(path, "{\"AccessKeyId\":\"id2\",\"AccessKeySec", 0600);
     bump_mtime(path, 1);
-    usleep(40 * 1000);
+    test_clock_ms += 20; /* the next get checks the file */
     oss_cred_get(s, &c);
     assert_string_equal(c.access_key_id, "id1");
     assert_string_equal(c.security_token, "tok" SECRET_MARK "1");
@@ -474,14 +494,14 @@ static void test_reload_bad_keeps_old(void **state)
     /* Empty (truncated, not yet written). */
     write_file(path, "", 0600);
     bump_mtime(path, 2);
-    usleep(40 * 1000);
+    test_clock_ms += 20; /* the next get checks the file */
     oss_cred_get(s, &c);
     assert_string_equal(c.access_key_id, "id1");
 
     /* Finished: picked up at the next check, no remount. */
     write_file(path, good2, 0600);
     bump_mtime(path, 3);
-    usleep(40 * 1000);
+    test_clock_ms += 20; /* the next get checks the file */
     oss_cred_get(s, &c);
     assert_string_equal(c.access_key_id, "id2");
     assert_string_equal(c.access_key_secret, SECRET_MARK "2");
@@ -503,7 +523,7 @@ static void test_reload_bad_keeps_old(void **state)
 
     /* A deleted file keeps the old credentials too. */
     unlink(path);
-    usleep(40 * 1000);
+    test_clock_ms += 20; /* the next get checks the file */
     oss_cred_get(s, &c);
     assert_string_equal(c.access_key_id, "id1");
     assert_int_equal(oss_cred_reload(s, 3), -ENOENT);
@@ -585,6 +605,8 @@ static void *writer(void *arg)
     struct race *r = arg;
     char json[4096];
     int i = 1;
+    /* The real clock on purpose: the race between this writer and the readers is what is under
+       test, so it runs for a time (1.2 s of rewrites) rather than up to a state. */
     uint64_t end = time_mono_ms() + 1200;
     while (time_mono_ms() < end) {
         i++;
@@ -597,12 +619,12 @@ static void *writer(void *arg)
             assert_true(fd >= 0);
             size_t half = strlen(json) / 2;
             assert_int_equal(write(fd, json, half), (ssize_t)half);
-            usleep(1000);
+            usleep(1000); /* a window in which readers find the file half written */
             assert_int_equal(write(fd, json + half, strlen(json) - half),
                              (ssize_t)(strlen(json) - half));
             close(fd);
         }
-        usleep(3000);
+        usleep(3000); /* pacing: readers get checks in between the rewrites */
     }
     r->final_n = i;
     return NULL;
