@@ -563,13 +563,26 @@ static const char *const TASK_KEYS[] = {"CompletedSize", "ErrorCode", "ErrorMess
                                         "Path",          "Pattern",   "Status",       "SubmitTime",
                                         "TotalSize",     NULL};
 
-/* Polls stat of PATH until its newest task has STATUS (at most 10 s); returns its TaskInfo
- * (a copy, json_decref it). */
+/* How long a test waits for a state (a task's status, the server noticing a close) before it
+ * fails: generous, for a sanitizer build on a loaded machine. */
+#define WAIT_SECONDS 60
+
+static double now_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Polls stat of PATH until its newest task has STATUS; returns its TaskInfo (a copy, json_decref
+ * it). Fails the test, with the status last seen, after WAIT_SECONDS. */
 static json_t *wait_status(const char *path, const char *status)
 {
-    char t[512];
+    char t[512], last[32] = "no task";
     snprintf(t, sizeof(t), "/v1/warmup/stat?target_path=%s", path);
-    for (int i = 0; i < 1000; i++) {
+    double end = now_sec() + WAIT_SECONDS;
+    for (;;) {
+        int late = now_sec() > end;
         struct resp r;
         get(t, &r);
         json_t *res = result(&r, 0);
@@ -580,11 +593,14 @@ static json_t *wait_status(const char *path, const char *status)
             resp_free(&r);
             return task;
         }
+        if (task)
+            snprintf(last, sizeof(last), "%s", jstr(task, "Status"));
         resp_free(&r);
+        if (late)
+            fail_msg("'%s' did not reach status '%s' in %d s (last: '%s')", path, status,
+                     WAIT_SECONDS, last);
         usleep(10000);
     }
-    fail_msg("'%s' never reached status '%s'", path, status);
-    return NULL;
 }
 
 static void test_warmup_load_stat(void **state)
@@ -900,6 +916,25 @@ static void test_stop_closes(void **state)
     mgmt_stop(m2);
 }
 
+/* Connections waiting in the accept queue of the socket listening on 127.0.0.1:PORT, as the kernel
+ * shows them (/proc/net/tcp: a listening socket's rx_queue is its accept backlog); -1 if there is
+ * no such socket. */
+static int accept_backlog(uint16_t port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    assert_non_null(f);
+    char line[512];
+    int found = -1;
+    while (found < 0 && fgets(line, sizeof(line), f)) {
+        unsigned addr, lport, state, txq, rxq;
+        if (sscanf(line, " %*u: %x:%x %*x:%*x %x %x:%x", &addr, &lport, &state, &txq, &rxq) == 5 &&
+            lport == port && state == 0x0A /* TCP_LISTEN */ && addr == htonl(INADDR_LOOPBACK))
+            found = (int)rxq;
+    }
+    fclose(f);
+    return found;
+}
+
 static void test_connection_limit(void **state)
 {
     struct mgmt *m2;
@@ -907,6 +942,10 @@ static void test_connection_limit(void **state)
     struct mgmt_config cfg = {.port = 0, .threads = 1, .max_conns = 2};
     assert_int_equal(mgmt_start(&cfg, &OPS, &m2, err, sizeof(err)), 0);
     uint16_t p = mgmt_port(m2);
+    /* Two idle connections, held open by the server once it has taken them off its listening
+       socket's accept queue. That queue is where to see it: the server shows no count of its
+       connections, and a request cannot prove one accepted and keep it, as every answer closes
+       its connection. */
     int idle[2];
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(p)};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
@@ -914,22 +953,35 @@ static void test_connection_limit(void **state)
         idle[i] = socket(AF_INET, SOCK_STREAM, 0);
         assert_int_equal(connect(idle[i], (struct sockaddr *)&a, sizeof(a)), 0);
     }
-    usleep(200000); /* let the server accept them */
+    double end = now_sec() + WAIT_SECONDS;
+    int queued;
+    while ((queued = accept_backlog(p)) != 0) {
+        if (now_sec() > end)
+            fail_msg("the server has not accepted the two connections in %d s (queued: %d)",
+                     WAIT_SECONDS, queued);
+        usleep(2000);
+    }
     struct resp r;
     http_full("127.0.0.1", p, "GET", "/v1/tier", NULL, &r);
     assert_int_not_equal(r.cc, CURLE_OK); /* over the limit: closed at once */
     resp_free(&r);
     close(idle[0]);
     close(idle[1]);
-    int ok = 0;
-    for (int i = 0; i < 50 && !ok; i++) { /* the server notices the closes */
+    /* The server notices the closes: a request is served again. */
+    end = now_sec() + WAIT_SECONDS;
+    for (;;) {
+        int late = now_sec() > end;
         http_full("127.0.0.1", p, "GET", "/v1/tier", NULL, &r);
-        ok = r.cc == CURLE_OK && r.status == 200;
+        CURLcode cc = r.cc;
+        long status = r.status;
         resp_free(&r);
-        if (!ok)
-            usleep(20000);
+        if (cc == CURLE_OK && status == 200)
+            break;
+        if (late)
+            fail_msg("no request served %d s after the idle connections closed (last: %s, %ld)",
+                     WAIT_SECONDS, curl_easy_strerror(cc), status);
+        usleep(20000);
     }
-    assert_true(ok);
     mgmt_stop(m2);
 }
 
