@@ -329,7 +329,11 @@ static void test_sts_rotation(void **state)
     free(scratch_file("sts.json", "{\"AccessKeyId\":\"stsak3\",\"AccessKeySecret\":\"stssk3\","
                                   "\"SecurityToken\":\"token-three\","
                                   "\"Expiration\":\"2099-01-01T00:00:00Z\"}"));
-    usleep(1200 * 1000); /* past the file check interval */
+    /* Time passing is the state here: the client checks its credentials file at most every
+       OSS_CRED_CHECK_MS (1 s, oss/oss_cred_i.h) and this part tests that the check alone picks
+       the new file up, so it waits past that interval (a read meanwhile would be refused and
+       reload the file itself). */
+    usleep(1200 * 1000);
     struct oss_stats before = st;
     assert_int_equal(oss_head(cl, "hello.txt", &meta), 0);
     oss_get_stats(cl, &st);
@@ -464,8 +468,7 @@ static void test_errors(void **state)
     assert_int_equal(oss_head(cl, "dir/a.txt", &meta), 0);
     char old[sizeof(meta.etag)];
     strcpy(old, meta.etag);
-    usleep(10000);
-    write_text(root, "dir/a.txt", "A changed");
+    write_text(root, "dir/a.txt", "A changed"); /* another size: another ETag at any mtime */
     assert_int_equal(oss_head(cl, "dir/a.txt", &meta), 0);
     assert_string_not_equal(old, meta.etag);
     assert_int_equal(meta.size, 9);
@@ -726,8 +729,8 @@ static void test_error_kinds_and_metrics(void **state)
                      0);
     read_small_ok(cl);
     /* (not a reset: on a reused connection curl itself re-sends the request, unseen) */
-    assert_int_equal(
-        ossemu_faults(&emu, "{\"next\":[{\"kind\":\"truncate\",\"after\":30000}]}"), 0);
+    assert_int_equal(ossemu_faults(&emu, "{\"next\":[{\"kind\":\"truncate\",\"after\":30000}]}"),
+                     0);
     read_small_ok(cl);
     assert_int_equal(ossemu_faults(&emu, "{\"next\":[{\"kind\":\"stall\"}]}"), 0);
     read_small_ok(cl);
@@ -809,10 +812,19 @@ static void test_failover(void **state)
         read_small_ok(cl);
     assert_true(ossemu_requests(&emu2, "data/small.bin") >= 10);
 
-    /* The primary comes back: after its down period, reads return to it. */
+    /* The primary comes back: once its down period is over (endpoint_down_ms, doubled at each
+       probe that failed while it was down, so not known here), a read probes it, and from then
+       on reads return to it. */
     assert_int_equal(ossemu_faults(&emu, "{}"), 0);
     ossemu_reset_stats(&emu);
-    usleep(2500 * 1000);
+    uint64_t end = time_mono_ms() + 60000;
+    while (ossemu_requests(&emu, "data/small.bin") == 0) {
+        if (time_mono_ms() > end)
+            fail_msg("no read went back to the primary in 60 s");
+        read_small_ok(cl);
+        usleep(20000);
+    }
+    ossemu_reset_stats(&emu);
     for (int i = 0; i < 5; i++)
         read_small_ok(cl);
     assert_true(ossemu_requests(&emu, "data/small.bin") >= 4);
@@ -883,7 +895,8 @@ static void test_https(void **state)
     struct ossemu tls;
 
     snprintf(cmd, sizeof(cmd),
-             "cd '%s' && printf 'subjectAltName=DNS:*.oss-cn-hangzhou.aliyuncs.com,DNS:*.s3.oss-cn-hangzhou.aliyuncs.com\\n' > ext && "
+             "cd '%s' && printf 'subjectAltName=DNS:*.oss-cn-hangzhou.aliyuncs.com,"
+             "DNS:*.s3.oss-cn-hangzhou.aliyuncs.com\\n' > ext && "
              "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
              "-keyout ca.key -out ca.pem -days 2 -subj '/CN=efc test CA' 2>/dev/null && "
              "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key "
