@@ -11,17 +11,33 @@
 
 #define GiB (1024ull * MiB)
 
-/* Waits until the background disk writes settle. */
+/* Waits until the cache's background work (disk writes, prefetches) has settled: its counters of
+ * that work unchanged over QUIET_POLLS polls 10 ms apart. Quiescence is the state to wait for here:
+ * the cache shows no depth of its write and prefetch queues. Fails the test if they are still
+ * moving after WAIT_SECONDS. */
+#define QUIET_POLLS 5
+
 static void settle(struct cache *c)
 {
     struct cache_stats a, b;
+    double end = now_sec() + WAIT_SECONDS;
     cache_get_stats(c, &a);
-    for (int i = 0; i < 500; i++) {
+    b = a;
+    for (int quiet = 0; quiet < QUIET_POLLS;) {
+        if (now_sec() > end)
+            fail_msg("the cache did not settle in %d s: %llu disk writes, %llu dropped, %llu "
+                     "errors, %llu source fetches and still moving",
+                     WAIT_SECONDS, (unsigned long long)b.disk_writes,
+                     (unsigned long long)b.disk_writes_dropped, (unsigned long long)b.disk_errors,
+                     (unsigned long long)b.source_fetches);
         usleep(10000);
         cache_get_stats(c, &b);
         if (b.disk_writes == a.disk_writes && b.disk_writes_dropped == a.disk_writes_dropped &&
-            b.source_fetches == a.source_fetches && i > 3)
-            return;
+            b.disk_errors == a.disk_errors && b.source_fetches == a.source_fetches &&
+            b.source_errors == a.source_errors)
+            quiet++;
+        else
+            quiet = 0;
         a = b;
     }
 }
@@ -280,6 +296,12 @@ static void test_persistence(void **state)
     cache_free(c);
 }
 
+/* The blocks the child must have written before it is killed, per trial: at first one, at last
+ * about twice what its disk tier holds (31 slots), so that slots are being reused and rewritten
+ * when it dies (from the second trial on, the tier starts full anyway: the parent's checking
+ * reads of the trial before filled it). */
+static const uint64_t KILL9_AFTER_WRITES[] = {1, 12, 40, 64};
+
 static void test_kill9(void **state)
 {
     struct env *e = *state;
@@ -288,21 +310,32 @@ static void test_kill9(void **state)
     const uint64_t size = 24 * MiB;
     const int versions = 6;
     for (int trial = 0; trial < 4; trial++) {
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+        int fds[2];
+        if (fork_reporting_child(e, fds) == 0) {
+            /* The child: reads for ever, reporting each time its count of completed disk writes
+               (disk tier only: every block read is written there) moves. */
+            struct cache *c = mk_or_null(e, 0, e->d1, 32 * MiB, 1 << 20);
             uint8_t *buf = malloc(MiB);
+            if (c == NULL || buf == NULL)
+                _exit(2);
+            uint64_t reported = 0;
             for (unsigned n = 0;; n++) {
                 char etag[16];
                 snprintf(etag, sizeof(etag), "v%u", n / 8 % versions);
                 uint64_t off = (fake_rand() % (size / MiB)) * MiB;
                 if (cache_read(c, "crash", etag, size, off, MiB, buf) != (ssize_t)MiB)
                     _exit(3);
+                struct cache_stats st;
+                cache_get_stats(c, &st);
+                if (st.disk_writes != reported) {
+                    reported = st.disk_writes;
+                    report(fds[1], reported);
+                }
             }
         }
-        usleep(50000 + 80000 * (unsigned)trial);
-        kill9(pid);
+        uint64_t written = wait_report(e, fds[0], KILL9_AFTER_WRITES[trial], "disk writes");
+        kill9(e);
+        close(fds[0]);
         e->f.fetches = 0;
         struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
         struct cache_stats st;
@@ -316,10 +349,11 @@ static void test_kill9(void **state)
         cache_get_stats(c, &st2);
         cache_free(c);
         print_message(
-            "kill -9 trial %d: %llu blocks found, %llu of %llu reads refetched, "
-            "%llu torn pages dropped\n",
-            trial, (unsigned long long)st.scan_blocks, (unsigned long long)fake_fetches(&e->f),
-            (unsigned long long)(versions * size / MiB), (unsigned long long)st2.corrupt_dropped);
+            "kill -9 trial %d, at %llu disk writes: %llu blocks found, %llu of %llu reads "
+            "refetched, %llu torn pages dropped\n",
+            trial, (unsigned long long)written, (unsigned long long)st.scan_blocks,
+            (unsigned long long)fake_fetches(&e->f), (unsigned long long)(versions * size / MiB),
+            (unsigned long long)st2.corrupt_dropped);
         assert_true(st.scan_blocks > 0);
         assert_true(fake_fetches(&e->f) < versions * size / MiB);
     }
@@ -517,15 +551,16 @@ static void test_prefetch(void **state)
         struct cache *c = mk(e, 16 * MiB, e->d1, 32 * MiB, 1 << 20);
         uint64_t size = 6 * MiB + 5;
         assert_int_equal(cache_prefetch(c, "pf", "e", size, 0, size), 0);
-        for (int i = 0; i < 300 && __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) < size; i++)
-            usleep(10000);
+        /* All 7 blocks published, not merely their bytes handed over by the source: a block is
+           queued for the disk tier when it is published, so its disk write is the sign. */
+        struct cache_stats st;
+        WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes >= 7));
         settle(c);
         /* Runs of consecutive blocks, one request each (4 MiB at most): blocks 0-3, then 4-6. */
         assert_int_equal(fake_fetches(&e->f), 2);
         assert_int_equal(e->f.bytes, size);
         read_ok(c, "pf", "e", size, 0, size);
         assert_int_equal(fake_fetches(&e->f), 2);
-        struct cache_stats st;
         cache_get_stats(c, &st);
         assert_int_equal(st.read_hit, 1);
         assert_int_equal(st.root_read_source, 2);
@@ -535,8 +570,7 @@ static void test_prefetch(void **state)
         read_ok(c, "pf3", "e", 8 * MiB, 2 * MiB, 1);
         uint64_t f0 = fake_fetches(&e->f);
         assert_int_equal(cache_prefetch(c, "pf3", "e", 8 * MiB, 0, 4 * MiB), 0);
-        for (int i = 0; i < 300 && fake_fetches(&e->f) < f0 + 3; i++)
-            usleep(10000);
+        WAIT_UNTIL(fake_fetches(&e->f) >= f0 + 3);
         settle(c);
         assert_int_equal(fake_fetches(&e->f), f0 + 3); /* 0-1, 2's other pages, 3 */
         read_ok(c, "pf3", "e", 8 * MiB, 0, 4 * MiB);
@@ -545,13 +579,7 @@ static void test_prefetch(void **state)
            fetched by its readers, and every byte read is right. */
         __atomic_store_n(&e->f.fail_per_mille, 1000, __ATOMIC_RELAXED);
         assert_int_equal(cache_prefetch(c, "pf4", "e", 4 * MiB, 0, 4 * MiB), 0);
-        for (int i = 0; i < 300; i++) {
-            cache_get_stats(c, &st);
-            if (st.source_errors > 0)
-                break;
-            usleep(10000);
-        }
-        assert_true(st.source_errors > 0);
+        WAIT_UNTIL((cache_get_stats(c, &st), st.source_errors > 0));
         __atomic_store_n(&e->f.fail_per_mille, 0, __ATOMIC_RELAXED);
         settle(c);
         read_ok(c, "pf4", "e", 4 * MiB, 0, 4 * MiB);
@@ -584,10 +612,10 @@ static void test_prefetch_tiny_memory(void **state)
             uint64_t want = __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) + (k == 0 ? 2 : 1) * MiB;
             assert_int_equal(cache_prefetch(c, "seq", "e", size, from * MiB, (k + 3 - from) * MiB),
                              0);
-            for (int i = 0; i < 500 && __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) <
-                                           (want < size ? want : size);
-                 i++)
-                usleep(2000);
+            if (want > size)
+                want = size;
+            /* The blocks asked for are fetched before the reader gets to them. */
+            WAIT_UNTIL(__atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) >= want);
         }
         for (uint64_t off = 0; off < MiB; off += 256 * KiB)
             read_ok(c, "seq", "e", size, k * MiB + off, 256 * KiB);
