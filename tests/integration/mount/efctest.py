@@ -214,7 +214,8 @@ def state_file(mnt):
 
 
 def wait_until(pred, timeout, interval=0.05):
-    """Polls PRED until true or TIMEOUT seconds; returns its last value."""
+    """Polls PRED until true or TIMEOUT seconds; returns its last value, quietly even when that is
+    false: the caller must assert it (or use wait_for, which fails by itself)."""
     end = time.monotonic() + timeout
     n = 0
     while True:
@@ -222,6 +223,23 @@ def wait_until(pred, timeout, interval=0.05):
         if v or time.monotonic() >= end or n > 100000:
             return v
         n += 1
+        time.sleep(interval)
+
+
+def wait_for(pred, timeout, what, interval=0.05):
+    """Polls PRED until it returns a true value, and returns that value; raises AssertionError
+    naming WHAT (what was waited for; a function returning that text is called at the failure, so
+    it can show the last state seen) when TIMEOUT seconds pass first. PRED is called once more
+    after the deadline."""
+    end = time.monotonic() + timeout
+    while True:
+        late = time.monotonic() >= end
+        v = pred()
+        if v:
+            return v
+        if late:
+            raise AssertionError("still not so after %g s: %s" % (
+                timeout, what() if callable(what) else what))
         time.sleep(interval)
 
 
@@ -294,7 +312,8 @@ def unmount(mnt, pid=None):
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            wait_until(lambda: not pid_alive(p), 10)
+            if not wait_until(lambda: not pid_alive(p), 10):
+                problems.append("daemon %d still there 10 s after SIGKILL" % p)
     return problems
 
 
@@ -557,6 +576,41 @@ def mgmt_get(port, path, timeout=15):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def metrics(port):
+    """The samples of /metrics on the management port PORT: {name as written, labels included
+    (e.g. 'efc_cache_blocks{tier="disk"}'): value}."""
+    status, body = mgmt_get(port, "/metrics")
+    if status != 200:
+        raise AssertionError("/metrics answered %d: %s" % (status, body[:300]))
+    out = {}
+    for line in body.decode("utf-8", "replace").splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+# How long a test waits for the daemon to reach a state (a counter, a task's status) before it
+# fails: generous, for a sanitizer build on a loaded machine.
+WAIT_TIMEOUT = 60
+
+
+def wait_metric(port, name, pred, what, timeout=WAIT_TIMEOUT, interval=0.05):
+    """Polls the metric NAME (as metrics() keys it) of the management port PORT until PRED(value)
+    holds; returns the value. Raises AssertionError naming the metric, its last value and WHAT
+    (the state waited for) when TIMEOUT seconds pass first."""
+    end = time.monotonic() + timeout
+    while True:
+        late = time.monotonic() >= end
+        v = metrics(port).get(name)
+        if v is not None and pred(v):
+            return v
+        if late:
+            shown = "missing" if v is None else "%d" % v if v == int(v) else "%g" % v
+            raise AssertionError("%s is %s after %g s; waited for %s" % (name, shown, timeout, what))
+        time.sleep(interval)
 
 
 # ---------------------------------------------------------------- the mount

@@ -11,7 +11,6 @@ import errno
 import os
 import subprocess
 import sys
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -43,17 +42,20 @@ print("\n".join(str(x) for x in out))
 class CacheMount(EfcTestCase):
     BUCKET_FILES = FILES
 
-    def mount_cached(self, cache_dir=None, extra=(), check=True):
+    def mount_cached(self, cache_dir=None, extra=(), check=True, mgmt=False):
         opts = efctest.cache_options(cache_dir or self.h.cache_dir(), extra=extra)
-        return self.h.mount(self.emu, log=True, extra=opts, check=check)
+        return self.h.mount(self.emu, log=True, extra=opts, check=check, mgmt=mgmt)
 
     def test_warm_reread_no_origin(self):
-        m = self.mount_cached()
+        m = self.mount_cached(mgmt=True)
         key = "warm.bin"
         self.assertEqual(self.read_sha(m.path(key)), sha(FILES[key]))
         cold = self.emu.gets(key)
         self.assertGreater(cold, 0, "the cold read made no GET?")
-        time.sleep(0.3)  # fills finish with the reads; leave the disk writer a moment anyway
+        # The fills finish with the reads; the disk writer works behind them: wait until it has
+        # written every byte of the object (it writes whole pages, so at least its size).
+        efctest.wait_metric(m.port, "efc_cache_disk_write_bytes_total",
+                            lambda v: v >= len(FILES[key]), "all of %s on the disk tier" % key)
         for i in range(2):
             drop_caches()
             before = self.emu.gets(key)
@@ -120,7 +122,6 @@ class CacheMount(EfcTestCase):
             finally:
                 f.close()
             self.assert_unmounts_cleanly(m2)
-            time.sleep(0.05)
             self.assertEqual(self.read_sha(m.path(key)), sha(new), "served the old version")
             drop_caches()
             self.assertEqual(self.read_sha(m.path(key)), sha(new), "old version after a drop")

@@ -9,7 +9,6 @@ import re
 import signal
 import struct
 import sys
-import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -43,8 +42,8 @@ def used_slots(path):
 class CacheTrouble(EfcTestCase):
     BUCKET_FILES = FILES
 
-    def mount_cached(self, cache_dir, mem_mb=16, disk_mb=64):
-        return self.h.mount(self.emu, log=True,
+    def mount_cached(self, cache_dir, mem_mb=16, disk_mb=64, mgmt=False):
+        return self.h.mount(self.emu, log=True, mgmt=mgmt,
                             extra=efctest.cache_options(cache_dir, mem_mb, disk_mb))
 
     def test_working_set_twice_the_cache(self):
@@ -107,11 +106,13 @@ class CacheTrouble(EfcTestCase):
     def test_crash_keeps_the_disk_cache(self):
         cache_dir = self.h.cache_dir("crash")
         key = "crash.bin"
-        m = self.mount_cached(cache_dir)
+        m = self.mount_cached(cache_dir, mgmt=True)
         self.assertEqual(self.read_shas([m.path(key)]), [sha(FILES[key])])
         self.assertGreater(self.emu.gets(key), 0)
-        # the disk writes run in the background: give them a moment, then crash
-        time.sleep(1.0)
+        # The disk writes run in the background: crash once every byte of the object is written
+        # (whole pages, so at least its size).
+        efctest.wait_metric(m.port, "efc_cache_disk_write_bytes_total",
+                            lambda v: v >= len(FILES[key]), "all of %s on the disk tier" % key)
         pids = efctest.daemon_pids(m.mnt)
         self.assertEqual(len(pids), 1, pids)
         os.kill(pids[0], signal.SIGKILL)

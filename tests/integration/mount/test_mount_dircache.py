@@ -80,7 +80,7 @@ class DirCache(EfcTestCase):
 
         os.stat(m.path("d1", "b.txt"))
         efctest.write_file(self.src, "d1/b.txt", b"b, changed\n")
-        time.sleep(0.6)
+        time.sleep(0.6)  # time is the state: the stat's answer ages past the half second
         self.assertEqual(read(m.path("d1", "b.txt")), b"b, changed\n")
         self.assert_unmounts_cleanly(m)
 
@@ -97,7 +97,7 @@ class DirCache(EfcTestCase):
         new = pattern(len(old) + 100, 6)
         efctest.write_file(self.src, "m/old.bin", new)
         efctest.write_file(self.src, "m/ghost.txt", b"boo\n")
-        time.sleep(1.2)  # past the kernel's attribute and entry timeouts (1 s)
+        time.sleep(1.2)  # past the kernel's attribute and entry timeouts (1 s): time is the state
         heads = self.emu.key_stats("m/old.bin").get("head", 0)
         self.assertEqual(os.stat(m.path("m", "old.bin")).st_size, len(old))
         self.assertEqual(read(m.path("m", "old.bin")), old, "the metadata cache did not hold")
@@ -107,7 +107,7 @@ class DirCache(EfcTestCase):
             os.stat(m.path("m", "ghost.txt"))  # the negative entry holds
 
         self.api("/v1/action/clear_metadata_cache")
-        time.sleep(1.2)
+        time.sleep(1.2)  # past the kernel's attribute and entry timeouts (1 s): time is the state
         self.assertEqual(read(m.path("m", "old.bin")), new)
         # a new file needs both caches cleared: the cached listing still lacks it
         self.assertEqual(sorted(os.listdir(m.path("m"))), ["old.bin"])
@@ -115,7 +115,7 @@ class DirCache(EfcTestCase):
             os.stat(m.path("m", "ghost.txt"))
         self.api("/v1/action/clear_readdir_cache")
         self.api("/v1/action/clear_metadata_cache")
-        time.sleep(1.2)
+        time.sleep(1.2)  # past the kernel's attribute and entry timeouts (1 s): time is the state
         self.assertEqual(sorted(os.listdir(m.path("m"))), ["ghost.txt", "old.bin"])
         self.assertEqual(read(m.path("m", "ghost.txt")), b"boo\n")
         self.assert_unmounts_cleanly(m)
@@ -135,7 +135,7 @@ class DirCache(EfcTestCase):
         self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt"])
         efctest.write_file(self.src, "d1/new.txt", b"new\n")
         self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt"])
-        time.sleep(2.5)
+        time.sleep(2.5)  # past g_readdircache_RemainTime=2: time is the state
         self.assertEqual(sorted(os.listdir(m.path("d1"))), ["a.txt", "b.txt", "new.txt"],
                          "the listing outlived g_readdircache_RemainTime")
         # MaxCount=1: listing d2 pushes d1 out
@@ -150,7 +150,7 @@ class DirCache(EfcTestCase):
         m = self.mount()
         self.assertIn("b.txt", os.listdir(m.path("d1")))
         os.unlink(os.path.join(self.src, "d1", "b.txt"))
-        time.sleep(1.2)
+        time.sleep(1.2)  # past the kernel's attribute and entry timeouts (1 s): time is the state
         with self.assertRaises(OSError) as cm:
             read(m.path("d1", "b.txt"))
         self.assertEqual(cm.exception.errno, errno.ENOENT)

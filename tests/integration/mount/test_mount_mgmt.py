@@ -115,13 +115,13 @@ class Mgmt(EfcTestCase):
         self.emu.faults({"match": "slow/", "bw_per_conn": 2 * MIB})
         self.addCleanup(self.emu.faults, {})
         self.api("/v1/warmup/load?target_path=slow")
-        deadline = time.monotonic() + 30
-        t = None
-        while time.monotonic() < deadline:
-            t = self.tasks("slow")[0]
-            if t["CompletedSize"] > 0:
-                break
-            time.sleep(0.1)
+        t = {}
+
+        def progressing():
+            t.update(self.tasks("slow")[0])
+            return t["CompletedSize"] > 0
+        efctest.wait_for(progressing, efctest.WAIT_TIMEOUT,
+                         lambda: "progress of the warm-up of slow/ (last: %r)" % t, 0.1)
         self.assertEqual(t["Status"], "running", t)
         self.assertEqual(t["TotalSize"], len(FILES["slow/big.bin"]))
         self.assertLess(t["CompletedSize"], t["TotalSize"])
@@ -130,6 +130,8 @@ class Mgmt(EfcTestCase):
         t = self.wait_done("slow", 15)
         self.assertEqual(t["Status"], "canceled")
         done = t["CompletedSize"]
+        # Time is the state here: a canceled task must not go on (by more than the fills that
+        # were running), which only a while of watching it can show.
         time.sleep(1.0)
         self.assertLessEqual(self.tasks("slow")[0]["CompletedSize"], done + 16 * MIB)
         # finished tasks cannot be canceled; unknown paths have no task
@@ -157,7 +159,7 @@ class Mgmt(EfcTestCase):
         self.assertEqual(self.tasks("h/f0.txt"), [], "the oldest task outlived g_warmup_MaxTasks")
         self.assertEqual(len(self.tasks("h/f4.txt")), 1)
         self.assertEqual(len(self.tasks("h/f2.txt")), 1)
-        # preceding_time filters by age
+        # preceding_time filters by age: the tasks must grow older than 1 s (time is the state)
         time.sleep(1.1)
         self.assertEqual(self.tasks("h/f4.txt", preceding=1), [])
         self.assertEqual(len(self.tasks("h/f4.txt", preceding=100)), 1)
