@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "util/crc64.h"
+#include "util/le.h"
 #include "util/log.h"
 
 #define SB_MAGIC       "EFCCACHE"
@@ -81,41 +82,6 @@ struct cdisk {
     uint32_t block_size, page_size, npages, hdr_size, nslots;
     uint64_t data_off, file_bytes;
 };
-
-/* ---- little-endian helpers ---- */
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 /* ---- slot header ---- */
 
@@ -146,22 +112,22 @@ void cslot_hdr_encode(const struct cslot_hdr *h, uint8_t *out)
 {
     uint32_t hs = cslot_hdr_size(h->npages), w = CSLOT_WORDS(h->npages);
     memset(out, 0, hs);
-    put32(out, CSLOT_MAGIC);
-    put16(out + 4, CSLOT_VERSION);
-    put16(out + 6, 0);
-    put32(out + 8, hs);
-    put32(out + 12, h->block_size);
-    put32(out + 16, h->page_size);
-    put32(out + 20, h->npages);
-    put64(out + 24, h->id[0]);
-    put64(out + 32, h->id[1]);
-    put32(out + 40, h->blen);
-    put64(out + 56, h->seq);
+    le_put32(out, CSLOT_MAGIC);
+    le_put16(out + 4, CSLOT_VERSION);
+    le_put16(out + 6, 0);
+    le_put32(out + 8, hs);
+    le_put32(out + 12, h->block_size);
+    le_put32(out + 16, h->page_size);
+    le_put32(out + 20, h->npages);
+    le_put64(out + 24, h->id[0]);
+    le_put64(out + 32, h->id[1]);
+    le_put32(out + 40, h->blen);
+    le_put64(out + 56, h->seq);
     for (uint32_t i = 0; i < w; i++)
-        put64(out + CSLOT_FIXED + 8 * i, h->valid[i]);
+        le_put64(out + CSLOT_FIXED + 8 * i, h->valid[i]);
     for (uint32_t p = 0; p < h->npages; p++)
-        put64(out + CSLOT_FIXED + 8 * w + 8 * p, h->crc[p]);
-    put64(out + hs - 8, crc64_update(0, out, hs - 8));
+        le_put64(out + CSLOT_FIXED + 8 * w + 8 * p, h->crc[p]);
+    le_put64(out + hs - 8, crc64_update(0, out, hs - 8));
 }
 
 int cslot_hdr_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_t page_size,
@@ -169,36 +135,36 @@ int cslot_hdr_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_
 {
     if (len < CSLOT_FIXED)
         return -EBADMSG;
-    uint32_t magic = get32(in);
+    uint32_t magic = le_get32(in);
     if (magic == 0)
         return -ENOENT;
-    if (magic != CSLOT_MAGIC || get16(in + 4) != CSLOT_VERSION)
+    if (magic != CSLOT_MAGIC || le_get16(in + 4) != CSLOT_VERSION)
         return -EBADMSG;
     if (page_size == 0 || block_size < page_size || block_size % page_size != 0)
         return -EINVAL;
     uint32_t np = block_size / page_size;
     if (np > CSLOT_MAX_PAGES)
         return -EINVAL;
-    uint32_t hs = get32(in + 8);
-    if (hs != cslot_hdr_size(np) || hs > len || get32(in + 12) != block_size ||
-        get32(in + 16) != page_size || get32(in + 20) != np)
+    uint32_t hs = le_get32(in + 8);
+    if (hs != cslot_hdr_size(np) || hs > len || le_get32(in + 12) != block_size ||
+        le_get32(in + 16) != page_size || le_get32(in + 20) != np)
         return -EBADMSG;
-    if (get64(in + hs - 8) != crc64_update(0, in, hs - 8))
+    if (le_get64(in + hs - 8) != crc64_update(0, in, hs - 8))
         return -EBADMSG;
     h->block_size = block_size;
     h->page_size = page_size;
     h->npages = np;
-    h->id[0] = get64(in + 24);
-    h->id[1] = get64(in + 32);
-    h->blen = get32(in + 40);
-    h->seq = get64(in + 56);
+    h->id[0] = le_get64(in + 24);
+    h->id[1] = le_get64(in + 32);
+    h->blen = le_get32(in + 40);
+    h->seq = le_get64(in + 56);
     uint64_t blen = h->blen;
     if (blen == 0 || blen > block_size)
         return -EBADMSG;
     uint32_t have = (uint32_t)((blen + page_size - 1) / page_size); /* pages inside the block */
     uint32_t w = CSLOT_WORDS(np);
     for (uint32_t i = 0; i < w; i++) {
-        uint64_t v = get64(in + CSLOT_FIXED + 8 * i);
+        uint64_t v = le_get64(in + CSLOT_FIXED + 8 * i);
         /* No bit may name a page past the block's end. */
         for (uint32_t b = 0; b < 64; b++)
             if ((v >> b & 1) && i * 64 + b >= have)
@@ -206,7 +172,7 @@ int cslot_hdr_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_
         h->valid[i] = v;
     }
     for (uint32_t p = 0; p < np; p++)
-        h->crc[p] = get64(in + CSLOT_FIXED + 8 * w + 8 * p);
+        h->crc[p] = le_get64(in + CSLOT_FIXED + 8 * w + 8 * p);
     return 0;
 }
 
@@ -354,15 +320,15 @@ static void sb_encode(const struct cdisk *d, uint8_t *sb)
 {
     memset(sb, 0, CDISK_SB_SIZE);
     memcpy(sb, SB_MAGIC, 8);
-    put32(sb + 8, SB_VERSION);
-    put32(sb + 12, CDISK_SB_SIZE);
-    put32(sb + 16, d->block_size);
-    put32(sb + 20, d->page_size);
-    put32(sb + 24, d->nslots);
-    put32(sb + 28, d->hdr_size);
-    put64(sb + 32, d->data_off);
-    put64(sb + 40, d->file_bytes);
-    put64(sb + 56, crc64_update(0, sb, 56));
+    le_put32(sb + 8, SB_VERSION);
+    le_put32(sb + 12, CDISK_SB_SIZE);
+    le_put32(sb + 16, d->block_size);
+    le_put32(sb + 20, d->page_size);
+    le_put32(sb + 24, d->nslots);
+    le_put32(sb + 28, d->hdr_size);
+    le_put64(sb + 32, d->data_off);
+    le_put64(sb + 40, d->file_bytes);
+    le_put64(sb + 56, crc64_update(0, sb, 56));
 }
 
 static int sb_matches(const struct cdisk *d, const uint8_t *sb)
@@ -603,7 +569,8 @@ int cdisk_read_pages(struct cdisk *d, uint32_t slot, const uint64_t id[2], uint6
             continue;
         uint64_t po = (uint64_t)p * d->page_size;
         uint64_t pl = blen - po < d->page_size ? blen - po : d->page_size;
-        if (rc != 0 || cslot_page_crc(id, p, (char *)buf + po, pl) != get64(raw + 8 * (p - first)))
+        if (rc != 0 ||
+            cslot_page_crc(id, p, (char *)buf + po, pl) != le_get64(raw + 8 * (p - first)))
             bad[p / 64] |= 1ull << (p % 64);
     }
 out:

@@ -66,6 +66,7 @@
 
 #include "efc/efc.h"
 #include "util/crc64.h"
+#include "util/le.h"
 #include "util/log.h"
 #include "util/opt.h"
 #include "util/timeutil.h"
@@ -93,42 +94,16 @@ static int put_u8(struct buf *b, uint8_t v)
 
 static int put_u16(struct buf *b, uint16_t v)
 {
-    uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    uint8_t x[2];
+    le_put16(x, v);
     return buf_append(b, x, 2);
-}
-
-static void enc_u32(uint8_t *x, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void enc_u64(uint8_t *x, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        x[i] = (uint8_t)(v >> (8 * i));
 }
 
 static int put_u64(struct buf *b, uint64_t v)
 {
     uint8_t x[8];
-    enc_u64(x, v);
+    le_put64(x, v);
     return buf_append(b, x, 8);
-}
-
-static uint16_t dec_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t dec_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t dec_u64(const uint8_t *p)
-{
-    return (uint64_t)dec_u32(p) | (uint64_t)dec_u32(p + 4) << 32;
 }
 
 static bool id_valid(const char *s, size_t n)
@@ -157,15 +132,15 @@ int efc_ho_begin(struct buf *b, const struct efc_ho_header *h)
         return -EINVAL;
     memset(hdr, 0, sizeof(hdr));
     memcpy(hdr, EFC_HO_MAGIC, sizeof(EFC_HO_MAGIC)); /* with its NUL: 8 bytes */
-    enc_u32(hdr + 8, EFC_HO_VERSION);
-    enc_u32(hdr + 12, EFC_HO_HEADER_SIZE);
+    le_put32(hdr + 8, EFC_HO_VERSION);
+    le_put32(hdr + 12, EFC_HO_HEADER_SIZE);
     /* 16 body length, 24 checksum, 48/56 counts: patched by efc_ho_end */
-    enc_u64(hdr + 32, (uint64_t)h->mount_time);
-    enc_u64(hdr + 40, h->next_seq);
-    enc_u64(hdr + 64, h->hold_start_ms);
-    enc_u32(hdr + 72, h->init_len);
-    enc_u32(hdr + 76, h->old_pid);
-    enc_u32(hdr + 80, h->reply_len);
+    le_put64(hdr + 32, (uint64_t)h->mount_time);
+    le_put64(hdr + 40, h->next_seq);
+    le_put64(hdr + 64, h->hold_start_ms);
+    le_put32(hdr + 72, h->init_len);
+    le_put32(hdr + 76, h->old_pid);
+    le_put32(hdr + 80, h->reply_len);
     buf_reset(b);
     int rc = buf_append(b, hdr, sizeof(hdr));
     if (rc == 0)
@@ -249,11 +224,11 @@ int efc_ho_end(struct buf *b, uint64_t next_seq, uint64_t nodes, uint64_t handle
     if (b->len < EFC_HO_HEADER_SIZE || nodes > EFC_HO_MAX_NODES || handles > EFC_HO_MAX_HANDLES)
         return -EINVAL;
     uint8_t *h = (uint8_t *)b->data;
-    enc_u64(h + 16, b->len - EFC_HO_HEADER_SIZE);
-    enc_u64(h + 40, next_seq);
-    enc_u64(h + 48, nodes);
-    enc_u64(h + 56, handles);
-    enc_u64(h + 24, efc_ho_checksum(h, b->len)); /* last: it covers everything else */
+    le_put64(h + 16, b->len - EFC_HO_HEADER_SIZE);
+    le_put64(h + 40, next_seq);
+    le_put64(h + 48, nodes);
+    le_put64(h + 56, handles);
+    le_put64(h + 24, efc_ho_checksum(h, b->len)); /* last: it covers everything else */
     return 0;
 }
 
@@ -304,29 +279,29 @@ static int walk(const uint8_t *blob, size_t len, const struct efc_ho_visitor *v,
         BAD("%zu bytes, shorter than its header", len);
     if (memcmp(blob, EFC_HO_MAGIC, sizeof(EFC_HO_MAGIC)) != 0)
         BAD("bad magic");
-    uint32_t version = dec_u32(blob + 8), hsize = dec_u32(blob + 12);
+    uint32_t version = le_get32(blob + 8), hsize = le_get32(blob + 12);
     if (version != EFC_HO_VERSION)
         BAD("version %u (this daemon reads %u)", version, EFC_HO_VERSION);
     if (hsize != EFC_HO_HEADER_SIZE)
         BAD("header size %u (expected %u)", hsize, EFC_HO_HEADER_SIZE);
-    uint64_t body = dec_u64(blob + 16);
+    uint64_t body = le_get64(blob + 16);
     if (len > EFC_HO_MAX_BYTES || body != len - EFC_HO_HEADER_SIZE)
         BAD("body length %llu does not match the %zu bytes given", (unsigned long long)body, len);
     for (size_t i = 84; i < EFC_HO_HEADER_SIZE; i++)
         if (blob[i] != 0)
             BAD("spare header bytes are not zero");
-    if (efc_ho_checksum(blob, len) != dec_u64(blob + 24)) {
+    if (efc_ho_checksum(blob, len) != le_get64(blob + 24)) {
         snprintf(err, errlen, "handover blob: checksum mismatch (corrupt)");
         return -EBADMSG;
     }
-    h.mount_time = (int64_t)dec_u64(blob + 32);
-    h.next_seq = dec_u64(blob + 40);
-    h.nodes = dec_u64(blob + 48);
-    h.handles = dec_u64(blob + 56);
-    h.hold_start_ms = dec_u64(blob + 64);
-    h.init_len = dec_u32(blob + 72);
-    h.old_pid = dec_u32(blob + 76);
-    h.reply_len = dec_u32(blob + 80);
+    h.mount_time = (int64_t)le_get64(blob + 32);
+    h.next_seq = le_get64(blob + 40);
+    h.nodes = le_get64(blob + 48);
+    h.handles = le_get64(blob + 56);
+    h.hold_start_ms = le_get64(blob + 64);
+    h.init_len = le_get32(blob + 72);
+    h.old_pid = le_get32(blob + 76);
+    h.reply_len = le_get32(blob + 80);
     if (h.nodes > EFC_HO_MAX_NODES)
         BAD("%llu nodes (at most %llu)", (unsigned long long)h.nodes,
             (unsigned long long)EFC_HO_MAX_NODES);
@@ -345,7 +320,7 @@ static int walk(const uint8_t *blob, size_t len, const struct efc_ho_visitor *v,
     h.init = take(&c, h.init_len);
     if (h.init == NULL)
         BAD("truncated in the INIT request");
-    if (dec_u32(h.init) != h.init_len || dec_u32(h.init + 4) != FUSE_INIT)
+    if (le_get32(h.init) != h.init_len || le_get32(h.init + 4) != FUSE_INIT)
         BAD("the saved request is not a FUSE_INIT of %u bytes", h.init_len);
     h.reply = take(&c, h.reply_len);
     if (h.reply == NULL)
@@ -353,7 +328,7 @@ static int walk(const uint8_t *blob, size_t len, const struct efc_ho_visitor *v,
     const uint8_t *p = take(&c, 2);
     if (p == NULL)
         BAD("truncated before the update id");
-    size_t idlen = dec_u16(p);
+    size_t idlen = le_get16(p);
     if (idlen > EFC_HO_MAX_ID || !take_str(&c, idlen, h.id) || (idlen && !id_valid(h.id, idlen)))
         BAD("bad update id");
     /* Every record has a fixed part: a count the bytes left cannot hold is refused at once. */
@@ -371,16 +346,16 @@ static int walk(const uint8_t *blob, size_t len, const struct efc_ho_visitor *v,
         if (p == NULL)
             BAD("truncated in node %llu", (unsigned long long)i);
         memset(&r, 0, sizeof(r));
-        r.ino = dec_u64(p);
-        r.parent = dec_u64(p + 8);
-        r.nlookup = dec_u64(p + 16);
-        r.attr.size = dec_u64(p + 24);
-        r.attr.fetched_ms = dec_u64(p + 32);
-        r.attr.mtime = (time_t)(int64_t)dec_u64(p + 40);
-        r.keylen = dec_u16(p + 48);
-        r.namelen = dec_u16(p + 50);
+        r.ino = le_get64(p);
+        r.parent = le_get64(p + 8);
+        r.nlookup = le_get64(p + 16);
+        r.attr.size = le_get64(p + 24);
+        r.attr.fetched_ms = le_get64(p + 32);
+        r.attr.mtime = (time_t)(int64_t)le_get64(p + 40);
+        r.keylen = le_get16(p + 48);
+        r.namelen = le_get16(p + 50);
         uint8_t sc = p[52], flags = p[53];
-        size_t el = dec_u16(p + 54), ol = dec_u16(p + 56);
+        size_t el = le_get16(p + 54), ol = le_get16(p + 56);
         if (r.ino == 0 || r.parent == 0)
             BAD("node %llu: inode or parent number 0", (unsigned long long)i);
         if (r.keylen > OSS_MAX_KEY_LEN || r.namelen > NAME_MAX || r.namelen > r.keylen)
@@ -388,7 +363,7 @@ static int walk(const uint8_t *blob, size_t len, const struct efc_ho_visitor *v,
                 r.namelen);
         if (el > OSS_MAX_ETAG_LEN || ol > OSS_MAX_ETAG_LEN)
             BAD("node %llu: ETag longer than %d bytes", (unsigned long long)i, OSS_MAX_ETAG_LEN);
-        if (sc > OSS_SC_OTHER || (flags & ~7u) != 0 || dec_u16(p + 58) != 0)
+        if (sc > OSS_SC_OTHER || (flags & ~7u) != 0 || le_get16(p + 58) != 0)
             BAD("node %llu: bad storage class or flags", (unsigned long long)i);
         if ((r.ino == EFC_ROOT_INO) != (r.namelen == 0) ||
             (r.ino != EFC_ROOT_INO && r.nlookup == 0))
@@ -411,15 +386,15 @@ static int walk(const uint8_t *blob, size_t len, const struct efc_ho_visitor *v,
         if (p == NULL)
             BAD("truncated in handle %llu", (unsigned long long)i);
         memset(&r, 0, sizeof(r));
-        r.num = dec_u64(p);
-        r.ino = dec_u64(p + 8);
-        r.parent = dec_u64(p + 16);
-        r.size = dec_u64(p + 24);
+        r.num = le_get64(p);
+        r.ino = le_get64(p + 8);
+        r.parent = le_get64(p + 16);
+        r.size = le_get64(p + 24);
         uint8_t flags = p[32];
-        size_t kl = dec_u16(p + 34), el = dec_u16(p + 36);
+        size_t kl = le_get16(p + 34), el = le_get16(p + 36);
         if ((r.num >> 32) == 0 || r.ino == 0)
             BAD("handle %llu: bad number or inode", (unsigned long long)i);
-        if ((flags & ~3u) != 0 || p[33] != 0 || dec_u16(p + 38) != 0)
+        if ((flags & ~3u) != 0 || p[33] != 0 || le_get16(p + 38) != 0)
             BAD("handle %llu: bad flags", (unsigned long long)i);
         if (kl > OSS_MAX_KEY_LEN || el > OSS_MAX_ETAG_LEN)
             BAD("handle %llu: key of %zu bytes, ETag of %zu", (unsigned long long)i, kl, el);
