@@ -10,7 +10,7 @@
  *     read.c    the read path: ranged GETs with readahead, or through the block cache (read.h,
  *               cache/cache.h)
  *     fuseio.c  the session's /dev/fuse I/O (makes FUSE_PARALLEL_DIROPS reach the kernel)
- *     source.c  the mount source "<bucket>.<host>:/<prefix>"
+ *     remote.c  the remote: the mount source "<bucket>.<host>:/<prefix>"
  *     state.c   the state file /run/efc/<mountpoint>.json
  *     handover.c runtime updates: a new daemon process takes the mount over (handover_i.h)
  *
@@ -47,9 +47,9 @@
 /* Largest FUSE read: the max_read mount option and conn->max_read must agree (libfuse checks). */
 #define EFC_MAX_READ (1u << 20)
 
-/* ---- the mount source ---------------------------------------------------------------------- */
+/* ---- the remote: the mount source --------------------------------------------------------- */
 
-struct efc_source {
+struct efc_remote {
     char *text;   /* as given, e.g. "mybucket.oss-cn-hangzhou.aliyuncs.com:/models/v1" */
     char *bucket; /* "mybucket" */
     char *host;   /* "oss-cn-hangzhou.aliyuncs.com" (with ":port" if one was given) */
@@ -58,8 +58,8 @@ struct efc_source {
 
 /* Parses "<bucket>.<host>[:port]:/<prefix>" (trailing '/' optional). The prefix may not have
  * empty, "." or ".." components. Returns 0, or -EINVAL with a one-line reason in ERR. */
-int efc_source_parse(const char *text, struct efc_source *src, char *err, size_t errlen);
-void efc_source_release(struct efc_source *src);
+int efc_remote_parse(const char *text, struct efc_remote *rm, char *err, size_t errlen);
+void efc_remote_release(struct efc_remote *rm);
 
 /* ---- the daemon context -------------------------------------------------------------------- */
 
@@ -84,7 +84,7 @@ struct efc {
     struct opt_set opts;
     enum oss_protocol protocol;
     char *passwd_file; /* NULL: none */
-    struct efc_source src;
+    struct efc_remote remote;
     char *mountpoint; /* absolute, canonical */
     bool foreground;
     int ready_fd; /* -1: none */
@@ -139,7 +139,7 @@ struct efc {
 
 /* The FUSE low-level operations; the session's user data must be the struct efc. */
 const struct fuse_lowlevel_ops *efc_fs_ops(void);
-/* Builds the namespace and listing cache for E (E->opts, E->src and E->oss set). No threads are
+/* Builds the namespace and listing cache for E (E->opts, E->remote and E->oss set). No threads are
  * started. Returns 0 or -errno. */
 int efc_fs_setup(struct efc *e);
 /* Starts the read path (after the daemon has forked: the block cache's threads and the read

@@ -1364,7 +1364,7 @@ int efc_fs_setup(struct efc *e)
         if (rc)
             return rc;
     }
-    rc = efc_ns_new(e->src.prefix, &e->ns);
+    rc = efc_ns_new(e->remote.prefix, &e->ns);
     if (rc)
         return rc;
     return 0;

@@ -1167,7 +1167,7 @@ static pid_t spawn_new(struct efc *e, const struct opt_set *o, int blob_fd, int 
         last_opt = ++n;
     }
     argv[n++] = "--";
-    argv[n++] = e->src.text;
+    argv[n++] = e->remote.text;
     argv[n++] = e->mountpoint;
     argv[n] = NULL;
 

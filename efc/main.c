@@ -304,7 +304,7 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
                  npos == 0 ? "source and mountpoint" : "mountpoint");
         return PARSE_ERROR;
     }
-    int rc = efc_source_parse(pos[0], &e->src, err, errlen);
+    int rc = efc_remote_parse(pos[0], &e->remote, err, errlen);
     if (rc)
         return PARSE_ERROR;
     e->mountpoint = strdup(pos[1]);
@@ -370,7 +370,7 @@ static int setup_logging(struct daemon *d, char *err, size_t errlen)
     if (file[0] == '\0' && e->foreground)
         return 0; /* stderr */
     if (file[0] == '\0') {
-        snprintf(path, sizeof(path), DEFAULT_LOG_DIR "/efc-%s.log", e->src.bucket);
+        snprintf(path, sizeof(path), DEFAULT_LOG_DIR "/efc-%s.log", e->remote.bucket);
         file = path;
     }
     int rc = make_parent_dirs(file);
@@ -408,7 +408,7 @@ static const char *endpoint_text(const struct efc *e, char *buf, size_t len)
     const char *ep = opt_str(&e->opts, OPT_OSS_ENDPOINT);
     if (ep[0])
         return ep;
-    snprintf(buf, len, "https://%s", e->src.host);
+    snprintf(buf, len, "https://%s", e->remote.host);
     return buf;
 }
 
@@ -420,8 +420,8 @@ static int make_client(struct efc *e, char *err, size_t errlen)
     oss_config_init(&c);
     c.protocol = e->protocol;
     c.sign_version = (int)opt_int(&e->opts, OPT_OSS_SIGNVERSION);
-    c.bucket = e->src.bucket;
-    c.host = e->src.host;
+    c.bucket = e->remote.bucket;
+    c.host = e->remote.host;
     c.region = opt_str(&e->opts, OPT_OSS_REGION)[0] ? opt_str(&e->opts, OPT_OSS_REGION) : NULL;
     c.endpoints =
         opt_str(&e->opts, OPT_OSS_ENDPOINT)[0] ? opt_str(&e->opts, OPT_OSS_ENDPOINT) : NULL;
@@ -454,19 +454,19 @@ static int check_bucket(struct efc *e, char *err, size_t errlen)
     char epbuf[300];
 
     memset(&l, 0, sizeof(l));
-    l.prefix = e->src.prefix;
+    l.prefix = e->remote.prefix;
     l.delimiter = "/";
     l.max_keys = 1;
     int rc = oss_list_page(e->oss, &l, count_entry, &n);
     if (rc) {
         const char *why = oss_last_error();
-        snprintf(err, errlen, "cannot list bucket '%s' at %s: %s", e->src.bucket,
+        snprintf(err, errlen, "cannot list bucket '%s' at %s: %s", e->remote.bucket,
                  endpoint_text(e, epbuf, sizeof(epbuf)), why[0] ? why : strerror(-rc));
         return rc;
     }
-    if (n == 0 && e->src.prefix[0])
-        log_warn("nothing in bucket '%s' under '%s' yet: the mount starts empty", e->src.bucket,
-                 e->src.prefix);
+    if (n == 0 && e->remote.prefix[0])
+        log_warn("nothing in bucket '%s' under '%s' yet: the mount starts empty", e->remote.bucket,
+                 e->remote.prefix);
     return 0;
 }
 
@@ -492,7 +492,7 @@ static struct fuse_session *new_session(struct daemon *d, char *err, size_t errl
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
     struct fuse_session *se = NULL;
     char opts[256];
-    char *fsname = escape_opt(e->src.text);
+    char *fsname = escape_opt(e->remote.text);
     char *fsopt = NULL;
 
     if (fsname == NULL)
@@ -667,7 +667,7 @@ static void cleanup(struct daemon *d)
         snprintf(bak, sizeof(bak), "%s.lock", e->state_path);
         unlink(bak);
     }
-    efc_source_release(&e->src);
+    efc_remote_release(&e->remote);
     free(e->mountpoint);
     free(e->passwd_file);
     opt_release(&e->opts);
@@ -727,7 +727,7 @@ int main(int argc, char **argv)
         snprintf(err, sizeof(err), "mountpoint '%s': path too long", e->mountpoint);
         goto failed;
     }
-    log_info("starting " EFC_PROGRAM " %s: '%s' on '%s' (%s)%s", EFC_VERSION, e->src.text,
+    log_info("starting " EFC_PROGRAM " %s: '%s' on '%s' (%s)%s", EFC_VERSION, e->remote.text,
              e->mountpoint, e->protocol == OSS_PROTO_S3 ? "s3" : "oss",
              e->foreground ? ", foreground" : "");
 
@@ -815,7 +815,7 @@ int main(int argc, char **argv)
             log_warn("no state file (management tools will not find this mount): %s", serr);
     }
     log_info("%s '%s' on '%s' (pid %d, up to %u FUSE threads)", adopt ? "took over" : "mounted",
-             e->src.text, e->mountpoint, (int)getpid(), threads);
+             e->remote.text, e->mountpoint, (int)getpid(), threads);
     d->serving = true;
     ready_line(d, "ok\n");
     tell_parent(d, 0);

@@ -186,7 +186,7 @@ int efc_mgmt_start(struct efc *e, char *err, size_t errlen)
         return 0;
     if (e->cache) {
         struct warmup_config wc = {
-            .root_prefix = e->src.prefix,
+            .root_prefix = e->remote.prefix,
             .workers = (unsigned)opt_int(&e->opts, OPT_WARMUP_WORKERS),
             .max_tasks = (unsigned)opt_int(&e->opts, OPT_WARMUP_MAXTASKS),
             .max_age_s = (uint64_t)opt_int(&e->opts, OPT_WARMUP_MAXAGESEC),

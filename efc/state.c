@@ -75,7 +75,7 @@ char *efc_state_json(const struct efc *e, long pid)
     }
     if (json_object_set_new(root, "version", json_integer(EFC_STATE_VERSION)) ||
         json_object_set_new(root, "pid", json_integer(pid)) ||
-        json_object_set_new(root, "source", json_string(e->src.text ? e->src.text : "")) ||
+        json_object_set_new(root, "source", json_string(e->remote.text ? e->remote.text : "")) ||
         json_object_set_new(root, "mountpoint", json_string(e->mountpoint ? e->mountpoint : "")) ||
         json_object_set_new(root, "protocol",
                             json_string(e->protocol == OSS_PROTO_S3 ? "s3" : "oss")) ||

@@ -1,6 +1,6 @@
 #define _GNU_SOURCE
-/* tests/unit/efc/test_source.c - the mount source "<bucket>.<host>:/<prefix>" and the state
- * file (its path and its JSON). */
+/* tests/unit/efc/test_remote.c - the remote (the mount source "<bucket>.<host>:/<prefix>") and the
+ * state file (its path and its JSON). */
 #include <errno.h>
 #include <jansson.h>
 #include <setjmp.h>
@@ -19,9 +19,9 @@
 
 static void ok(const char *text, const char *bucket, const char *host, const char *prefix)
 {
-    struct efc_source s;
+    struct efc_remote s;
     char err[256] = "";
-    int rc = efc_source_parse(text, &s, err, sizeof(err));
+    int rc = efc_remote_parse(text, &s, err, sizeof(err));
     if (rc != 0) {
         print_error("'%s': %s\n", text, err);
         fail();
@@ -30,14 +30,14 @@ static void ok(const char *text, const char *bucket, const char *host, const cha
     assert_string_equal(s.bucket, bucket);
     assert_string_equal(s.host, host);
     assert_string_equal(s.prefix, prefix);
-    efc_source_release(&s);
+    efc_remote_release(&s);
 }
 
 static void bad(const char *text, const char *fragment)
 {
-    struct efc_source s;
+    struct efc_remote s;
     char err[256] = "";
-    int rc = efc_source_parse(text, &s, err, sizeof(err));
+    int rc = efc_remote_parse(text, &s, err, sizeof(err));
     if (rc != -EINVAL) {
         print_error("'%.80s': got %d, want -EINVAL\n", text, rc);
         fail();
@@ -108,7 +108,7 @@ static void test_state_file(void **state)
                      0);
     assert_int_equal(opt_set_kv(&e.opts, "tier_BlockSize=4M", err, sizeof(err)), 0);
     assert_int_equal(
-        efc_source_parse("bkt.oss-cn-hangzhou.aliyuncs.com:/p", &e.src, err, sizeof(err)), 0);
+        efc_remote_parse("bkt.oss-cn-hangzhou.aliyuncs.com:/p", &e.remote, err, sizeof(err)), 0);
     e.mountpoint = "/mnt/x";
     e.protocol = OSS_PROTO_S3;
     e.passwd_file = "/etc/passwd-oss";
@@ -144,7 +144,7 @@ static void test_state_file(void **state)
     assert_int_equal(unlink(e.state_path), 0);
     assert_int_equal(rmdir(dir), 0);
     unsetenv("EFC_STATE_DIR");
-    efc_source_release(&e.src);
+    efc_remote_release(&e.remote);
     opt_release(&e.opts);
 }
 
