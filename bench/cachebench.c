@@ -93,13 +93,13 @@ static void warm(struct cache *c, int nthreads)
 static void bench_hits(void)
 {
     struct fake f = {.block_size = 1 << 20};
-    struct cache_source src = {.fetch = fake_fetch, .arg = &f};
+    struct blksrc *src = fake_source(&f, 1);
     char err[256], dir[64] = "/tmp/efc-cache-bench-XXXXXX";
     CHECK((mkdtemp(dir)) != NULL);
     struct cache *c;
 
     struct cache_config mem = {.mem_bytes = 2 * SIZE + 8 * MiB, .block_size = 1 << 20};
-    CHECK(cache_new(&mem, &src, &c, err, sizeof(err)) == 0);
+    CHECK(cache_new(&mem, src, &c, err, sizeof(err)) == 0);
     warm(c, 2);
     uint64_t f0 = fake_fetches(&f);
     measure(c, "mem hit", 4 * KiB, 1);
@@ -112,10 +112,10 @@ static void bench_hits(void)
     /* Disk only (the file in the page cache): io_uring reads plus a CRC64 per 16 KiB page. */
     struct cache_config disk = {
         .disk_dirs = dir, .disk_bytes_per_dir = 2 * SIZE + 8 * MiB, .block_size = 1 << 20};
-    CHECK(cache_new(&disk, &src, &c, err, sizeof(err)) == 0);
+    CHECK(cache_new(&disk, src, &c, err, sizeof(err)) == 0);
     warm(c, 2);
     cache_free(c); /* flushes */
-    CHECK(cache_new(&disk, &src, &c, err, sizeof(err)) == 0);
+    CHECK(cache_new(&disk, src, &c, err, sizeof(err)) == 0);
     f0 = fake_fetches(&f);
     measure(c, "disk hit", 4 * KiB, 1);
     measure(c, "disk hit", MiB, 1);
@@ -134,7 +134,7 @@ static void bench_scan(void)
     uint64_t cap = (uint64_t)nblocks * (bs + 1024) + 16 * MiB;
     /* Headers only (data pages are not needed to measure the scan). */
     struct cdisk *d;
-    CHECK(cdisk_open(dir, cap, bs, ps, &d, err, sizeof(err)) == 0);
+    CHECK(cdisk_open(dir, cap, bs, ps, "", &d, err, sizeof(err)) == 0);
     CHECK(cdisk_nslots(d) >= nblocks);
     uint64_t valid[1] = {~0ull}, crc[64] = {0}, none[1] = {0};
     for (uint32_t i = 0; i < nblocks; i++) {
@@ -150,11 +150,11 @@ static void bench_scan(void)
     }
     cdisk_close(d);
     struct fake f = {.block_size = bs};
-    struct cache_source src = {.fetch = fake_fetch, .arg = &f};
+    struct blksrc *src = fake_source(&f, 1);
     struct cache_config cfg = {.disk_dirs = dir, .disk_bytes_per_dir = cap, .block_size = bs};
     struct cache *c;
     struct cache_stats st;
-    CHECK(cache_new(&cfg, &src, &c, err, sizeof(err)) == 0);
+    CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
     cache_get_stats(c, &st);
     CHECK((st.scan_blocks) == (nblocks));
     printf("scan of %u blocks (page cache warm): %.1f ms\n", nblocks, st.scan_usec / 1e3);
@@ -165,7 +165,7 @@ static void bench_scan(void)
     fdatasync(fd);
     posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     close(fd);
-    CHECK(cache_new(&cfg, &src, &c, err, sizeof(err)) == 0);
+    CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
     cache_get_stats(c, &st);
     CHECK((st.scan_blocks) == (nblocks));
     printf("scan of %u blocks (file dropped from the page cache): %.1f ms\n", nblocks,
@@ -181,14 +181,14 @@ static void bench_index(void)
     const uint32_t sizes[] = {1u << 20, CACHE_MIN_BLOCK};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         struct fake f = {.block_size = sizes[i]};
-        struct cache_source src = {.fetch = fake_fetch, .arg = &f};
+        struct blksrc *src = fake_source(&f, 1);
         struct cache_config cfg = {.mem_bytes = 1024 * MiB,
                                    .disk_dirs = dir,
                                    .disk_bytes_per_dir = 100 * 1024 * MiB,
                                    .block_size = sizes[i]};
         struct cache *c;
         struct cache_stats st;
-        CHECK(cache_new(&cfg, &src, &c, err, sizeof(err)) == 0);
+        CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
         cache_get_stats(c, &st);
         double cap = (double)(st.mem_capacity + st.disk_capacity);
         printf("index, 1 GiB memory + 100 GiB disk, %4u KiB blocks: %llu bytes (%.1f MiB), "

@@ -46,15 +46,18 @@
  * call returns; without one, it fills a memory slot. Its slots are admitted as hot (s3fifo.h):
  * a warm-up is a statement that the data is wanted, not a one-time scan to be put on probation.
  *
- * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock, tb_lock}. The
+ * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock}. The
  * s3fifo eviction callbacks run under an s3fifo lock and only *try* shard locks (a busy shard's
  * block is skipped), so the order is never inverted. No lock is held across I/O or a source call.
  *
- * Identity: XXH3-128 of key NUL etag NUL index(8 bytes LE). Only the hash is stored. With n
+ * Identity: XXH3-128 of ns NUL key NUL etag NUL index(8 bytes LE), ns naming the bucket and its
+ * endpoint (cache_config.ns). Peers compute the same one for the same block. Only the hash is
+ * stored. With n
  * blocks ever cached the chance that two distinct tuples collide is about n^2 / 2^129: for 10^12
  * blocks, 1.5e-15. A collision could serve wrong bytes, so the argument rests on XXH3-128 being a
  * good hash of non-adversarial input; object keys are chosen by the bucket's owner, who can read
- * the objects anyway.
+ * the objects anyway. (A peer is another matter: its pages are checked against CRCs bound to the
+ * identity, which catches damage, not a forger; peer authentication keeps forgers out.)
  */
 #define _GNU_SOURCE
 #include "cache/cache.h"
@@ -118,6 +121,7 @@ struct fill {
     struct fill *next; /* the shard's list */
     uint32_t entry;
     int done, err;
+    int from;            /* done: the worst enum blk_from of its fetches; -1: it fetched nothing */
     unsigned waiters;    /* registered and not yet gone */
     const uint8_t *buf;  /* done: the block's bytes when they are in no memory slot, else NULL */
     const uint64_t *got; /* done: the pages in buf */
@@ -173,7 +177,9 @@ struct cache {
     uint32_t run_max; /* blocks in one prefetch job */
     uint64_t mtick;   /* memory slot allocations so far (atomic): the clock of F_AHEAD */
     unsigned tick_shift;
-    struct cache_source src;
+    struct blksrc *src;
+    char *ns; /* the name space of the identities */
+    size_t nslen;
     struct shard shards[NSHARDS];
 
     pthread_mutex_t pool_lock;
@@ -187,10 +193,6 @@ struct cache {
 
     int ndirs;
     struct cdir dirs[CACHE_MAX_DIRS];
-
-    pthread_mutex_t tb_lock;
-    uint64_t tb_rate, tb_last;
-    double tb_tokens, tb_burst;
 
     pthread_mutex_t job_lock;
     pthread_cond_t wq_cond, pq_cond;
@@ -353,19 +355,29 @@ static struct shard *shard_of(struct cache *c, const uint64_t id[2])
     return &c->shards[id[1] % NSHARDS];
 }
 
-static void block_id(const char *key, const char *etag, uint64_t index, uint64_t id[2])
+void cache_block_id(const struct cache *c, const char *key, const char *etag, uint64_t index,
+                    uint64_t id[2])
 {
-    char buf[CACHE_MAX_KEY + CACHE_MAX_ETAG + 16];
-    size_t kl = strlen(key), el = strlen(etag), n = 0;
-    memcpy(buf, key, kl + 1);
-    n = kl + 1;
-    memcpy(buf + n, etag, el + 1);
-    n += el + 1;
+    char buf[CACHE_MAX_NS + CACHE_MAX_KEY + CACHE_MAX_ETAG + 16];
+    size_t kl = strnlen(key, CACHE_MAX_KEY), el = strnlen(etag, CACHE_MAX_ETAG), n = 0;
+    memcpy(buf, c->ns, c->nslen + 1);
+    n = c->nslen + 1;
+    memcpy(buf + n, key, kl);
+    n += kl;
+    buf[n++] = '\0';
+    memcpy(buf + n, etag, el);
+    n += el;
+    buf[n++] = '\0';
     for (int i = 0; i < 8; i++)
         buf[n++] = (char)(index >> (8 * i));
     XXH128_hash_t h = XXH3_128bits(buf, n);
     id[0] = h.low64;
     id[1] = h.high64;
+}
+
+uint64_t cache_page_crc(const uint64_t id[2], uint32_t page, const void *data, size_t len)
+{
+    return cslot_page_crc(id, page, data, len);
 }
 
 static uint32_t lookup(struct cache *c, struct shard *sh, const uint64_t id[2])
@@ -456,15 +468,16 @@ static uint32_t mem_alloc(struct cache *c, const uint64_t id[2], uint32_t i, int
 /* Starts a fill of entry I by this thread: F_FILLING, a pin, the record F listed. Lock held. */
 static void fill_begin_locked(struct shard *sh, struct centry *e, uint32_t i, struct fill *f)
 {
-    *f = (struct fill){.next = sh->fills, .entry = i};
+    *f = (struct fill){.next = sh->fills, .entry = i, .from = -1};
     sh->fills = f;
     e->flags |= F_FILLING;
     e->pins++;
 }
 
-/* Ends the fill F of E: its waiters get ERR and, when the bytes are in no memory slot, BUF (the
- * pages GOT); returns once the last waiter has left. The caller still holds its pin. Lock held. */
-static void fill_end_locked(struct shard *sh, struct centry *e, struct fill *f, int err,
+/* Ends the fill F of E: its waiters get ERR, FROM (the worst enum blk_from of its fetches, -1
+ * for none) and, when the bytes are in no memory slot, BUF (the pages GOT); returns once the last
+ * waiter has left. The caller still holds its pin. Lock held. */
+static void fill_end_locked(struct shard *sh, struct centry *e, struct fill *f, int err, int from,
                             const uint8_t *buf, const uint64_t *got)
 {
     struct fill **pp = &sh->fills;
@@ -473,6 +486,7 @@ static void fill_end_locked(struct shard *sh, struct centry *e, struct fill *f, 
     *pp = f->next;
     f->done = 1;
     f->err = err;
+    f->from = from;
     f->buf = buf;
     f->got = got;
     e->flags &= (uint8_t)~F_FILLING;
@@ -641,49 +655,9 @@ static int disk_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
     return S3FIFO_EVICTED;
 }
 
-/* ---- origin token bucket ---- */
+/* ---- the source ---- */
 
-static void tb_take(struct cache *c, uint64_t n)
-{
-    if (c->tb_rate == 0)
-        return;
-    pthread_mutex_lock(&c->tb_lock);
-    uint64_t now = now_ns();
-    c->tb_tokens += (double)(now - c->tb_last) * (double)c->tb_rate / 1e9;
-    if (c->tb_tokens > c->tb_burst)
-        c->tb_tokens = c->tb_burst;
-    c->tb_last = now;
-    c->tb_tokens -= (double)n;
-    double wait = c->tb_tokens < 0 ? -c->tb_tokens / (double)c->tb_rate : 0;
-    pthread_mutex_unlock(&c->tb_lock);
-    if (wait > 0) {
-        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
-    }
-}
-
-/* One source request (counted in root_read_source): [off, off+len) from the start of block
- * INDEX, which may run on into the following blocks. */
-static ssize_t source_fetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                            uint64_t index, uint32_t off, uint32_t len, void *buf)
-{
-    tb_take(c, len);
-    STAT(c, source_fetches, 1);
-    STAT(c, root_read_source, 1);
-    ssize_t n = c->src.fetch(c->src.arg, key, etag, obj_size, index, off, len, buf);
-    if (n < 0) {
-        STAT(c, source_errors, 1);
-        return n;
-    }
-    if ((size_t)n > len)
-        return -EIO; /* a source that overruns the buffer is broken; never trust its bytes */
-    STAT(c, root_read_source_bytes, n);
-    return n;
-}
-
-/* ---- the read path ---- */
-
+/* One block of one object version. */
 struct blk {
     const char *key, *etag;
     uint64_t obj_size, index;
@@ -691,14 +665,58 @@ struct blk {
     uint64_t id[2];
 };
 
-enum { BLK_HIT = 0, BLK_MISS = 1, BLK_DIRECT = 2 };
+/* One source request: [off, off+len) from the start of block B->index (running on into the
+ * following blocks if need be) into BUF. Fetches from the origin count in root_read_source.
+ * FLAGS: BLKREQ_*. *FROM is set where the bytes came from. */
+static ssize_t source_fetch(struct cache *c, const struct blk *b, uint32_t off, uint32_t len,
+                            void *buf, unsigned flags, enum blk_from *from)
+{
+    struct blkreq rq = {b->key, b->etag, b->obj_size, b->index, flags};
+    STAT(c, source_fetches, 1);
+    *from = BLK_FROM_ORIGIN;
+    ssize_t n = blksrc_fetch(c->src, &rq, off, len, buf, from);
+    if (n < 0) {
+        STAT(c, source_errors, 1);
+        return n;
+    }
+    if ((size_t)n > len)
+        return -EIO; /* a source that overruns the buffer is broken; never trust its bytes */
+    if (*from == BLK_FROM_ORIGIN) {
+        STAT(c, root_read_source, 1);
+        STAT(c, root_read_source_bytes, n);
+    }
+    return n;
+}
+
+/* ---- the read path ---- */
+
+/* How a block was served, for the tier_* counters (see cache.h): from this node's tiers or a
+ * peer's (a hit), fetched from the origin by this node or a peer (a miss), read from the origin
+ * after a peer failed (direct), or not cacheable at all (BLK_UNCACHED: the index is full of
+ * fills; the caller reads the source itself). */
+enum { BLK_HIT = 0, BLK_MISS = 1, BLK_FALLBACK = 2, BLK_UNCACHED = 3 };
+
+/* The class of a fill that got its bytes from FROM (an enum blk_from; -1: fetched nothing). */
+static int from_class(int from)
+{
+    if (from < 0 || from == BLK_FROM_PEER)
+        return BLK_HIT;
+    return from == BLK_FROM_FALLBACK ? BLK_FALLBACK : BLK_MISS;
+}
+
+static int worst(int a, int b)
+{
+    return a > b ? a : b;
+}
 
 /* Fills the pages in WANT of entry I (F_FILLING set and pinned by the caller) into BUF: from disk
- * where valid (verified), else from the source. Sets GOT to the pages now in BUF and FETCHED to
- * those that came from the source. Returns 0 or the source's -errno. No lock held. */
+ * where valid (verified), else from the source (not at all under CACHE_LOCAL: -ENOENT). Sets GOT
+ * to the pages now in BUF and FETCHED to those that came from the source, and *FROM to the worst
+ * origin of the fetched ones (left alone when nothing was fetched). Returns 0 or the source's
+ * -errno. No lock held. */
 static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want,
                       const uint64_t *ondisk, uint32_t dslot, int ddir, uint8_t *buf, uint64_t *got,
-                      uint64_t *fetched, uint64_t *bad, int *used_source)
+                      uint64_t *fetched, uint64_t *bad, unsigned flags, int *from)
 {
     uint32_t w = c->w;
     memset(got, 0, 8ull * w);
@@ -734,11 +752,14 @@ static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want
         uint32_t end = (q + 1) << c->ps_shift;
         if (end > b->blen)
             end = b->blen;
-        *used_source = 1;
-        ssize_t n =
-            source_fetch(c, b->key, b->etag, b->obj_size, b->index, off, end - off, buf + off);
+        if (flags & CACHE_LOCAL)
+            return -ENOENT;
+        enum blk_from bf;
+        ssize_t n = source_fetch(c, b, off, end - off, buf + off,
+                                 (flags & CACHE_PEER) ? BLKREQ_LOCAL : 0, &bf);
         if (n < 0)
             return (int)n;
+        *from = worst(*from, (int)bf);
         if ((uint32_t)n != end - off)
             return -EIO; /* short inside the object: the source broke its contract */
         for (uint32_t x = p; x <= q; x++) {
@@ -799,15 +820,16 @@ static void read_touch_locked(struct cache *c, struct centry *e)
 }
 
 /* Reads [boff, boff+len) of block B into DST through the cache (MODE_READ), or makes the whole
- * block present (MODE_PREFETCH, MODE_FILL: see the enum). *FETCHED_BYTES (may be NULL) gets the
- * bytes this call fetched from the source. Returns BLK_* or -errno. */
+ * block present (MODE_PREFETCH, MODE_FILL: see the enum). FLAGS: CACHE_PEER, CACHE_LOCAL (MODE_READ
+ * only). *FETCHED_BYTES (may be NULL) gets the bytes this call fetched from the source. Returns
+ * BLK_* (how the block was served) or -errno. */
 static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, void *dst,
-                    int mode, uint64_t *fetched_bytes)
+                    int mode, unsigned flags, uint64_t *fetched_bytes)
 {
     uint32_t w = c->w;
     uint64_t need[MAXW], want[MAXW], ondisk[MAXW], got[MAXW], fetched[MAXW], bad[MAXW];
     uint64_t inmem[MAXW], indisk[MAXW];
-    int missed = 0;
+    int from = -1; /* the worst origin of the bytes of the fills this call joined */
     /* A fill stores on the disk tier when there is one: warm-up data must survive a restart,
        and a data set larger than memory must not churn the memory tier. */
     int todisk = mode == MODE_FILL && c->ndirs > 0;
@@ -823,7 +845,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
     uint32_t i = lookup(c, sh, b->id);
     if (i == NIL && (i = entry_new(c, sh, b->id, b->blen)) == NIL) {
         pthread_mutex_unlock(&sh->lock);
-        return BLK_DIRECT;
+        return (flags & CACHE_LOCAL) ? -ENOENT : BLK_UNCACHED;
     }
     struct centry *e = E(c, i);
     for (;;) {
@@ -833,7 +855,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
             s3fifo_touch(c->dirs[e->ddir].q, e->dslot);
             entry_maybe_free(c, sh, i);
             pthread_mutex_unlock(&sh->lock);
-            return missed ? BLK_MISS : BLK_HIT;
+            return from_class(from);
         }
         if (e->mslot != NIL && bm_covers(inmem, need, w)) {
             if (mode == MODE_READ)
@@ -851,7 +873,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
                 e->pins--;
                 entry_maybe_free(c, sh, i);
                 pthread_mutex_unlock(&sh->lock);
-                return missed ? BLK_MISS : BLK_HIT; /* on disk now, or at least in memory */
+                return from_class(from); /* on disk now, or at least in memory */
             }
             if (mode != MODE_READ) {
                 pthread_mutex_unlock(&sh->lock);
@@ -870,7 +892,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
                 entry_maybe_free(c, sh, i);
                 pthread_mutex_unlock(&sh->lock);
             }
-            return missed ? BLK_MISS : BLK_HIT;
+            return from_class(from);
         }
         if (!(e->flags & F_FILLING))
             break;
@@ -878,14 +900,18 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
             pthread_mutex_unlock(&sh->lock);
             return BLK_HIT;
         }
+        if (flags & CACHE_LOCAL) {
+            pthread_mutex_unlock(&sh->lock); /* being filled: not held yet, and never waited for */
+            return -ENOENT;
+        }
         /* Someone is filling this block: wait for its pages (or its error). The filler keeps
            the entry pinned until every waiter has left. */
         struct fill *f = fill_find(sh, i);
-        missed = 1;
         STAT(c, singleflight_waits, 1);
         f->waiters++;
         while (!f->done)
             pthread_cond_wait(&sh->cond, &sh->lock);
+        from = worst(from, f->from);
         int ok = 0, ferr = f->err;
         uint8_t *tmp = NULL;
         if (ferr == 0 && f->buf && bm_covers(f->got, need, w)) {
@@ -913,12 +939,23 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
         if (ok) {
             entry_maybe_free(c, sh, i);
             pthread_mutex_unlock(&sh->lock);
-            return BLK_MISS;
+            return from_class(from);
         }
         if (ferr != 0 && !ent_covers(c, e, MV, need)) {
             entry_maybe_free(c, sh, i);
             pthread_mutex_unlock(&sh->lock);
             return ferr;
+        }
+    }
+
+    if ((flags & CACHE_LOCAL) && !todisk) {
+        /* Only what memory and disk hold: nothing to fill from the source. */
+        for (uint32_t k = 0; k < w; k++) {
+            if (need[k] & ~inmem[k] & ~indisk[k]) {
+                entry_maybe_free(c, sh, i);
+                pthread_mutex_unlock(&sh->lock);
+                return -ENOENT;
+            }
         }
     }
 
@@ -954,7 +991,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
        that no tier can take fetches nothing. */
     int into_mem = !todisk && mslot != NIL;
     uint8_t *buf = into_mem ? c->arena + (size_t)mslot * c->bs : NULL;
-    int err = 0, used_source = 0;
+    int err = 0, ffrom = -1;
     memset(got, 0, sizeof(got));
     memset(fetched, 0, sizeof(fetched));
     memset(bad, 0, sizeof(bad));
@@ -971,7 +1008,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
         /* F_FILLING keeps the memory slot ours to read: mem_evict skips filling entries. */
         if (bm_any(frommem, w))
             copy_pages(c, b->blen, frommem, buf, c->arena + (size_t)mslot * c->bs);
-        err = fill_pages(c, b, rest, NULL, NIL, 0, buf, got, fetched, bad, &used_source);
+        err = fill_pages(c, b, rest, NULL, NIL, 0, buf, got, fetched, bad, flags, &ffrom);
         for (uint32_t k = 0; k < w; k++)
             got[k] |= frommem[k];
         if (err == 0 && disk_write_block(c, b->id, b->blen, buf, want, 1) != 0) {
@@ -998,10 +1035,8 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
         }
     } else if (err == 0) {
         err = fill_pages(c, b, want, dslot != NIL ? ondisk : NULL, dslot, ddir, buf, got, fetched,
-                         bad, &used_source);
+                         bad, flags, &ffrom);
     }
-    if (used_source)
-        missed = 1;
     if (fetched_bytes)
         *fetched_bytes = pages_bytes(c, b->blen, fetched);
 
@@ -1022,10 +1057,11 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
             dv[k] &= ~bad[k];
         ent_put(c, e, DV, dv);
     }
-    /* Waiters get the source's error; a fill that found no room is not theirs to fail. They
-       copy from a buffer of ours only when the bytes are in no memory slot. */
-    fill_end_locked(sh, e, &fr, err == -ENOSPC ? 0 : err, (err == 0 && !into_mem) ? buf : NULL,
-                    got);
+    /* Waiters get the source's error; a fill that found no room, or that could not fetch
+       (CACHE_LOCAL: a disk page failed its CRC), is not theirs to fail: they fill for
+       themselves. They copy from a buffer of ours only when the bytes are in no memory slot. */
+    fill_end_locked(sh, e, &fr, err == -ENOSPC || err == -ENOENT ? 0 : err, ffrom,
+                    (err == 0 && !into_mem) ? buf : NULL, got);
     pthread_mutex_unlock(&sh->lock);
 
     int rc;
@@ -1034,7 +1070,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
     if (err == 0) {
         if (mode == MODE_READ)
             memcpy(dst, buf + boff, len);
-        rc = missed ? BLK_MISS : BLK_HIT;
+        rc = from_class(worst(from, ffrom));
     } else {
         rc = err;
     }
@@ -1053,9 +1089,35 @@ static int check_obj(const char *key, const char *etag)
     return 0;
 }
 
-ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                   uint64_t off, size_t len, void *buf)
+/* Counts one read of LEN bytes, all of whose blocks were served as CLS (BLK_HIT, BLK_MISS or
+ * BLK_FALLBACK: hit, miss or direct). */
+static void count_read(struct cache *c, int cls, uint64_t len)
 {
+    STAT(c, read, 1);
+    STAT(c, read_bytes, len);
+    if (cls == BLK_HIT)
+        STAT(c, read_hit, 1);
+    else if (cls == BLK_MISS)
+        STAT(c, read_miss, 1);
+    else
+        STAT(c, direct_read, 1);
+}
+
+static void count_block(struct cache *c, int cls, uint64_t n)
+{
+    if (cls == BLK_HIT)
+        STAT(c, read_hit_bytes, n);
+    else if (cls == BLK_MISS)
+        STAT(c, read_miss_bytes, n);
+    else
+        STAT(c, direct_read_bytes, n);
+}
+
+ssize_t cache_read_ex(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                      uint64_t off, size_t len, void *buf, unsigned flags, int *missed)
+{
+    if (missed)
+        *missed = 0;
     if (!c || check_obj(key, etag) != 0 || (len && !buf))
         return -EINVAL;
     if (off >= obj_size || len == 0)
@@ -1064,10 +1126,9 @@ ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t 
         len = (size_t)(obj_size - off);
     if (len > (size_t)SSIZE_MAX)
         len = (size_t)SSIZE_MAX;
-    STAT(c, read, 1);
-    STAT(c, read_bytes, len);
+    int mine = !(flags & CACHE_PEER); /* a read of this node's: counted */
     size_t done = 0;
-    int any_miss = 0, any_direct = 0;
+    int cls = BLK_HIT; /* the read's: direct before miss before hit */
     while (done < len) {
         uint64_t pos = off + done;
         struct blk b = {key, etag, obj_size, pos >> c->bs_shift, 0, {0, 0}};
@@ -1076,38 +1137,35 @@ ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t 
         if (n > len - done)
             n = (uint32_t)(len - done);
         b.blen = (uint32_t)cslot_block_len(obj_size, b.index, c->bs);
-        block_id(key, etag, b.index, b.id);
-        int rc = block_io(c, &b, boff, n, (uint8_t *)buf + done, MODE_READ, NULL);
-        if (rc == BLK_DIRECT) {
-            ssize_t r =
-                source_fetch(c, key, etag, obj_size, b.index, boff, n, (uint8_t *)buf + done);
+        cache_block_id(c, key, etag, b.index, b.id);
+        int rc = block_io(c, &b, boff, n, (uint8_t *)buf + done, MODE_READ, flags, NULL);
+        if (rc == BLK_UNCACHED) {
+            /* The index is full of fills in flight: read the source straight into BUF. */
+            enum blk_from bf;
+            ssize_t r = source_fetch(c, &b, boff, n, (uint8_t *)buf + done,
+                                     (flags & CACHE_PEER) ? BLKREQ_LOCAL : 0, &bf);
             if (r >= 0 && (uint32_t)r != n)
                 r = -EIO;
             if (r < 0)
                 return r;
-            any_direct = 1;
-            STAT(c, direct_read_bytes, n);
+            rc = BLK_FALLBACK; /* not through the cache: a direct read */
         } else if (rc < 0) {
             return rc;
-        } else if (rc == BLK_MISS) {
-            any_miss = 1;
-            STAT(c, read_miss_bytes, n);
-        } else {
-            STAT(c, read_hit_bytes, n);
         }
+        if (missed && rc != BLK_HIT)
+            *missed = 1;
+        if (mine)
+            count_block(c, rc, n);
+        cls = worst(cls, rc);
         done += n;
     }
-    if (any_direct)
-        STAT(c, direct_read, 1);
-    if (any_miss)
-        STAT(c, read_miss, 1);
-    else if (!any_direct)
-        STAT(c, read_hit, 1);
+    if (mine)
+        count_read(c, cls, len);
     return (ssize_t)len;
 }
 
 int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                  uint64_t off, size_t len, struct cache_ref *ref)
+                  uint64_t off, size_t len, unsigned flags, struct cache_ref *ref)
 {
     if (!c || !ref || check_obj(key, etag) != 0)
         return -EINVAL;
@@ -1122,10 +1180,10 @@ int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t o
     if (len > c->bs - boff)
         len = c->bs - boff;
     uint64_t id[2], need[MAXW];
-    block_id(key, etag, index, id);
+    cache_block_id(c, key, etag, index, id);
     bm_range(need, c->w, boff >> c->ps_shift, (uint32_t)((boff + len - 1) >> c->ps_shift));
     struct shard *sh = shard_of(c, id);
-    int waited = 0;
+    int waited = 0, from = -1;
     pthread_mutex_lock(&sh->lock);
     for (;;) {
         uint32_t i = lookup(c, sh, id);
@@ -1139,7 +1197,7 @@ int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t o
             ref->shard_ = (uint32_t)(sh - c->shards);
             break;
         }
-        if (!e || !(e->flags & F_FILLING)) {
+        if (!e || !(e->flags & F_FILLING) || (flags & CACHE_LOCAL)) {
             pthread_mutex_unlock(&sh->lock);
             return -ENOENT;
         }
@@ -1151,18 +1209,15 @@ int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t o
         f->waiters++;
         while (!f->done)
             pthread_cond_wait(&sh->cond, &sh->lock);
+        from = worst(from, f->from);
         if (--f->waiters == 0)
             pthread_cond_broadcast(&sh->cond);
     }
     pthread_mutex_unlock(&sh->lock);
-    STAT(c, read, 1);
-    STAT(c, read_bytes, len);
-    if (waited) {
-        STAT(c, read_miss, 1);
-        STAT(c, read_miss_bytes, len);
-    } else {
-        STAT(c, read_hit, 1);
-        STAT(c, read_hit_bytes, len);
+    if (!(flags & CACHE_PEER)) {
+        int cls = from_class(from);
+        count_block(c, cls, len);
+        count_read(c, cls, len);
     }
     return 0;
 }
@@ -1234,7 +1289,7 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
 }
 
 int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-               uint64_t index, uint64_t *fetched)
+               uint64_t index, unsigned flags, uint64_t *fetched)
 {
     if (fetched)
         *fetched = 0;
@@ -1247,9 +1302,9 @@ int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_
     b.blen = (uint32_t)blen;
     if (!c->mq && c->ndirs == 0)
         return -ENOSPC;
-    block_id(key, etag, index, b.id);
-    int rc = block_io(c, &b, 0, b.blen, NULL, MODE_FILL, fetched);
-    if (rc == BLK_DIRECT)
+    cache_block_id(c, key, etag, index, b.id);
+    int rc = block_io(c, &b, 0, b.blen, NULL, MODE_FILL, flags & CACHE_PEER, fetched);
+    if (rc == BLK_UNCACHED)
         return -ENOSPC; /* the index is full of fills in flight */
     return rc < 0 ? rc : 0;
 }
@@ -1257,6 +1312,11 @@ int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_
 uint32_t cache_block_size(const struct cache *c)
 {
     return c->bs;
+}
+
+uint32_t cache_page_size(const struct cache *c)
+{
+    return c->ps;
 }
 
 /* ---- prefetch runs ---- */
@@ -1314,22 +1374,21 @@ static void run_claim(struct cache *c, struct runblk *r)
     }
 }
 
-/* Ends the fill of claimed block R: with its bytes DATA (NULL: the fetch failed, and waiters
- * fetch for themselves). IN_SLOT: DATA is the block's memory slot already. */
-static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, int in_slot)
+/* Ends the fill of claimed block R: with its bytes DATA (its memory slot, or a scratch block
+ * lent to the waiters when it has none), which came from FROM (an enum blk_from); DATA NULL: the
+ * fetch failed, and waiters fetch for themselves. */
+static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, int from)
 {
     uint64_t all[MAXW];
     struct shard *sh = shard_of(c, r->b.id);
     struct centry *e = E(c, r->entry);
     bm_range(all, c->w, 0, (r->b.blen - 1) >> c->ps_shift);
-    if (data && r->mslot != NIL && !in_slot)
-        memcpy(c->arena + (size_t)r->mslot * c->bs, data, r->b.blen);
     pthread_mutex_lock(&sh->lock);
     if (data && r->mslot != NIL) {
         ent_put(c, e, MV, all);
         ahead_set_locked(c, e);
     }
-    fill_end_locked(sh, e, &r->f, 0, data && r->mslot == NIL ? data : NULL, all);
+    fill_end_locked(sh, e, &r->f, 0, data ? from : -1, data && r->mslot == NIL ? data : NULL, all);
     pthread_mutex_unlock(&sh->lock);
     if (data)
         queue_write(c, r->b.id, r->b.blen, all, data);
@@ -1344,17 +1403,20 @@ static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, 
 struct run_sink {
     struct cache *c;
     struct runblk *r;
-    unsigned m, k;  /* blocks, the one being filled */
-    uint32_t got;   /* bytes of block k in */
-    uint8_t *spare; /* a scratch block for blocks with no memory slot */
-    uint64_t bytes; /* delivered */
+    unsigned m, k;         /* blocks, the one being filled */
+    uint32_t got;          /* bytes of block k in */
+    int from;              /* the worst origin of block k's bytes */
+    uint8_t *spare;        /* a scratch block for blocks with no memory slot */
+    uint64_t origin_bytes; /* delivered from the origin (BLK_FROM_ORIGIN) */
 };
 
-static int run_sink_fn(void *arg, const void *data, size_t n)
+static int run_sink_fn(void *arg, const void *data, size_t n, enum blk_from from)
 {
     struct run_sink *rs = arg;
     struct cache *c = rs->c;
     const uint8_t *src = data;
+    if (from == BLK_FROM_ORIGIN)
+        rs->origin_bytes += n;
     while (n > 0) {
         if (rs->k >= rs->m)
             return -EIO; /* more than asked for: a broken source */
@@ -1365,13 +1427,14 @@ static int run_sink_fn(void *arg, const void *data, size_t n)
         size_t take = x->b.blen - rs->got < n ? x->b.blen - rs->got : n;
         memcpy(dst + rs->got, src, take);
         rs->got += (uint32_t)take;
-        rs->bytes += take;
+        rs->from = worst(rs->from, (int)from);
         src += take;
         n -= take;
         if (rs->got == x->b.blen) {
-            run_publish(c, x, dst, 1);
+            run_publish(c, x, dst, rs->from);
             rs->k++;
             rs->got = 0;
+            rs->from = -1;
         }
     }
     return 0;
@@ -1383,42 +1446,25 @@ static void run_fetch(struct cache *c, struct runblk *r, unsigned m)
     uint64_t total = 0;
     for (unsigned k = 0; k < m; k++)
         total += r[k].b.blen;
-    if (c->src.fetch_range) {
-        struct run_sink rs = {c, r, m, 0, 0, NULL, 0};
-        for (unsigned k = 0; k < m && !rs.spare; k++)
-            if (r[k].mslot == NIL)
-                rs.spare = scratch_get(c->bs);
-        tb_take(c, total);
-        STAT(c, source_fetches, 1);
+    struct run_sink rs = {c, r, m, 0, 0, -1, NULL, 0};
+    for (unsigned k = 0; k < m && !rs.spare; k++)
+        if (r[k].mslot == NIL)
+            rs.spare = scratch_get(c->bs);
+    struct blkreq rq = {r->b.key, r->b.etag, r->b.obj_size, r->b.index, 0};
+    STAT(c, source_fetches, 1);
+    int rc = blksrc_fetch_range(c->src, &rq, total, run_sink_fn, &rs);
+    if (rs.origin_bytes) {
         STAT(c, root_read_source, 1);
-        int rc = c->src.fetch_range(c->src.arg, r->b.key, r->b.etag, r->b.obj_size, r->b.index,
-                                    total, run_sink_fn, &rs);
-        STAT(c, root_read_source_bytes, rs.bytes);
-        if (rc < 0) {
-            STAT(c, source_errors, 1);
-            log_debug("cache: prefetch of '%s' blocks %llu-%llu: %s", r->b.key,
-                      (unsigned long long)r->b.index, (unsigned long long)(r->b.index + m - 1),
-                      strerror(-rc));
-        }
-        for (unsigned k = rs.k; k < m; k++) /* what did not come (an error, a short object) */
-            run_publish(c, &r[k], NULL, 0);
-        return;
+        STAT(c, root_read_source_bytes, rs.origin_bytes);
     }
-    uint8_t *buf = scratch_get(total);
-    ssize_t n = -ENOMEM;
-    if (buf)
-        n = source_fetch(c, r->b.key, r->b.etag, r->b.obj_size, r->b.index, 0, (uint32_t)total,
-                         buf);
-    if (n < 0)
+    if (rc < 0) {
+        STAT(c, source_errors, 1);
         log_debug("cache: prefetch of '%s' blocks %llu-%llu: %s", r->b.key,
                   (unsigned long long)r->b.index, (unsigned long long)(r->b.index + m - 1),
-                  strerror((int)-n));
-    uint64_t off = 0;
-    for (unsigned k = 0; k < m; k++) {
-        int ok = n >= 0 && off + r[k].b.blen <= (uint64_t)n;
-        run_publish(c, &r[k], ok ? buf + off : NULL, 0);
-        off += r[k].b.blen;
+                  strerror(-rc));
     }
+    for (unsigned k = rs.k; k < m; k++) /* what did not come (an error, a short object) */
+        run_publish(c, &r[k], NULL, -1);
 }
 
 static void do_prefetch(struct cache *c, struct job *j)
@@ -1431,7 +1477,7 @@ static void do_prefetch(struct cache *c, struct job *j)
         x->b.blen = (uint32_t)cslot_block_len(j->obj_size, x->b.index, c->bs);
         if (x->b.blen == 0)
             break;
-        block_id(j->key, j->etag, x->b.index, x->b.id);
+        cache_block_id(c, j->key, j->etag, x->b.index, x->b.id);
         run_claim(c, x);
     }
     /* Each stretch of claimed blocks is one request; readers of them wait for its publish. */
@@ -1448,7 +1494,7 @@ static void do_prefetch(struct cache *c, struct job *j)
     }
     for (unsigned k = 0; k < n; k++)
         if (r[k].state == RB_SOLO)
-            (void)block_io(c, &r[k].b, 0, r[k].b.blen, NULL, MODE_PREFETCH, NULL);
+            (void)block_io(c, &r[k].b, 0, r[k].b.blen, NULL, MODE_PREFETCH, 0, NULL);
 }
 /* ---- the disk writer ---- */
 
@@ -1704,16 +1750,26 @@ static unsigned log2u(uint64_t v)
     return (unsigned)__builtin_ctzll(v);
 }
 
-int cache_new(const struct cache_config *cfg, const struct cache_source *src, struct cache **out,
-              char *err, size_t errlen)
+int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache **out, char *err,
+              size_t errlen)
 {
     *out = NULL;
     if (errlen)
         err[0] = '\0';
     uint32_t bs = cfg->block_size ? cfg->block_size : (1u << 20);
     uint32_t ps = cfg->page_size ? cfg->page_size : (16u << 10);
-    if (!src || !src->fetch) {
+    const char *ns = cfg->ns ? cfg->ns : "";
+    if (!src || !src->ops || !src->ops->fetch || !src->ops->fetch_range) {
         snprintf(err, errlen, "cache: no block source");
+        return -EINVAL;
+    }
+    if (src->block_size != bs) {
+        snprintf(err, errlen, "cache: block size %u differs from its source's (%u)", bs,
+                 src->block_size);
+        return -EINVAL;
+    }
+    if (strlen(ns) > CACHE_MAX_NS) {
+        snprintf(err, errlen, "cache: name space longer than %d bytes", CACHE_MAX_NS);
         return -EINVAL;
     }
     if (!is_pow2(bs) || bs < CACHE_MIN_BLOCK || bs > CACHE_MAX_BLOCK) {
@@ -1733,22 +1789,23 @@ int cache_new(const struct cache_config *cfg, const struct cache_source *src, st
     c->w = CSLOT_WORDS(c->np);
     c->bs_shift = log2u(bs);
     c->ps_shift = log2u(ps);
-    c->src = *src;
+    c->src = src;
+    c->ns = strdup(ns);
+    c->nslen = strlen(ns);
+    if (!c->ns) {
+        free(c);
+        return -ENOMEM;
+    }
     c->mb = (c->np + 7) / 8;
     c->estride = (offsetof(struct centry, bits) + 2ull * c->mb + 7) & ~7ull;
     c->run_max = RUN_MAX_BYTES / bs ? RUN_MAX_BYTES / bs : 1;
     c->wq_max = WQ_MIN_BYTES > 4ull * bs ? WQ_MIN_BYTES : 4ull * bs;
     c->wbuf_keep = WBUF_KEEP_BYTES / bs > 2 ? (unsigned)(WBUF_KEEP_BYTES / bs) : 2;
     pthread_mutex_init(&c->pool_lock, NULL);
-    pthread_mutex_init(&c->tb_lock, NULL);
     pthread_mutex_init(&c->job_lock, NULL);
     pthread_mutex_init(&c->wbuf_lock, NULL);
     pthread_cond_init(&c->wq_cond, NULL);
     pthread_cond_init(&c->pq_cond, NULL);
-    c->tb_rate = cfg->origin_bytes_per_sec;
-    c->tb_burst = c->tb_rate ? (double)(c->tb_rate / 10 > bs ? c->tb_rate / 10 : bs) : 0;
-    c->tb_tokens = c->tb_burst;
-    c->tb_last = now_ns();
     for (int s = 0; s < NSHARDS; s++) {
         pthread_mutex_init(&c->shards[s].lock, NULL);
         pthread_cond_init(&c->shards[s].cond, NULL);
@@ -1768,7 +1825,7 @@ int cache_new(const struct cache_config *cfg, const struct cache_source *src, st
             }
             char derr[512];
             struct cdisk *dk;
-            int r = cdisk_open(d, cfg->disk_bytes_per_dir, bs, ps, &dk, derr, sizeof(derr));
+            int r = cdisk_open(d, cfg->disk_bytes_per_dir, bs, ps, ns, &dk, derr, sizeof(derr));
             if (r != 0) {
                 log_warn("%s; the disk tier goes on without it", derr);
                 STAT(c, disk_errors, 1);
@@ -1988,7 +2045,7 @@ void cache_free(struct cache *c)
     }
     free(c->pool);
     pthread_mutex_destroy(&c->pool_lock);
-    pthread_mutex_destroy(&c->tb_lock);
+    free(c->ns);
     pthread_mutex_destroy(&c->job_lock);
     pthread_mutex_destroy(&c->wbuf_lock);
     pthread_cond_destroy(&c->wq_cond);

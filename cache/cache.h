@@ -1,11 +1,13 @@
 /* cache/cache.h - the tiered block cache: a memory tier and a disk tier between the FUSE read
- * path and the block source (the origin, later the P2P layer).
+ * path and the block source (cache/blksrc.h: the origin, or the P2P layer in front of it).
  *
- * Objects are cut into blocks of config.block_size bytes. A block's identity is a 128-bit
- * XXH3 hash of (key, ETag, block index) (the bucket is implicit: one cache per bucket), so a
- * changed object (new ETag) can never hit the blocks of its old version. Validity is tracked per
- * page of config.page_size bytes: a miss fetches only the pages the read needs (cache_prefetch
- * fills whole blocks), and the last block of an object simply has fewer pages.
+ * Objects are cut into blocks of config.block_size bytes. A block's identity (cache_block_id) is
+ * a 128-bit XXH3 hash of (name space, key, ETag, block index), the name space naming the bucket
+ * and its endpoint ("<bucket>.<host>"): a changed object (new ETag) can never hit the blocks of
+ * its old version, and two buckets never share a block by accident. Nodes of a cluster compute
+ * the same identity for the same block, so it also names blocks between them. Validity is
+ * tracked per page of config.page_size bytes: a miss fetches only the pages the read needs
+ * (cache_prefetch fills whole blocks), and the last block of an object simply has fewer pages.
  *
  * Threading: every function may be called from any number of threads at once, except
  * cache_free (call it once, when no other call is running). No lock is held across I/O; the
@@ -22,7 +24,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cache/blksrc.h"
+
 struct cache;
+struct buf;
 
 #define CACHE_MIN_BLOCK (64u << 10)
 #define CACHE_MAX_BLOCK (64u << 20)
@@ -30,58 +35,68 @@ struct cache;
 #define CACHE_MAX_DIRS  16
 #define CACHE_MAX_KEY   1023 /* as OSS_MAX_KEY_LEN */
 #define CACHE_MAX_ETAG  127
+#define CACHE_MAX_NS    511 /* "<bucket>.<host>": 63 + 1 + a host name of at most 253 */
 
 struct cache_config {
     uint64_t mem_bytes;          /* memory tier capacity: a hard cap on block memory; 0 = none */
     const char *disk_dirs;       /* "/a/:/b/"; NULL or "" = no disk tier (copied) */
     uint64_t disk_bytes_per_dir; /* hard cap per directory, headers included */
     uint32_t block_size;         /* power of two, CACHE_MIN_BLOCK..CACHE_MAX_BLOCK; 0 = 1 MiB */
-    uint32_t page_size; /* power of two >= CACHE_MIN_PAGE dividing block_size; 0 = 16 KiB */
-    uint64_t origin_bytes_per_sec; /* token bucket on bytes fetched through the source; 0 = none */
+    uint32_t page_size;  /* power of two >= CACHE_MIN_PAGE dividing block_size; 0 = 16 KiB */
+    const char *ns;      /* the bucket's name space, "<bucket>.<host>": part of every block's
+                            identity, and of the disk tier's superblock (copied); NULL = "" */
     unsigned io_threads; /* prefetch workers: source requests in flight for readahead; 0 = 2.
                             The disk tier has writers of its own (2), so neither waits for
                             the other */
 };
 
-/* The miss path: fetch bytes [index * block_size + off, + len) of (key, etag) into buf. The
- * range may run past the end of block `index` into the blocks after it (a prefetch fetches a run
- * of consecutive blocks in one request), never past obj_size. The P2P layer implements it later;
- * efc implements it with oss_get (If-Match etag). Must be thread-safe. Returns the bytes fetched
- * (short only at the object's end) or -errno. */
-struct cache_source {
-    ssize_t (*fetch)(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                     uint64_t index, uint32_t off, uint32_t len, void *buf);
-    void *arg;
-    /* Optional (NULL: a run is fetched into one buffer and copied to its blocks' slots): the
-     * range [index * block_size, + len) of (key, etag) in one request, its bytes handed in order
-     * to SINK as they arrive (SINK returns 0, or -errno to abort the request with it), so that
-     * each block of a run lands in its own slot and is served as soon as it is in. Returns 0
-     * once the range (clipped at obj_size) was delivered whole, else -errno. Thread-safe. */
-    int (*fetch_range)(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                       uint64_t index, uint64_t len,
-                       int (*sink)(void *sink_arg, const void *data, size_t n), void *sink_arg);
-};
-
-/* Creates a cache. Disk directories that cannot be used (missing, unwritable, locked by another
- * cache, too small for one block) are skipped with a warning, not an error: the cache then runs
- * on the tiers it has. Blocks left in the directories by an earlier cache with the same
- * block and page size are found again (their headers are scanned here). Starts the io_threads
- * workers. Returns 0 with *out set (free with cache_free), or -EINVAL/-ENOMEM with a message in
- * err. *src is copied; src->arg must outlive the cache. */
-int cache_new(const struct cache_config *cfg, const struct cache_source *src, struct cache **out,
-              char *err, size_t errlen);
+/* Creates a cache whose misses are fetched from SRC (not owned: it must outlive the cache, and
+ * its block_size must be cfg->block_size). Disk directories that cannot be used (missing,
+ * unwritable, locked by another cache, too small for one block) are skipped with a warning, not
+ * an error: the cache then runs on the tiers it has. Blocks left in the directories by an
+ * earlier cache of the same name space, block and page size are found again (their headers are
+ * scanned here); a directory written for another geometry, another name space or by an older
+ * format starts empty, with a log line saying which. Starts the io_threads workers. Returns 0
+ * with *out set (free with cache_free), or -EINVAL/-ENOMEM with a message in err. */
+int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache **out, char *err,
+              size_t errlen);
 /* Waits for queued disk writes (so what was fetched persists), drops queued prefetches, stops the
  * workers and frees everything. cache_free(NULL) is a no-op. */
 void cache_free(struct cache *c);
+
+/* Flags of cache_read_ex, cache_ref_get and cache_fill. */
+#define CACHE_PEER                                                                                 \
+    1u /* for a peer (or a warm-up asked by one): not a read of this node's own                    \
+          (the tier_* read counters do not count it), and a miss is fetched with                   \
+          BLKREQ_LOCAL (never sent on to another peer) */
+#define CACHE_LOCAL                                                                                \
+    2u /* memory and disk only: never fetch, never wait for a fill; a range not                    \
+          wholly held answers -ENOENT */
 
 /* Reads [off, off+len) of the object (key, etag, obj_size) through the cache into buf. Hits come
  * from memory or disk (every disk page's CRC64 is verified; a bad page is dropped and refetched);
  * misses are fetched through the source with single-flight per block (concurrent misses on one
  * block make one fetch; its waiters share its bytes or its error) and inserted into the tiers,
  * the disk write happening in the background. Returns the bytes read (short only at obj_size;
- * 0 at or past it) or -errno (-EINVAL for bad arguments, else the source's error). */
-ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                   uint64_t off, size_t len, void *buf);
+ * 0 at or past it) or -errno (-EINVAL for bad arguments, -ENOENT under CACHE_LOCAL, else the
+ * source's error). *MISSED (may be NULL) is set when a block had to be fetched, by this call or
+ * by a fill it joined, from the origin or through a peer. */
+ssize_t cache_read_ex(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                      uint64_t off, size_t len, void *buf, unsigned flags, int *missed);
+
+static inline ssize_t cache_read(struct cache *c, const char *key, const char *etag,
+                                 uint64_t obj_size, uint64_t off, size_t len, void *buf)
+{
+    return cache_read_ex(c, key, etag, obj_size, off, len, buf, 0, NULL);
+}
+
+/* What this node holds of [off, off+len), for a peer: memory and disk only, never a fetch, never
+ * a wait, never counted as a read of this node. -ENOENT unless every page is held. */
+static inline ssize_t cache_read_local(struct cache *c, const char *key, const char *etag,
+                                       uint64_t obj_size, uint64_t off, size_t len, void *buf)
+{
+    return cache_read_ex(c, key, etag, obj_size, off, len, buf, CACHE_PEER | CACHE_LOCAL, NULL);
+}
 
 /* Zero-copy memory hits (for fuse_reply_data): if [off, off+len) lies inside one block whose
  * pages the memory tier holds, pins that block, points ref->data at its bytes in the arena and
@@ -89,7 +104,8 @@ ssize_t cache_read(struct cache *c, const char *key, const char *etag, uint64_t 
  * way (a prefetch's, a reader's) is waited for first. Otherwise returns -ENOENT and pins
  * nothing: use cache_read. -EINVAL for bad arguments. A pinned block cannot be evicted (and its
  * memory slot is not reused), so release it with cache_ref_put as soon as the reply is sent.
- * Counted as a read: a hit, or a miss when it waited for a fill. */
+ * Counted as a read (unless FLAGS has CACHE_PEER): a hit, or a miss when it waited for a fill.
+ * With CACHE_LOCAL it does not wait for a fill either. */
 struct cache_ref {
     const void *data;
     size_t len;
@@ -97,7 +113,7 @@ struct cache_ref {
     uint32_t shard_; /* private */
 };
 int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                  uint64_t off, size_t len, struct cache_ref *ref);
+                  uint64_t off, size_t len, unsigned flags, struct cache_ref *ref);
 void cache_ref_put(struct cache *c, struct cache_ref *ref);
 
 /* Queues the asynchronous fill of the blocks covering [off, off+len) (readahead) into memory and
@@ -117,30 +133,46 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
  * (all its pages valid) is not fetched again. Fetches join readers' fills of the same block
  * (single-flight). Filled blocks enter the eviction policy as recently used (not on probation),
  * so a warm-up does not evict the blocks it has just loaded while others remain to evict.
- * Not counted as a tier read; the fetch counts in root_read_source. *FETCHED (may be NULL) is set
- * to the bytes fetched from the source (0 when already present). Returns 0, -EINVAL for bad
- * arguments or an index past the object's end, -ENOSPC when no tier can take the block, or the
- * source's error. */
+ * Not counted as a tier read; a fetch from the origin counts in root_read_source. FLAGS: 0 or
+ * CACHE_PEER (a warm-up a peer asked this node, the block's owner, for). *FETCHED (may be NULL)
+ * is set to the bytes fetched from the source (0 when already present). Returns 0, -EINVAL for
+ * bad arguments or an index past the object's end, -ENOSPC when no tier can take the block, or
+ * the source's error. */
 int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-               uint64_t index, uint64_t *fetched);
+               uint64_t index, unsigned flags, uint64_t *fetched);
 
-/* The block size the cache was created with. */
+/* The block size and page size the cache was created with. */
 uint32_t cache_block_size(const struct cache *c);
+uint32_t cache_page_size(const struct cache *c);
 
-/* Counters. The first ten are the seed's tier_* metrics, in single-node meaning:
+/* The identity of block INDEX of (key, etag) in C's name space (see the top). */
+void cache_block_id(const struct cache *c, const char *key, const char *etag, uint64_t index,
+                    uint64_t id[2]);
+/* The CRC64 of page PAGE of block ID, LEN bytes at DATA, bound to the block's identity and the
+ * page's number so that it verifies only in the place it was computed for: what the disk tier
+ * stores for each page, and what a peer sends with each page. */
+uint64_t cache_page_crc(const uint64_t id[2], uint32_t page, const void *data, size_t len);
+
+/* Counters. The first ten are the seed's tier_* metrics:
  *   read, read_bytes           every cache_read (and cache_ref_get hit) inside the object; the
- *                              bytes asked (clipped to the object's end)
- *   read_hit                   reads that needed no source fetch for any of their blocks
- *   read_hit_bytes             bytes of the blocks (of any read) served from memory or disk
- *   read_miss                  reads for which at least one block needed a source fetch, made
- *                              by this read or joined (single-flight waiters count too)
- *   read_miss_bytes            bytes of the blocks that needed a fetch
- *   direct_read, _bytes        reads (bytes) that the cache could not take in (its index or its
- *                              buffers exhausted) and that went straight to the source uncached
- *   root_read_source, _bytes   source fetches this cache made (for misses and prefetches) and
- *                              the bytes they returned
- * Prefetches are not reads. The rest are gauges and diagnostics, not cleared by
- * cache_clear_stats.
+ *                              bytes asked (clipped to the object's end). Reads for peers
+ *                              (CACHE_PEER) are not counted.
+ *   read_hit                   reads whose every block came from this node's memory or disk, or
+ *                              from a peer that held it (a hit of the distributed cache)
+ *   read_hit_bytes             bytes of those blocks (of any read)
+ *   read_miss                  reads for which at least one block had to be fetched from the
+ *                              origin, by this node or by the peer that owns it, by this read
+ *                              or by a fill it joined (single-flight waiters count too)
+ *   read_miss_bytes            bytes of the blocks that needed such a fetch
+ *   direct_read, _bytes        reads (bytes) that went to the origin directly: the peer that
+ *                              owns a block failed or refused (BLK_FROM_FALLBACK), or the cache
+ *                              could not take the block in (its index exhausted)
+ *   root_read_source, _bytes   fetches from the origin this node's cache made as a distributed
+ *                              node (for its own misses and prefetches, and for peers), and the
+ *                              bytes they returned; not the direct reads
+ * Every read counts in exactly one of hit, miss and direct (direct before miss before hit), so
+ * read = read_hit + read_miss + direct_read, and the bytes add up the same way. Prefetches are
+ * not reads. The rest are gauges and diagnostics, not cleared by cache_clear_stats.
  *
  * Memory: block data lives in the mem_bytes arena only. Beyond it, transiently: copies queued for
  * the disk writer (at most max(64 MiB, 4 blocks)), one scratch buffer per thread that ever filled
@@ -160,7 +192,7 @@ struct cache_stats {
     uint64_t disk_errors;        /* failed or short disk reads and writes */
     uint64_t corrupt_dropped;    /* disk pages whose CRC64 did not verify */
     uint64_t singleflight_waits; /* readers that waited for another's fill of their block */
-    uint64_t source_fetches, source_errors;
+    uint64_t source_fetches, source_errors; /* every fetch through the source, peer or origin */
     uint64_t disk_writes, disk_write_bytes, disk_writes_dropped; /* background queue */
     uint64_t prefetch_queued, prefetch_dropped;
     uint64_t scan_blocks; /* blocks found on disk at cache_new */
@@ -170,5 +202,15 @@ struct cache_stats {
 void cache_get_stats(struct cache *c, struct cache_stats *st);
 /* Zeroes the ten tier_* counters. */
 void cache_clear_stats(struct cache *c);
+
+/* Appends ST as Prometheus lines to OUT: efc_tier_<name>_total for the ten tier_* counters and
+ * efc_cache_hit_ratio{kind="requests"|"bytes"} always; with CACHE_METRICS_TIERS the tiers'
+ * families too: efc_cache_{used,capacity}_bytes{tier="memory"|"disk"}, efc_cache_blocks{tier},
+ * efc_cache_evictions_total{tier}, efc_cache_demotions_total, efc_cache_index_bytes,
+ * efc_cache_corrupt_pages_dropped_total, efc_cache_disk_errors_total, efc_cache_source_*,
+ * efc_cache_singleflight_waits_total, efc_cache_disk_writes*, efc_cache_prefetch_*. (A node that
+ * stores nothing, an agent, has only the first.) Returns 0 or the buffer's error. */
+#define CACHE_METRICS_TIERS 1u
+int cache_write_metrics(const struct cache_stats *st, unsigned what, struct buf *out);
 
 #endif

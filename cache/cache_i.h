@@ -19,7 +19,7 @@
 #define CDISK_FILE_NAME "efc-cache-v1.slots"
 
 struct cslot_hdr {
-    uint64_t id[2]; /* the block's identity hash (cache.c: XXH3-128 of key, etag, index) */
+    uint64_t id[2]; /* the block's identity (cache_block_id) */
     uint32_t blen;  /* the block's length: pages past it do not exist */
     uint64_t seq;   /* per-directory write sequence, for diagnosis */
     uint32_t block_size, page_size, npages;
@@ -48,8 +48,9 @@ int cslot_hdr_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_
  * pwrite if io_uring is unavailable). */
 struct cdisk;
 
+/* Opens (creates) DIR's slot file for blocks of the name space NS (cache_config.ns). */
 int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page_size,
-               struct cdisk **out, char *err, size_t errlen);
+               const char *ns, struct cdisk **out, char *err, size_t errlen);
 void cdisk_close(struct cdisk *d);
 uint32_t cdisk_nslots(const struct cdisk *d);
 uint64_t cdisk_file_bytes(const struct cdisk *d); /* the file's size when full */

@@ -20,7 +20,7 @@
  *
  *   superblock:
  *     0   8  magic "EFCCACHE"
- *     8   4  version (1)
+ *     8   4  version (2; 1 had identities without the name space)
  *     12  4  superblock size (4096)
  *     16  4  block_size
  *     20  4  page_size
@@ -28,7 +28,7 @@
  *     28  4  hdr_size
  *     32  8  data_off
  *     40  8  file_bytes (data_off + nslots * block_size)
- *     48  8  spare (0)
+ *     48  8  name space: XXH3-64 of the cache's name space ("<bucket>.<host>")
  *     56  8  CRC64 of bytes 0..55
  *     64     zero to 4096
  *
@@ -40,7 +40,7 @@
  *     12  4  block_size
  *     16  4  page_size
  *     20  4  npages (= block_size / page_size)
- *     24  16 identity: XXH3-128 of (key, etag, block index), low word first
+ *     24  16 identity: XXH3-128 of (name space, key, etag, block index), low word first
  *     40  4  block length (1..block_size; the last block of an object is short)
  *     44  4  spare (0)
  *     48  8  spare (0)
@@ -64,13 +64,14 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "util/crc64.h"
 #include "util/le.h"
 #include "util/log.h"
 
 #define SB_MAGIC       "EFCCACHE"
-#define SB_VERSION     1
+#define SB_VERSION     2
 #define RING_DEPTH     64
 #define MAX_BATCH      32 /* I/O requests submitted together */
 #define SCAN_CHUNK     (1u << 20)
@@ -81,6 +82,7 @@ struct cdisk {
     char *path;
     uint32_t block_size, page_size, npages, hdr_size, nslots;
     uint64_t data_off, file_bytes;
+    uint64_t ns_hash;
 };
 
 /* ---- slot header ---- */
@@ -328,14 +330,24 @@ static void sb_encode(const struct cdisk *d, uint8_t *sb)
     le_put32(sb + 28, d->hdr_size);
     le_put64(sb + 32, d->data_off);
     le_put64(sb + 40, d->file_bytes);
+    le_put64(sb + 48, d->ns_hash);
     le_put64(sb + 56, crc64_update(0, sb, 56));
 }
 
-static int sb_matches(const struct cdisk *d, const uint8_t *sb)
+/* NULL when SB is the superblock D would write, else why it is not (for the log). */
+static const char *sb_mismatch(const struct cdisk *d, const uint8_t *sb)
 {
     uint8_t want[CDISK_SB_SIZE];
     sb_encode(d, want);
-    return memcmp(want, sb, 64) == 0;
+    if (memcmp(want, sb, 64) == 0)
+        return NULL;
+    if (memcmp(sb, SB_MAGIC, 8) != 0 || le_get64(sb + 56) != crc64_update(0, sb, 56))
+        return "superblock invalid";
+    if (le_get32(sb + 8) != SB_VERSION)
+        return "written by another version of efc";
+    if (memcmp(want + 12, sb + 12, 48 - 12) != 0)
+        return "geometry changed";
+    return "it held the blocks of another bucket";
 }
 
 static uint64_t round_up(uint64_t v, uint64_t a)
@@ -344,7 +356,7 @@ static uint64_t round_up(uint64_t v, uint64_t a)
 }
 
 int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page_size,
-               struct cdisk **out, char *err, size_t errlen)
+               const char *ns, struct cdisk **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct cdisk *d = calloc(1, sizeof(*d));
@@ -355,6 +367,7 @@ int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page
     d->page_size = page_size;
     d->npages = block_size / page_size;
     d->hdr_size = cslot_hdr_size(d->npages);
+    d->ns_hash = XXH3_64bits(ns, strlen(ns));
     size_t dl = strlen(dir);
     d->path = malloc(dl + sizeof(CDISK_FILE_NAME) + 2);
     if (!d->path) {
@@ -403,12 +416,11 @@ int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page
     uint8_t sb[CDISK_SB_SIZE];
     ssize_t r = pread(d->fd, sb, sizeof(sb), 0);
     struct stat st;
-    if (r != (ssize_t)sizeof(sb) || !sb_matches(d, sb) || fstat(d->fd, &st) != 0 ||
-        (uint64_t)st.st_size > d->file_bytes) {
-        /* New, or written with another geometry: start empty. */
+    const char *why = r == (ssize_t)sizeof(sb) ? sb_mismatch(d, sb) : "superblock invalid";
+    if (why || fstat(d->fd, &st) != 0 || (uint64_t)st.st_size > d->file_bytes) {
+        /* New, or written with another geometry, format or name space: start empty. */
         if (r > 0)
-            log_info("disk cache '%s': geometry changed or superblock invalid; starting empty",
-                     d->path);
+            log_info("disk cache '%s': %s; starting empty", d->path, why ? why : "size invalid");
         sb_encode(d, sb);
         if (ftruncate(d->fd, 0) != 0 || pwrite(d->fd, sb, sizeof(sb), 0) != (ssize_t)sizeof(sb)) {
             rc = errno ? -errno : -EIO;

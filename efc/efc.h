@@ -7,8 +7,11 @@
  *     fs.c      the FUSE operations (lookup, getattr, readdir(plus), open, read, statfs, ...)
  *     ns.c      the inode table (ns_i.h)
  *     dir.c     listings: visibility, directory streams, cached listings for lookups (dir_i.h)
- *     read.c    the read path: ranged GETs with readahead, or through the block cache (read.h,
+ *     read.c    the read path: ranged reads with readahead, or through the block cache (read.h,
  *               cache/cache.h)
+ *     chain.c   the block sources and the cache, stacked in one place (cache/blksrc.h):
+ *               reads -> [block cache] -> [P2P] -> origin
+ *     origin.c  the origin block source: ranged GETs on the object store (origin.h)
  *     fuseio.c  the session's /dev/fuse I/O (makes FUSE_PARALLEL_DIROPS reach the kernel)
  *     remote.c  the remote: the mount source "<bucket>.<host>:/<prefix>"
  *     state.c   the state file /run/efc/<mountpoint>.json
@@ -68,7 +71,9 @@ struct efc_lcache;
 struct efc_meta;
 struct efc_dirmem;
 struct efc_reader_pool;
-struct efc_block_source;
+struct efc_origin;
+struct blksrc;
+struct buf;
 struct cache;
 struct cache_stats;
 struct efc_fh;
@@ -103,8 +108,10 @@ struct efc {
     struct efc_lcache *lcache;
     struct efc_meta *meta; /* the metadata cache; NULL: off (g_metadata_CacheEnable) */
     struct efc_reader_pool *readers;
-    struct cache *cache;                /* the block cache (cache/cache.h); NULL: none */
-    struct efc_block_source *cache_src; /* its miss path: the object store */
+    /* the block sources and the cache (chain.c) */
+    struct efc_origin *origin; /* the object store as a block source */
+    struct blksrc *top;        /* the source the cache (else the readers) fetch from */
+    struct cache *cache;       /* the block cache (cache/cache.h); NULL: none */
     struct fuse_session *se;
     struct mgmt *mgmt;     /* the management server; NULL: off */
     struct warmup *warmup; /* the warm-up engine; NULL: off */
@@ -142,17 +149,31 @@ const struct fuse_lowlevel_ops *efc_fs_ops(void);
 /* Builds the namespace and listing cache for E (E->opts, E->remote and E->oss set). No threads are
  * started. Returns 0 or -errno. */
 int efc_fs_setup(struct efc *e);
-/* Starts the read path (after the daemon has forked: the block cache's threads and the read
- * workers). The block cache is made when g_tier_EnableClusterCache is on, a memory or disk
- * capacity is set and g_tier_DadiRootClientType is not 2 (an agent stores nothing). Returns 0, or
- * -errno with a one-line reason naming the option at fault in ERR. A disk cache directory that
- * cannot be used is not an error: the cache goes on without it (a warning is logged). */
+/* Starts the read path (after the daemon has forked): the block sources and the cache
+ * (efc_chain_start), then the read workers. Returns 0, or -errno with a one-line reason naming
+ * the option at fault in ERR. */
 int efc_fs_start(struct efc *e, char *err, size_t errlen);
-/* The block cache's counters (the tier_* metrics among them) into ST. Returns 0, or -ENOENT when
- * the mount has no block cache. */
-int efc_cache_stats(struct efc *e, struct cache_stats *st);
 /* Closes what the kernel left open and frees everything efc_fs_setup/start made. */
 void efc_fs_teardown(struct efc *e);
+
+/* ---- chain.c ------------------------------------------------------------------------------- */
+
+/* Builds the block sources and the block cache from E's options: the origin always; the cache
+ * when g_tier_EnableClusterCache is on, a memory or disk capacity is set and
+ * g_tier_DadiRootClientType is not 2 (an agent stores nothing). Sets e->origin, e->cache and
+ * e->top. Returns 0, or -errno with a one-line reason naming the option at fault in ERR. A disk
+ * cache directory that cannot be used is not an error: the cache goes on without it (a warning
+ * is logged). */
+int efc_chain_start(struct efc *e, char *err, size_t errlen);
+/* Frees them (the cache first, waiting for its queued disk writes). No reader may be open. */
+void efc_chain_stop(struct efc *e);
+/* The tier_* counters (and, with a cache, all its counters) into ST. Returns 0, or -ENOENT when
+ * the mount reads neither through a cache nor through the cluster. */
+int efc_tier_stats(struct efc *e, struct cache_stats *st);
+/* Zeroes the tier_* counters. */
+void efc_tier_clear(struct efc *e);
+/* Appends the Prometheus lines of the chain (cache, origin) to OUT. */
+void efc_chain_write_metrics(struct efc *e, struct buf *out);
 
 /* ---- mgmt.c -------------------------------------------------------------------------------- */
 

@@ -1370,119 +1370,23 @@ int efc_fs_setup(struct efc *e)
     return 0;
 }
 
-/* The block cache, when the options ask for one (see efc_fs_start). */
-static int cache_start(struct efc *e, char *err, size_t errlen)
-{
-    const struct opt_set *o = &e->opts;
-    int64_t mem_mb = opt_int(o, OPT_TIER_DADIMEMCACHECAPACITYMB);
-    int64_t disk_mb = opt_int(o, OPT_TIER_DADIDISKCACHECAPACITYMB);
-    const char *dirs = opt_str(o, OPT_TIER_DADIDISKCACHEPATH);
-
-    if (!opt_bool(o, OPT_TIER_ENABLECLUSTERCACHE) || (mem_mb <= 0 && disk_mb <= 0))
-        return 0;
-    if (opt_int(o, OPT_TIER_DADIROOTCLIENTTYPE) == 2) {
-        log_info("cache: g_tier_DadiRootClientType=2 (agent): no block cache on this node");
-        return 0;
-    }
-    e->cache_src = calloc(1, sizeof(*e->cache_src));
-    if (e->cache_src == NULL) {
-        snprintf(err, errlen, "cannot set up the block cache: out of memory");
-        return -ENOMEM;
-    }
-    e->cache_src->cl = e->oss;
-    e->cache_src->block_bytes = (uint64_t)opt_int(o, OPT_TIER_BLOCKSIZE);
-
-    struct cache_config cc;
-    memset(&cc, 0, sizeof(cc));
-    cc.mem_bytes = (uint64_t)mem_mb << 20;
-    cc.disk_dirs = disk_mb > 0 ? dirs : NULL;
-    cc.disk_bytes_per_dir = (uint64_t)disk_mb << 20;
-    cc.block_size = (uint32_t)e->cache_src->block_bytes;
-    cc.page_size = (uint32_t)(opt_int(o, OPT_TIER_DADICACHEPAGESIZEKB) * 1024);
-    cc.origin_bytes_per_sec = (uint64_t)opt_int(o, OPT_TIER_DADISDKGETTRAFFICLIMIT);
-    /* io_threads are the prefetch (readahead) workers only, the disk writes have their own two:
-       as many as one reader may have GETs in flight, so a cold sequential stream keeps its
-       parallelism. A run of missing blocks goes in one ranged GET (fetch_range). */
-    int64_t inflight = opt_int(o, OPT_READ_MAXINFLIGHT);
-    cc.io_threads = (unsigned)(inflight < 2 ? 2 : inflight > 32 ? 32 : inflight);
-    struct cache_source src = {
-        .fetch = efc_block_fetch, .arg = e->cache_src, .fetch_range = efc_block_fetch_range};
-
-    char cerr[512];
-    int rc = cache_new(&cc, &src, &e->cache, cerr, sizeof(cerr));
-    if (rc) {
-        const char *opt = strstr(cerr, "block size")  ? "g_tier_BlockSize"
-                          : strstr(cerr, "page size") ? "g_tier_DadiCachePageSizeKB"
-                          : strstr(cerr, "memory")    ? "g_tier_DadiMemCacheCapacityMB"
-                                                      : "g_tier_EnableClusterCache";
-        snprintf(err, errlen, "%s: cannot set up the block cache: %s", opt,
-                 cerr[0] ? cerr : strerror(-rc));
-        return rc;
-    }
-    struct cache_stats st;
-    cache_get_stats(e->cache, &st);
-    if (disk_mb > 0 && st.disk_capacity == 0)
-        log_warn("cache: g_tier_DadiDiskCachePath '%s': no usable directory; the disk tier is off",
-                 dirs);
-    log_info("cache: memory %llu MiB, disk %llu MiB in '%s', block %llu KiB, page %llu KiB; "
-             "%llu blocks found on disk in %llu ms; index %llu KiB",
-             (unsigned long long)(st.mem_capacity >> 20),
-             (unsigned long long)(st.disk_capacity >> 20), disk_mb > 0 ? dirs : "",
-             (unsigned long long)(cc.block_size >> 10), (unsigned long long)(cc.page_size >> 10),
-             (unsigned long long)st.scan_blocks, (unsigned long long)(st.scan_usec / 1000),
-             (unsigned long long)(st.index_bytes >> 10));
-    return 0;
-}
-
-static void cache_stop(struct efc *e)
-{
-    if (e->cache) {
-        struct cache_stats st;
-        cache_get_stats(e->cache, &st);
-        log_info(
-            "cache: tier_read %llu (%llu bytes), hit %llu (%llu bytes), miss %llu (%llu "
-            "bytes), direct %llu (%llu bytes), root_read_source %llu (%llu bytes); "
-            "memory %llu/%llu MiB, disk %llu/%llu MiB",
-            (unsigned long long)st.read, (unsigned long long)st.read_bytes,
-            (unsigned long long)st.read_hit, (unsigned long long)st.read_hit_bytes,
-            (unsigned long long)st.read_miss, (unsigned long long)st.read_miss_bytes,
-            (unsigned long long)st.direct_read, (unsigned long long)st.direct_read_bytes,
-            (unsigned long long)st.root_read_source, (unsigned long long)st.root_read_source_bytes,
-            (unsigned long long)(st.mem_used >> 20), (unsigned long long)(st.mem_capacity >> 20),
-            (unsigned long long)(st.disk_used >> 20), (unsigned long long)(st.disk_capacity >> 20));
-    }
-    cache_free(e->cache); /* waits for the queued disk writes: what was fetched persists */
-    e->cache = NULL;
-    free(e->cache_src);
-    e->cache_src = NULL;
-}
-
-int efc_cache_stats(struct efc *e, struct cache_stats *st)
-{
-    if (e->cache == NULL)
-        return -ENOENT;
-    cache_get_stats(e->cache, st);
-    return 0;
-}
-
 int efc_fs_start(struct efc *e, char *err, size_t errlen)
 {
     struct efc_read_config rc;
     uint64_t ahead = (uint64_t)opt_int(&e->opts, OPT_READ_AHEADKB) * 1024;
     int64_t conns = opt_int(&e->opts, OPT_OSS_MAXCONNECTIONS);
 
-    int crc = cache_start(e, err, errlen);
+    int crc = efc_chain_start(e, err, errlen);
     if (crc)
         return crc;
     memset(&rc, 0, sizeof(rc));
     rc.cache = e->cache;
     rc.ahead_bytes = ahead;
     rc.max_inflight = (unsigned)opt_int(&e->opts, OPT_READ_MAXINFLIGHT);
-    rc.chunk_bytes = (uint64_t)opt_int(&e->opts, OPT_TIER_BLOCKSIZE);
     /* One worker per connection at most: more could only wait for a connection. */
     rc.threads = (unsigned)(conns < 256 ? conns : 256);
     rc.mem_limit = EFC_READ_MEM_LIMIT > 2 * ahead ? EFC_READ_MEM_LIMIT : 2 * ahead;
-    int prc = efc_reader_pool_new(e->oss, &rc, &e->readers);
+    int prc = efc_reader_pool_new(e->top, &rc, &e->readers);
     if (prc)
         snprintf(err, errlen, "cannot start the read path: %s", strerror(-prc));
     return prc;
@@ -1510,7 +1414,7 @@ void efc_fs_teardown(struct efc *e)
     }
     efc_reader_pool_free(e->readers);
     e->readers = NULL;
-    cache_stop(e); /* after the pool: no reader uses it any more */
+    efc_chain_stop(e); /* after the pool: no reader uses it any more */
     efc_lcache_free(e->lcache);
     e->lcache = NULL;
     efc_meta_free(e->meta);
@@ -1642,7 +1546,7 @@ void efc_fs_suspend(struct efc *e)
     }
     efc_reader_pool_free(e->readers);
     e->readers = NULL;
-    cache_stop(e); /* flushes the disk writes, so the next process finds the blocks */
+    efc_chain_stop(e); /* flushes the disk writes, so the next process finds the blocks */
 }
 
 int efc_fs_resume(struct efc *e, char *err, size_t errlen)

@@ -80,7 +80,7 @@ static int wu_head(void *arg, const char *key, char *etag, size_t etaglen, uint6
 static int wu_fill(void *arg, const char *key, const char *etag, uint64_t size, uint64_t index)
 {
     struct efc *e = arg;
-    return cache_fill(e->cache, key, etag, size, index, NULL);
+    return cache_fill(e->cache, key, etag, size, index, 0, NULL);
 }
 
 /* ---- the ops table -----------------------------------------------------------------------------
@@ -88,14 +88,12 @@ static int wu_fill(void *arg, const char *key, const char *etag, uint64_t size, 
 
 static int op_cache_stats(void *arg, struct cache_stats *st)
 {
-    return efc_cache_stats(arg, st);
+    return efc_tier_stats(arg, st);
 }
 
 static void op_cache_clear_stats(void *arg)
 {
-    struct efc *e = arg;
-    if (e->cache)
-        cache_clear_stats(e->cache);
+    efc_tier_clear(arg);
 }
 
 static int op_clear_readdir(void *arg)
@@ -125,6 +123,7 @@ static void op_metrics(void *arg, struct buf *out)
     struct efc_ns_stats ns;
     struct efc_read_stats rs;
 
+    efc_chain_write_metrics(e, out);
     oss_write_metrics(e->oss, out);
     histo_write_prom(&e->read_latency, "efc_fuse_read_duration_seconds",
                      "FUSE read requests, from arrival to reply", out);

@@ -1,4 +1,8 @@
-/* efc/read.c - ranged GETs for FUSE reads, with readahead for sequential readers.
+/* efc/read.c - ranged reads for FUSE reads, with readahead for sequential readers.
+ *
+ * The bytes come from a block source (cache/blksrc.h): the origin (one ranged GET a fetch) for a
+ * plain mount, the P2P source for an agent that stores nothing; below, "GET" is one fetch of that
+ * source. A block cache, when there is one, stands between the reader and that source.
  *
  * Design. Each read is classified against the reader's recent history. A read that is not in
  * the readahead window and does not follow a recent read is random: it costs one GET of exactly
@@ -49,20 +53,22 @@
  * efc_reader_read_ref() pins a block the memory tier holds (waiting for its fill if a prefetch is
  * bringing it) and the reply is sent from the cache's memory; anything else is one cache_read()
  * into a buffer (a block not there yet is fetched, page-granular, with single-flight). The
- * cache's source is efc_block_fetch() / efc_block_fetch_range(): one GET with If-Match, so
- * -ESTALE comes back out of the cache (errors are never cached) and sticks to the reader as
- * without a cache; a prefetch that meets it just drops the block. A reader without an ETag
- * bypasses the cache (its blocks could not be keyed), and so does a read the cache refuses as
- * invalid (-EINVAL: an over-long key or ETag), and every reader of a cache that holds nothing.
+ * cache's source fetches with If-Match, so -ESTALE comes back out of the cache (errors are never
+ * cached) and sticks to the reader as without a cache; a prefetch that meets it just drops the
+ * block. A reader without an ETag bypasses the cache (its blocks could not be keyed), and so does a
+ * read the cache refuses as invalid (-EINVAL: an over-long key or ETag), and every reader of a
+ * cache that holds nothing.
  *
  * Without a cache, run_fetch() is the one place that turns "chunks i..j of (key, etag)" into
- * bytes.
+ * bytes. Such reads are counted as the tier_* counters count a cache's (count_tier: by where the
+ * bytes came from), so that an agent reading through its peers reports what the guide's
+ * metrics describe.
  *
  * Locks: a reader's lock (struct efc_reader.lock) protects that reader's window and the
  * reader-lock fields of its chunks and runs; the pool lock protects the work queue, the threads,
  * the spare buffers and the memory count. Order: reader lock, then pool lock. The pool lock is
- * never held while taking a reader lock, and no lock is held across oss_get() (the sink takes the
- * reader lock briefly to publish a finished chunk) or a memcpy of chunk data to a caller.
+ * never held while taking a reader lock, and no lock is held across a source's fetch (the sink
+ * takes the reader lock briefly to publish a finished chunk) or a memcpy of chunk data to a caller.
  */
 #define _GNU_SOURCE
 #include "efc/read.h"
@@ -82,7 +88,6 @@
 #include "util/log.h"
 
 #define DEFAULT_MAX_INFLIGHT 8u
-#define DEFAULT_CHUNK_BYTES  (1ull << 20)
 #define DEFAULT_THREADS      32u
 #define DEFAULT_MEM_LIMIT    (512ull << 20)
 #define MIN_CHUNK_BYTES      4096ull
@@ -126,6 +131,7 @@ struct rchunk {
     bool ahead;   /* issued ahead of the reads, not for a read that needed it */
     bool touched; /* a read has used it */
     int err;      /* CH_DONE: 0 or -errno (-ECANCELED: dropped before it was filled) */
+    int from;     /* the worst enum blk_from of its bytes; -1 before any came */
     size_t valid; /* CH_DONE: bytes valid from off */
     size_t consumed;
     unsigned pins; /* reads copying from it or waiting for it */
@@ -154,7 +160,7 @@ TAILQ_HEAD(rchunk_list, rchunk);
 TAILQ_HEAD(rfetch_list, rfetch);
 
 struct efc_reader_pool {
-    struct oss_client *cl;
+    struct blksrc *src;
     struct cache *cache; /* NULL: none */
     /* immutable after _new */
     uint64_t chunk_bytes;
@@ -185,6 +191,9 @@ struct efc_reader_pool {
     atomic_uint_fast64_t reads, bytes_read, direct_gets, chunk_gets, chunks, bytes_fetched, ra_hits,
         ra_misses, bytes_wasted, windows, drops, cancelled, fetch_errors, retries, budget_denied,
         inflight, readers, cache_bypass, zero_copy;
+    /* cacheless reads by where their bytes came from (efc_read_stats.tier_*) */
+    atomic_uint_fast64_t t_read, t_read_bytes, t_hit, t_hit_bytes, t_miss, t_miss_bytes, t_direct,
+        t_direct_bytes;
 };
 
 struct efc_reader {
@@ -483,6 +492,7 @@ static unsigned run_issue_locked(struct efc_reader *r, uint64_t first, unsigned 
         c->st = CH_QUEUED;
         c->in_list = true;
         c->ahead = ahead;
+        c->from = -1;
         TAILQ_INSERT_TAIL(&r->chunks, c, rlink); /* indices only grow: the list stays sorted */
         r->refs++;
         f->c[i] = c;
@@ -526,7 +536,7 @@ static void fetch_split_locked(struct efc_reader *r, struct rfetch *f, unsigned 
 
 /* ---- fetching --------------------------------------------------------------------------- */
 
-static int run_sink(void *arg, uint64_t offset, const void *data, size_t len)
+static int run_sink(void *arg, const void *data, size_t len, enum blk_from from)
 {
     struct rfetch *f = arg;
     const uint8_t *src = data;
@@ -535,15 +545,13 @@ static int run_sink(void *arg, uint64_t offset, const void *data, size_t len)
         if (atomic_load_explicit(&f->cancel, memory_order_relaxed))
             return -ECANCELED;
         if (f->next >= f->n)
-            return -EIO; /* oss_get delivers only the range asked; anything else is a bug */
+            return -EIO; /* the source delivers only the range asked; anything else is a bug */
         struct rchunk *c = f->c[f->next]; /* not CH_DONE: only this thread completes it */
-        if (offset != c->off + c->got)
-            return -EIO;
         size_t n = (size_t)min_u64(len, c->len - c->got);
         memcpy(c->buf + c->got, src, n);
         c->got += n;
+        c->from = c->from > (int)from ? c->from : (int)from;
         f->bytes += n;
-        offset += n;
         src += n;
         len -= n;
         if (c->got == c->len) {
@@ -557,27 +565,22 @@ static int run_sink(void *arg, uint64_t offset, const void *data, size_t len)
     return 0;
 }
 
-/* Fills the chunks f->c[f->next..] of R's object version: one GET, each chunk published as soon
- * as its bytes are in. The one step a block cache replaces. Runs with no lock held. */
+/* Fills the chunks f->c[f->next..] of R's object version: one request to the source, each chunk
+ * published as soon as its bytes are in. The one step a block cache replaces. Runs with no lock
+ * held. */
 static int run_fetch(struct efc_reader_pool *p, const struct efc_reader *r, struct rfetch *f)
 {
     const struct rchunk *first = f->c[0], *last = f->c[f->n - 1];
-    struct oss_get g = {
-        .key = r->key,
-        .offset = first->off,
-        .length = last->off + last->len - first->off,
-        .if_match = r->etag,
-        .sink = run_sink,
-        .sink_arg = f,
-    };
+    struct blkreq rq = {r->key, r->etag, r->size, first->index, 0};
+    uint64_t len = last->off + last->len - first->off;
 
     atomic_fetch_add(&p->chunk_gets, 1);
     atomic_fetch_add(&p->chunks, f->n);
-    int rc = oss_get(p->cl, &g, NULL);
+    int rc = blksrc_fetch_range(p->src, &rq, len, run_sink, f);
     atomic_fetch_add(&p->bytes_fetched, f->bytes);
-    if (rc && rc != -ECANCELED && rc != -ESTALE)
-        log_warn("read: fetching '%s' bytes %" PRIu64 "-%" PRIu64 " failed: %s (%s)", r->key,
-                 g.offset, g.offset + g.length - 1, strerror(-rc), oss_last_error());
+    if (rc && rc != -ECANCELED && rc != -ESTALE) /* the source logged why */
+        log_debug("read: fetching '%s' bytes %" PRIu64 "-%" PRIu64 " failed: %s", r->key,
+                  first->off, first->off + len - 1, strerror(-rc));
     return rc;
 }
 
@@ -602,31 +605,28 @@ static void fetch_run_locked(struct efc_reader *r, struct rfetch *f)
     fetch_free_locked(r, f);
 }
 
-/* One GET of exactly [OFF, OFF+LEN) into DST. Returns the bytes received or -errno. */
+/* One request to the source for exactly [OFF, OFF+LEN) into DST. Returns the bytes received or
+ * -errno; *FROM (worst of) where they came from. */
 static ssize_t direct_get(struct efc_reader_pool *p, const struct efc_reader *r, uint64_t off,
-                          uint64_t len, void *dst)
+                          uint64_t len, void *dst, int *from)
 {
-    struct oss_get g = {
-        .key = r->key, .offset = off, .length = len, .if_match = r->etag, .buf = dst};
-    struct oss_get_result res;
+    struct blkreq rq = {r->key, r->etag, r->size, off / p->chunk_bytes, 0};
+    enum blk_from bf = BLK_FROM_ORIGIN;
 
     atomic_fetch_add(&p->direct_gets, 1);
-    int rc = oss_get(p->cl, &g, &res);
-    if (rc) {
-        if (rc != -ESTALE)
-            log_warn("read: '%s' bytes %" PRIu64 "-%" PRIu64 ": %s (%s)", r->key, off,
-                     off + len - 1, strerror(-rc), oss_last_error());
-        return rc;
-    }
-    atomic_fetch_add(&p->bytes_fetched, res.bytes);
-    return (ssize_t)res.bytes;
+    ssize_t n = blksrc_fetch(p->src, &rq, off % p->chunk_bytes, len, dst, &bf);
+    if (n < 0)
+        return n; /* the source logged why */
+    *from = *from > (int)bf ? *from : (int)bf;
+    atomic_fetch_add(&p->bytes_fetched, (uint64_t)n);
+    return n;
 }
 
 /* A direct GET with the reader lock dropped. Marks the reader stale on -ESTALE. */
-static ssize_t direct_locked(struct efc_reader *r, uint64_t off, uint64_t len, void *dst)
+static ssize_t direct_locked(struct efc_reader *r, uint64_t off, uint64_t len, void *dst, int *from)
 {
     pthread_mutex_unlock(&r->lock);
-    ssize_t n = direct_get(r->pool, r, off, len, dst);
+    ssize_t n = direct_get(r->pool, r, off, len, dst, from);
     pthread_mutex_lock(&r->lock);
     if (n == -ESTALE)
         mark_stale_locked(r);
@@ -807,7 +807,7 @@ static void window_plan_locked(struct efc_reader *r, uint64_t off, uint64_t end)
  * copied (fewer only at the object's end) or -errno. *OWN is set when this read had to fetch
  * (take C's run off the queue, or retry C directly). */
 static ssize_t serve_chunk_locked(struct efc_reader *r, struct rchunk *c, uint64_t from,
-                                  uint64_t to, uint8_t *dst, bool *own)
+                                  uint64_t to, uint8_t *dst, bool *own, int *src_from)
 {
     struct efc_reader_pool *p = r->pool;
     ssize_t n;
@@ -843,12 +843,13 @@ static ssize_t serve_chunk_locked(struct efc_reader *r, struct rchunk *c, uint64
         memcpy(dst, c->buf + a, (size_t)n);
         pthread_mutex_lock(&r->lock);
         c->consumed += (size_t)n;
+        *src_from = *src_from > c->from ? *src_from : c->from;
     } else if (c->err == -ESTALE || r->stale) {
         n = -ESTALE;
     } else {
         *own = true;
         atomic_fetch_add(&p->retries, 1);
-        n = direct_locked(r, from, to - from, dst);
+        n = direct_locked(r, from, to - from, dst, src_from);
     }
     c->pins--;
     if (c->in_list && (c->err || c->consumed >= c->valid))
@@ -894,20 +895,22 @@ static void *worker_main(void *arg)
 
 /* ---- public ----------------------------------------------------------------------------- */
 
-int efc_reader_pool_new(struct oss_client *cl, const struct efc_read_config *cfg,
+int efc_reader_pool_new(struct blksrc *src, const struct efc_read_config *cfg,
                         struct efc_reader_pool **out)
 {
     struct efc_reader_pool *p;
 
-    if (cl == NULL || cfg == NULL || out == NULL)
+    if (src == NULL || cfg == NULL || out == NULL)
         return -EINVAL;
-    uint64_t cs = cfg->chunk_bytes ? cfg->chunk_bytes : DEFAULT_CHUNK_BYTES;
+    uint64_t cs = src->block_size;
     if (cs < MIN_CHUNK_BYTES || cs > MAX_CHUNK_BYTES)
+        return -EINVAL;
+    if (cfg->cache && cache_block_size(cfg->cache) != cs)
         return -EINVAL;
     p = calloc(1, sizeof(*p));
     if (p == NULL)
         return -ENOMEM;
-    p->cl = cl;
+    p->src = src;
     p->cache = cfg->cache;
     p->chunk_bytes = cs;
     p->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEFAULT_MAX_INFLIGHT;
@@ -1006,6 +1009,25 @@ int efc_reader_open(struct efc_reader_pool *p, const char *key, const char *etag
     return 0;
 }
 
+/* Counts a cacheless read of N bytes whose bytes came from FROM (the worst enum blk_from, -1 for
+ * none) as the tier_* counters would: a hit when peers held every byte, a miss when an origin
+ * fetch was needed, direct when a peer failed and the origin answered instead. */
+static void count_tier(struct efc_reader_pool *p, int from, uint64_t n)
+{
+    atomic_fetch_add(&p->t_read, 1);
+    atomic_fetch_add(&p->t_read_bytes, n);
+    if (from < 0 || from == BLK_FROM_PEER) {
+        atomic_fetch_add(&p->t_hit, 1);
+        atomic_fetch_add(&p->t_hit_bytes, n);
+    } else if (from == BLK_FROM_FALLBACK) {
+        atomic_fetch_add(&p->t_direct, 1);
+        atomic_fetch_add(&p->t_direct_bytes, n);
+    } else {
+        atomic_fetch_add(&p->t_miss, 1);
+        atomic_fetch_add(&p->t_miss_bytes, n);
+    }
+}
+
 /* ---- through the block cache ------------------------------------------------------------ */
 
 /* The window of a cached reader after its read ending at END (RC_WINDOW): moves pos, grows win
@@ -1079,9 +1101,10 @@ static ssize_t cache_reader_copy(struct efc_reader *r, uint64_t off, uint64_t en
     ssize_t n = cache_read(p->cache, r->key, r->etag, r->size, off, end - off, buf);
     if (n == -EINVAL) {
         atomic_fetch_add(&p->cache_bypass, 1);
-        n = direct_get(p, r, off, end - off, buf);
+        int unused = -1;
+        n = direct_get(p, r, off, end - off, buf, &unused);
     }
-    if (n == -ESTALE) { /* other errors were logged by efc_block_fetch (and fs.c's op_read) */
+    if (n == -ESTALE) { /* other errors were logged by the source (and fs.c's op_read) */
         pthread_mutex_lock(&r->lock);
         mark_stale_locked(r);
         pthread_mutex_unlock(&r->lock);
@@ -1106,6 +1129,7 @@ ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *b
     uint64_t cur = off, dstart = UINT64_MAX; /* start of a pending run of direct bytes */
     ssize_t rc = 0;
     bool own = false, ahead_only = true;
+    int rfrom = -1; /* where the read's bytes came from: the worst enum blk_from */
 
     if (p->cache && r->etag) {
         rc = cache_reader_read(r, off, end, buf);
@@ -1140,7 +1164,7 @@ ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *b
             /* Flush the direct bytes first; C may be gone once the lock was dropped, so the
                loop looks it up again. */
             own = true;
-            rc = direct_locked(r, dstart, cur - dstart, dst + (dstart - off));
+            rc = direct_locked(r, dstart, cur - dstart, dst + (dstart - off), &rfrom);
             if (rc < 0)
                 break;
             if ((uint64_t)rc < cur - dstart) { /* the object ended early */
@@ -1152,7 +1176,7 @@ ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *b
             continue;
         }
         ahead_only = ahead_only && c->ahead;
-        rc = serve_chunk_locked(r, c, cur, pend, dst + (cur - off), &own);
+        rc = serve_chunk_locked(r, c, cur, pend, dst + (cur - off), &own, &rfrom);
         if (rc < 0)
             break;
         cur += (uint64_t)rc;
@@ -1163,7 +1187,7 @@ ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *b
     }
     if (rc >= 0 && dstart != UINT64_MAX) {
         own = true;
-        rc = direct_locked(r, dstart, end - dstart, dst + (dstart - off));
+        rc = direct_locked(r, dstart, end - dstart, dst + (dstart - off), &rfrom);
         if (rc >= 0)
             end = dstart + (uint64_t)rc;
     }
@@ -1177,6 +1201,7 @@ ssize_t efc_reader_read(struct efc_reader *r, uint64_t off, size_t size, void *b
         return rc;
     atomic_fetch_add(&p->reads, 1);
     atomic_fetch_add(&p->bytes_read, end - off);
+    count_tier(p, rfrom, end - off);
     return (ssize_t)(end - off);
 }
 
@@ -1198,7 +1223,7 @@ ssize_t efc_reader_read_ref(struct efc_reader *r, uint64_t off, size_t size,
            cache would count it as a read twice). */
         uint64_t cs = p->chunk_bytes;
         if (off / cs == (end - 1) / cs &&
-            cache_ref_get(p->cache, r->key, r->etag, r->size, off, end - off, &out->ref_) == 0) {
+            cache_ref_get(p->cache, r->key, r->etag, r->size, off, end - off, 0, &out->ref_) == 0) {
             out->data = out->ref_.data;
             out->len = out->ref_.len; /* == end - off: the span is inside one block */
             atomic_fetch_add(&p->zero_copy, 1);
@@ -1251,6 +1276,14 @@ void efc_reader_close(struct efc_reader *r)
     reader_unlock(r);
 }
 
+void efc_reader_pool_clear_tier(struct efc_reader_pool *p)
+{
+    atomic_uint_fast64_t *t[] = {&p->t_read, &p->t_read_bytes, &p->t_hit,    &p->t_hit_bytes,
+                                 &p->t_miss, &p->t_miss_bytes, &p->t_direct, &p->t_direct_bytes};
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        atomic_store(t[i], 0);
+}
+
 void efc_reader_pool_stats(struct efc_reader_pool *p, struct efc_read_stats *st)
 {
     memset(st, 0, sizeof(*st));
@@ -1274,78 +1307,17 @@ void efc_reader_pool_stats(struct efc_reader_pool *p, struct efc_read_stats *st)
     st->readers = atomic_load(&p->readers);
     st->cache_bypass = atomic_load(&p->cache_bypass);
     st->zero_copy = atomic_load(&p->zero_copy);
+    st->tier_read = atomic_load(&p->t_read);
+    st->tier_read_bytes = atomic_load(&p->t_read_bytes);
+    st->tier_hit = atomic_load(&p->t_hit);
+    st->tier_hit_bytes = atomic_load(&p->t_hit_bytes);
+    st->tier_miss = atomic_load(&p->t_miss);
+    st->tier_miss_bytes = atomic_load(&p->t_miss_bytes);
+    st->tier_direct = atomic_load(&p->t_direct);
+    st->tier_direct_bytes = atomic_load(&p->t_direct_bytes);
     pthread_mutex_lock(&p->lock);
     st->mem_used = p->mem_used;
     st->mem_peak = p->mem_peak;
     st->threads = p->nthreads;
     pthread_mutex_unlock(&p->lock);
-}
-
-ssize_t efc_block_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                        uint64_t index, uint32_t off, uint32_t len, void *buf)
-{
-    const struct efc_block_source *bs = arg;
-    uint64_t start = index * bs->block_bytes + off;
-    struct oss_get g = {.key = key,
-                        .offset = start,
-                        .length = len,
-                        .if_match = etag && etag[0] ? etag : NULL,
-                        .buf = buf};
-    struct oss_get_result res;
-
-    if (start >= obj_size || len == 0)
-        return 0;
-    if (g.length > obj_size - start)
-        g.length = obj_size - start;
-    int rc = oss_get(bs->cl, &g, &res);
-    if (rc) {
-        if (rc != -ESTALE)
-            log_warn("read: '%s' bytes %" PRIu64 "-%" PRIu64 " for the cache: %s (%s)", key, start,
-                     start + g.length - 1, strerror(-rc), oss_last_error());
-        return rc;
-    }
-    return (ssize_t)res.bytes;
-}
-
-struct range_sink {
-    int (*sink)(void *, const void *, size_t);
-    void *arg;
-    uint64_t next; /* the object offset the next byte must have */
-};
-
-static int range_sink_fn(void *arg, uint64_t offset, const void *data, size_t len)
-{
-    struct range_sink *rs = arg;
-    if (offset != rs->next)
-        return -EIO; /* oss_get delivers the range in order; anything else is a bug */
-    rs->next += len;
-    return rs->sink(rs->arg, data, len);
-}
-
-int efc_block_fetch_range(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                          uint64_t index, uint64_t len,
-                          int (*sink)(void *sink_arg, const void *data, size_t n), void *sink_arg)
-{
-    const struct efc_block_source *bs = arg;
-    uint64_t start = index * bs->block_bytes;
-    struct range_sink rs = {sink, sink_arg, start};
-    struct oss_get g = {.key = key,
-                        .offset = start,
-                        .length = len,
-                        .if_match = etag && etag[0] ? etag : NULL,
-                        .sink = range_sink_fn,
-                        .sink_arg = &rs};
-
-    if (start >= obj_size || len == 0)
-        return 0;
-    if (g.length > obj_size - start)
-        g.length = obj_size - start;
-    int rc = oss_get(bs->cl, &g, NULL);
-    if (rc) {
-        if (rc != -ESTALE)
-            log_warn("read: '%s' bytes %" PRIu64 "-%" PRIu64 " for the cache: %s (%s)", key, start,
-                     start + g.length - 1, strerror(-rc), oss_last_error());
-        return rc;
-    }
-    return rs.next == start + g.length ? 0 : -EIO;
 }

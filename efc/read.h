@@ -1,8 +1,10 @@
-/* efc/read.h - the read path: FUSE reads of an open file become ranged GETs on the object store.
+/* efc/read.h - the read path: FUSE reads of an open file become ranged reads of a block source
+ * (cache/blksrc.h: the origin's GETs, or the P2P layer's requests to peers).
  *
  * A struct efc_reader is one open file: an object key pinned to the ETag learnt at open. Every
- * GET it sends carries If-Match with that ETag, so a file whose object changed answers -ESTALE
- * rather than mixing bytes of two versions.
+ * fetch it makes carries that ETag (If-Match at the origin), so a file whose object changed
+ * answers -ESTALE rather than mixing bytes of two versions. Below, "GET" is one fetch of the
+ * pool's source.
  *
  * Random reads cost one GET of exactly the bytes asked for (clipped at the object's end), straight
  * into the caller's buffer. A reader that reads sequentially (tolerating the small reordering of
@@ -35,9 +37,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cache/blksrc.h"
 #include "cache/cache.h"
 
-struct oss_client;
 struct efc_reader_pool;
 struct efc_reader;
 
@@ -45,17 +47,19 @@ struct efc_read_config {
     uint64_t ahead_bytes; /* readahead window per sequential reader at most (g_read_AheadKB * 1024);
                              0: readahead off, every read is a direct GET */
     unsigned max_inflight; /* chunk GETs in flight per reader (g_read_MaxInflight); 0: 8 */
-    uint64_t chunk_bytes;  /* readahead unit, aligned in the object (g_tier_BlockSize); 0: 1 MiB */
     unsigned threads;      /* worker threads of the pool at most; 0: 32 */
     uint64_t mem_limit;    /* bytes of chunk buffers across all readers of the pool; 0: 512 MiB */
     struct cache *cache;   /* the block cache (cache/cache.h; not owned, must outlive the pool),
-                              its block size chunk_bytes; NULL: none, every byte comes by GET */
+                              in front of the same source; NULL: none, every byte comes from
+                              the source */
 };
 
-/* Creates a pool reading through CL (not owned; it must outlive the pool). CFG is copied, zero
- * fields take the defaults above. No thread is started until a reader first reads ahead.
- * Returns 0 and sets *OUT, or -EINVAL (a chunk size below 4 KiB or above 1 GiB), -ENOMEM. */
-int efc_reader_pool_new(struct oss_client *cl, const struct efc_read_config *cfg,
+/* Creates a pool reading SRC (not owned; it must outlive the pool). Its block size is the
+ * readahead unit (chunks are aligned in the object on it). CFG is copied, zero fields take the
+ * defaults above. No thread is started until a reader first reads ahead. Returns 0 and sets
+ * *OUT, or -EINVAL (a block size below 4 KiB or above 1 GiB, or a cache of another block size),
+ * -ENOMEM. */
+int efc_reader_pool_new(struct blksrc *src, const struct efc_read_config *cfg,
                         struct efc_reader_pool **out);
 
 /* Stops and joins the workers (each finishes or aborts its current fetch first; that is bounded
@@ -119,30 +123,21 @@ struct efc_read_stats {
     uint64_t budget_denied; /* chunks not started because mem_limit was reached */
     uint64_t cache_bypass;  /* reads the block cache refused (-EINVAL) that went by direct GET */
     uint64_t zero_copy;     /* reads efc_reader_read_ref answered from a pinned cache block */
-    uint64_t mem_used;      /* gauge: bytes of chunk buffers held (idle spare buffers included) */
-    uint64_t mem_peak;      /* high-water mark of mem_used */
-    uint64_t inflight;      /* gauge: chunk GETs queued or running */
-    uint64_t readers;       /* gauge: readers open */
-    uint64_t threads;       /* gauge: worker threads started */
+    /* Reads without a cache by where their bytes came from, as the tier_* counters count a
+       cache's reads (cache.h): hit (every byte from a peer that held it), miss (an origin fetch,
+       by this node or a peer), direct (a peer failed, the origin answered). Cleared by
+       efc_reader_pool_clear_tier. */
+    uint64_t tier_read, tier_read_bytes, tier_hit, tier_hit_bytes, tier_miss, tier_miss_bytes;
+    uint64_t tier_direct, tier_direct_bytes;
+    uint64_t mem_used; /* gauge: bytes of chunk buffers held (idle spare buffers included) */
+    uint64_t mem_peak; /* high-water mark of mem_used */
+    uint64_t inflight; /* gauge: chunk GETs queued or running */
+    uint64_t readers;  /* gauge: readers open */
+    uint64_t threads;  /* gauge: worker threads started */
 };
 
 void efc_reader_pool_stats(struct efc_reader_pool *p, struct efc_read_stats *st);
-
-/* The block cache's miss path (struct cache_source) on the object store: block INDEX of
- * BLOCK_BYTES-byte blocks, [off, off+len) of it, by one GET with If-Match ETAG (none if ""),
- * -ESTALE once the object lost that ETag. Give the cache efc_block_fetch with a pointer to a
- * struct efc_block_source that outlives it. */
-struct efc_block_source {
-    struct oss_client *cl;
-    uint64_t block_bytes;
-};
-ssize_t efc_block_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                        uint64_t index, uint32_t off, uint32_t len, void *buf);
-/* The run-capable miss path (struct cache_source.fetch_range), same ARG: bytes [index *
- * block_bytes, + len) by one GET with If-Match, handed to SINK as they arrive. Give the cache
- * both: {.fetch = efc_block_fetch, .arg = src, .fetch_range = efc_block_fetch_range}. */
-int efc_block_fetch_range(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                          uint64_t index, uint64_t len,
-                          int (*sink)(void *sink_arg, const void *data, size_t n), void *sink_arg);
+/* Zeroes the tier_* counters of the stats. */
+void efc_reader_pool_clear_tier(struct efc_reader_pool *p);
 
 #endif

@@ -485,109 +485,11 @@ static int do_action(struct req *r)
 
 /* ---- /metrics ---------------------------------------------------------------------------- */
 
-static double ratio(uint64_t num, uint64_t den)
-{
-    return den ? (double)num / (double)den : 0.0;
-}
-
-static void labelled(struct buf *b, const char *name, const char *help, const char *type,
-                     const char *label, const char *v1, uint64_t x1, const char *v2, uint64_t x2)
-{
-    char l[64];
-    prom_header(b, name, help, type);
-    snprintf(l, sizeof(l), "%s=\"%s\"", label, v1);
-    prom_sample_u64(b, name, l, x1);
-    snprintf(l, sizeof(l), "%s=\"%s\"", label, v2);
-    prom_sample_u64(b, name, l, x2);
-}
-
-static void cache_metrics(struct buf *b, const struct cache_stats *st)
-{
-    static const struct {
-        const char *name, *help;
-        size_t off;
-    } tier[] = {
-#define T(n, f, h) {"efc_tier_" n "_total", h, offsetof(struct cache_stats, f)}
-        T("read", read, "Reads through the block cache (tier_read)."),
-        T("read_bytes", read_bytes, "Bytes read through the block cache (tier_read_bytes)."),
-        T("read_hit", read_hit, "Reads served without a source fetch (tier_read_hit)."),
-        T("read_hit_bytes", read_hit_bytes,
-          "Bytes of blocks served from memory or disk (tier_read_hit_bytes)."),
-        T("read_miss", read_miss, "Reads that needed a source fetch (tier_read_miss)."),
-        T("read_miss_bytes", read_miss_bytes,
-          "Bytes of blocks that needed a source fetch (tier_read_miss_bytes)."),
-        T("direct_read", direct_read,
-          "Reads that bypassed the cache to the source (tier_direct_read)."),
-        T("direct_read_bytes", direct_read_bytes,
-          "Bytes read bypassing the cache (tier_direct_read_bytes)."),
-        T("root_read_source", root_read_source,
-          "Source fetches made by this node's cache (tier_root_read_source)."),
-        T("root_read_source_bytes", root_read_source_bytes,
-          "Bytes fetched from the source by this node's cache (tier_root_read_source_bytes)."),
-#undef T
-    };
-    for (size_t i = 0; i < sizeof(tier) / sizeof(tier[0]); i++)
-        prom_counter(b, tier[i].name, tier[i].help,
-                     *(const uint64_t *)((const char *)st + tier[i].off));
-
-    /* The cache counts hits over both tiers together, so the ratio is the cache's, not a
-       tier's: by reads, and by bytes of blocks. */
-    prom_header(b, "efc_cache_hit_ratio",
-                "Share of reads (kind=requests) or of block bytes (kind=bytes) served from the "
-                "cache since the counters were last cleared; 0 before any read.",
-                "gauge");
-    prom_sample_double(b, "efc_cache_hit_ratio", "kind=\"requests\"",
-                       ratio(st->read_hit, st->read));
-    prom_sample_double(b, "efc_cache_hit_ratio", "kind=\"bytes\"",
-                       ratio(st->read_hit_bytes, st->read_hit_bytes + st->read_miss_bytes));
-
-    labelled(b, "efc_cache_used_bytes", "Bytes of cache in use, per tier.", "gauge", "tier",
-             "memory", st->mem_used, "disk", st->disk_used);
-    labelled(b, "efc_cache_capacity_bytes", "Configured cache capacity, per tier.", "gauge", "tier",
-             "memory", st->mem_capacity, "disk", st->disk_capacity);
-    labelled(b, "efc_cache_blocks", "Blocks held, per tier.", "gauge", "tier", "memory",
-             st->blocks_mem, "disk", st->blocks_disk);
-    labelled(b, "efc_cache_evictions_total", "Blocks evicted, per tier.", "counter", "tier",
-             "memory", st->evictions_mem, "disk", st->evictions_disk);
-    prom_counter(b, "efc_cache_demotions_total", "Blocks moved from memory to disk.",
-                 st->demotions);
-    prom_gauge(b, "efc_cache_index_bytes", "Memory used by the block index.",
-               (double)st->index_bytes);
-    prom_counter(b, "efc_cache_corrupt_pages_dropped_total",
-                 "Disk cache pages dropped because their CRC64 did not verify.",
-                 st->corrupt_dropped);
-    prom_counter(b, "efc_cache_disk_errors_total", "Failed or short disk cache reads and writes.",
-                 st->disk_errors);
-    prom_counter(b, "efc_cache_singleflight_waits_total",
-                 "Reads that waited for another reader's fetch of their block.",
-                 st->singleflight_waits);
-    prom_counter(b, "efc_cache_source_fetches_total", "Block fetches from the source.",
-                 st->source_fetches);
-    prom_counter(b, "efc_cache_source_errors_total", "Block fetches from the source that failed.",
-                 st->source_errors);
-    prom_counter(b, "efc_cache_disk_writes_total", "Blocks written to the disk tier.",
-                 st->disk_writes);
-    prom_counter(b, "efc_cache_disk_write_bytes_total", "Bytes written to the disk tier.",
-                 st->disk_write_bytes);
-    prom_counter(b, "efc_cache_disk_writes_dropped_total",
-                 "Disk writes dropped because the write queue was full.", st->disk_writes_dropped);
-    prom_counter(b, "efc_cache_prefetch_queued_total", "Readahead blocks queued.",
-                 st->prefetch_queued);
-    prom_counter(b, "efc_cache_prefetch_dropped_total",
-                 "Readahead blocks dropped (queue full or block present).", st->prefetch_dropped);
-}
-
 static int do_metrics(struct req *r)
 {
     struct buf b;
     buf_init(&b, MGMT_MAX_METRICS);
 
-    if (r->ops->cache_stats) {
-        struct cache_stats st;
-        memset(&st, 0, sizeof(st));
-        if (r->ops->cache_stats(r->ops->arg, &st) == 0)
-            cache_metrics(&b, &st);
-    }
     if (r->w) {
         uint64_t counts[4] = {0};
         char l[48];

@@ -47,13 +47,10 @@
  * libmicrohttpd answers itself before a request reaches us (a request line or headers over the
  * connection's memory limit, a malformed request).
  *
- * /metrics: efc_tier_*_total (the ten counters), efc_cache_hit_ratio{kind="requests"|"bytes"},
- * efc_cache_{used,capacity}_bytes{tier="memory"|"disk"}, efc_cache_blocks{tier},
- * efc_cache_evictions_total{tier}, efc_cache_demotions_total, efc_cache_index_bytes,
- * efc_cache_corrupt_pages_dropped_total, efc_cache_disk_errors_total, efc_cache_source_*,
- * efc_cache_singleflight_waits_total, efc_cache_disk_writes*, efc_cache_prefetch_*,
- * efc_warmup_tasks{status="running"|"completed"|"canceled"|"failed"}, then whatever
- * ops->metrics appends. Families without a source (no cache_stats, no warm-up) are left out.
+ * /metrics: efc_warmup_tasks{status="running"|"completed"|"canceled"|"failed"} (when there is a
+ * warm-up engine), then whatever ops->metrics appends: each part of the daemon writes its own
+ * families (the cache's with cache_write_metrics, the origin's, the P2P layer's, the object-store
+ * client's with oss_write_metrics), so a new part adds metrics without touching this module.
  *
  * The server (libmicrohttpd, internal polling with a thread pool) bounds connections
  * (max_conns, idle ones closed after MGMT_CONN_TIMEOUT_S), the request line and headers

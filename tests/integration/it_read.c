@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "efc/origin.h"
 #include "efc/read.h"
 #include "oss/oss.h"
 #include "ossemu_ctl.h"
@@ -76,16 +77,30 @@ static struct oss_client *mk_client(int budget_ms, int max_attempts)
     return out;
 }
 
+/* The origins (block sources) made so far, freed at the group's teardown. */
+static struct efc_origin *origins[128];
+static unsigned norigins;
+
+/* An origin on CLIENT: blocks of BS bytes, at most RATE bytes/s (0: no cap). */
+static struct blksrc *mk_origin(struct oss_client *client, uint32_t bs, uint64_t rate,
+                                struct efc_origin **out)
+{
+    struct efc_origin *o = NULL;
+    assert_true(norigins < sizeof(origins) / sizeof(origins[0]));
+    assert_int_equal(efc_origin_new(client, bs, rate, &o), 0);
+    origins[norigins++] = o;
+    if (out)
+        *out = o;
+    return efc_origin_src(o);
+}
+
 static struct efc_reader_pool *mk_pool(struct oss_client *client, uint64_t ahead, unsigned inflight,
                                        unsigned threads, uint64_t mem)
 {
-    struct efc_read_config cfg = {.ahead_bytes = ahead,
-                                  .max_inflight = inflight,
-                                  .chunk_bytes = MiB,
-                                  .threads = threads,
-                                  .mem_limit = mem};
+    struct efc_read_config cfg = {
+        .ahead_bytes = ahead, .max_inflight = inflight, .threads = threads, .mem_limit = mem};
     struct efc_reader_pool *p = NULL;
-    assert_int_equal(efc_reader_pool_new(client, &cfg, &p), 0);
+    assert_int_equal(efc_reader_pool_new(mk_origin(client, MiB, 0, NULL), &cfg, &p), 0);
     return p;
 }
 
@@ -224,6 +239,8 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
+    for (unsigned i = 0; i < norigins; i++)
+        efc_origin_free(origins[i]);
     oss_client_free(cl);
     ossemu_stop(&emu);
     tmpdir_remove(root);
@@ -948,13 +965,13 @@ static void test_seek_drops_window(void **state)
 
 static void test_bad_args(void **state)
 {
-    struct efc_read_config cfg = {.chunk_bytes = 100};
+    struct efc_read_config cfg = {0};
     struct efc_reader_pool *p;
     struct efc_reader *r;
 
-    assert_int_equal(efc_reader_pool_new(cl, &cfg, &p), -EINVAL);
-    cfg.chunk_bytes = 0;
-    assert_int_equal(efc_reader_pool_new(cl, &cfg, &p), 0);
+    /* the source's block is the readahead unit: 100 bytes is below what it can be */
+    assert_int_equal(efc_reader_pool_new(mk_origin(cl, 100, 0, NULL), &cfg, &p), -EINVAL);
+    assert_int_equal(efc_reader_pool_new(mk_origin(cl, MiB, 0, NULL), &cfg, &p), 0);
     assert_int_equal(efc_reader_open(p, "", NULL, 0, &r), -EINVAL);
     assert_int_equal(efc_reader_open(p, "small.bin", NULL, SMALL_SIZE, &r), 0);
     uint8_t buf[SMALL_SIZE];
@@ -971,31 +988,31 @@ static void test_bad_args(void **state)
 
 /* ---- through the block cache ------------------------------------------------------------ */
 
-static struct efc_block_source block_src; /* the cache's source: the shared client, 1 MiB */
+static struct blksrc *cache_src; /* the caches' source: the origin on the shared client, 1 MiB */
 
-/* A cache of MEM bytes (memory only) on the shared client; RANGE: with fetch_range (runs land
- * in their blocks' slots), else runs come into one buffer. */
-static struct cache *mk_cache(uint64_t mem, bool range)
+/* A cache of MEM bytes (memory only) on the shared client's origin, capped at RATE bytes/s. */
+static struct cache *mk_cache_rate(uint64_t mem, uint64_t rate, struct efc_origin **origin)
 {
     struct cache_config cc = {
         .mem_bytes = mem, .block_size = MiB, .page_size = 16 * KiB, .io_threads = 8};
-    struct cache_source src = {.fetch = efc_block_fetch,
-                               .arg = &block_src,
-                               .fetch_range = range ? efc_block_fetch_range : NULL};
     struct cache *c = NULL;
     char err[256];
-    block_src = (struct efc_block_source){cl, MiB};
-    if (cache_new(&cc, &src, &c, err, sizeof(err)) != 0)
+    cache_src = mk_origin(cl, MiB, rate, origin);
+    if (cache_new(&cc, cache_src, &c, err, sizeof(err)) != 0)
         fail_msg("cache_new: %s", err);
     return c;
 }
 
+static struct cache *mk_cache(uint64_t mem)
+{
+    return mk_cache_rate(mem, 0, NULL);
+}
+
 static struct efc_reader_pool *mk_cached_pool(struct cache *c, uint64_t ahead)
 {
-    struct efc_read_config cfg = {
-        .ahead_bytes = ahead, .max_inflight = 8, .chunk_bytes = MiB, .cache = c};
+    struct efc_read_config cfg = {.ahead_bytes = ahead, .max_inflight = 8, .cache = c};
     struct efc_reader_pool *p = NULL;
-    assert_int_equal(efc_reader_pool_new(cl, &cfg, &p), 0);
+    assert_int_equal(efc_reader_pool_new(cache_src, &cfg, &p), 0);
     return p;
 }
 
@@ -1025,8 +1042,8 @@ static double read_all_big_ref(struct efc_reader *r, size_t iosz)
 static void test_cache_sequential(void **state)
 {
     assert_int_equal(ossemu_faults(&emu, "{\"bw_per_conn\":20000000}"), 0);
-    for (int range = 0; range <= 1; range++) {
-        struct cache *c = mk_cache(128 * MiB, range);
+    {
+        struct cache *c = mk_cache(128 * MiB);
         struct efc_reader_pool *p = mk_cached_pool(c, 32 * MiB);
         struct efc_reader *r = open_key(p, "big.bin", NULL);
         ossemu_reset_stats(&emu);
@@ -1036,9 +1053,9 @@ static void test_cache_sequential(void **state)
         struct cache_stats cs;
         cache_get_stats(c, &cs);
         fprintf(stderr,
-                "# cached (%s) cold sequential 64 MiB, 1 MiB reads, 20 MB/s per connection: "
+                "# cached cold sequential 64 MiB, 1 MiB reads, 20 MB/s per connection: "
                 "%.0f MB/s, %" PRIu64 " GETs, %" PRIu64 " bytes sent (x%.4f)\n",
-                range ? "fetch_range" : "one buffer", mbs, gets, sent, (double)sent / BIG_SIZE);
+                mbs, gets, sent, (double)sent / BIG_SIZE);
         assert_true(sent <= BIG_SIZE + MiB); /* nothing fetched twice */
         assert_true(gets <= 40);             /* runs, not a GET per block */
         assert_true(mbs > 60);               /* several in flight, as without the cache */
@@ -1069,7 +1086,7 @@ static void test_cache_sequential(void **state)
  * what it fetches is still there when the reader gets to it, so every byte comes once. */
 static void test_cache_tiny_memory(void **state)
 {
-    struct cache *c = mk_cache(4 * MiB, true);
+    struct cache *c = mk_cache(4 * MiB);
     struct efc_reader_pool *p = mk_cached_pool(c, 32 * MiB);
     struct efc_reader *r = open_key(p, "big.bin", NULL);
     ossemu_reset_stats(&emu);
@@ -1085,6 +1102,37 @@ static void test_cache_tiny_memory(void **state)
     assert_true(sent <= BIG_SIZE + MiB);
     assert_true(cs.mem_used <= 4 * MiB);
     efc_reader_pool_free(p);
+    cache_free(c);
+}
+
+/* g_tier_DadiSdkGetTrafficLimit: the origin's token bucket holds a cold read through the cache to
+ * the rate (a burst of a tenth of a second's worth first), and counts the time it held it; the
+ * cache's counters add up. */
+static void test_origin_rate_cap(void **state)
+{
+    struct efc_origin *o;
+    struct cache *c = mk_cache_rate(32 * MiB, 16 * MiB, &o);
+    uint8_t *buf = malloc(10 * MiB);
+    uint64_t t0 = time_mono_ns();
+    assert_int_equal(cache_read(c, "big.bin", "", BIG_SIZE, 0, 10 * MiB, buf), 10 * MiB);
+    double dt = (double)(time_mono_ns() - t0) / 1e9;
+    check_big(buf, 0, 10 * MiB);
+    struct efc_origin_stats os;
+    efc_origin_get_stats(o, &os);
+    struct cache_stats cs;
+    cache_get_stats(c, &cs);
+    fprintf(stderr, "# 10 MiB at a 16 MiB/s cap: %.2f s, %.2f s of it held by the cap\n", dt,
+            (double)os.throttled_ns / 1e9);
+    /* 10 MiB less the 1.6 MiB burst at 16 MiB/s: at least 0.5 s (a lower bound only: a slow
+       machine takes longer, never shorter). */
+    assert_true(os.throttled_ns >= 400000000ull);
+    assert_true(dt >= 0.45);
+    assert_int_equal(os.bytes, 10 * MiB);
+    assert_int_equal(cs.root_read_source_bytes, 10 * MiB);
+    assert_int_equal(cs.read, 1);
+    assert_int_equal(cs.read_miss, 1);
+    assert_int_equal(cs.read_miss_bytes, 10 * MiB);
+    free(buf);
     cache_free(c);
 }
 
@@ -1108,6 +1156,7 @@ int main(void)
         cmocka_unit_test_setup(test_bad_args, test_setup),
         cmocka_unit_test_setup(test_cache_sequential, test_setup),
         cmocka_unit_test_setup(test_cache_tiny_memory, test_setup),
+        cmocka_unit_test_setup(test_origin_rate_cap, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

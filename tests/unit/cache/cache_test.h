@@ -32,7 +32,7 @@ struct env {
     char d1[96], d2[96];
     char dirs[200]; /* "d1:d2" */
     int tmpfs;      /* a tmpfs is mounted on d1 */
-    int no_range;   /* mk() gives the cache no fetch_range: runs go through one buffer */
+    int no_range;   /* mk(): the source delivers ranges in one piece */
     pid_t child;    /* a forked child still to be killed (teardown kills it if a test failed) */
     struct fake f;
 };
@@ -96,11 +96,10 @@ static inline struct cache *mk_or_null(struct env *e, uint64_t mem, const char *
                                .block_size = bs,
                                .page_size = 16 * KiB,
                                .io_threads = 2};
-    struct cache_source src = fake_source(&e->f, !e->no_range);
     struct cache *c = NULL;
     char err[256];
     e->f.block_size = bs;
-    int rc = cache_new(&cfg, &src, &c, err, sizeof(err));
+    int rc = cache_new(&cfg, fake_source(&e->f, !e->no_range), &c, err, sizeof(err));
     if (rc != 0)
         fprintf(stderr, "cache_new: %s\n", err);
     return c;

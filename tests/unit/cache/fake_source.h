@@ -1,6 +1,8 @@
-/* tests/unit/cache/fake_source.h - a deterministic block source for the cache tests: the byte at
- * offset o of (key, etag) is a function of the three, so any read can be verified. It counts
- * fetches and bytes, and can add latency or fail. Header-only: each test file includes it once.
+/* tests/unit/cache/fake_source.h - a deterministic block source (cache/blksrc.h) for the cache
+ * tests: the byte at offset o of (key, etag) is a function of the three, so any read can be
+ * verified. It counts fetches and bytes, can add latency or fail, and says its bytes come from
+ * wherever the test wants (f->from, the origin by default). Header-only: each test file includes
+ * it once.
  */
 #ifndef EFC_TEST_FAKE_SOURCE_H
 #define EFC_TEST_FAKE_SOURCE_H
@@ -19,7 +21,11 @@
 #include "cache/cache.h"
 
 struct fake {
+    struct blksrc src; /* first: fake_source() hands out its address */
     uint32_t block_size;
+    int one_piece;       /* fetch_range delivers a range in one sink call (else in uneven pieces) */
+    enum blk_from from;  /* what every fetch reports (fake_source sets BLK_FROM_ORIGIN) */
+    unsigned flags_seen; /* atomic: the BLKREQ_* flags of every fetch or-ed together */
     uint64_t fetches, bytes; /* atomic */
     int fail_errno;          /* atomic: every fetch fails with -fail_errno while set */
     unsigned fail_per_mille; /* atomic: random failures (-EIO), 0..1000 */
@@ -96,10 +102,14 @@ static inline int fake_begin(struct fake *f)
     return -__atomic_load_n(&f->fail_errno, __ATOMIC_RELAXED);
 }
 
-static ssize_t fake_fetch(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                          uint64_t index, uint32_t off, uint32_t len, void *buf)
+static ssize_t fake_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t off, size_t len,
+                          void *buf, enum blk_from *from)
 {
-    struct fake *f = arg;
+    struct fake *f = (struct fake *)s;
+    const char *key = rq->key, *etag = rq->etag;
+    uint64_t obj_size = rq->obj_size, index = rq->index;
+    *from = f->from;
+    __atomic_fetch_or(&f->flags_seen, rq->flags, __ATOMIC_RELAXED);
     int rc = fake_begin(f);
     if (rc)
         return rc;
@@ -115,14 +125,15 @@ static ssize_t fake_fetch(void *arg, const char *key, const char *etag, uint64_t
     return (ssize_t)n;
 }
 
-/* The run-capable source: the same bytes handed to SINK in uneven pieces (so that pieces
- * straddle block ends); a random failure strikes after part of the range was delivered. */
-static inline int fake_fetch_range(void *arg, const char *key, const char *etag, uint64_t obj_size,
-                                   uint64_t index, uint64_t len,
-                                   int (*sink)(void *, const void *, size_t), void *sink_arg)
+/* The same bytes handed to SINK in uneven pieces (so that pieces straddle block ends), or in one
+ * piece (f->one_piece); a random failure strikes after part of the range was delivered. */
+static inline int fake_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t len,
+                                   blk_sink_fn sink, void *sink_arg)
 {
-    struct fake *f = arg;
-    uint8_t piece[96 * 1024];
+    struct fake *f = (struct fake *)s;
+    const char *key = rq->key, *etag = rq->etag;
+    uint64_t obj_size = rq->obj_size, index = rq->index;
+    __atomic_fetch_or(&f->flags_seen, rq->flags, __ATOMIC_RELAXED);
     int rc = fake_begin(f);
     if (rc)
         return rc;
@@ -130,32 +141,44 @@ static inline int fake_fetch_range(void *arg, const char *key, const char *etag,
     if (pos >= obj_size)
         return 0;
     uint64_t end = obj_size - pos < len ? obj_size : pos + len;
+    size_t piece_max = f->one_piece ? (size_t)(end - pos) : 96 * 1024;
+    uint8_t *piece = malloc(piece_max);
+    if (!piece)
+        return -ENOMEM;
     unsigned fpm = __atomic_load_n(&f->fail_per_mille, __ATOMIC_RELAXED);
     int fail = fpm && fake_rand() % 1000 < fpm;
     uint64_t fail_at = fail ? pos + fake_rand() % (end - pos) : UINT64_MAX;
     uint64_t seed = fake_seed(key, etag);
     while (pos < end) {
-        uint64_t n = 1 + fake_rand() % sizeof(piece);
+        uint64_t n = f->one_piece ? piece_max : 1 + fake_rand() % piece_max;
         if (n > end - pos)
             n = end - pos;
-        if (pos + n > fail_at)
-            return -EIO;
+        if (pos + n > fail_at) {
+            rc = -EIO;
+            break;
+        }
         fake_fill(seed, pos, piece, n);
         __atomic_fetch_add(&f->bytes, n, __ATOMIC_RELAXED);
-        rc = sink(sink_arg, piece, n);
+        rc = sink(sink_arg, piece, n, f->from);
         if (rc)
-            return rc;
+            break;
         pos += n;
     }
-    return 0;
+    free(piece);
+    return rc;
 }
 
-/* A cache source over F; with RANGE, runs come through fake_fetch_range. */
-static inline struct cache_source fake_source(struct fake *f, int range)
+static const struct blksrc_ops fake_ops = {"fake", fake_fetch, fake_fetch_range};
+
+/* F as a block source of f->block_size blocks, reporting the origin; with RANGE, ranges come in
+ * uneven pieces, else in one. */
+static inline struct blksrc *fake_source(struct fake *f, int range)
 {
-    struct cache_source src = {
-        .fetch = fake_fetch, .arg = f, .fetch_range = range ? fake_fetch_range : NULL};
-    return src;
+    f->src.ops = &fake_ops;
+    f->src.block_size = f->block_size;
+    f->one_piece = !range;
+    f->from = BLK_FROM_ORIGIN;
+    return &f->src;
 }
 
 static inline uint64_t fake_fetches(struct fake *f)

@@ -87,24 +87,24 @@ static void test_ref(void **state)
     struct cache *c = mk(e, 2 * MiB, NULL, 0, 1 << 20);
     struct cache_ref r, r2;
     uint64_t size = 3 * MiB;
-    assert_int_equal(cache_ref_get(c, "z", "e", size, 100, 1000, &r), -ENOENT);
+    assert_int_equal(cache_ref_get(c, "z", "e", size, 100, 1000, 0, &r), -ENOENT);
     read_ok(c, "z", "e", size, 0, 100000);
-    assert_int_equal(cache_ref_get(c, "z", "e", size, 100, 1000, &r), 0);
+    assert_int_equal(cache_ref_get(c, "z", "e", size, 100, 1000, 0, &r), 0);
     assert_int_equal(r.len, 1000);
     assert_int_equal(fake_check("z", "e", 100, r.data, r.len), -1);
-    assert_int_equal(cache_ref_get(c, "z", "e", size, 200000, 10, &r2),
+    assert_int_equal(cache_ref_get(c, "z", "e", size, 200000, 10, 0, &r2),
                      -ENOENT); /* page not held */
     for (int k = 0; k < 20; k++)
         read_ok(c, "other", "e", 20 * MiB, (uint64_t)k * MiB, 4096);
     assert_int_equal(fake_check("z", "e", 100, r.data, r.len), -1);
-    assert_int_equal(cache_ref_get(c, "z", "e", size, 100, 1000, &r2), 0); /* still held */
+    assert_int_equal(cache_ref_get(c, "z", "e", size, 100, 1000, 0, &r2), 0); /* still held */
     cache_ref_put(c, &r2);
     cache_ref_put(c, &r);
     assert_null(r.data);
     cache_ref_put(c, &r); /* a second put is a no-op */
     /* Clipped to the block. */
     read_ok(c, "z", "e", size, MiB - 20000, 20000);
-    assert_int_equal(cache_ref_get(c, "z", "e", size, MiB - 100, 5000, &r), 0);
+    assert_int_equal(cache_ref_get(c, "z", "e", size, MiB - 100, 5000, 0, &r), 0);
     assert_int_equal(r.len, 100);
     cache_ref_put(c, &r);
     cache_free(c);
@@ -494,9 +494,10 @@ static void test_index_overhead(void **state)
                                        .disk_bytes_per_dir = 100 * GiB,
                                        .block_size = bs,
                                        .page_size = ps};
-            struct cache_source src = fake_source(&e->f, 1);
+            e->f.block_size = bs;
+            struct blksrc *src = fake_source(&e->f, 1);
             char err[256];
-            assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), 0);
+            assert_int_equal(cache_new(&cfg, src, &c, err, sizeof(err)), 0);
             cache_get_stats(c, &st);
             cap = st.mem_capacity + st.disk_capacity;
             double pct = 100.0 * (double)st.index_bytes / (double)cap;
@@ -630,39 +631,21 @@ static void test_prefetch_tiny_memory(void **state)
     cache_free(c);
 }
 
-static void test_rate_limit(void **state)
-{
-    struct env *e = *state;
-    struct cache_config cfg = {.mem_bytes = 32 * MiB,
-                               .block_size = 1 << 20,
-                               .page_size = 16 * KiB,
-                               .origin_bytes_per_sec = 16 * MiB};
-    struct cache_source src = fake_source(&e->f, 1);
-    struct cache *c;
-    char err[128];
-    assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), 0);
-    double t0 = now_sec();
-    read_ok(c, "rl", "e", 10 * MiB, 0, 10 * MiB); /* 1.6 MiB burst, then 16 MiB/s */
-    double dt = now_sec() - t0;
-    print_message("10 MiB at a 16 MiB/s cap took %.2f s\n", dt);
-    assert_true(dt > 0.45 && dt < 2.0);
-    cache_free(c);
-}
-
 static void test_bad_config(void **state)
 {
     struct env *e = *state;
-    struct cache_source src = fake_source(&e->f, 1);
+    e->f.block_size = 1 << 20;
+    struct blksrc *src = fake_source(&e->f, 1);
     struct cache *c = (struct cache *)1;
     char err[128];
     struct cache_config cfg = {.block_size = 3 << 20};
-    assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cache_new(&cfg, src, &c, err, sizeof(err)), -EINVAL);
     assert_null(c);
     assert_non_null(strstr(err, "block size"));
     cfg = (struct cache_config){.block_size = 1 << 20, .page_size = 1024};
-    assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cache_new(&cfg, src, &c, err, sizeof(err)), -EINVAL);
     cfg = (struct cache_config){.block_size = 1 << 20, .page_size = 2 << 20};
-    assert_int_equal(cache_new(&cfg, &src, &c, err, sizeof(err)), -EINVAL);
+    assert_int_equal(cache_new(&cfg, src, &c, err, sizeof(err)), -EINVAL);
     cache_free(NULL);
 }
 
@@ -722,7 +705,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_tiny_memory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,7 +18,7 @@ static uint64_t fill_all(struct cache *c, const char *key, const char *etag, uin
     uint64_t total = 0;
     for (uint64_t i = 0; i < nblocks(size, bs); i++) {
         uint64_t got = 12345;
-        assert_int_equal(cache_fill(c, key, etag, size, i, &got), 0);
+        assert_int_equal(cache_fill(c, key, etag, size, i, 0, &got), 0);
         uint64_t blen = size - i * bs < bs ? size - i * bs : bs;
         assert_true(got == 0 || got == blen);
         total += got;
@@ -58,7 +58,7 @@ static void test_fill_disk(void **state)
     read_ok(c, "w/c", "e1", 2 * MiB, 0, 16 * KiB);
     uint64_t got = 0;
     f0 = fake_fetches(&e->f);
-    assert_int_equal(cache_fill(c, "w/c", "e1", 2 * MiB, 0, &got), 0);
+    assert_int_equal(cache_fill(c, "w/c", "e1", 2 * MiB, 0, 0, &got), 0);
     assert_int_equal(got, MiB - 16 * KiB);
     assert_int_equal(fake_fetches(&e->f), f0 + 1);
     read_ok(c, "w/c", "e1", 2 * MiB, 0, MiB);
@@ -87,7 +87,7 @@ static void test_fill_survives_kill9(void **state)
         if (c == NULL)
             _exit(2);
         for (uint64_t i = 0; i < 5; i++) {
-            if (cache_fill(c, "k9", "e", size, i, NULL) != 0)
+            if (cache_fill(c, "k9", "e", size, i, 0, NULL) != 0)
                 _exit(3);
             report(fds[1], i + 1);
         }
@@ -122,7 +122,7 @@ static void test_fill_memory_only(void **state)
     assert_int_equal(fill_all(c, "m", "e", size), 0);
     read_ok(c, "m", "e", size, 0, size);
     struct cache_ref r;
-    assert_int_equal(cache_ref_get(c, "m", "e", size, 300 * KiB, 4096, &r), 0);
+    assert_int_equal(cache_ref_get(c, "m", "e", size, 300 * KiB, 4096, 0, &r), 0);
     cache_ref_put(c, &r);
     assert_int_equal(fake_fetches(&e->f), 5);
     cache_free(c);
@@ -133,25 +133,25 @@ static void test_fill_errors(void **state)
     struct env *e = *state;
     struct cache *c = mk(e, 4 * MiB, NULL, 0, 1 << 20);
     uint64_t got = 7;
-    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB, 2, &got), -EINVAL); /* past the end */
+    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB, 2, 0, &got), -EINVAL); /* past the end */
     assert_int_equal(got, 0);
-    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB + 1, 2, NULL), 0); /* a 1-byte block */
-    assert_int_equal(cache_fill(c, "k", "e", 0, 0, NULL), -EINVAL);
-    assert_int_equal(cache_fill(c, "k", "e", 10, UINT64_MAX, NULL), -EINVAL);
-    assert_int_equal(cache_fill(c, NULL, "e", 10, 0, NULL), -EINVAL);
-    assert_int_equal(cache_fill(c, "k", NULL, 10, 0, NULL), -EINVAL);
-    assert_int_equal(cache_fill(NULL, "k", "e", 10, 0, NULL), -EINVAL);
+    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB + 1, 2, 0, NULL), 0); /* a 1-byte block */
+    assert_int_equal(cache_fill(c, "k", "e", 0, 0, 0, NULL), -EINVAL);
+    assert_int_equal(cache_fill(c, "k", "e", 10, UINT64_MAX, 0, NULL), -EINVAL);
+    assert_int_equal(cache_fill(c, NULL, "e", 10, 0, 0, NULL), -EINVAL);
+    assert_int_equal(cache_fill(c, "k", NULL, 10, 0, 0, NULL), -EINVAL);
+    assert_int_equal(cache_fill(NULL, "k", "e", 10, 0, 0, NULL), -EINVAL);
     /* The source's error comes back and is not cached. */
     __atomic_store_n(&e->f.fail_errno, EACCES, __ATOMIC_RELAXED);
-    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB, 0, &got), -EACCES);
+    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB, 0, 0, &got), -EACCES);
     __atomic_store_n(&e->f.fail_errno, 0, __ATOMIC_RELAXED);
-    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB, 0, &got), 0);
+    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB, 0, 0, &got), 0);
     assert_int_equal(got, MiB);
     cache_free(c);
     /* No tier at all: nowhere to store, nothing fetched. */
     e->f.fetches = 0;
     c = mk(e, 0, NULL, 0, 1 << 20);
-    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB, 0, &got), -ENOSPC);
+    assert_int_equal(cache_fill(c, "k", "e", 2 * MiB, 0, 0, &got), -ENOSPC);
     assert_int_equal(fake_fetches(&e->f), 0);
     cache_free(c);
 }
@@ -163,14 +163,14 @@ static void test_fill_enospc_pinned(void **state)
     struct cache *c = mk(e, 1 * MiB, NULL, 0, 1 << 20);
     read_ok(c, "p", "e", MiB, 0, 4096);
     struct cache_ref r;
-    assert_int_equal(cache_ref_get(c, "p", "e", MiB, 0, 4096, &r), 0);
+    assert_int_equal(cache_ref_get(c, "p", "e", MiB, 0, 4096, 0, &r), 0);
     uint64_t f0 = fake_fetches(&e->f);
-    assert_int_equal(cache_fill(c, "q", "e", MiB, 0, NULL), -ENOSPC);
+    assert_int_equal(cache_fill(c, "q", "e", MiB, 0, 0, NULL), -ENOSPC);
     assert_int_equal(fake_fetches(&e->f), f0);
     /* A reader of the same block is not failed by it. */
     read_ok(c, "q", "e", MiB, 0, MiB);
     cache_ref_put(c, &r);
-    assert_int_equal(cache_fill(c, "q", "e", MiB, 0, NULL), 0);
+    assert_int_equal(cache_fill(c, "q", "e", MiB, 0, 0, NULL), 0);
     cache_free(c);
 }
 
@@ -206,7 +206,7 @@ static void *sf_thread(void *p)
     struct sf *a = p;
     pthread_barrier_wait(a->bar);
     if (a->fill) {
-        a->rc = cache_fill(a->c, "hot", "e", 4 * MiB, 1, NULL);
+        a->rc = cache_fill(a->c, "hot", "e", 4 * MiB, 1, 0, NULL);
     } else {
         uint8_t *buf = malloc(MiB);
         ssize_t n = cache_read(a->c, "hot", "e", 4 * MiB, MiB, MiB, buf);

@@ -69,7 +69,7 @@ static void *worker(void *p)
                 /* A warm-up fill of one block: stored, or a source failure, or (memory full of
                    pinned blocks) no room; never anything else. */
                 uint64_t idx = fake_rand() % ((size + bs - 1) / bs), got = 0;
-                int rc = cache_fill(s->c, key, etag, size, idx, &got);
+                int rc = cache_fill(s->c, key, etag, size, idx, 0, &got);
                 if (rc != 0 && rc != -EIO && rc != -ENOSPC) {
                     fprintf(stderr, "cache_fill %s %s block %llu: %d\n", key, etag,
                             (unsigned long long)idx, rc);
@@ -83,7 +83,7 @@ static void *worker(void *p)
                 uint64_t off = fake_rand() % size;
                 size_t len = (size_t)(1 + fake_rand() % (256 * KiB));
                 struct cache_ref ref;
-                int rc = cache_ref_get(s->c, key, etag, size, off, len, &ref);
+                int rc = cache_ref_get(s->c, key, etag, size, off, len, 0, &ref);
                 if (rc == 0) {
                     size_t inblk = bs - (size_t)(off % bs);
                     size_t want = len < inblk ? len : inblk;
@@ -154,9 +154,9 @@ static void run(uint32_t bs, uint64_t mem, int disk, double seconds)
                                .page_size = 16 * KiB,
                                .io_threads = 3};
     /* Half the configurations fetch prefetch runs through fetch_range, half into one buffer. */
-    struct cache_source src = fake_source(&s->f, bs >= (1u << 20));
+    struct blksrc *src = fake_source(&s->f, bs >= (1u << 20));
     char err[256];
-    assert_int_equal(cache_new(&cfg, &src, &s->c, err, sizeof(err)), 0);
+    assert_int_equal(cache_new(&cfg, src, &s->c, err, sizeof(err)), 0);
     s->deadline = now_sec() + seconds;
     pthread_t th[NTHREADS];
     for (int i = 0; i < NTHREADS; i++)

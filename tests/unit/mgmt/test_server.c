@@ -80,6 +80,9 @@ static void f_metrics(void *arg, struct buf *out)
 {
     struct fake_ops *f = arg;
     atomic_fetch_add(&f->metrics_calls, 1);
+    /* as the daemon does (efc/chain.c): the cache's own writer, when there is a cache */
+    if (f->stats_rc == 0)
+        cache_write_metrics(&f->st, CACHE_METRICS_TIERS, out);
     prom_counter(out, "efc_fake_origin_requests_total", "Origin requests of the fake.", 42);
     histo_write_prom(&f->fuse_read, "efc_fuse_read_duration_seconds", "FUSE reads.", out);
 }
