@@ -43,7 +43,7 @@ run bash -c 'cd build/asan && ctest --output-on-failure --timeout 900 -L mount' 
 step "TSan build and the cache's unit tests (threads hammering one cache)"
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DEFC_WERROR=ON -DEFC_TSAN=ON >/dev/null
 cmake --build build/tsan -j"$jobs" --target unit_cache_test_cache unit_cache_test_fill \
-  unit_cache_test_stress
+  unit_cache_test_stress unit_cache_test_source
 run bash -c "cd build/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure \
   --timeout 900 -R 'unit/cache'" || failed+=("tsan")
 
