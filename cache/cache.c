@@ -156,6 +156,7 @@ struct job {
     char *key, *etag;
     uint64_t obj_size, index;
     uint32_t nblocks;
+    unsigned flags;   /* CACHE_PEER or 0 */
     uint64_t pages[]; /* JOB_WRITE: the pages in data */
 };
 
@@ -179,7 +180,6 @@ struct cache {
     unsigned tick_shift;
     struct blksrc *src;
     char *ns; /* the name space of the identities */
-    size_t nslen;
     struct shard shards[NSHARDS];
 
     pthread_mutex_t pool_lock;
@@ -355,13 +355,15 @@ static struct shard *shard_of(struct cache *c, const uint64_t id[2])
     return &c->shards[id[1] % NSHARDS];
 }
 
-void cache_block_id(const struct cache *c, const char *key, const char *etag, uint64_t index,
+void cache_block_id(const char *ns, const char *key, const char *etag, uint64_t index,
                     uint64_t id[2])
 {
     char buf[CACHE_MAX_NS + CACHE_MAX_KEY + CACHE_MAX_ETAG + 16];
-    size_t kl = strnlen(key, CACHE_MAX_KEY), el = strnlen(etag, CACHE_MAX_ETAG), n = 0;
-    memcpy(buf, c->ns, c->nslen + 1);
-    n = c->nslen + 1;
+    size_t nl = strnlen(ns, CACHE_MAX_NS), kl = strnlen(key, CACHE_MAX_KEY),
+           el = strnlen(etag, CACHE_MAX_ETAG), n = 0;
+    memcpy(buf, ns, nl);
+    n = nl;
+    buf[n++] = '\0';
     memcpy(buf + n, key, kl);
     n += kl;
     buf[n++] = '\0';
@@ -1137,7 +1139,7 @@ ssize_t cache_read_ex(struct cache *c, const char *key, const char *etag, uint64
         if (n > len - done)
             n = (uint32_t)(len - done);
         b.blen = (uint32_t)cslot_block_len(obj_size, b.index, c->bs);
-        cache_block_id(c, key, etag, b.index, b.id);
+        cache_block_id(c->ns, key, etag, b.index, b.id);
         int rc = block_io(c, &b, boff, n, (uint8_t *)buf + done, MODE_READ, flags, NULL);
         if (rc == BLK_UNCACHED) {
             /* The index is full of fills in flight: read the source straight into BUF. */
@@ -1180,7 +1182,7 @@ int cache_ref_get(struct cache *c, const char *key, const char *etag, uint64_t o
     if (len > c->bs - boff)
         len = c->bs - boff;
     uint64_t id[2], need[MAXW];
-    cache_block_id(c, key, etag, index, id);
+    cache_block_id(c->ns, key, etag, index, id);
     bm_range(need, c->w, boff >> c->ps_shift, (uint32_t)((boff + len - 1) >> c->ps_shift));
     struct shard *sh = shard_of(c, id);
     int waited = 0, from = -1;
@@ -1236,7 +1238,7 @@ void cache_ref_put(struct cache *c, struct cache_ref *ref)
 }
 
 int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                   uint64_t off, uint64_t len)
+                   uint64_t off, uint64_t len, unsigned flags)
 {
     if (!c || check_obj(key, etag) != 0)
         return -EINVAL;
@@ -1245,9 +1247,12 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
     if (len > obj_size - off)
         len = obj_size - off;
     uint64_t first = off >> c->bs_shift, last = (off + len - 1) >> c->bs_shift;
-    /* One job per run of at most run_max blocks: each becomes one source request. */
+    /* One job per run of at most run_max blocks, each becomes one source request. Runs are
+       aligned on run_max blocks, so that the runs of two readers of an object coincide and a
+       cluster's owner of a run (p2p/: 4 MiB spans) gets it whole. */
     for (uint64_t idx = first; idx <= last;) {
-        uint32_t n = last - idx + 1 < c->run_max ? (uint32_t)(last - idx + 1) : c->run_max;
+        uint64_t to_edge = c->run_max - idx % c->run_max;
+        uint32_t n = (uint32_t)(last - idx + 1 < to_edge ? last - idx + 1 : to_edge);
         pthread_mutex_lock(&c->job_lock);
         int full = c->stopping || c->pq_blocks + n > PQ_MAX;
         if (!full)
@@ -1271,6 +1276,7 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
             return -ENOMEM;
         }
         j->kind = JOB_PREFETCH;
+        j->flags = flags & CACHE_PEER;
         j->obj_size = obj_size;
         j->index = idx;
         j->nblocks = n;
@@ -1302,7 +1308,7 @@ int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_
     b.blen = (uint32_t)blen;
     if (!c->mq && c->ndirs == 0)
         return -ENOSPC;
-    cache_block_id(c, key, etag, index, b.id);
+    cache_block_id(c->ns, key, etag, index, b.id);
     int rc = block_io(c, &b, 0, b.blen, NULL, MODE_FILL, flags & CACHE_PEER, fetched);
     if (rc == BLK_UNCACHED)
         return -ENOSPC; /* the index is full of fills in flight */
@@ -1374,10 +1380,18 @@ static void run_claim(struct cache *c, struct runblk *r)
     }
 }
 
+/* Called for each block a run fetched, as soon as its bytes are in (cache_fetch_run). */
+struct run_ready {
+    void (*fn)(void *arg, uint64_t index, const uint8_t *data, uint32_t len);
+    void *arg;
+};
+
 /* Ends the fill of claimed block R: with its bytes DATA (its memory slot, or a scratch block
  * lent to the waiters when it has none), which came from FROM (an enum blk_from); DATA NULL: the
- * fetch failed, and waiters fetch for themselves. */
-static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, int from)
+ * fetch failed, and waiters fetch for themselves. READY (may be NULL) is told of the bytes while
+ * the block is still pinned. */
+static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, int from,
+                        const struct run_ready *ready)
 {
     uint64_t all[MAXW];
     struct shard *sh = shard_of(c, r->b.id);
@@ -1386,12 +1400,15 @@ static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, 
     pthread_mutex_lock(&sh->lock);
     if (data && r->mslot != NIL) {
         ent_put(c, e, MV, all);
-        ahead_set_locked(c, e);
+        if (!ready) /* fetched ahead of its reader; READY's caller is the reader */
+            ahead_set_locked(c, e);
     }
     fill_end_locked(sh, e, &r->f, 0, data ? from : -1, data && r->mslot == NIL ? data : NULL, all);
     pthread_mutex_unlock(&sh->lock);
     if (data)
         queue_write(c, r->b.id, r->b.blen, all, data);
+    if (data && ready)
+        ready->fn(ready->arg, r->b.index, data, r->b.blen);
     pthread_mutex_lock(&sh->lock);
     e->pins--;
     entry_maybe_free(c, sh, r->entry);
@@ -1408,6 +1425,7 @@ struct run_sink {
     int from;              /* the worst origin of block k's bytes */
     uint8_t *spare;        /* a scratch block for blocks with no memory slot */
     uint64_t origin_bytes; /* delivered from the origin (BLK_FROM_ORIGIN) */
+    const struct run_ready *ready;
 };
 
 static int run_sink_fn(void *arg, const void *data, size_t n, enum blk_from from)
@@ -1431,7 +1449,7 @@ static int run_sink_fn(void *arg, const void *data, size_t n, enum blk_from from
         src += take;
         n -= take;
         if (rs->got == x->b.blen) {
-            run_publish(c, x, dst, rs->from);
+            run_publish(c, x, dst, rs->from, rs->ready);
             rs->k++;
             rs->got = 0;
             rs->from = -1;
@@ -1440,17 +1458,20 @@ static int run_sink_fn(void *arg, const void *data, size_t n, enum blk_from from
     return 0;
 }
 
-/* Fetches the M claimed blocks R (consecutive) with one source request and publishes them. */
-static void run_fetch(struct cache *c, struct runblk *r, unsigned m)
+/* Fetches the M claimed blocks R (consecutive) with one source request and publishes them.
+ * FLAGS: the job's (CACHE_PEER). */
+static void run_fetch(struct cache *c, struct runblk *r, unsigned m, unsigned flags,
+                      const struct run_ready *ready)
 {
     uint64_t total = 0;
     for (unsigned k = 0; k < m; k++)
         total += r[k].b.blen;
-    struct run_sink rs = {c, r, m, 0, 0, -1, NULL, 0};
+    struct run_sink rs = {c, r, m, 0, 0, -1, NULL, 0, ready};
     for (unsigned k = 0; k < m && !rs.spare; k++)
         if (r[k].mslot == NIL)
             rs.spare = scratch_get(c->bs);
-    struct blkreq rq = {r->b.key, r->b.etag, r->b.obj_size, r->b.index, 0};
+    struct blkreq rq = {r->b.key, r->b.etag, r->b.obj_size, r->b.index,
+                        (flags & CACHE_PEER) ? BLKREQ_LOCAL : 0};
     STAT(c, source_fetches, 1);
     int rc = blksrc_fetch_range(c->src, &rq, total, run_sink_fn, &rs);
     if (rs.origin_bytes) {
@@ -1464,20 +1485,26 @@ static void run_fetch(struct cache *c, struct runblk *r, unsigned m)
                   strerror(-rc));
     }
     for (unsigned k = rs.k; k < m; k++) /* what did not come (an error, a short object) */
-        run_publish(c, &r[k], NULL, -1);
+        run_publish(c, &r[k], NULL, -1, NULL);
 }
 
-static void do_prefetch(struct cache *c, struct job *j)
+/* Blocks [index, index + nblocks) (at most RUN_MAX_BLOCKS) of (key, etag): each stretch of those
+ * nobody holds or fills is claimed and fetched with one request; READY (NULL: none) hears of
+ * each as it comes. The others: with SOLO, those partly held are completed one by one
+ * (block_io), else left alone. Returns the blocks this call fetched. */
+static unsigned run_blocks(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                           uint64_t index, unsigned nblocks, unsigned flags, int solo,
+                           const struct run_ready *ready)
 {
     struct runblk r[RUN_MAX_BLOCKS];
-    unsigned n = 0;
-    for (; n < j->nblocks && n < RUN_MAX_BLOCKS; n++) {
+    unsigned n = 0, fetched = 0;
+    for (; n < nblocks && n < RUN_MAX_BLOCKS; n++) {
         struct runblk *x = &r[n];
-        x->b = (struct blk){j->key, j->etag, j->obj_size, j->index + n, 0, {0, 0}};
-        x->b.blen = (uint32_t)cslot_block_len(j->obj_size, x->b.index, c->bs);
+        x->b = (struct blk){key, etag, obj_size, index + n, 0, {0, 0}};
+        x->b.blen = (uint32_t)cslot_block_len(obj_size, x->b.index, c->bs);
         if (x->b.blen == 0)
             break;
-        cache_block_id(c, j->key, j->etag, x->b.index, x->b.id);
+        cache_block_id(c->ns, key, etag, x->b.index, x->b.id);
         run_claim(c, x);
     }
     /* Each stretch of claimed blocks is one request; readers of them wait for its publish. */
@@ -1489,13 +1516,33 @@ static void do_prefetch(struct cache *c, struct job *j)
         unsigned q = k;
         while (q + 1 < n && r[q + 1].state == RB_CLAIMED)
             q++;
-        run_fetch(c, &r[k], q - k + 1);
+        run_fetch(c, &r[k], q - k + 1, flags, ready);
+        fetched += q - k + 1;
         k = q + 1;
     }
-    for (unsigned k = 0; k < n; k++)
+    for (unsigned k = 0; solo && k < n; k++)
         if (r[k].state == RB_SOLO)
-            (void)block_io(c, &r[k].b, 0, r[k].b.blen, NULL, MODE_PREFETCH, 0, NULL);
+            (void)block_io(c, &r[k].b, 0, r[k].b.blen, NULL, MODE_PREFETCH, flags, NULL);
+    return fetched;
 }
+
+static void do_prefetch(struct cache *c, struct job *j)
+{
+    (void)run_blocks(c, j->key, j->etag, j->obj_size, j->index, j->nblocks, j->flags, 1, NULL);
+}
+
+int cache_fetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                    uint64_t first, unsigned n, unsigned flags,
+                    void (*ready)(void *arg, uint64_t index, const uint8_t *data, uint32_t len),
+                    void *arg)
+{
+    if (!c || check_obj(key, etag) != 0 || n == 0 || n > c->run_max)
+        return -EINVAL;
+    struct run_ready rr = {ready, arg};
+    return (int)run_blocks(c, key, etag, obj_size, first, n, flags & CACHE_PEER, 0,
+                           ready ? &rr : NULL);
+}
+
 /* ---- the disk writer ---- */
 
 static int pick_dir(struct cache *c, const uint64_t id[2])
@@ -1791,7 +1838,6 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
     c->ps_shift = log2u(ps);
     c->src = src;
     c->ns = strdup(ns);
-    c->nslen = strlen(ns);
     if (!c->ns) {
         free(c);
         return -ENOMEM;

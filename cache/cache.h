@@ -123,9 +123,22 @@ void cache_ref_put(struct cache *c, struct cache_ref *ref);
  * eviction until its first read (or until the memory tier has turned over once), and that read
  * does not count as a re-access; the caller keeps its window within what the cache can hold.
  * Returns 0, -EINVAL, or -EAGAIN when the bounded queue (1024 blocks) was full (the blocks that
- * did not fit are dropped, never waited for). */
+ * did not fit are dropped, never waited for). FLAGS: 0, or CACHE_PEER for blocks a peer asked
+ * this node for (fetched with BLKREQ_LOCAL). */
 int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                   uint64_t off, uint64_t len);
+                   uint64_t off, uint64_t len, unsigned flags);
+
+/* Fetches, synchronously, the blocks of [first, first + n) that no tier holds and nobody fills,
+ * as a prefetch run does: each stretch of them with one source request, each block published
+ * (readers waiting for it served) as soon as its bytes are in, and READY(ARG, index, data, len)
+ * called for it then, DATA its bytes, valid during the call only (the block is pinned). Blocks
+ * held, being filled by another, or that failed get no call: read them as usual. N is at most
+ * the cache's run (4 MiB of blocks). FLAGS: CACHE_PEER or 0. Returns the number of blocks it
+ * fetched, or -EINVAL. (The P2P server streams an owner's run to the peer that asked for it.) */
+int cache_fetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
+                    uint64_t first, unsigned n, unsigned flags,
+                    void (*ready)(void *arg, uint64_t index, const uint8_t *data, uint32_t len),
+                    void *arg);
 
 /* Warm-up (mgmt/warmup.c): makes block INDEX of (key, etag, obj_size) present in the cache and
  * returns once it is stored: on the disk tier when the cache has one (written before returning,
@@ -145,8 +158,9 @@ int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_
 uint32_t cache_block_size(const struct cache *c);
 uint32_t cache_page_size(const struct cache *c);
 
-/* The identity of block INDEX of (key, etag) in C's name space (see the top). */
-void cache_block_id(const struct cache *c, const char *key, const char *etag, uint64_t index,
+/* The identity of block INDEX of (key, etag) in name space NS (cache_config.ns; see the top):
+ * what the cache, and every node of a cluster, names that block by. */
+void cache_block_id(const char *ns, const char *key, const char *etag, uint64_t index,
                     uint64_t id[2]);
 /* The CRC64 of page PAGE of block ID, LEN bytes at DATA, bound to the block's identity and the
  * page's number so that it verifies only in the place it was computed for: what the disk tier

@@ -1053,9 +1053,11 @@ static void cache_window_locked(struct efc_reader *r, uint64_t end, uint64_t run
     uint64_t want = min_u64(r->nchunks, at + 1 + r->win);
     unsigned run = (unsigned)min_u64(max_u64(r->win / p->max_inflight, 1), p->cache_run_cap);
     while (r->ra_next < want && *nruns < CACHE_RUNS_MAX) {
-        unsigned n = (unsigned)min_u64(want - r->ra_next, run);
+        /* aligned on the cache's run, as the cache cuts runs (cache_prefetch) */
+        uint64_t edge = p->cache_run_cap - r->ra_next % p->cache_run_cap;
+        unsigned n = (unsigned)min_u64(min_u64(want - r->ra_next, run), edge);
         uint64_t lead = r->ra_next > at ? r->ra_next - at : 0;
-        if (n < run && r->ra_next + n < r->nchunks && 2 * lead > r->win)
+        if (n < run && n < edge && r->ra_next + n < r->nchunks && 2 * lead > r->win)
             break;
         runs[*nruns][0] = r->ra_next;
         runs[*nruns][1] = r->ra_next + n;
@@ -1084,7 +1086,8 @@ static int cache_reader_prepare(struct efc_reader *r, uint64_t off, uint64_t end
     /* One call per run: the cache makes each one source request. */
     for (unsigned i = 0; i < nruns; i++) {
         uint64_t cs = p->chunk_bytes, from = runs[i][0], to = runs[i][1];
-        int prc = cache_prefetch(p->cache, r->key, r->etag, r->size, from * cs, (to - from) * cs);
+        int prc =
+            cache_prefetch(p->cache, r->key, r->etag, r->size, from * cs, (to - from) * cs, 0);
         if (prc && prc != -EAGAIN)
             log_debug("read: prefetch of '%s' blocks %" PRIu64 "-%" PRIu64 ": %s", r->key, from,
                       to - 1, strerror(-prc));

@@ -551,7 +551,7 @@ static void test_prefetch(void **state)
         mkdir(e->d1, 0700);
         struct cache *c = mk(e, 16 * MiB, e->d1, 32 * MiB, 1 << 20);
         uint64_t size = 6 * MiB + 5;
-        assert_int_equal(cache_prefetch(c, "pf", "e", size, 0, size), 0);
+        assert_int_equal(cache_prefetch(c, "pf", "e", size, 0, size, 0), 0);
         /* All 7 blocks published, not merely their bytes handed over by the source: a block is
            queued for the disk tier when it is published, so its disk write is the sign. */
         struct cache_stats st;
@@ -570,7 +570,7 @@ static void test_prefetch(void **state)
         /* Blocks already held split a run: one request for each stretch still missing. */
         read_ok(c, "pf3", "e", 8 * MiB, 2 * MiB, 1);
         uint64_t f0 = fake_fetches(&e->f);
-        assert_int_equal(cache_prefetch(c, "pf3", "e", 8 * MiB, 0, 4 * MiB), 0);
+        assert_int_equal(cache_prefetch(c, "pf3", "e", 8 * MiB, 0, 4 * MiB, 0), 0);
         WAIT_UNTIL(fake_fetches(&e->f) >= f0 + 3);
         settle(c);
         assert_int_equal(fake_fetches(&e->f), f0 + 3); /* 0-1, 2's other pages, 3 */
@@ -579,14 +579,14 @@ static void test_prefetch(void **state)
         /* A run that fails part way: what came before the failure may be kept, the rest is
            fetched by its readers, and every byte read is right. */
         __atomic_store_n(&e->f.fail_per_mille, 1000, __ATOMIC_RELAXED);
-        assert_int_equal(cache_prefetch(c, "pf4", "e", 4 * MiB, 0, 4 * MiB), 0);
+        assert_int_equal(cache_prefetch(c, "pf4", "e", 4 * MiB, 0, 4 * MiB, 0), 0);
         WAIT_UNTIL((cache_get_stats(c, &st), st.source_errors > 0));
         __atomic_store_n(&e->f.fail_per_mille, 0, __ATOMIC_RELAXED);
         settle(c);
         read_ok(c, "pf4", "e", 4 * MiB, 0, 4 * MiB);
         /* The queue is bounded: a huge prefetch drops what does not fit. */
         __atomic_store_n(&e->f.latency_us, 20000, __ATOMIC_RELAXED);
-        int rc = cache_prefetch(c, "pf2", "e", 4096 * MiB, 0, 4096 * MiB);
+        int rc = cache_prefetch(c, "pf2", "e", 4096 * MiB, 0, 4096 * MiB, 0);
         assert_int_equal(rc, -EAGAIN);
         cache_get_stats(c, &st);
         assert_true(st.prefetch_dropped > 0);
@@ -611,8 +611,8 @@ static void test_prefetch_tiny_memory(void **state)
         uint64_t from = k == 0 ? 1 : k + 2;
         if (from < nb) {
             uint64_t want = __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) + (k == 0 ? 2 : 1) * MiB;
-            assert_int_equal(cache_prefetch(c, "seq", "e", size, from * MiB, (k + 3 - from) * MiB),
-                             0);
+            assert_int_equal(
+                cache_prefetch(c, "seq", "e", size, from * MiB, (k + 3 - from) * MiB, 0), 0);
             if (want > size)
                 want = size;
             /* The blocks asked for are fetched before the reader gets to them. */

@@ -81,7 +81,7 @@ static void test_counted_by_origin(void **state)
     assert_adds_up(c);
     /* A prefetch from a peer is no origin fetch of ours either. */
     e->f.from = BLK_FROM_PEER;
-    assert_int_equal(cache_prefetch(c, "pf", "e", 4 * MiB, 0, 4 * MiB), 0);
+    assert_int_equal(cache_prefetch(c, "pf", "e", 4 * MiB, 0, 4 * MiB, 0), 0);
     uint8_t *buf = malloc(4 * MiB);
     double deadline = now_sec() + 60;
     while (cache_read_local(c, "pf", "e", 4 * MiB, 0, 4 * MiB, buf) != (ssize_t)(4 * MiB)) {
@@ -175,8 +175,8 @@ static void test_name_space(void **state)
     uint64_t a[2], b[2], a2[2];
     struct cache *c = mk_ns(e, "bucket1.oss-cn-hangzhou.aliyuncs.com", 8 * MiB, 64 * MiB);
     struct cache *c2 = NULL;
-    cache_block_id(c, "k", "\"e\"", 3, a);
-    cache_block_id(c, "k", "\"e\"", 4, a2);
+    cache_block_id("bucket1.oss-cn-hangzhou.aliyuncs.com", "k", "\"e\"", 3, a);
+    cache_block_id("bucket1.oss-cn-hangzhou.aliyuncs.com", "k", "\"e\"", 4, a2);
     assert_false(a[0] == a2[0] && a[1] == a2[1]);
     read_ok(c, "k", "e", 2 * MiB, 0, 2 * MiB);
     cache_free(c); /* flushed to disk */
@@ -190,7 +190,7 @@ static void test_name_space(void **state)
 
     /* another does not, and cannot be fooled into it */
     c2 = mk_ns(e, "bucket2.oss-cn-hangzhou.aliyuncs.com", 8 * MiB, 64 * MiB);
-    cache_block_id(c2, "k", "\"e\"", 3, b);
+    cache_block_id("bucket2.oss-cn-hangzhou.aliyuncs.com", "k", "\"e\"", 3, b);
     assert_false(a[0] == b[0] && a[1] == b[1]);
     cache_get_stats(c2, &st);
     assert_int_equal(st.scan_blocks, 0);

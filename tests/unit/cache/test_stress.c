@@ -61,7 +61,7 @@ static void *worker(void *p)
                 continue;
             }
             if (r < 5) {
-                (void)cache_prefetch(s->c, key, etag, size, 0, size);
+                (void)cache_prefetch(s->c, key, etag, size, 0, size, 0);
                 continue;
             }
             uint32_t bs = cache_block_size(s->c);
