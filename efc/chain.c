@@ -4,11 +4,17 @@
  *
  *     no cache (g_tier_EnableClusterCache=false, or no capacity):   readers -> origin
  *     single-node cache (g_tier_DadiIsDistributed=false):           readers -> cache -> origin
+ *     distributed, g_tier_DadiRootClientType=0:               readers -> cache -> p2p -> origin
+ *                                                          (p2p also serves peers from the cache)
+ *     distributed, type 1 (serves, reads from the origin itself):   readers -> cache -> origin
+ *                                                          (p2p serves peers from the cache)
+ *     distributed, type 2 (an agent: stores nothing):               readers -> p2p -> origin
  *
  * Each layer is a struct blksrc (cache/blksrc.h); e->top is the one the cache, or a cacheless
  * reader, fetches from. The origin (origin.c) owns the bandwidth cap and the origin counters; the
- * cache owns the tier_* counters. Teardown goes top down: the cache first (it waits for its
- * queued disk writes, so what was fetched persists), the sources after it.
+ * cache owns the tier_* counters (on an agent, the readers count them); p2p/ its own. Teardown
+ * goes top down: the P2P server first (no peer reads the cache any more), then the cache (it
+ * waits for its queued disk writes, so what was fetched persists), the sources after it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -19,8 +25,18 @@
 #include "efc/efc.h"
 #include "efc/origin.h"
 #include "efc/read.h"
+#include "p2p/p2p.h"
 #include "util/buf.h"
 #include "util/log.h"
+
+/* "<bucket>.<host>": the name space of every block identity (cache.h), shared by the nodes of
+ * a cluster. 0 or -ENAMETOOLONG. */
+static int name_space(const struct efc *e, char *ns, size_t len)
+{
+    return (size_t)snprintf(ns, len, "%s.%s", e->remote.bucket, e->remote.host) < len
+               ? 0
+               : -ENAMETOOLONG;
+}
 
 /* The block cache, when the options ask for one (see efc_chain_start). */
 static int cache_start(struct efc *e, char *err, size_t errlen)
@@ -37,7 +53,7 @@ static int cache_start(struct efc *e, char *err, size_t errlen)
         return 0;
     }
     char ns[CACHE_MAX_NS + 1];
-    if ((size_t)snprintf(ns, sizeof(ns), "%s.%s", e->remote.bucket, e->remote.host) >= sizeof(ns)) {
+    if (name_space(e, ns, sizeof(ns)) != 0) {
         snprintf(err, errlen, "cannot set up the block cache: bucket and host name too long");
         return -ENAMETOOLONG;
     }
@@ -91,14 +107,48 @@ int efc_chain_start(struct efc *e, char *err, size_t errlen)
         return rc;
     }
     e->top = efc_origin_src(e->origin);
+    if (opt_distributed(o)) {
+        char ns[CACHE_MAX_NS + 1];
+        struct p2p_config pc = {
+            .rootlist = opt_str(o, OPT_TIER_DADIADDR),
+            .self_ip = opt_str(o, OPT_TIER_DADIP2PIP),
+            .port = (uint16_t)opt_int(o, OPT_TIER_DADIP2PPORT),
+            .role = (int)opt_int(o, OPT_TIER_DADIROOTCLIENTTYPE),
+            .key_file = opt_str(o, OPT_TIER_DADIP2PKEYFILE),
+            .ns = ns,
+            .block_size = (uint32_t)opt_int(o, OPT_TIER_BLOCKSIZE),
+            .page_size = (uint32_t)(opt_int(o, OPT_TIER_DADICACHEPAGESIZEKB) * 1024),
+            .origin = e->top,
+        };
+        rc = name_space(e, ns, sizeof(ns));
+        if (rc == 0)
+            rc = p2p_new(&pc, &e->p2p, err, errlen);
+        else
+            snprintf(err, errlen, "bucket and host name too long for the distributed cache");
+        if (rc)
+            goto fail;
+        /* A root that reads from the origin itself (type 1) keeps the origin under its cache;
+           the P2P layer only serves its peers. */
+        if (pc.role != 1)
+            e->top = p2p_src(e->p2p);
+    }
     rc = cache_start(e, err, errlen);
     if (rc)
-        efc_chain_stop(e);
+        goto fail;
+    if (e->p2p) {
+        rc = p2p_start(e->p2p, e->cache, err, errlen);
+        if (rc)
+            goto fail;
+    }
+    return 0;
+fail:
+    efc_chain_stop(e);
     return rc;
 }
 
 void efc_chain_stop(struct efc *e)
 {
+    p2p_stop_server(e->p2p); /* no peer reads the cache any more */
     if (e->cache) {
         struct cache_stats st;
         cache_get_stats(e->cache, &st);
@@ -117,6 +167,8 @@ void efc_chain_stop(struct efc *e)
     cache_free(e->cache); /* waits for the queued disk writes: what was fetched persists */
     e->cache = NULL;
     e->top = NULL;
+    p2p_free(e->p2p);
+    e->p2p = NULL;
     efc_origin_free(e->origin);
     e->origin = NULL;
 }
@@ -124,16 +176,33 @@ void efc_chain_stop(struct efc *e)
 int efc_tier_stats(struct efc *e, struct cache_stats *st)
 {
     memset(st, 0, sizeof(*st));
-    if (e->cache == NULL)
-        return -ENOENT;
-    cache_get_stats(e->cache, st);
-    return 0;
+    if (e->cache) {
+        cache_get_stats(e->cache, st);
+        return 0;
+    }
+    if (e->p2p && e->readers) {
+        /* an agent: its reads go through the cluster without a cache; the readers count them */
+        struct efc_read_stats rs;
+        efc_reader_pool_stats(e->readers, &rs);
+        st->read = rs.tier_read;
+        st->read_bytes = rs.tier_read_bytes;
+        st->read_hit = rs.tier_hit;
+        st->read_hit_bytes = rs.tier_hit_bytes;
+        st->read_miss = rs.tier_miss;
+        st->read_miss_bytes = rs.tier_miss_bytes;
+        st->direct_read = rs.tier_direct;
+        st->direct_read_bytes = rs.tier_direct_bytes;
+        return 0;
+    }
+    return -ENOENT;
 }
 
 void efc_tier_clear(struct efc *e)
 {
     if (e->cache)
         cache_clear_stats(e->cache);
+    else if (e->p2p && e->readers)
+        efc_reader_pool_clear_tier(e->readers);
 }
 
 void efc_chain_write_metrics(struct efc *e, struct buf *out)
@@ -143,4 +212,6 @@ void efc_chain_write_metrics(struct efc *e, struct buf *out)
         cache_write_metrics(&st, e->cache ? CACHE_METRICS_TIERS : 0, out);
     if (e->origin)
         efc_origin_write_metrics(e->origin, out);
+    if (e->p2p)
+        p2p_write_metrics(e->p2p, out);
 }

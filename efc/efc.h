@@ -72,6 +72,7 @@ struct efc_meta;
 struct efc_dirmem;
 struct efc_reader_pool;
 struct efc_origin;
+struct p2p;
 struct blksrc;
 struct buf;
 struct cache;
@@ -110,6 +111,7 @@ struct efc {
     struct efc_reader_pool *readers;
     /* the block sources and the cache (chain.c) */
     struct efc_origin *origin; /* the object store as a block source */
+    struct p2p *p2p;           /* the distributed cache (p2p/p2p.h); NULL: not distributed */
     struct blksrc *top;        /* the source the cache (else the readers) fetch from */
     struct cache *cache;       /* the block cache (cache/cache.h); NULL: none */
     struct fuse_session *se;
@@ -158,12 +160,13 @@ void efc_fs_teardown(struct efc *e);
 
 /* ---- chain.c ------------------------------------------------------------------------------- */
 
-/* Builds the block sources and the block cache from E's options: the origin always; the cache
- * when g_tier_EnableClusterCache is on, a memory or disk capacity is set and
- * g_tier_DadiRootClientType is not 2 (an agent stores nothing). Sets e->origin, e->cache and
- * e->top. Returns 0, or -errno with a one-line reason naming the option at fault in ERR. A disk
- * cache directory that cannot be used is not an error: the cache goes on without it (a warning
- * is logged). */
+/* Builds the block sources and the block cache from E's options: the origin always; the P2P
+ * layer in distributed mode (opt_distributed: it reads the rootlist, and serves peers from the
+ * cache); the cache when g_tier_EnableClusterCache is on, a memory or disk capacity is set and
+ * g_tier_DadiRootClientType is not 2 (an agent stores nothing). Sets e->origin, e->p2p, e->cache
+ * and e->top. Returns 0, or -errno with a one-line reason naming the option at fault in ERR. A
+ * disk cache directory that cannot be used is not an error: the cache goes on without it (a
+ * warning is logged). */
 int efc_chain_start(struct efc *e, char *err, size_t errlen);
 /* Frees them (the cache first, waiting for its queued disk writes). No reader may be open. */
 void efc_chain_stop(struct efc *e);

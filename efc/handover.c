@@ -497,8 +497,7 @@ int efc_update_parse(const char *text, size_t len, const struct opt_set *cur,
         if (opt_set_value(out, oid, s, oerr, sizeof(oerr)) != 0)
             BAD("%s", oerr);
     }
-    if (opt_check(out, err, errlen) != 0)
-        goto fail;
+    /* What cannot change at all is said first: no other value would make it possible. */
     for (int i = 0; i < OPT__COUNT; i++) {
         const char *a = out->v[i].s ? out->v[i].s : "", *b = cur->v[i].s ? cur->v[i].s : "";
         if (!opt_table[i].runtime && strcmp(a, b) != 0)
@@ -506,6 +505,8 @@ int efc_update_parse(const char *text, size_t len, const struct opt_set *cur,
                 "again to change it)",
                 opt_table[i].name);
     }
+    if (opt_check(out, err, errlen) != 0)
+        goto fail;
     json_decref(root);
     return 0;
 fail:

@@ -3,7 +3,8 @@
  * object store and the block cache.
  *
  * Design. mgmt/ knows nothing of the daemon: it gets callbacks (mgmt_ops) and a warm-up engine
- * whose backend (warmup_backend) lists and HEADs through oss/ and fills through cache_fill(). The
+ * whose backend (warmup_backend) lists and HEADs through oss/ and fills through cache_fill() (in a
+ * cluster, p2p_fill(): each block at its owner). The
  * server starts after the FUSE session is set up and the block cache exists (efc_fs_start), so a
  * request never sees a half-built daemon, and stops before either goes.
  */
@@ -19,6 +20,7 @@
 #include "efc/read.h"
 #include "mgmt/mgmt.h"
 #include "mgmt/warmup.h"
+#include "p2p/p2p.h"
 #include "util/buf.h"
 #include "util/histo.h"
 #include "util/log.h"
@@ -80,6 +82,10 @@ static int wu_head(void *arg, const char *key, char *etag, size_t etaglen, uint6
 static int wu_fill(void *arg, const char *key, const char *etag, uint64_t size, uint64_t index)
 {
     struct efc *e = arg;
+    /* In a cluster each block is loaded at its owner, which every node will ask for it. */
+    if (e->p2p)
+        return p2p_fill(e->p2p, e->cache, key, etag, size, index,
+                        opt_bool(&e->opts, OPT_WARMUP_LOCALCOPY));
     return cache_fill(e->cache, key, etag, size, index, 0, NULL);
 }
 
@@ -94,6 +100,18 @@ static int op_cache_stats(void *arg, struct cache_stats *st)
 static void op_cache_clear_stats(void *arg)
 {
     efc_tier_clear(arg);
+}
+
+static int op_cluster(void *arg, struct p2p_cluster_info *ci)
+{
+    struct efc *e = arg;
+    return e->p2p ? p2p_get_cluster(e->p2p, ci) : -ENOENT;
+}
+
+static int op_reload_rootlist(void *arg, char *msg, size_t len)
+{
+    struct efc *e = arg;
+    return e->p2p ? p2p_reload(e->p2p, msg, len) : -ENOENT;
 }
 
 static int op_clear_readdir(void *arg)
@@ -183,7 +201,7 @@ int efc_mgmt_start(struct efc *e, char *err, size_t errlen)
 
     if (port == 0 || e->mgmt)
         return 0;
-    if (e->cache) {
+    if (e->cache || e->p2p) {
         struct warmup_config wc = {
             .root_prefix = e->remote.prefix,
             .workers = (unsigned)opt_int(&e->opts, OPT_WARMUP_WORKERS),
@@ -195,7 +213,7 @@ int efc_mgmt_start(struct efc *e, char *err, size_t errlen)
             .list = wu_list,
             .head = wu_head,
             .fill = wu_fill,
-            .block_size = cache_block_size(e->cache),
+            .block_size = (uint64_t)opt_int(&e->opts, OPT_TIER_BLOCKSIZE),
         };
         rc = warmup_new(&wc, &be, &e->warmup);
         if (rc) {
@@ -209,6 +227,8 @@ int efc_mgmt_start(struct efc *e, char *err, size_t errlen)
         .clear_readdir_cache = op_clear_readdir,
         .clear_metadata_cache = op_clear_metadata,
         .metrics = op_metrics,
+        .cluster = op_cluster,
+        .reload_rootlist = op_reload_rootlist,
     };
     struct mgmt_ops ops = ops_template;
     ops.arg = e;

@@ -26,6 +26,7 @@
 
 #include "cache/cache.h"
 #include "mgmt/mgmt_i.h"
+#include "p2p/p2p.h"
 #include "mgmt/warmup.h"
 #include "util/buf.h"
 #include "util/log.h"
@@ -43,6 +44,8 @@ enum ep_id {
     EP_CLEAR_READDIR,
     EP_CLEAR_META,
     EP_METRICS,
+    EP_CLUSTER,
+    EP_RELOAD_ROOTLIST,
 };
 
 struct endpoint {
@@ -61,6 +64,8 @@ static const struct endpoint endpoints[] = {
     {"/v1/action/clear_readdir_cache", EP_CLEAR_READDIR, true, {NULL}},
     {"/v1/action/clear_metadata_cache", EP_CLEAR_META, true, {NULL}},
     {"/metrics", EP_METRICS, false, {NULL}},
+    {"/v1/cluster", EP_CLUSTER, false, {NULL}},
+    {"/v1/action/reload_rootlist", EP_RELOAD_ROOTLIST, true, {NULL}},
 };
 #define NENDPOINTS (sizeof(endpoints) / sizeof(endpoints[0]))
 
@@ -483,6 +488,85 @@ static int do_action(struct req *r)
     return reply_results(r, results);
 }
 
+/* ---- the distributed cache --------------------------------------------------------------- */
+
+static const char *role_name(int role)
+{
+    return role == 0 ? "root+agent" : role == 1 ? "root" : role == 2 ? "agent" : "unknown";
+}
+
+static json_t *jhash(uint64_t h)
+{
+    char x[20];
+    snprintf(x, sizeof(x), "%016" PRIx64, h);
+    return json_string(x);
+}
+
+static int do_cluster(struct req *r)
+{
+    struct p2p_cluster_info ci;
+    if (r->ops->cluster == NULL)
+        return not_available(r, "the distributed cache");
+    int rc = r->ops->cluster(r->ops->arg, &ci);
+    if (rc == -ENOENT)
+        return reply_error(r, 501, ENOTSUP,
+                           "this mount is not in distributed mode (g_tier_DadiIsDistributed with "
+                           "a cache capacity, or g_tier_DadiRootClientType=2)");
+    if (rc < 0)
+        return reply_error(r, 500, -rc, "cannot read the cluster's state: %s", strerror(-rc));
+    json_t *o = jhead(0, "", r->location);
+    json_object_set_new(o, "Rootlist", jstr(ci.rootlist));
+    json_object_set_new(o, "RootlistHash", jhash(ci.members));
+    json_object_set_new(o, "LoadedTime", jint(ci.loaded_unix));
+    json_object_set_new(o, "Self", jstr(ci.self));
+    json_object_set_new(o, "Role", jstr(role_name(ci.role)));
+    json_object_set_new(o, "Authentication", json_boolean(ci.auth));
+    json_object_set_new(o, "MemberCount", jint(ci.nmembers));
+    json_object_set_new(o, "MismatchedPeers", jint(ci.mismatched));
+    json_t *members = json_array();
+    for (unsigned i = 0; i < ci.ninfo; i++) {
+        const struct p2p_member_info *x = &ci.member[i];
+        json_t *m = json_object();
+        json_object_set_new(m, "Name", jstr(x->name));
+        json_object_set_new(m, "Id", jstr(x->id));
+        json_object_set_new(m, "Address", jstr(x->address));
+        json_object_set_new(m, "Self", json_boolean(x->self));
+        json_object_set_new(m, "Role", jstr(role_name(x->role)));
+        json_object_set_new(m, "State", jstr(x->state));
+        json_object_set_new(m, "RootlistHash", x->members ? jhash(x->members) : json_string(""));
+        json_object_set_new(m, "RootlistMatches", json_boolean(!x->mismatch));
+        json_object_set_new(m, "LatencyMs", json_real(x->latency_ms));
+        json_object_set_new(m, "Requests", jint(x->requests));
+        json_object_set_new(m, "Errors", jint(x->errors));
+        json_object_set_new(m, "Bytes", jint(x->bytes));
+        json_object_set_new(m, "LastError", jstr(x->last_error));
+        json_array_append_new(members, m);
+    }
+    json_object_set_new(o, "Members", members);
+    free(ci.member);
+    json_t *results = json_array();
+    json_array_append_new(results, o);
+    return reply_results(r, results);
+}
+
+static int do_reload(struct req *r)
+{
+    char msg[512] = "";
+    if (r->ops->reload_rootlist == NULL)
+        return not_available(r, "reloading the rootlist");
+    int rc = r->ops->reload_rootlist(r->ops->arg, msg, sizeof(msg));
+    if (rc == -ENOENT)
+        return reply_error(r, 501, ENOTSUP,
+                           "this mount is not in distributed mode: it has no "
+                           "rootlist");
+    if (rc < 0)
+        return reply_error(r, 500, -rc, "reloading the rootlist failed: %s", msg);
+    log_info("mgmt: rootlist reloaded: %s", msg);
+    json_t *results = json_array();
+    json_array_append_new(results, jhead(0, msg, r->location));
+    return reply_results(r, results);
+}
+
 /* ---- /metrics ---------------------------------------------------------------------------- */
 
 static int do_metrics(struct req *r)
@@ -575,6 +659,12 @@ int mgmt_dispatch(const struct mgmt_ops *ops, struct warmup *w, const char *loca
         break;
     case EP_METRICS:
         rc = do_metrics(&r);
+        break;
+    case EP_CLUSTER:
+        rc = do_cluster(&r);
+        break;
+    case EP_RELOAD_ROOTLIST:
+        rc = do_reload(&r);
         break;
     default:
         rc = do_action(&r);

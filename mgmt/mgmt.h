@@ -10,6 +10,8 @@
  *   /v1/tier/clear       zeroes them
  *   /v1/action/clear_readdir_cache
  *   /v1/action/clear_metadata_cache
+ *   /v1/cluster          (ours) the distributed cache as this node sees it
+ *   /v1/action/reload_rootlist  (ours) re-read the rootlist now
  *   /metrics             Prometheus text format (version 0.0.4)
  *
  * Methods: GET. HEAD too on the endpoints that change nothing (stat, /v1/tier, /metrics); the
@@ -37,7 +39,15 @@
  *    "tier_read_bytes":N, "tier_read_hit":N, "tier_read_hit_bytes":N, "tier_read_miss":N,
  *    "tier_read_miss_bytes":N, "tier_direct_read":N, "tier_direct_read_bytes":N,
  *    "tier_root_read_source":N, "tier_root_read_source_bytes":N}
- * /v1/tier/clear and /v1/action/... answer one result {ErrorCode, ErrorMessage, Location}.
+ * /v1/tier/clear and /v1/action/... answer one result {ErrorCode, ErrorMessage, Location}
+ * (reload_rootlist's ErrorMessage sums up the membership it loaded).
+ * /v1/cluster answers one result: {ErrorCode, ErrorMessage, Location, Rootlist (its path),
+ *   RootlistHash (16 hex digits), LoadedTime (Unix seconds), Self ("<id>:<ip>:<port>", "" when
+ *   this node is not listed), Role ("root+agent", "root", "agent"), Authentication (bool),
+ *   MemberCount, MismatchedPeers, Members: [{Name, Id, Address, Self, Role, State ("self", "up",
+ *   "down", "retrying", "unknown"), RootlistHash (what the peer reported, "" before it did),
+ *   RootlistMatches, LatencyMs, Requests, Errors, Bytes, LastError}]}; 501 when the mount is not
+ *   distributed.
  *
  * HTTP status: 200 when the request was well-formed (a result may still carry an error); 400 for
  * a missing, unknown, repeated or bad parameter (ErrorMessage names it); 404 for an unknown path;
@@ -66,6 +76,7 @@
 struct cache_stats;
 struct warmup;
 struct buf;
+struct p2p_cluster_info;
 
 /* What the server needs from the daemon; every callback may be NULL (the endpoint then answers
  * an error saying the mount has no such part) and must be thread-safe. */
@@ -82,6 +93,11 @@ struct mgmt_ops {
        latency histograms, readdir/metadata cache sizes, ...) to OUT, e.g. with util/prom.h,
        util/histo.h and oss_write_metrics(). OUT is bounded (MGMT_MAX_METRICS bytes in all). */
     void (*metrics)(void *arg, struct buf *out);
+    /* The distributed cache's state (p2p_get_cluster: CI->member is freed by the caller), and
+       an immediate re-read of the rootlist (MSG: a one-line summary, or why it failed). Both
+       return -ENOENT when the mount is not distributed. */
+    int (*cluster)(void *arg, struct p2p_cluster_info *ci);
+    int (*reload_rootlist)(void *arg, char *msg, size_t len);
 };
 
 struct mgmt_config {

@@ -147,6 +147,8 @@ const struct opt_def opt_table[OPT__COUNT] = {
         "P2P port", NULL},
     [OPT_TIER_DADIP2PIP] = {"tier_DadiP2PIP", OPT_STRING, "", 0, 0, true,
         "address this node listens on for P2P and is known by in the rootlist (default: the rootlist line that is ours)", v_ip},
+    [OPT_TIER_DADIP2PKEYFILE] = {"tier_DadiP2PKeyFile", OPT_STRING, "", 0, 0, true,
+        "shared secret file (mode 600) that peers must prove they hold; every node of the rootlist needs the same (default: no peer authentication)", v_abs_path},
     [OPT_TIER_DADISDKGETTRAFFICLIMIT] = {"tier_DadiSdkGetTrafficLimit", OPT_SIZE, "3221225472", 0, I64MAX, true,
         "origin read bandwidth cap in bytes/s (0: none)", NULL},
     [OPT_TIER_DADICACHEPAGESIZEKB] = {"tier_DadiCachePageSizeKB", OPT_INT, "16", 4, 1024, false,
@@ -185,6 +187,8 @@ const struct opt_def opt_table[OPT__COUNT] = {
         "warm-up tasks kept in the history (finished ones go first)", NULL},
     [OPT_WARMUP_MAXAGESEC] = {"warmup_MaxAgeSec", OPT_INT, "604800", 1, 315360000, true,
         "seconds a finished warm-up task stays in the history", NULL},
+    [OPT_WARMUP_LOCALCOPY] = {"warmup_LocalCopy", OPT_BOOL, "false", 0, 1, true,
+        "distributed mode: a warm-up loads each block at its owner and, when true, on this node too", NULL},
 
     [OPT_LOG_LEVEL] = {"log_Level", OPT_STRING, "info", 0, 0, true,
         "error, warn, info, debug or trace", v_log_level},
@@ -379,6 +383,14 @@ int opt_set_kv(struct opt_set *o, const char *kv, char *err, size_t errlen)
     return opt_set_value(o, id, eq + 1, err, errlen);
 }
 
+bool opt_distributed(const struct opt_set *o)
+{
+    return opt_bool(o, OPT_TIER_ENABLECLUSTERCACHE) && opt_bool(o, OPT_TIER_DADIISDISTRIBUTED) &&
+           (opt_int(o, OPT_TIER_DADIMEMCACHECAPACITYMB) > 0 ||
+            opt_int(o, OPT_TIER_DADIDISKCACHECAPACITYMB) > 0 ||
+            opt_int(o, OPT_TIER_DADIROOTCLIENTTYPE) == 2);
+}
+
 int opt_check(const struct opt_set *o, char *err, size_t errlen)
 {
     int64_t page = opt_int(o, OPT_TIER_DADICACHEPAGESIZEKB) * 1024;
@@ -390,6 +402,16 @@ int opt_check(const struct opt_set *o, char *err, size_t errlen)
         opt_str(o, OPT_TIER_DADIDISKCACHEPATH)[0] == '\0')
         return fail(err, errlen, OPT_TIER_DADIDISKCACHEPATH,
                     "required when g_tier_DadiDiskCacheCapacityMB is not 0");
+    if (opt_int(o, OPT_TIER_DADIROOTCLIENTTYPE) == 2 && opt_bool(o, OPT_TIER_ENABLECLUSTERCACHE) &&
+        !opt_bool(o, OPT_TIER_DADIISDISTRIBUTED))
+        return fail(
+            err, errlen, OPT_TIER_DADIROOTCLIENTTYPE,
+            "2 (an agent) reads through the cluster: it needs g_tier_DadiIsDistributed=true");
+    if (opt_distributed(o) && opt_str(o, OPT_TIER_DADIADDR)[0] == '\0')
+        return fail(err, errlen, OPT_TIER_DADIADDR,
+                    "required in distributed mode (g_tier_DadiIsDistributed=true, the default): "
+                    "give the rootlist file, or set g_tier_DadiIsDistributed=false for a "
+                    "single-node cache");
     return 0;
 }
 

@@ -45,6 +45,7 @@ enum opt_id {
     OPT_TIER_DADIDISKCACHEPATH,
     OPT_TIER_DADIP2PPORT,
     OPT_TIER_DADIP2PIP,
+    OPT_TIER_DADIP2PKEYFILE,
     OPT_TIER_DADISDKGETTRAFFICLIMIT,
     OPT_TIER_DADICACHEPAGESIZEKB,
     OPT_TIER_BLOCKSIZE,
@@ -66,6 +67,7 @@ enum opt_id {
     OPT_WARMUP_WORKERS,
     OPT_WARMUP_MAXTASKS,
     OPT_WARMUP_MAXAGESEC,
+    OPT_WARMUP_LOCALCOPY,
     /* logging */
     OPT_LOG_LEVEL,
     OPT_LOG_FILE,
@@ -111,6 +113,11 @@ int opt_set_value(struct opt_set *o, int id, const char *value, char *err, size_
 /* "name=value" (name with or without g_). Returns 0, -ENOENT for an unknown name (ERR names it),
  * or -EINVAL. */
 int opt_set_kv(struct opt_set *o, const char *kv, char *err, size_t errlen);
+
+/* Whether O asks for the distributed cache: the cache on (g_tier_EnableClusterCache), distributed
+ * (g_tier_DadiIsDistributed, true by default) and either a capacity to share or the agent role.
+ * A mount with no cache options at all (the guide's basic mount) is not: it needs no rootlist. */
+bool opt_distributed(const struct opt_set *o);
 
 /* Checks relations between options (e.g. page size divides block size). Returns 0 or -EINVAL. */
 int opt_check(const struct opt_set *o, char *err, size_t errlen);

@@ -491,6 +491,7 @@ static void test_update_requests(void **state)
     assert_int_equal(opt_init(&cur), 0);
     assert_int_equal(opt_set_kv(&cur, "g_log_Level=warn", err, sizeof(err)), 0);
     assert_int_equal(opt_set_kv(&cur, "g_tier_DadiMemCacheCapacityMB=64", err, sizeof(err)), 0);
+    assert_int_equal(opt_set_kv(&cur, "g_tier_DadiIsDistributed=false", err, sizeof(err)), 0);
 
     /* merge: keeps what was set, changes what is named (with or without g_, typed values) */
     assert_int_equal(parse("{\"version\":1,\"id\":\"u-1\",\"action\":\"update\",\"mode\":\"merge\","
@@ -511,7 +512,8 @@ static void test_update_requests(void **state)
     /* replace: the defaults plus what is named (a rollback); the capacity must stay the same */
     assert_int_equal(
         parse("{\"version\":1,\"id\":\"r-1\",\"action\":\"rollback\",\"mode\":\"replace\","
-              "\"options\":{\"g_tier_DadiMemCacheCapacityMB\":64}}",
+              "\"options\":{\"g_tier_DadiMemCacheCapacityMB\":64,"
+              "\"g_tier_DadiIsDistributed\":false}}",
               &cur, &req, &out, err),
         0);
     assert_true(req.replace);

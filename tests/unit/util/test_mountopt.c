@@ -145,13 +145,13 @@ static void test_parse_options(void **state)
     struct mountopt m;
     char err[256];
 
-    assert_int_equal(
-        parse(&m,
-              "rw,efc,protocol=oss,passwd_file=/etc/passwd-oss,trybind=no,_netdev,"
-              "g_tier_DadiMemCacheCapacityMB=1024,g_oss_Endpoint=http://a:1|http://b:2,"
-              "g_oss_PathStyle,comment=hi,x-systemd.automount",
-              false, err),
-        0);
+    assert_int_equal(parse(&m,
+                           "rw,efc,protocol=oss,passwd_file=/etc/passwd-oss,trybind=no,_netdev,"
+                           "g_tier_DadiMemCacheCapacityMB=1024,g_tier_DadiIsDistributed=false,"
+                           "g_oss_Endpoint=http://a:1|http://b:2,"
+                           "g_oss_PathStyle,comment=hi,x-systemd.automount",
+                           false, err),
+                     0);
     assert_true(m.efc);
     assert_string_equal(m.protocol, "oss");
     assert_string_equal(m.passwd_file, "/etc/passwd-oss");
@@ -199,6 +199,21 @@ static void test_parse_errors(void **state)
          "g_tier_DadiDiskCachePath: required when g_tier_DadiDiskCacheCapacityMB is not 0"},
         {"efc,protocol=oss,g_oss_SignVersion=2", false, -EINVAL,
          "g_oss_SignVersion: must be 1 or 4"},
+        /* distributed is the default: a cache needs a rootlist, or IsDistributed=false */
+        {"efc,protocol=oss,g_tier_DadiMemCacheCapacityMB=64", false, -EINVAL,
+         "g_tier_DadiAddr: required in distributed mode (g_tier_DadiIsDistributed=true, the "
+         "default): give the rootlist file, or set g_tier_DadiIsDistributed=false for a "
+         "single-node cache"},
+        {"efc,protocol=oss,g_tier_DadiRootClientType=2", false, -EINVAL,
+         "g_tier_DadiAddr: required in distributed mode (g_tier_DadiIsDistributed=true, the "
+         "default): give the rootlist file, or set g_tier_DadiIsDistributed=false for a "
+         "single-node cache"},
+        {"efc,protocol=oss,g_tier_DadiRootClientType=2,g_tier_DadiIsDistributed=false", false,
+         -EINVAL,
+         "g_tier_DadiRootClientType: 2 (an agent) reads through the cluster: it needs "
+         "g_tier_DadiIsDistributed=true"},
+        {"efc,protocol=oss,g_tier_DadiAddr=etc/rootlist,g_tier_DadiMemCacheCapacityMB=64", false,
+         -EINVAL, "g_tier_DadiAddr: must be an absolute path"},
         {"efc,protocol=oss,=x", false, -EINVAL, "option '=x' has no name"},
         {"efc,protocol=oss,comment=\"x", false, -EINVAL, "unterminated quote in the options"},
     };

@@ -1,0 +1,207 @@
+/* p2p/rootlist.c - the rootlist parser and the rendezvous score (rootlist_i.h).
+ *
+ * Lines are cut at '\n' (a '\r' before it is dropped, as Windows editors leave one); a '#' ends
+ * the line's content. The address is everything between the first and the last ':' (an IPv6
+ * address in brackets keeps its own colons inside them) and must parse with inet_pton, so a
+ * host name or a typo is refused here rather than failing connects later.
+ */
+#include "p2p/rootlist_i.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+static int id_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+/* Parses one trimmed entry S (N bytes) into ND. NULL, or why it is malformed. */
+static const char *parse_entry(const char *s, size_t n, struct p2p_node *nd)
+{
+    const char *c1 = memchr(s, ':', n);
+    if (c1 == NULL)
+        return "expected <id>:<ip>:<port>";
+    const char *c2 = s + n;
+    while (c2 > c1 && c2[-1] != ':')
+        c2--;
+    c2--; /* the last ':' */
+    if (c2 == c1)
+        return "expected <id>:<ip>:<port>";
+    size_t il = (size_t)(c1 - s);
+    if (il == 0 || il > P2P_MAX_ID)
+        return "the id must be 1 to 64 characters";
+    for (size_t i = 0; i < il; i++)
+        if (!id_char(s[i]))
+            return "the id may hold only letters, digits, '.', '_' and '-'";
+    memcpy(nd->id, s, il);
+    nd->id[il] = '\0';
+
+    const char *a = c1 + 1;
+    size_t al = (size_t)(c2 - a);
+    int v6 = al >= 2 && a[0] == '[' && a[al - 1] == ']';
+    if (v6) {
+        a++;
+        al -= 2;
+    }
+    if (al == 0 || al >= sizeof(nd->ip))
+        return "the address is not an IP address";
+    memcpy(nd->ip, a, al);
+    nd->ip[al] = '\0';
+    unsigned char bin[16];
+    nd->family = v6 ? AF_INET6 : AF_INET;
+    if (inet_pton(nd->family, nd->ip, bin) != 1)
+        return v6 ? "the address is not an IPv6 address"
+                  : "the address is not an IPv4 address "
+                    "(an IPv6 one goes in brackets)";
+
+    const char *p = c2 + 1;
+    size_t pl = (size_t)(s + n - p);
+    unsigned long port = 0;
+    if (pl == 0 || pl > 5)
+        return "the port must be 1 to 65535";
+    for (size_t i = 0; i < pl; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return "the port must be 1 to 65535";
+        port = port * 10 + (unsigned long)(p[i] - '0');
+    }
+    if (port == 0 || port > 65535)
+        return "the port must be 1 to 65535";
+    nd->port = (uint16_t)port;
+    snprintf(nd->name, sizeof(nd->name), v6 ? "%s:[%s]:%u" : "%s:%s:%u", nd->id, nd->ip,
+             (unsigned)nd->port);
+    nd->seed = XXH3_64bits(nd->name, strlen(nd->name));
+    return NULL;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct p2p_node *)a)->name, ((const struct p2p_node *)b)->name);
+}
+
+/* Whether A and B name the same address (the same ip:port, however written). */
+static int same_addr(const struct p2p_node *a, const struct p2p_node *b)
+{
+    unsigned char x[16], y[16];
+    if (a->family != b->family || a->port != b->port)
+        return 0;
+    inet_pton(a->family, a->ip, x);
+    inet_pton(b->family, b->ip, y);
+    return memcmp(x, y, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+int p2p_rootlist_parse(const char *text, size_t len, struct p2p_rootlist *out,
+                       p2p_rootlist_warn_fn warn, void *arg)
+{
+    memset(out, 0, sizeof(*out));
+    if (len > P2P_ROOTLIST_MAX_BYTES)
+        return -E2BIG;
+    unsigned cap = 0, line = 0;
+    char why[160];
+    for (size_t pos = 0; pos < len;) {
+        const char *s = text + pos;
+        const char *nl = memchr(s, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - s) : len - pos;
+        pos += n + (nl != NULL);
+        line++;
+        if (n > P2P_ROOTLIST_MAX_LINE) {
+            if (warn)
+                warn(arg, line, "line longer than 512 bytes");
+            continue;
+        }
+        const char *hash = memchr(s, '#', n);
+        if (hash)
+            n = (size_t)(hash - s);
+        while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+            n--;
+        while (n > 0 && (s[0] == ' ' || s[0] == '\t')) {
+            s++;
+            n--;
+        }
+        if (n == 0)
+            continue;
+        if (memchr(s, '\0', n) != NULL) {
+            if (warn)
+                warn(arg, line, "a NUL byte");
+            continue;
+        }
+        struct p2p_node nd;
+        memset(&nd, 0, sizeof(nd));
+        const char *bad = parse_entry(s, n, &nd);
+        if (bad) {
+            if (warn) {
+                snprintf(why, sizeof(why), "'%.*s': %s", (int)(n > 80 ? 80 : n), s, bad);
+                warn(arg, line, why);
+            }
+            continue;
+        }
+        nd.line = line;
+        const char *dup = NULL;
+        for (unsigned i = 0; i < out->n && !dup; i++) {
+            if (strcmp(out->nodes[i].id, nd.id) == 0)
+                dup = "id";
+            else if (same_addr(&out->nodes[i], &nd))
+                dup = "address";
+        }
+        if (dup) {
+            if (warn) {
+                for (unsigned i = 0; i < out->n; i++) {
+                    if (strcmp(out->nodes[i].id, nd.id) == 0 || same_addr(&out->nodes[i], &nd)) {
+                        snprintf(why, sizeof(why), "'%s': its %s is already on line %u", nd.name,
+                                 dup, out->nodes[i].line);
+                        break;
+                    }
+                }
+                warn(arg, line, why);
+            }
+            continue;
+        }
+        if (out->n == P2P_MAX_NODES) {
+            if (warn)
+                warn(arg, line, "more than 16384 nodes");
+            continue;
+        }
+        if (out->n == cap) {
+            unsigned ncap = cap ? 2 * cap : 16;
+            struct p2p_node *nn = realloc(out->nodes, ncap * sizeof(*nn));
+            if (nn == NULL) {
+                p2p_rootlist_release(out);
+                return -ENOMEM;
+            }
+            out->nodes = nn;
+            cap = ncap;
+        }
+        out->nodes[out->n++] = nd;
+    }
+    if (out->n == 0)
+        return 0;
+    qsort(out->nodes, out->n, sizeof(out->nodes[0]), by_name);
+    XXH3_state_t *st = XXH3_createState();
+    if (st == NULL) {
+        p2p_rootlist_release(out);
+        return -ENOMEM;
+    }
+    XXH3_64bits_reset(st);
+    for (unsigned i = 0; i < out->n; i++)
+        XXH3_64bits_update(st, out->nodes[i].name, strlen(out->nodes[i].name) + 1);
+    out->hash = XXH3_64bits_digest(st);
+    if (out->hash == 0)
+        out->hash = 1; /* 0 means "no membership" on the wire */
+    XXH3_freeState(st);
+    return 0;
+}
+
+void p2p_rootlist_release(struct p2p_rootlist *rl)
+{
+    free(rl->nodes);
+    memset(rl, 0, sizeof(*rl));
+}
+
+uint64_t p2p_score(uint64_t seed, const uint64_t id[2])
+{
+    return XXH3_64bits_withSeed(id, 2 * sizeof(uint64_t), seed);
+}
