@@ -117,7 +117,7 @@ static void conn_fail(struct p2p_conn *c, int err)
             pthread_cond_broadcast(&k->cond);
         }
         c->pending = NULL;
-        c->npending = 0;
+        __atomic_store_n(&c->npending, 0, __ATOMIC_RELAXED);
         c->cur = NULL;
         shutdown(c->fd, SHUT_RDWR);
     }
@@ -462,7 +462,7 @@ int p2p_call_start(struct p2p *p, struct p2p_call *c)
     }
     c->next = conn->pending;
     conn->pending = c;
-    conn->npending++;
+    __atomic_add_fetch(&conn->npending, 1, __ATOMIC_RELAXED);
     c->pending = true;
     pthread_mutex_unlock(&conn->lock);
 
@@ -511,7 +511,7 @@ void p2p_call_end(struct p2p *p, struct p2p_call *c, int outcome)
             for (struct p2p_call **pp = &conn->pending; *pp; pp = &(*pp)->next) {
                 if (*pp == c) {
                     *pp = c->next;
-                    conn->npending--;
+                    __atomic_sub_fetch(&conn->npending, 1, __ATOMIC_RELAXED);
                     break;
                 }
             }

@@ -217,6 +217,17 @@ static int owner_of(const struct p2p_members *m, const uint64_t id[2])
     return best;
 }
 
+void p2p_owner_name(struct p2p *p, const char *key, const char *etag, uint64_t index, char *name,
+                    size_t len)
+{
+    uint64_t id[2];
+    owner_key(p, key, etag, index, id);
+    struct p2p_members *m = p2p_members_get(p);
+    int o = owner_of(m, id);
+    snprintf(name, len, "%s", o >= 0 ? m->rl.nodes[o].name : "");
+    p2p_members_put(p, m);
+}
+
 /* A copy of RL's nodes (for a snapshot rebuilt without a reload). */
 static int rootlist_copy(const struct p2p_rootlist *rl, struct p2p_rootlist *out)
 {

@@ -87,6 +87,11 @@ int p2p_reload(struct p2p *p, char *msg, size_t msglen);
 int p2p_fill(struct p2p *p, struct cache *cache, const char *key, const char *etag, uint64_t size,
              uint64_t index, bool also_local);
 
+/* The name ("<id>:<ip>:<port>") of the node that owns block INDEX of (key, etag) in the current
+ * membership into NAME, "" when no node serves. For diagnosis and tests. */
+void p2p_owner_name(struct p2p *p, const char *key, const char *etag, uint64_t index, char *name,
+                    size_t len);
+
 /* What /v1/cluster shows (mgmt/ turns it into JSON). */
 #define P2P_INFO_MAX_MEMBERS 4096
 struct p2p_member_info {

@@ -408,6 +408,8 @@ static int queue_get(struct p2p_server *s, struct sconn *c)
         send_error(c, 0, P2P_BAD_REQUEST, "malformed GET");
         return -EPROTO;
     }
+    if (s->cache == NULL) /* an agent: no worker, nothing to serve */
+        return send_error(c, c->rx.h.rid, P2P_NOT_SERVING, "this node is an agent");
     size_t tl = (size_t)g.ns_len + 1 + g.key_len + 1 + g.etag_len + 1;
     struct sjob *j = malloc(sizeof(*j) + tl);
     if (j == NULL)

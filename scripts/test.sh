@@ -3,7 +3,7 @@
 #   1. setup (idempotent): Debian packages and the test server's npm packages
 #   2. a -Werror build and every ctest (unit, fuzz-corpus replays, integration against ossemu)
 #   3. the unit, integration and mount tests again under ASan+UBSan, and the cache's unit tests
-#      under TSan
+#      and the in-process P2P cluster under TSan
 #   4. each libFuzzer target for a bounded time (clang)
 #   5. ossemu's own tests (node --test) and the s3fs smoke test
 # Set EFC_FUZZ_SECONDS to change step 4's time per target (default 15).
@@ -40,12 +40,12 @@ run bash -c "cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 # (a detached daemon has no stderr), so it must not inherit ASAN_OPTIONS from here.
 run bash -c 'cd build/asan && ctest --output-on-failure --timeout 900 -L mount' || failed+=("asan-mount")
 
-step "TSan build and the cache's unit tests (threads hammering one cache)"
+step "TSan build: the cache's unit tests (threads hammering one cache) and the P2P cluster"
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DEFC_WERROR=ON -DEFC_TSAN=ON >/dev/null
 cmake --build build/tsan -j"$jobs" --target unit_cache_test_cache unit_cache_test_fill \
-  unit_cache_test_stress unit_cache_test_source
+  unit_cache_test_stress unit_cache_test_source unit_p2p_test_p2p
 run bash -c "cd build/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure \
-  --timeout 900 -R 'unit/cache'" || failed+=("tsan")
+  --timeout 900 -R 'unit/cache|unit/p2p/test_p2p'" || failed+=("tsan")
 
 step "fuzz targets (${fuzz_seconds}s each)"
 CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DEFC_FUZZ=ON \
