@@ -162,6 +162,7 @@ static void peer_ok(struct p2p *p, struct p2p_peer *peer, uint64_t elapsed_ns, u
     back = peer->state == PEER_DOWN;
     peer->state = PEER_UP;
     peer->fails = 0;
+    peer->probing = false;
     pthread_mutex_unlock(&peer->lock);
     if (back)
         log_info("p2p: peer '%s' answers again", peer->name);
@@ -189,6 +190,7 @@ void p2p_peer_fail(struct p2p *p, struct p2p_peer *peer, enum p2p_err kind, cons
             ms = P2P_BACKOFF_MAX_MS;
         went_down = peer->state != PEER_DOWN;
         peer->state = PEER_DOWN;
+        peer->probing = false;
         peer->down_until = p2p_now_ns() + (uint64_t)ms * 1000000ull;
     }
     pthread_mutex_unlock(&peer->lock);
@@ -350,7 +352,7 @@ fail:
 
 /* A connection to PEER to send a call on, with a reference; opens one if need be. 0, or -errno
  * (the peer is in back-off, or cannot be had now). */
-static int conn_for(struct p2p *p, struct p2p_peer *peer, struct p2p_conn **out)
+static int conn_for(struct p2p *p, struct p2p_peer *peer, struct p2p_conn **out, bool *probe)
 {
     uint64_t wait_until = p2p_now_ns() + (uint64_t)(P2P_CONNECT_MS + P2P_HANDSHAKE_MS) * 1000000ull;
     bool no_more = false; /* an extra connection failed: make do with those there are */
@@ -360,9 +362,18 @@ static int conn_for(struct p2p *p, struct p2p_peer *peer, struct p2p_conn **out)
             pthread_mutex_unlock(&peer->lock);
             return -ENOENT;
         }
-        if (peer->state == PEER_DOWN && p2p_now_ns() < peer->down_until) {
-            pthread_mutex_unlock(&peer->lock);
-            return -EAGAIN;
+        if (peer->state == PEER_DOWN) {
+            /* In back-off; once it is over, one call probes the peer and the others go to the
+               origin until the probe has answered: a dead peer costs one deadline a period,
+               not one per block. */
+            if (p2p_now_ns() < peer->down_until || (peer->probing && !*probe)) {
+                pthread_mutex_unlock(&peer->lock);
+                return -EAGAIN;
+            }
+            if (!*probe) {
+                peer->probing = true;
+                *probe = true;
+            }
         }
         struct p2p_conn *best = NULL;
         unsigned least = ~0u;
@@ -447,7 +458,8 @@ int p2p_call_start(struct p2p *p, struct p2p_call *c)
         c->want[i].verified = false;
     }
     struct p2p_conn *conn;
-    int rc = conn_for(p, c->peer, &conn);
+    c->probe = false;
+    int rc = conn_for(p, c->peer, &conn, &c->probe);
     if (rc)
         return rc;
     c->conn = conn;
@@ -522,6 +534,12 @@ void p2p_call_end(struct p2p *p, struct p2p_call *c, int outcome)
         pthread_mutex_unlock(&conn->lock);
         if (outcome == PE_TIMEOUT)
             conn_fail(conn, -ETIMEDOUT); /* a stalled peer: nothing more is waited for on it */
+    }
+    if (c->probe && (outcome == PE__COUNT || outcome == PE_BUSY || outcome == PE_STALE)) {
+        /* the probe ended without saying whether the peer is back: let another try */
+        pthread_mutex_lock(&c->peer->lock);
+        c->peer->probing = false;
+        pthread_mutex_unlock(&c->peer->lock);
     }
     if (outcome == 0)
         peer_ok(p, c->peer, p2p_now_ns() - c->started, c->bytes);

@@ -74,6 +74,7 @@ struct p2p_peer {
     enum peer_state state;
     uint64_t down_until; /* CLOCK_MONOTONIC ns */
     unsigned fails;      /* in a row */
+    bool probing;        /* down, its back-off over: one call is trying it, the others wait */
     double srtt, rttvar; /* seconds per unit (a MiB, or one small request): 0 before a sample */
     int role;            /* what its HELLO_OK said; -1 before */
     uint64_t members;    /* the membership hash it reported; 0 before */
@@ -198,6 +199,7 @@ struct p2p_call {
     unsigned nwant;
     struct p2p_want *want;
     uint64_t bytes; /* asked for */
+    bool probe;     /* it probes a peer whose back-off ended (client.c) */
 };
 
 /* Sends C (its get and wants set up by the caller, c->peer referenced) on a connection to its

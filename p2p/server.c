@@ -211,7 +211,7 @@ static int send_block(struct worker *w, struct sconn *c, const struct sjob *j, u
 static int send_status(struct worker *w, struct sconn *c, const struct sjob *j, uint64_t index,
                        int status, bool last)
 {
-    struct p2p_data d = {.index = index, .status = (uint16_t)status};
+    struct p2p_data d = {.index = index, .status = (uint16_t)status, .page_size = j->get.page_size};
     size_t hl = p2p_enc_data(w->head, j->rid, last ? P2P_F_LAST : 0, &d, NULL, 0);
     if (status != P2P_OK)
         P2P_ADD(w->s->p, n_served_errors, 1);

@@ -531,6 +531,40 @@ static void test_agent_listed(void **state)
     assert_int_equal(ps.fallbacks, fb);
 }
 
+/* Warm-up in a cluster: each block loaded at its owner (a FILL GET: nothing sent back), and
+ * with ALSO_LOCAL on the caller too; afterwards no node needs the origin for it. */
+static void test_fill_at_owners(void **state)
+{
+    struct env *e = *state;
+    const uint64_t size = 24 * MiB + 5;
+    cluster(e, 3, NULL);
+    char key[32];
+    spread_key(e, 3, size, key, sizeof(key));
+    for (uint64_t i = 0; i * MiB < size; i++)
+        assert_int_equal(p2p_fill(e->node[0].p, e->node[0].c, key, "\"e1\"", size, i, false), 0);
+    assert_int_equal(origin_bytes(e), size); /* each block once, at its owner */
+    struct p2p_stats ps;
+    p2p_get_stats(e->node[1].p, &ps);
+    assert_true(ps.served_blocks > 0);
+    assert_int_equal(ps.served_bytes, 0); /* a FILL answers no data */
+    p2p_get_stats(e->node[0].p, &ps);
+    assert_int_equal(ps.fallbacks + ps.err_protocol, 0);
+    /* node 0 holds only its own blocks; reading costs its peers, not the origin */
+    read_all(e->node[2].c, key, "\"e1\"", size);
+    assert_int_equal(origin_bytes(e), size);
+    /* with a copy here too: node 0's cache then holds everything */
+    for (uint64_t i = 0; i * MiB < size; i++)
+        assert_int_equal(p2p_fill(e->node[0].p, e->node[0].c, key, "\"e1\"", size, i, true), 0);
+    uint8_t *buf = malloc(size);
+    assert_int_equal(cache_read_local(e->node[0].c, key, "\"e1\"", size, 0, size, buf),
+                     (ssize_t)size);
+    assert_int_equal(fake_check(key, "\"e1\"", 0, buf, size), -1);
+    free(buf);
+    assert_int_equal(origin_bytes(e), size);
+    /* past the end is refused */
+    assert_int_equal(p2p_fill(e->node[0].p, e->node[0].c, key, "\"e1\"", size, 25, false), -EINVAL);
+}
+
 /* A GET for another bucket is refused and the requester reads the origin. */
 static void test_other_bucket(void **state)
 {
@@ -613,6 +647,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_listed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fill_at_owners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_bucket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_version, setup, teardown),
     };
