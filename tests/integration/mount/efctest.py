@@ -690,6 +690,54 @@ def cache_options(cache_dir, mem_mb=64, disk_mb=256, extra=()):
             "g_tier_DadiDiskCachePath=" + cache_dir] + list(extra)
 
 
+# ---------------------------------------------------------------- clusters
+
+# Several nodes on one machine: node I listens for its peers on 127.0.0.(21+I), all on one port.
+def node_ip(i):
+    return "127.0.0.%d" % (21 + i)
+
+
+def free_cluster_port(n):
+    """A TCP port free now on the addresses of nodes 0..N-1 (the P2P port of a test cluster)."""
+    import socket
+    for _ in range(200):
+        s = socket.socket()
+        s.bind((node_ip(0), 0))
+        port = s.getsockname()[1]
+        s.close()
+        ok = True
+        for i in range(n):
+            t = socket.socket()
+            try:
+                t.bind((node_ip(i), port))
+            except OSError:
+                ok = False
+            finally:
+                t.close()
+            if not ok:
+                break
+        if ok:
+            return port
+    raise AssertionError("no TCP port is free on the addresses of %d nodes" % n)
+
+
+def rootlist_text(port, nodes, comment="efc test cluster"):
+    """A rootlist of NODES (node numbers: node I has id I+1 and address node_ip(I))."""
+    return "# %s\n" % comment + "".join("%d:%s:%d\n" % (i + 1, node_ip(i), port) for i in nodes)
+
+
+def cluster_options(rootlist, i, port, cache_dir, mem_mb=64, disk_mb=256, role=0, extra=()):
+    """The options of node I of a cluster (distributed mode is the default): its rootlist, its
+    address and port, its role (g_tier_DadiRootClientType), its cache; EXTRA last."""
+    opts = ["g_tier_EnableClusterCache=true", "g_tier_DadiAddr=" + rootlist,
+            "g_tier_DadiP2PIP=" + node_ip(i), "g_tier_DadiP2PPort=%d" % port,
+            "g_tier_DadiRootClientType=%d" % role,
+            "g_tier_DadiMemCacheCapacityMB=%d" % mem_mb,
+            "g_tier_DadiDiskCacheCapacityMB=%d" % disk_mb,
+            "g_tier_DadiDiskCachePath=" + cache_dir]
+    return opts + list(extra)
+
+
 def write_secret(path, text):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -785,6 +833,34 @@ class Harness:
         if check and not is_mounted(mnt):
             raise AssertionError("mount returned 0 but nothing is mounted on %s" % mnt)
         return m
+
+    def rootlist(self, port, nodes, name="rootlist", comment="efc test cluster"):
+        """Writes a rootlist of NODES (node numbers) as NAME in the test's directory."""
+        p = os.path.join(self.tmp, name)
+        tmp = p + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(rootlist_text(port, nodes, comment))
+        os.replace(tmp, p)  # as an operator's tool would: a reader sees all or nothing
+        return p
+
+    def node(self, emu, i, rootlist, port, role=0, mem_mb=64, disk_mb=256, extra=(), check=True):
+        """Mounts node I of a cluster (its own mount point, cache directory, log, management
+        port, P2P address). The mount's .node is I, .cache_dir its disk cache directory."""
+        cache_dir = self.cache_dir("cache-node%d" % i)
+        opts = cluster_options(rootlist, i, port, cache_dir, mem_mb, disk_mb, role, extra)
+        m = self.mount(emu, extra=opts, mnt=self.dir("node%d" % i), log=True, mgmt=True,
+                       check=check)
+        m.node = i
+        m.cache_dir = cache_dir
+        return m
+
+    def cluster(self, emu, n, port=None, extra=(), roles=None):
+        """A cluster of N nodes (0..N-1) on one rootlist: (mounts, rootlist path, port)."""
+        port = port or free_cluster_port(n)
+        rl = self.rootlist(port, range(n))
+        nodes = [self.node(emu, i, rl, port, role=(roles or {}).get(i, 0), extra=extra)
+                 for i in range(n)]
+        return nodes, rl, port
 
     def abort_all(self):
         for m in mounts_under(self.tmp):

@@ -1,0 +1,464 @@
+"""The distributed cache with real daemons: nodes on one machine, each its own mount, cache
+directory, management port and P2P address (127.0.0.21, .22, ... on one port), over one ossemu
+bucket that counts what the origin serves.
+
+A dataset read on every node at once costs the origin one copy; the nodes' counters add up;
+a node killed mid-transfer, nodes added and removed while readers run, an agent, a root that
+reads for itself, a peer sending damaged pages (through a relay that flips a byte) or stalling,
+a wrong key and differing rootlists: every byte read stays right, and each case shows in the
+counters and /v1/cluster. Options that cannot work fail the mount with one line."""
+
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import efctest  # noqa: E402
+from efctest import EfcTestCase, MIB, pattern, sha256_bytes  # noqa: E402
+
+FILES = {
+    "models/model.bin": pattern(24 * MIB + 12345, 1),
+    "models/config.json": pattern(3000, 2),
+    "models/tokenizer.bin": pattern(700 * 1024, 3),
+    "big/a.bin": pattern(48 * MIB, 4),  # 12 spans of 4 MiB: any node of two owns some
+    "big/b.bin": pattern(48 * MIB + 7, 5),
+    "big/c.bin": pattern(48 * MIB + 11, 6),
+    "warm/w.bin": pattern(16 * MIB + 3, 7),
+}
+MODEL = ["models/model.bin", "models/config.json", "models/tokenizer.bin"]
+TIER = ["tier_read", "tier_read_bytes", "tier_read_hit", "tier_read_hit_bytes", "tier_read_miss",
+        "tier_read_miss_bytes", "tier_direct_read", "tier_direct_read_bytes",
+        "tier_root_read_source", "tier_root_read_source_bytes"]
+CLI = os.path.join(efctest.BUILD_DIR, "cli", "aliyun-alinas-efc-cli")
+READ_TIMEOUT = 300  # a sanitizer build on a loaded machine
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def start_reader(paths):
+    """A child process that prints the sha256 of each of PATHS (read in 1 MiB pieces)."""
+    return subprocess.Popen([sys.executable, "-c", efctest.SHA_READER] + list(paths),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_reader(test, proc, paths, timeout=READ_TIMEOUT):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("reading %s took over %d s" % (paths, timeout))
+    test.assertEqual(proc.returncode, 0, "reading %s: %s" % (paths, err[-800:]))
+    shas = out.split()
+    test.assertEqual(len(shas), len(paths), out)
+    for p, sha in zip(paths, shas):
+        rel = p.split("/node", 1)[1].split("/", 1)[1]
+        test.assertEqual(sha, sha256_bytes(FILES[rel]), "content of %s" % p)
+
+
+class Relay:
+    """A TCP relay between a node and a peer, in front of the peer's address: frames from the
+    peer are parsed (32-byte header: type at 5, meta and data lengths at 16 and 20) and, in mode
+    "corrupt", the first byte of every DATA frame's data is flipped (its page CRC then fails at
+    the node); in mode "stall", nothing the peer sends after its HELLO_OK is passed on."""
+
+    def __init__(self, listen_ip, port, target_ip, mode):
+        self.mode = mode
+        self.target = (target_ip, port)
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((listen_ip, port))
+        self.lsock.listen(16)
+        self.flipped = 0
+        self.stalled = 0
+        self.stop_flag = False
+        self.socks = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stop_flag:
+            r, _, _ = select.select([self.lsock], [], [], 0.2)
+            if not r:
+                continue
+            try:
+                c, _ = self.lsock.accept()
+                s = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                continue
+            self.socks += [c, s]
+            threading.Thread(target=self._pipe, args=(c, s), daemon=True).start()
+            threading.Thread(target=self._frames, args=(s, c), daemon=True).start()
+
+    def _pipe(self, a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+
+    def _read(self, s, n):
+        buf = b""
+        while len(buf) < n:
+            d = s.recv(n - len(buf))
+            if not d:
+                raise OSError("closed")
+            buf += d
+        return buf
+
+    def _frames(self, s, c):
+        try:
+            while True:
+                hdr = self._read(s, 32)
+                ftype = hdr[5]
+                meta_len, data_len = struct.unpack_from("<II", hdr, 16)
+                meta = self._read(s, meta_len)
+                data = self._read(s, data_len) if data_len else b""
+                if self.mode == "stall" and ftype == 5:
+                    self.stalled += 1
+                    continue  # swallowed: the node waits for an answer that never comes
+                if self.mode == "corrupt" and ftype == 5 and data:
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
+                    self.flipped += 1
+                c.sendall(hdr + meta + data)
+        except OSError:
+            pass
+
+    def stop(self):
+        self.stop_flag = True
+        for x in self.socks + [self.lsock]:
+            try:
+                x.close()
+            except OSError:
+                pass
+        self.thread.join(5)
+
+
+class Cluster(EfcTestCase):
+    BUCKET_FILES = FILES
+
+    def tier(self, m):
+        body = self.mgmt_api(m.port, "/v1/tier")
+        r = body["Results"][0]
+        return {k: r[k] for k in TIER}
+
+    def assert_tier_adds_up(self, m):
+        t = self.tier(m)
+        self.assertEqual(t["tier_read"], t["tier_read_hit"] + t["tier_read_miss"]
+                         + t["tier_direct_read"], "%s: %s" % (m.mnt, t))
+        self.assertEqual(t["tier_read_bytes"], t["tier_read_hit_bytes"] + t["tier_read_miss_bytes"]
+                         + t["tier_direct_read_bytes"], "%s: %s" % (m.mnt, t))
+        return t
+
+    def cluster_info(self, m):
+        return self.mgmt_api(m.port, "/v1/cluster")["Results"][0]
+
+    def origin_gets(self, keys):
+        st = self.emu.stats()["by_key"]
+        return (sum(st.get(k, {}).get("get", 0) for k in keys),
+                sum(st.get(k, {}).get("bytes", 0) for k in keys))
+
+    def metric(self, m, name):
+        return efctest.metrics(m.port).get(name, 0)
+
+    # -------------------------------------------------------------------------- the cluster
+
+    def test_read_everywhere_once(self):
+        """Three nodes read a model at once: the origin serves it once, every byte right, the
+        counters add up and show where the bytes came from."""
+        nodes, rl, port = self.h.cluster(self.emu, 3)
+        self.emu.reset_stats()
+        efctest.drop_caches()
+        procs = [(start_reader([m.path(f) for f in MODEL]), [m.path(f) for f in MODEL])
+                 for m in nodes]
+        for p, paths in procs:
+            finish_reader(self, p, paths)
+        size = sum(len(FILES[f]) for f in MODEL)
+        gets, sent = self.origin_gets(MODEL)
+        efctest.log("3 nodes read %d bytes: the origin sent %d in %d GETs (x%.3f)"
+                    % (size, sent, gets, sent / size))
+        self.assertLessEqual(sent, size * 1.05)
+        root = 0
+        for m in nodes:
+            t = self.assert_tier_adds_up(m)
+            self.assertEqual(t["tier_read_bytes"], size)
+            self.assertEqual(t["tier_direct_read"], 0, t)
+            root += t["tier_root_read_source_bytes"]
+        self.assertEqual(root, sent, "the nodes' origin fetches are what the origin sent")
+        # /v1/cluster: the same membership everywhere, every peer up, roles known
+        hashes = set()
+        for m in nodes:
+            ci = self.cluster_info(m)
+            hashes.add(ci["RootlistHash"])
+            self.assertEqual(ci["MemberCount"], 3)
+            self.assertEqual(ci["MismatchedPeers"], 0)
+            self.assertEqual(ci["Self"], "%d:%s:%d" % (m.node + 1, efctest.node_ip(m.node), port))
+            states = {x["Name"]: x["State"] for x in ci["Members"]}
+            self.assertEqual(sorted(states.values()).count("self"), 1)
+            for x in ci["Members"]:
+                self.assertIn(x["State"], ("self", "up", "unknown"), x)
+                self.assertTrue(x["RootlistMatches"], x)
+        self.assertEqual(len(hashes), 1)
+        # a second reading on one node: from its own cache, no origin request
+        self.emu.reset_stats()
+        efctest.drop_caches()
+        finish_reader(self, start_reader([nodes[1].path(f) for f in MODEL]),
+                      [nodes[1].path(f) for f in MODEL])
+        self.assertEqual(self.origin_gets(MODEL)[0], 0)
+        # the metrics of the P2P layer are there
+        mt = efctest.metrics(nodes[0].port)
+        self.assertIn("efc_p2p_members", mt)
+        self.assertEqual(mt["efc_p2p_members"], 3)
+        self.assertIn('efc_p2p_errors_total{kind="corrupt"}', mt)
+
+    def test_warmup_at_owners(self):
+        """A warm-up on one node loads each block at its owner: afterwards every node reads the
+        file without an origin request, and the warm-up's progress covers the whole file."""
+        nodes, rl, port = self.h.cluster(self.emu, 3)
+        self.emu.reset_stats()
+        body = self.mgmt_api(nodes[0].port, "/v1/warmup/load?target_path=warm")
+        self.assertEqual(body["Results"][0]["ErrorCode"], 0, body)
+
+        def done():
+            r = self.mgmt_api(nodes[0].port, "/v1/warmup/stat?target_path=warm")["Results"][0]
+            ti = r.get("TaskInfos") or [{}]
+            return ti[0] if ti[0].get("Status") in ("completed", "failed") else None
+        ti = efctest.wait_for(done, efctest.WAIT_TIMEOUT, "the warm-up of 'warm' to end")
+        self.assertEqual(ti["Status"], "completed", ti)
+        self.assertEqual(ti["CompletedSize"], len(FILES["warm/w.bin"]))
+        self.assertEqual(ti["TotalSize"], len(FILES["warm/w.bin"]))
+        gets, sent = self.origin_gets(["warm/w.bin"])
+        self.assertEqual(sent, len(FILES["warm/w.bin"]))
+        # held by the owners, not (all) by node 0: another node's reading costs no origin GET
+        self.emu.reset_stats()
+        for m in nodes:
+            finish_reader(self, start_reader([m.path("warm/w.bin")]), [m.path("warm/w.bin")])
+        self.assertEqual(self.origin_gets(["warm/w.bin"])[0], 0)
+
+    def test_kill_owner_mid_read(self):
+        """A node killed (SIGKILL) while it sends blocks: the reader on the other node gets every
+        byte right, the blocks the dead node owned come from the origin (direct reads)."""
+        port = efctest.free_cluster_port(2)
+        rl = self.h.rootlist(port, [0, 1])
+        a = self.h.node(self.emu, 0, rl, port)
+        b = self.h.node(self.emu, 1, rl, port)
+        self.emu.faults({"bw_per_conn": 20000000})  # slow enough to be caught mid-read
+        efctest.drop_caches()
+        paths = [a.path("big/a.bin")]
+        proc = start_reader(paths)
+        efctest.wait_metric(b.port, 'efc_p2p_served_blocks_total{result="miss"}', lambda v: v > 0,
+                            "node 1 sending blocks to node 0")
+        os.kill(b.pid, signal.SIGKILL)
+        finish_reader(self, proc, paths)
+        self.emu.faults({})
+        t = self.assert_tier_adds_up(a)
+        self.assertGreater(t["tier_direct_read"], 0, t)
+        mt = efctest.metrics(a.port)
+        self.assertGreater(mt['efc_p2p_blocks_total{from="fallback"}'], 0)
+        errs = sum(v for k, v in mt.items() if k.startswith("efc_p2p_errors_total"))
+        self.assertGreater(errs, 0)
+        b.unmount()
+
+    def test_membership_changes_under_load(self):
+        """Readers go on while a node is added to the rootlist and another removed from it (the
+        rootlist reloaded on each node): no read fails, every byte is right."""
+        port = efctest.free_cluster_port(4)
+        rl = self.h.rootlist(port, [0, 1, 2])
+        nodes = [self.h.node(self.emu, i, rl, port) for i in range(3)]
+        efctest.drop_caches()
+        jobs = [(start_reader([nodes[0].path("big/b.bin")]), [nodes[0].path("big/b.bin")]),
+                (start_reader([nodes[1].path("big/c.bin")]), [nodes[1].path("big/c.bin")])]
+        # scale out: node 3 joins, everyone reloads
+        d = self.h.node(self.emu, 3, rl, port)
+        self.h.rootlist(port, [0, 1, 2, 3])
+        for m in nodes + [d]:
+            body = self.mgmt_api(m.port, "/v1/action/reload_rootlist")
+            self.assertIn("4 members", body["Results"][0]["ErrorMessage"])
+        # scale in: node 2 leaves
+        self.h.rootlist(port, [0, 1, 3])
+        for m in nodes + [d]:
+            self.mgmt_api(m.port, "/v1/action/reload_rootlist")
+        for p, paths in jobs:
+            finish_reader(self, p, paths)
+        for m in (nodes[0], nodes[1], d):
+            ci = self.cluster_info(m)
+            self.assertEqual(ci["MemberCount"], 3)
+            self.assert_tier_adds_up(m)
+        # the node that left is not in it any more but still reads (through the cluster)
+        ci = self.cluster_info(nodes[2])
+        self.assertEqual(ci["Self"], "")
+        finish_reader(self, start_reader([nodes[2].path("models/model.bin")]),
+                      [nodes[2].path("models/model.bin")])
+
+    def test_agent_and_root(self):
+        """An agent (g_tier_DadiRootClientType=2) reads through the owners, stores nothing (its
+        cache directory stays empty) and does not touch the origin; a root (1) serves its peers
+        but reads from the origin itself."""
+        port = efctest.free_cluster_port(3)
+        rl = self.h.rootlist(port, [0, 1])
+        a = self.h.node(self.emu, 0, rl, port)
+        r = self.h.node(self.emu, 1, rl, port, role=1)
+        agent = self.h.node(self.emu, 2, rl, port, role=2)
+        # node 0 reads the model: the owners (node 0 and the root) hold it afterwards
+        finish_reader(self, start_reader([a.path(f) for f in MODEL]), [a.path(f) for f in MODEL])
+        self.assertGreater(self.metric(r, 'efc_p2p_served_blocks_total{result="miss"}'), 0)
+        self.emu.reset_stats()
+        efctest.drop_caches()
+        finish_reader(self, start_reader([agent.path(f) for f in MODEL]),
+                      [agent.path(f) for f in MODEL])
+        self.assertEqual(self.origin_gets(MODEL)[0], 0, "the agent made the origin send")
+        self.assertEqual(os.listdir(agent.cache_dir), [], "the agent stored something")
+        t = self.assert_tier_adds_up(agent)
+        self.assertEqual(t["tier_read_bytes"], sum(len(FILES[f]) for f in MODEL))
+        self.assertEqual(t["tier_read_hit"], t["tier_read"], t)  # every byte a peer's hit
+        self.assertEqual(t["tier_root_read_source"], 0)
+        ci = self.cluster_info(agent)
+        self.assertEqual(ci["Role"], "agent")
+        # the root: its reads go to the origin, not to node 0
+        req0 = self.metric(r, "efc_p2p_requests_total")
+        self.emu.reset_stats()
+        finish_reader(self, start_reader([r.path("big/a.bin")]), [r.path("big/a.bin")])
+        self.assertEqual(self.metric(r, "efc_p2p_requests_total"), req0)
+        self.assertEqual(self.origin_gets(["big/a.bin"])[1], len(FILES["big/a.bin"]))
+
+    def test_corrupt_pages_caught(self):
+        """A peer whose pages arrive damaged (a relay flips a byte of each DATA frame): every
+        damaged block is caught by its CRC, counted, and read from the origin instead; no
+        damaged byte reaches the reader or the cache."""
+        port = efctest.free_cluster_port(4)
+        # node 0 knows node 1 by the relay's address (127.0.0.24); node 1 knows itself
+        rl0 = self.h.rootlist(port, [0], name="rootlist0")
+        with open(rl0, "a") as f:
+            f.write("2:%s:%d\n" % (efctest.node_ip(3), port))
+        rl1 = self.h.rootlist(port, [0, 1], name="rootlist1")
+        a = self.h.node(self.emu, 0, rl0, port)
+        self.h.node(self.emu, 1, rl1, port)
+        relay = Relay(efctest.node_ip(3), port, efctest.node_ip(1), "corrupt")
+        self.addCleanup(relay.stop)
+        efctest.drop_caches()
+        finish_reader(self, start_reader([a.path("big/a.bin")]), [a.path("big/a.bin")])
+        self.assertGreater(relay.flipped, 0, "nothing went through the relay")
+        mt = efctest.metrics(a.port)
+        self.assertGreater(mt['efc_p2p_errors_total{kind="corrupt"}'], 0)
+        self.assertGreater(mt['efc_p2p_blocks_total{from="fallback"}'], 0)
+        self.assertGreater(self.tier(a)["tier_direct_read"], 0)
+        # what the cache kept is right too: read again from memory/disk with no page cache
+        efctest.drop_caches()
+        finish_reader(self, start_reader([a.path("big/a.bin")]), [a.path("big/a.bin")])
+
+    def test_stalled_peer_deadline(self):
+        """A peer that accepts GETs and never answers: each waits its deadline (derived from the
+        peer's latency, not 30 s), the block comes from the origin, the peer goes into back-off;
+        the read ends, every byte right."""
+        port = efctest.free_cluster_port(4)
+        rl0 = self.h.rootlist(port, [0], name="rootlist0")
+        with open(rl0, "a") as f:
+            f.write("2:%s:%d\n" % (efctest.node_ip(3), port))
+        rl1 = self.h.rootlist(port, [0, 1], name="rootlist1")
+        a = self.h.node(self.emu, 0, rl0, port)
+        self.h.node(self.emu, 1, rl1, port)
+        relay = Relay(efctest.node_ip(3), port, efctest.node_ip(1), "stall")
+        self.addCleanup(relay.stop)
+        efctest.drop_caches()
+        t0 = time.monotonic()
+        finish_reader(self, start_reader([a.path("big/a.bin")]), [a.path("big/a.bin")])
+        secs = time.monotonic() - t0
+        self.assertGreater(relay.stalled, 0)
+        mt = efctest.metrics(a.port)
+        timeouts = mt['efc_p2p_errors_total{kind="timeout"}']
+        efctest.log("a stalled peer: the read took %.1f s, %d timeouts" % (secs, timeouts))
+        self.assertGreater(timeouts, 0)
+        self.assertGreater(mt['efc_p2p_blocks_total{from="fallback"}'], 0)
+        ci = self.cluster_info(a)
+        peer = [x for x in ci["Members"] if not x["Self"]][0]
+        self.assertIn("timeout", peer["LastError"])
+
+    def test_wrong_key_refused(self):
+        """Peer authentication: nodes holding the key serve each other; one with another key is
+        refused both ways (counted, said in /v1/cluster) and reads from the origin."""
+        key = efctest.write_secret(os.path.join(self.h.tmp, "key"), "the cluster's secret key\n")
+        bad = efctest.write_secret(os.path.join(self.h.tmp, "bad"), "not the cluster's key!!\n")
+        port = efctest.free_cluster_port(3)
+        rl = self.h.rootlist(port, [0, 1, 2])
+        a = self.h.node(self.emu, 0, rl, port, extra=["g_tier_DadiP2PKeyFile=" + key])
+        self.h.node(self.emu, 1, rl, port, extra=["g_tier_DadiP2PKeyFile=" + key])
+        c = self.h.node(self.emu, 2, rl, port, extra=["g_tier_DadiP2PKeyFile=" + bad])
+        for m in (a, c):
+            finish_reader(self, start_reader([m.path("big/a.bin")]), [m.path("big/a.bin")])
+        self.assertGreater(self.metric(a, 'efc_p2p_errors_total{kind="auth"}'), 0)
+        self.assertGreater(self.metric(c, 'efc_p2p_errors_total{kind="auth"}'), 0)
+        self.assertTrue(self.cluster_info(a)["Authentication"])
+        peers = {x["Id"]: x for x in self.cluster_info(c)["Members"]}
+        self.assertIn("authentication", peers["1"]["LastError"] + peers["2"]["LastError"])
+        self.assertEqual(self.metric(c, 'efc_p2p_blocks_total{from="peer_hit"}')
+                         + self.metric(c, 'efc_p2p_blocks_total{from="peer_miss"}'), 0)
+        self.assertNotIn("the cluster's secret", a.log_text() + c.log_text())
+
+    def test_rootlists_differ(self):
+        """A node whose rootlist differs from its peers' is reported: counted, logged and shown
+        in /v1/cluster (MismatchedPeers, RootlistMatches)."""
+        port = efctest.free_cluster_port(3)
+        rl = self.h.rootlist(port, [0, 1, 2])
+        other = self.h.rootlist(port, [0, 2], name="rootlist-other")
+        a = self.h.node(self.emu, 0, rl, port)
+        self.h.node(self.emu, 1, rl, port)
+        c = self.h.node(self.emu, 2, other, port)
+        for m in (a, c):
+            finish_reader(self, start_reader([m.path("big/b.bin")]), [m.path("big/b.bin")])
+        ci = self.cluster_info(a)
+        self.assertGreaterEqual(ci["MismatchedPeers"], 1, ci)
+        bad = [x for x in ci["Members"] if x["Id"] == "3"][0]
+        self.assertFalse(bad["RootlistMatches"], bad)
+        self.assertGreaterEqual(self.metric(a, "efc_p2p_membership_mismatched_peers"), 1)
+        self.assertIn("another membership", a.log_text() + c.log_text())
+
+    # -------------------------------------------------------------------------- options
+
+    def test_options_refused(self):
+        """What cannot work fails the mount with one line naming the option."""
+        port = efctest.free_cluster_port(1)
+        cache = self.h.cache_dir()
+        cases = [
+            (["g_tier_EnableClusterCache=true", "g_tier_DadiMemCacheCapacityMB=64"],
+             "g_tier_DadiAddr: required in distributed mode"),
+            (["g_tier_DadiMemCacheCapacityMB=64", "g_tier_DadiAddr=/nonexistent/rootlist"],
+             "g_tier_DadiAddr: cannot read rootlist '/nonexistent/rootlist'"),
+            (["g_tier_DadiRootClientType=2", "g_tier_DadiIsDistributed=false"],
+             "g_tier_DadiRootClientType: 2 (an agent) reads through the cluster"),
+        ]
+        loose = efctest.write_secret(os.path.join(self.h.tmp, "loose"), "a key others can read\n")
+        os.chmod(loose, 0o644)
+        rl = self.h.rootlist(port, [0])
+        cases.append((efctest.cluster_options(rl, 0, port, cache, extra=[
+            "g_tier_DadiP2PKeyFile=" + loose]), "g_tier_DadiP2PKeyFile: '%s' may be read by "
+            "others" % loose))
+        blocker = socket.socket()
+        blocker.bind((efctest.node_ip(0), port))
+        blocker.listen(1)
+        self.addCleanup(blocker.close)
+        cases.append((efctest.cluster_options(rl, 0, port, cache),
+                      "g_tier_DadiP2PPort: cannot listen on %s:%d" % (efctest.node_ip(0), port)))
+        for i, (opts, fragment) in enumerate(cases):
+            mnt = self.h.dir("refused%d" % i)
+            m = self.h.mount(self.emu, extra=opts, mnt=mnt, check=False)
+            line = self.assert_mount_failed(m.result, mnt, fragment)
+            efctest.log("refused: %s" % line)
+        # the guide's basic mount (no cache option) needs no rootlist
+        m = self.h.mount(self.emu)
+        self.assertEqual(efctest.read_bytes(m.path("models/config.json")),
+                         FILES["models/config.json"])
+
+
+if __name__ == "__main__":
+    efctest.main()
