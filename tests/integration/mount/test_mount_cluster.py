@@ -423,6 +423,31 @@ class Cluster(EfcTestCase):
         self.assertGreaterEqual(self.metric(a, "efc_p2p_membership_mismatched_peers"), 1)
         self.assertIn("another membership", a.log_text() + c.log_text())
 
+    def test_runtime_update(self):
+        """efc_runtime_ops update of a cluster node: the new process takes the mount and its
+        P2P address over (the old one lets go of it first), peers are served again, and the
+        node's own reads go on through the cluster."""
+        nodes, rl, port = self.h.cluster(self.emu, 2)
+        a, b = nodes
+        tool = os.path.join(efctest.SOURCE_DIR, "cli", "efc_runtime_ops")
+        env = dict(os.environ)
+        env.pop("EFC_STATE_DIR", None)
+        pid0 = a.pid
+        r = subprocess.run([sys.executable, tool, "update", a.mnt, "-o", "g_fuse_AttrTimeoutSec=2"],
+                           capture_output=True, text=True, timeout=200, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        a.pid = efctest.wait_for(lambda: [p for p in efctest.daemon_pids(a.mnt) if p != pid0],
+                                 efctest.WAIT_TIMEOUT, "the new daemon of node 0")[0]
+        ci = self.cluster_info(a)
+        self.assertEqual(ci["Self"], "1:%s:%d" % (efctest.node_ip(0), port))
+        # node 1 reads a file of which node 0 owns spans: node 0 serves again, or its blocks
+        # come from the origin; either way nothing fails and node 0's server is back
+        finish_reader(self, start_reader([b.path("big/c.bin")]), [b.path("big/c.bin")])
+        efctest.wait_for(lambda: self.metric(a, "efc_p2p_served_requests_total") > 0,
+                         efctest.WAIT_TIMEOUT, "node 0 serving node 1 after its update")
+        finish_reader(self, start_reader([a.path("big/b.bin")]), [a.path("big/b.bin")])
+        self.assert_tier_adds_up(a)
+
     # -------------------------------------------------------------------------- options
 
     def test_options_refused(self):
