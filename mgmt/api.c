@@ -559,8 +559,9 @@ static int do_reload(struct req *r)
         return reply_error(r, 501, ENOTSUP,
                            "this mount is not in distributed mode: it has no "
                            "rootlist");
-    if (rc < 0)
-        return reply_error(r, 500, -rc, "reloading the rootlist failed: %s", msg);
+    if (rc < 0) /* the callback's message says why; errno's words only when it said nothing */
+        return reply_error(r, 500, -rc, "reloading the rootlist failed: %s",
+                           msg[0] ? msg : strerror(-rc));
     log_info("mgmt: rootlist reloaded: %s", msg);
     json_t *results = json_array();
     json_array_append_new(results, jhead(0, msg, r->location));
@@ -621,8 +622,8 @@ int mgmt_dispatch(const struct mgmt_ops *ops, struct warmup *w, const char *loca
         return reply_error(&r, 404, ENOENT,
                            "unknown path '%s': the endpoints are /v1/warmup/load, "
                            "/v1/warmup/stat, /v1/warmup/cancel, /v1/tier, /v1/tier/clear, "
-                           "/v1/action/clear_readdir_cache, /v1/action/clear_metadata_cache "
-                           "and /metrics",
+                           "/v1/action/clear_readdir_cache, /v1/action/clear_metadata_cache, "
+                           "/v1/cluster, /v1/action/reload_rootlist and /metrics",
                            shown);
     }
     bool get = strcmp(method, "GET") == 0, head = strcmp(method, "HEAD") == 0;

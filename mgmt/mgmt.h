@@ -14,8 +14,9 @@
  *   /v1/action/reload_rootlist  (ours) re-read the rootlist now
  *   /metrics             Prometheus text format (version 0.0.4)
  *
- * Methods: GET. HEAD too on the endpoints that change nothing (stat, /v1/tier, /metrics); the
- * others answer HEAD with 405, as a HEAD must not start a warm-up or clear a cache.
+ * Methods: GET. HEAD too on the endpoints that change nothing (stat, /v1/tier, /v1/cluster,
+ * /metrics); the others answer HEAD with 405, as a HEAD must not start a warm-up, clear a cache
+ * or re-read the rootlist.
  *
  * Every /v1 answer is a JSON object, keys in this order:
  *   {"ErrorCode": int, "ErrorMessage": str, "Results": [...]}
@@ -44,10 +45,10 @@
  * /v1/cluster answers one result: {ErrorCode, ErrorMessage, Location, Rootlist (its path),
  *   RootlistHash (16 hex digits), LoadedTime (Unix seconds), Self ("<id>:<ip>:<port>", "" when
  *   this node is not listed), Role ("root+agent", "root", "agent"), Authentication (bool),
- *   MemberCount, MismatchedPeers, Members: [{Name, Id, Address, Self, Role, State ("self", "up",
- *   "down", "retrying", "unknown"), RootlistHash (what the peer reported, "" before it did),
- *   RootlistMatches, LatencyMs, Requests, Errors, Bytes, LastError}]}; 501 when the mount is not
- *   distributed.
+ *   MemberCount, MismatchedPeers, Members: [{Name, Id, Address, Self, Role (as above, "unknown"
+ *   before the peer was heard from), State ("self", "up", "down", "retrying", "unknown"),
+ *   RootlistHash (what the peer reported, "" before it did), RootlistMatches, LatencyMs,
+ *   Requests, Errors, Bytes, LastError}]}; 501 when the mount is not distributed.
  *
  * HTTP status: 200 when the request was well-formed (a result may still carry an error); 400 for
  * a missing, unknown, repeated or bad parameter (ErrorMessage names it); 404 for an unknown path;
