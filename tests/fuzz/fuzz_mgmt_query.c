@@ -9,7 +9,9 @@
  * pairs. Dispatcher invariants, for the query sent to each endpoint with GET, and the input as a
  * whole request-target: a reply always comes, with a known status, a body of the stated length,
  * JSON that parses with an integer ErrorCode and a Results array, or Prometheus text for a 200
- * from /metrics; the fake's clear callbacks run only for a 200 on their endpoint.
+ * from /metrics; the fake's clear and reload callbacks run only for a 200 on their endpoint.
+ * The fake cluster alternates between a distributed mount (members whose names JSON must escape)
+ * and one that is not (501), so both of /v1/cluster's answers are built.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -20,6 +22,7 @@
 
 #include "cache/cache.h"
 #include "mgmt/mgmt.h"
+#include "p2p/p2p.h"
 #include "util/buf.h"
 #include "util/prom.h"
 
@@ -51,12 +54,42 @@ static void f_metrics(void *arg, struct buf *out)
     prom_counter(out, "efc_fuzz_total", "Fuzz.", 1);
 }
 
+static unsigned cluster_calls;
+
+static int f_cluster(void *arg, struct p2p_cluster_info *ci)
+{
+    memset(ci, 0, sizeof(*ci));
+    if (cluster_calls++ % 2)
+        return -ENOENT;
+    snprintf(ci->rootlist, sizeof(ci->rootlist), "/etc/efc/rootlist");
+    snprintf(ci->self, sizeof(ci->self), "1:127.0.0.21:17980");
+    ci->nmembers = ci->ninfo = 2;
+    ci->member = calloc(2, sizeof(*ci->member));
+    if (ci->member == NULL)
+        return -ENOMEM;
+    snprintf(ci->member[0].name, sizeof(ci->member[0].name), "1:127.0.0.21:17980");
+    ci->member[0].state = "self";
+    snprintf(ci->member[1].name, sizeof(ci->member[1].name), "q\"\\\x01\xff:127.0.0.22:17980");
+    ci->member[1].state = "down";
+    ci->member[1].role = -1;
+    return 0;
+}
+
+static int f_reload(void *arg, char *msg, size_t len)
+{
+    clears++;
+    snprintf(msg, len, "2 members");
+    return 0;
+}
+
 static const struct mgmt_ops OPS = {
     .cache_stats = f_stats,
     .cache_clear_stats = f_clear_stats,
     .clear_readdir_cache = f_clear,
     .clear_metadata_cache = f_clear,
     .metrics = f_metrics,
+    .cluster = f_cluster,
+    .reload_rootlist = f_reload,
 };
 
 static struct mgmt_param P[MGMT_MAX_PARAMS], Q[MGMT_MAX_PARAMS];
@@ -169,6 +202,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         "/v1/action/clear_readdir_cache",
         "/v1/action/clear_metadata_cache",
         "/metrics",
+        "/v1/cluster",
+        "/v1/action/reload_rootlist",
     };
     if (size > 4 * MGMT_MAX_QUERY)
         return 0;

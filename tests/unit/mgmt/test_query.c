@@ -215,6 +215,19 @@ static void test_dispatch_errors(void **state)
     expect_error("GET", "/v1/tier/clear", 501, ENOTSUP, "not available");
     expect_error("GET", "/v1/action/clear_readdir_cache", 501, ENOTSUP, "readdir");
     expect_error("GET", "/v1/action/clear_metadata_cache", 501, ENOTSUP, "metadata");
+    expect_error("GET", "/v1/cluster", 501, ENOTSUP,
+                 "the distributed cache is not available on this mount");
+    expect_error("HEAD", "/v1/cluster", 501, ENOTSUP, "not available");
+    expect_error("GET", "/v1/action/reload_rootlist", 501, ENOTSUP,
+                 "reloading the rootlist is not available on this mount");
+    /* the checking order holds for the new endpoints too: method, then parameters, then 501 */
+    expect_error("HEAD", "/v1/action/reload_rootlist", 405, EINVAL, "use GET");
+    expect_error("POST", "/v1/cluster", 405, EINVAL, "use GET or HEAD");
+    expect_error("GET", "/v1/cluster?members=all", 400, EINVAL, "unknown parameter 'members'");
+    expect_error("GET", "/v1/action/reload_rootlist?force", 400, EINVAL,
+                 "unknown parameter 'force'");
+    expect_error("GET", "/v1/cluster/", 404, ENOENT, "unknown path");
+    expect_error("GET", "/v1/action/reload_rootlist/", 404, ENOENT, "unknown path");
 
     /* too many paths */
     static char q[MGMT_MAX_QUERY];

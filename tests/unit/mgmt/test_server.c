@@ -32,6 +32,7 @@
 #include "cache/cache.h"
 #include "mgmt/mgmt.h"
 #include "mgmt/warmup.h"
+#include "p2p/p2p.h"
 #include "tests/unit/mgmt/promcheck.h"
 #include "util/buf.h"
 #include "util/histo.h"
@@ -44,6 +45,9 @@ struct fake_ops {
     int stats_rc, readdir_rc, meta_rc;
     atomic_int stats_calls, clear_stats, clear_readdir, clear_meta, metrics_calls;
     struct histo fuse_read;
+    int cluster_rc, reload_rc; /* what f_cluster / f_reload return */
+    const char *reload_msg;
+    atomic_int cluster_calls, reload_calls;
 };
 static struct fake_ops FO;
 
@@ -87,6 +91,77 @@ static void f_metrics(void *arg, struct buf *out)
     histo_write_prom(&f->fuse_read, "efc_fuse_read_duration_seconds", "FUSE reads.", out);
 }
 
+/* The id of member 4 holds what JSON must escape (a quote, a backslash, a control byte) and a
+ * byte that is not UTF-8 (sent as '?'). */
+#define ODD_ID    "we\"ird\\id\x01\xff"
+#define ODD_NAME  ODD_ID ":127.0.0.24:17980"
+#define HASH_OURS 0x0123456789abcdefull
+
+/* A cluster of five as node 2 sees it: node 1 up, itself, node 3 down (never answered), node 4
+ * (odd id) an agent that reports another rootlist, node 5 never contacted. */
+static int f_cluster(void *arg, struct p2p_cluster_info *ci)
+{
+    struct fake_ops *f = arg;
+    atomic_fetch_add(&f->cluster_calls, 1);
+    memset(ci, 0, sizeof(*ci));
+    if (f->cluster_rc)
+        return f->cluster_rc;
+    snprintf(ci->rootlist, sizeof(ci->rootlist), "/etc/efc/root list \"a\".txt");
+    snprintf(ci->self, sizeof(ci->self), "2:127.0.0.22:17980");
+    ci->role = 0;
+    ci->members = HASH_OURS;
+    ci->loaded_unix = 1765274000;
+    ci->nmembers = 5;
+    ci->mismatched = 1;
+    ci->auth = true;
+    ci->ninfo = 5;
+    ci->member = calloc(5, sizeof(*ci->member)); /* freed by the server, as p2p_get_cluster's */
+    assert_non_null(ci->member);
+    struct p2p_member_info *m = ci->member;
+    for (int i = 0; i < 5; i++) {
+        snprintf(m[i].id, sizeof(m[i].id), "%d", i + 1);
+        snprintf(m[i].address, sizeof(m[i].address), "127.0.0.2%d:17980", i + 1);
+        snprintf(m[i].name, sizeof(m[i].name), "%d:127.0.0.2%d:17980", i + 1, i + 1);
+        m[i].role = -1;
+        m[i].state = "unknown";
+    }
+    m[0].role = 0;
+    m[0].state = "up";
+    m[0].members = HASH_OURS;
+    m[0].latency_ms = 1.25;
+    m[0].requests = 120;
+    m[0].errors = 1;
+    m[0].bytes = 3u << 20;
+    snprintf(m[0].last_error, sizeof(m[0].last_error), "timeout after 2000 ms");
+    m[1].self = true;
+    m[1].role = 0;
+    m[1].state = "self";
+    m[1].members = HASH_OURS;
+    m[2].state = "down";
+    m[2].requests = 5;
+    m[2].errors = 5;
+    snprintf(m[2].last_error, sizeof(m[2].last_error),
+             "connect to 127.0.0.23:17980: Connection refused");
+    snprintf(m[3].id, sizeof(m[3].id), "%s", ODD_ID);
+    snprintf(m[3].name, sizeof(m[3].name), "%s", ODD_NAME);
+    m[3].role = 2;
+    m[3].state = "up";
+    m[3].members = 0xdeadbeefull;
+    m[3].mismatch = true;
+    m[3].latency_ms = 0.5;
+    m[3].requests = 7;
+    m[3].bytes = 7u << 20;
+    return 0;
+}
+
+static int f_reload(void *arg, char *msg, size_t len)
+{
+    struct fake_ops *f = arg;
+    atomic_fetch_add(&f->reload_calls, 1);
+    snprintf(msg, len, "%s", f->reload_msg ? f->reload_msg : "");
+    return f->reload_rc;
+}
+
 static const struct mgmt_ops OPS = {
     .arg = &FO,
     .cache_stats = f_stats,
@@ -94,6 +169,8 @@ static const struct mgmt_ops OPS = {
     .clear_readdir_cache = f_readdir,
     .clear_metadata_cache = f_meta,
     .metrics = f_metrics,
+    .cluster = f_cluster,
+    .reload_rootlist = f_reload,
 };
 
 static void fake_ops_reset(void)
@@ -446,12 +523,179 @@ static void test_actions(void **state)
     assert_int_equal(atomic_load(&FO.clear_stats), 0);
 }
 
+/* ---- the distributed cache ----------------------------------------------------------------- */
+
+static json_t *jget(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    if (v == NULL)
+        fail_msg("no '%s'", k);
+    return v;
+}
+
+static void test_cluster(void **state)
+{
+    static const char *const keys[] = {
+        "ErrorCode",       "ErrorMessage", "Location", "Rootlist",       "RootlistHash",
+        "LoadedTime",      "Self",         "Role",     "Authentication", "MemberCount",
+        "MismatchedPeers", "Members",      NULL};
+    static const char *const member_keys[] = {
+        "Name",   "Id",           "Address",         "Self",      "Role",
+        "State",  "RootlistHash", "RootlistMatches", "LatencyMs", "Requests",
+        "Errors", "Bytes",        "LastError",       NULL};
+    struct resp r;
+    get("/v1/cluster", &r);
+    assert_string_equal(r.ctype, "application/json");
+    json_t *res = result(&r, 0);
+    assert_int_equal(json_array_size(json_object_get(r.json, "Results")), 1);
+    assert_keys(res, keys);
+    assert_int_equal(jint(res, "ErrorCode"), 0);
+    assert_string_equal(jstr(res, "ErrorMessage"), "");
+    assert_string_equal(jstr(res, "Rootlist"), "/etc/efc/root list \"a\".txt");
+    assert_string_equal(jstr(res, "RootlistHash"), "0123456789abcdef");
+    assert_int_equal(jint(res, "LoadedTime"), 1765274000);
+    assert_string_equal(jstr(res, "Self"), "2:127.0.0.22:17980");
+    assert_string_equal(jstr(res, "Role"), "root+agent");
+    assert_true(json_is_true(jget(res, "Authentication")));
+    assert_int_equal(jint(res, "MemberCount"), 5);
+    assert_int_equal(jint(res, "MismatchedPeers"), 1);
+    json_t *members = jget(res, "Members");
+    assert_true(json_is_array(members));
+    assert_int_equal(json_array_size(members), 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_keys(json_array_get(members, i), member_keys);
+
+    /* a peer that answers */
+    json_t *m = json_array_get(members, 0);
+    assert_string_equal(jstr(m, "Name"), "1:127.0.0.21:17980");
+    assert_string_equal(jstr(m, "Id"), "1");
+    assert_string_equal(jstr(m, "Address"), "127.0.0.21:17980");
+    assert_true(json_is_false(jget(m, "Self")));
+    assert_string_equal(jstr(m, "Role"), "root+agent");
+    assert_string_equal(jstr(m, "State"), "up");
+    assert_string_equal(jstr(m, "RootlistHash"), "0123456789abcdef");
+    assert_true(json_is_true(jget(m, "RootlistMatches")));
+    assert_true(json_is_real(jget(m, "LatencyMs")));
+    assert_true(json_real_value(jget(m, "LatencyMs")) == 1.25);
+    assert_int_equal(jint(m, "Requests"), 120);
+    assert_int_equal(jint(m, "Errors"), 1);
+    assert_int_equal(jint(m, "Bytes"), 3 << 20);
+    assert_string_equal(jstr(m, "LastError"), "timeout after 2000 ms");
+    /* this node */
+    m = json_array_get(members, 1);
+    assert_true(json_is_true(jget(m, "Self")));
+    assert_string_equal(jstr(m, "State"), "self");
+    assert_string_equal(jstr(m, "RootlistHash"), "0123456789abcdef");
+    assert_true(json_is_true(jget(m, "RootlistMatches")));
+    assert_true(json_real_value(jget(m, "LatencyMs")) == 0.0);
+    assert_int_equal(jint(m, "Requests"), 0);
+    assert_string_equal(jstr(m, "LastError"), "");
+    /* down, never heard from: role unknown, no hash yet, which is not a mismatch */
+    m = json_array_get(members, 2);
+    assert_string_equal(jstr(m, "State"), "down");
+    assert_string_equal(jstr(m, "Role"), "unknown");
+    assert_string_equal(jstr(m, "RootlistHash"), "");
+    assert_true(json_is_true(jget(m, "RootlistMatches")));
+    assert_int_equal(jint(m, "Requests"), 5);
+    assert_int_equal(jint(m, "Errors"), 5);
+    assert_string_equal(jstr(m, "LastError"), "connect to 127.0.0.23:17980: Connection refused");
+    /* another rootlist; its name escaped in JSON, the byte that is not UTF-8 replaced */
+    m = json_array_get(members, 3);
+    assert_string_equal(jstr(m, "Name"), "we\"ird\\id\x01?:127.0.0.24:17980");
+    assert_string_equal(jstr(m, "Id"), "we\"ird\\id\x01?");
+    assert_string_equal(jstr(m, "Role"), "agent");
+    assert_string_equal(jstr(m, "State"), "up");
+    assert_string_equal(jstr(m, "RootlistHash"), "00000000deadbeef");
+    assert_true(json_is_false(jget(m, "RootlistMatches")));
+    assert_int_equal(jint(m, "Bytes"), 7 << 20);
+    assert_non_null(strstr(r.body.data, "\"Name\": \"we\\\"ird\\\\id\\u0001?:"));
+    /* listed, never contacted */
+    m = json_array_get(members, 4);
+    assert_string_equal(jstr(m, "State"), "unknown");
+    assert_string_equal(jstr(m, "Role"), "unknown");
+    resp_free(&r);
+    assert_int_equal(atomic_load(&FO.cluster_calls), 1);
+
+    /* HEAD: nothing changes, so it is allowed */
+    http_full("127.0.0.1", PORT, "HEAD", "/v1/cluster", NULL, &r);
+    assert_int_equal(r.cc, CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 0);
+    resp_free(&r);
+    http_full("127.0.0.1", PORT, "POST", "/v1/cluster", "", &r);
+    expect(&r, 405, EINVAL, "use GET or HEAD");
+    assert_non_null(strstr(r.allow, "GET, HEAD"));
+    resp_free(&r);
+
+    /* it takes no parameters: refused before the daemon is asked */
+    int calls = atomic_load(&FO.cluster_calls);
+    expect_get("/v1/cluster?verbose=1", 400, EINVAL,
+               "unknown parameter 'verbose': /v1/cluster takes no parameters");
+    expect_get("/v1/cluster?%zz", 400, EINVAL, "bad query");
+    assert_int_equal(atomic_load(&FO.cluster_calls), calls);
+
+    /* not distributed: 501; another failure: 500 */
+    FO.cluster_rc = -ENOENT;
+    expect_get("/v1/cluster", 501, ENOTSUP, "not in distributed mode");
+    FO.cluster_rc = -ENOMEM;
+    expect_get("/v1/cluster", 500, ENOMEM, "cannot read the cluster's state");
+    FO.cluster_rc = 0;
+}
+
+static void test_reload_rootlist(void **state)
+{
+    static const char *const keys[] = {"ErrorCode", "ErrorMessage", "Location", NULL};
+    const char *summary = "5 members, hash 0123456789abcdef, this node 2:127.0.0.22:17980";
+    struct resp r;
+    FO.reload_msg = summary;
+    get("/v1/action/reload_rootlist", &r);
+    json_t *res = result(&r, 0);
+    assert_int_equal(json_array_size(json_object_get(r.json, "Results")), 1);
+    assert_keys(res, keys);
+    assert_int_equal(jint(res, "ErrorCode"), 0);
+    assert_string_equal(jstr(res, "ErrorMessage"), summary);
+    resp_free(&r);
+    assert_int_equal(atomic_load(&FO.reload_calls), 1);
+
+    /* HEAD would re-read the rootlist: refused, as are parameters, with no call */
+    http_full("127.0.0.1", PORT, "HEAD", "/v1/action/reload_rootlist", NULL, &r);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.allow, "GET"));
+    assert_null(strstr(r.allow, "HEAD"));
+    resp_free(&r);
+    http_full("127.0.0.1", PORT, "GET", "/v1/action/reload_rootlist", "x=1", &r);
+    expect(&r, 413, E2BIG, "no body");
+    resp_free(&r);
+    expect_get("/v1/action/reload_rootlist?path=/etc/other", 400, EINVAL,
+               "unknown parameter 'path': /v1/action/reload_rootlist takes no parameters");
+    assert_int_equal(atomic_load(&FO.reload_calls), 1);
+
+    /* the reload failed: 500 with the callback's reason; with none, errno's words */
+    FO.reload_rc = -EACCES;
+    FO.reload_msg = "cannot open rootlist '/etc/efc/rootlist': Permission denied: the last "
+                    "membership is kept";
+    expect_get("/v1/action/reload_rootlist", 500, EACCES,
+               "reloading the rootlist failed: cannot open rootlist '/etc/efc/rootlist': "
+               "Permission denied: the last membership is kept");
+    FO.reload_msg = "";
+    FO.reload_rc = -EINVAL;
+    expect_get("/v1/action/reload_rootlist", 500, EINVAL,
+               "reloading the rootlist failed: Invalid argument");
+    /* not distributed */
+    FO.reload_rc = -ENOENT;
+    expect_get("/v1/action/reload_rootlist", 501, ENOTSUP, "not in distributed mode");
+    FO.reload_rc = 0;
+    assert_int_equal(atomic_load(&FO.reload_calls), 4);
+}
+
 /* ---- errors ---------------------------------------------------------------------------------- */
 
 static void test_http_errors(void **state)
 {
     struct resp r;
     expect_get("/v1/nothing", 404, ENOENT, "unknown path '/v1/nothing'");
+    /* the list of endpoints names every one */
+    expect_get("/v1/clusters", 404, ENOENT, "/v1/cluster, /v1/action/reload_rootlist and /metrics");
     expect_get("/", 404, ENOENT, "unknown path");
 
     http_full("127.0.0.1", PORT, "POST", "/v1/tier", "", &r);
@@ -1024,6 +1268,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_tier, start, stop),
         cmocka_unit_test_setup_teardown(test_actions, start, stop),
+        cmocka_unit_test_setup_teardown(test_cluster, start, stop),
+        cmocka_unit_test_setup_teardown(test_reload_rootlist, start, stop),
         cmocka_unit_test_setup_teardown(test_http_errors, start, stop),
         cmocka_unit_test_setup_teardown(test_raw_requests, start, stop),
         cmocka_unit_test_setup_teardown(test_warmup_load_stat, start, stop),
