@@ -596,28 +596,33 @@ void cli_task_progress(const struct cli_task *t, char *sizes, size_t sizeslen, c
     }
 }
 
-#define STAT_COLS 7
+/* A table of text cells, printed with each column as wide as its widest cell (the stat table,
+ * the cluster's members). */
+#define TABLE_MAX_COLS 12
 
 struct table {
-    char *(*rows)[STAT_COLS]; /* malloc'd cells */
+    int ncols;   /* at most TABLE_MAX_COLS */
+    char **cell; /* n rows of ncols malloc'd cells, row-major */
     size_t n, cap;
 };
 
-static int table_add(struct table *tb, const char *const cells[STAT_COLS])
+static int table_add(struct table *tb, const char *const *cells)
 {
+    size_t nc = (size_t)tb->ncols;
     if (tb->n == tb->cap) {
-        size_t nc = tb->cap ? tb->cap * 2 : 8;
-        void *nr = realloc(tb->rows, nc * sizeof(*tb->rows));
+        size_t ncap = tb->cap ? tb->cap * 2 : 8;
+        void *nr = realloc(tb->cell, ncap * nc * sizeof(*tb->cell));
         if (nr == NULL)
             return -ENOMEM;
-        tb->rows = nr;
-        tb->cap = nc;
+        tb->cell = nr;
+        tb->cap = ncap;
     }
-    for (int c = 0; c < STAT_COLS; c++) {
-        tb->rows[tb->n][c] = strdup(cells[c]);
-        if (tb->rows[tb->n][c] == NULL) {
+    char **row = tb->cell + tb->n * nc;
+    for (size_t c = 0; c < nc; c++) {
+        row[c] = strdup(cells[c]);
+        if (row[c] == NULL) {
             while (c-- > 0)
-                free(tb->rows[tb->n][c]);
+                free(row[c]);
             return -ENOMEM;
         }
     }
@@ -627,22 +632,23 @@ static int table_add(struct table *tb, const char *const cells[STAT_COLS])
 
 static void table_print(FILE *out, const struct table *tb)
 {
-    size_t w[STAT_COLS] = {0};
+    size_t w[TABLE_MAX_COLS] = {0}, nc = (size_t)tb->ncols;
     for (size_t r = 0; r < tb->n; r++)
-        for (int c = 0; c < STAT_COLS; c++) {
-            size_t cw = text_width(tb->rows[r][c]);
+        for (size_t c = 0; c < nc; c++) {
+            size_t cw = text_width(tb->cell[r * nc + c]);
             if (cw > w[c])
                 w[c] = cw;
         }
     for (size_t r = 0; r < tb->n; r++) {
+        char *const *row = tb->cell + r * nc;
         /* the last non-empty cell ends the line: no trailing blanks */
-        int last = STAT_COLS - 1;
-        while (last > 0 && tb->rows[r][last][0] == '\0')
+        size_t last = nc - 1;
+        while (last > 0 && row[last][0] == '\0')
             last--;
-        for (int c = 0; c <= last; c++) {
-            fputs(tb->rows[r][c], out);
+        for (size_t c = 0; c <= last; c++) {
+            fputs(row[c], out);
             if (c < last)
-                fprintf(out, "%*s", (int)(w[c] - text_width(tb->rows[r][c]) + 2), "");
+                fprintf(out, "%*s", (int)(w[c] - text_width(row[c]) + 2), "");
         }
         fputc('\n', out);
     }
@@ -650,11 +656,12 @@ static void table_print(FILE *out, const struct table *tb)
 
 static void table_free(struct table *tb)
 {
-    for (size_t r = 0; r < tb->n; r++)
-        for (int c = 0; c < STAT_COLS; c++)
-            free(tb->rows[r][c]);
-    free(tb->rows);
+    for (size_t i = 0; i < tb->n * (size_t)tb->ncols; i++)
+        free(tb->cell[i]);
+    free(tb->cell);
 }
+
+#define STAT_COLS 7
 
 static void format_time(uint64_t us, char *out, size_t outlen)
 {
@@ -670,7 +677,7 @@ int cli_print_stat(FILE *out, FILE *err_out, json_t *reply, const char *precedin
 {
     static const char *const head[STAT_COLS] = {
         "Path", "Status", "Completed / Total", "Progress", "Submit time", "Pattern", "Error"};
-    struct table tb = {0};
+    struct table tb = {.ncols = STAT_COLS};
     struct cli_task *t = malloc(sizeof(*t));
     char *notes = NULL;
     size_t notes_len = 0;
