@@ -750,3 +750,243 @@ out:
     table_free(&tb);
     return rc;
 }
+
+/* ---- /v1/cluster ---------------------------------------------------------------------------- */
+
+/* The optional fields of an answer: absent reads as "not said" (printed "-"), present with the
+ * wrong type refuses the whole answer. WHERE names the object in the message ("" for the result,
+ * "Members[2]." for a member). */
+static int opt_type_error(const char *where, const char *name, const char *what, char *err,
+                          size_t errlen)
+{
+    snprintf(err, errlen, "answer's '%s%s' is not %s", where, name, what);
+    return -EINVAL;
+}
+
+static int opt_str(json_t *o, const char *where, const char *name, char *out, size_t outlen,
+                   bool *have, char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, name);
+    out[0] = '\0';
+    *have = v != NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_string(v))
+        return opt_type_error(where, name, "a string", err, errlen);
+    cli_sanitize(json_string_value(v), out, outlen);
+    return 0;
+}
+
+static int opt_u64(json_t *o, const char *where, const char *name, uint64_t *out, bool *have,
+                   char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, name);
+    *out = 0;
+    *have = v != NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return opt_type_error(where, name, "a non-negative integer", err, errlen);
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+static int opt_bool(json_t *o, const char *where, const char *name, bool *out, bool *have,
+                    char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, name);
+    *out = false;
+    *have = v != NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_boolean(v))
+        return opt_type_error(where, name, "a boolean", err, errlen);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* A non-negative number, integer or not (jansson reads "2" as an integer, "2.0" as a real). */
+static int opt_number(json_t *o, const char *where, const char *name, double *out, bool *have,
+                      char *err, size_t errlen)
+{
+    json_t *v = json_object_get(o, name);
+    *out = 0;
+    *have = v != NULL;
+    if (v == NULL)
+        return 0;
+    if (!json_is_number(v) || !(json_number_value(v) >= 0))
+        return opt_type_error(where, name, "a non-negative number", err, errlen);
+    *out = json_number_value(v);
+    return 0;
+}
+
+static void format_secs(uint64_t s, char *out, size_t outlen)
+{
+    time_t t = (time_t)s;
+    struct tm tm;
+    if (s == 0 || s > (uint64_t)INT64_MAX / 2 || localtime_r(&t, &tm) == NULL ||
+        strftime(out, outlen, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(out, outlen, "-");
+}
+
+/* "0.25 ms", "12.5 ms", "3.1e+07 ms": two decimals where they matter, never a 300-digit cell. */
+static void format_ms(double ms, char *out, size_t outlen)
+{
+    if (ms < 10)
+        snprintf(out, outlen, "%.2f ms", ms);
+    else if (ms < 1e6)
+        snprintf(out, outlen, "%.1f ms", ms);
+    else
+        snprintf(out, outlen, "%.3g ms", ms);
+}
+
+#define CLUSTER_COLS 9
+
+/* The row of member I (M) in the table; OUR_HASH is the result's RootlistHash ("" if unsaid).
+ * Counts it in *MISMATCHED when its rootlist differs. */
+static int member_row(json_t *m, size_t i, const char *our_hash, struct table *tb,
+                      unsigned long *mismatched, char *err, size_t errlen)
+{
+    char where[48], name[CLI_MAX_FIELD], role[64], state[64], hash[64], last[CLI_MAX_FIELD];
+    char lat[48], req[24], errs[24], bytes[32], rl[96];
+    bool self, matches, h_self, h_matches, h_lat, h_req, h_errs, h_bytes, h;
+    uint64_t nreq, nerr, nbytes;
+    double ms;
+
+    snprintf(where, sizeof(where), "Members[%zu].", i);
+    if (!json_is_object(m)) {
+        snprintf(err, errlen, "answer's 'Members[%zu]' is not an object", i);
+        return -EINVAL;
+    }
+    if (opt_str(m, where, "Name", name, sizeof(name), &h, err, errlen) ||
+        opt_str(m, where, "Role", role, sizeof(role), &h, err, errlen) ||
+        opt_str(m, where, "State", state, sizeof(state), &h, err, errlen) ||
+        opt_str(m, where, "RootlistHash", hash, sizeof(hash), &h, err, errlen) ||
+        opt_str(m, where, "LastError", last, sizeof(last), &h, err, errlen) ||
+        opt_bool(m, where, "Self", &self, &h_self, err, errlen) ||
+        opt_bool(m, where, "RootlistMatches", &matches, &h_matches, err, errlen) ||
+        opt_number(m, where, "LatencyMs", &ms, &h_lat, err, errlen) ||
+        opt_u64(m, where, "Requests", &nreq, &h_req, err, errlen) ||
+        opt_u64(m, where, "Errors", &nerr, &h_errs, err, errlen) ||
+        opt_u64(m, where, "Bytes", &nbytes, &h_bytes, err, errlen))
+        return -EINVAL;
+    self = self || strcmp(state, "self") == 0;
+
+    /* this node's own counters would be zeros that look like an idle peer: "-" */
+    snprintf(lat, sizeof(lat), "-");
+    snprintf(req, sizeof(req), "-");
+    snprintf(errs, sizeof(errs), "-");
+    snprintf(bytes, sizeof(bytes), "-");
+    if (!self) {
+        if (h_lat && ms > 0) /* 0: no answer yet */
+            format_ms(ms, lat, sizeof(lat));
+        if (h_req)
+            snprintf(req, sizeof(req), "%" PRIu64, nreq);
+        if (h_errs)
+            snprintf(errs, sizeof(errs), "%" PRIu64, nerr);
+        if (h_bytes)
+            cli_human_size(nbytes, bytes, sizeof(bytes));
+    }
+    /* Whether it uses our rootlist: the daemon says so; an older answer without the flag is
+       judged by the hashes. A peer not heard from yet has no hash and is no mismatch. */
+    if (!h_matches)
+        matches = hash[0] == '\0' || our_hash[0] == '\0' || strcmp(hash, our_hash) == 0;
+    if (!matches) {
+        snprintf(rl, sizeof(rl), "differs%s%s%s", hash[0] ? " (" : "", hash, hash[0] ? ")" : "");
+        (*mismatched)++;
+    } else {
+        snprintf(rl, sizeof(rl), "%s", hash[0] || self ? "same" : "-");
+    }
+    const char *cells[CLUSTER_COLS] = {name[0] ? name : "-",
+                                       role[0] ? role : "-",
+                                       state[0] ? state : "-",
+                                       lat,
+                                       req,
+                                       errs,
+                                       bytes,
+                                       rl,
+                                       last};
+    if (table_add(tb, cells) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int cli_print_cluster(FILE *out, json_t *reply, char *err, size_t errlen)
+{
+    static const char *const head[CLUSTER_COLS] = {"Name",    "Role",     "State",
+                                                   "Latency", "Requests", "Errors",
+                                                   "Bytes",   "Rootlist", "Last error"};
+    char rootlist[CLI_MAX_FIELD], hash[64], self[CLI_MAX_FIELD], role[64], loaded[32];
+    bool auth, h_rootlist, h_hash, h_self, h_role, h_auth, h_loaded, h_count, h_mism;
+    uint64_t loaded_s, count, mism;
+    unsigned long mismatched = 0;
+    struct table tb = {.ncols = CLUSTER_COLS};
+    json_t *src = json_array_get(json_object_get(reply, "Results"), 0), *members, *m;
+    size_t i, shown = 0;
+    int rc;
+
+    /* the seed's shape puts everything in Results[0]; accept it at the top level too, as
+       cli_print_tier does */
+    if (!json_is_object(src) || json_object_get(src, "Members") == NULL)
+        src = reply;
+    members = json_object_get(src, "Members");
+    if (!json_is_array(members)) {
+        snprintf(err, errlen, "answer has no array 'Members'");
+        return -EINVAL;
+    }
+    if (opt_str(src, "", "Rootlist", rootlist, sizeof(rootlist), &h_rootlist, err, errlen) ||
+        opt_str(src, "", "RootlistHash", hash, sizeof(hash), &h_hash, err, errlen) ||
+        opt_str(src, "", "Self", self, sizeof(self), &h_self, err, errlen) ||
+        opt_str(src, "", "Role", role, sizeof(role), &h_role, err, errlen) ||
+        opt_bool(src, "", "Authentication", &auth, &h_auth, err, errlen) ||
+        opt_u64(src, "", "LoadedTime", &loaded_s, &h_loaded, err, errlen) ||
+        opt_u64(src, "", "MemberCount", &count, &h_count, err, errlen) ||
+        opt_u64(src, "", "MismatchedPeers", &mism, &h_mism, err, errlen))
+        return -EINVAL;
+
+    if (table_add(&tb, head) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    json_array_foreach(members, i, m)
+    {
+        if (shown == CLI_MAX_MEMBERS)
+            break;
+        rc = member_row(m, i, hash, &tb, &mismatched, err, errlen);
+        if (rc) {
+            table_free(&tb);
+            return rc;
+        }
+        shown++;
+    }
+    /* the daemon lists at most a few thousand members but counts them all */
+    if (!h_count || count < json_array_size(members))
+        count = json_array_size(members);
+    if (!h_mism)
+        mism = mismatched;
+
+    format_secs(h_loaded ? loaded_s : 0, loaded, sizeof(loaded));
+    fprintf(out, "%-15s %s\n", "rootlist", rootlist[0] ? rootlist : "-");
+    fprintf(out, "%-15s %s\n", "hash", hash[0] ? hash : "-");
+    fprintf(out, "%-15s %s\n", "loaded", loaded);
+    fprintf(out, "%-15s %s\n", "self",
+            self[0]  ? self
+            : h_self ? "none (this node is not in the rootlist)"
+                     : "-");
+    fprintf(out, "%-15s %s\n", "role", role[0] ? role : "-");
+    fprintf(out, "%-15s %s\n", "authentication", !h_auth ? "-" : auth ? "on" : "off");
+    fprintf(out, "%-15s %" PRIu64 "\n", "members", count);
+    fprintf(out, "%-15s %" PRIu64 "%s\n", "mismatched", mism,
+            mism ? " (see the Rootlist column)" : "");
+    fputc('\n', out);
+    if (shown == 0)
+        fprintf(out, "no members\n");
+    else
+        table_print(out, &tb);
+    if (count > shown)
+        fprintf(out, "... and %" PRIu64 " more members not shown\n", count - shown);
+    table_free(&tb);
+    return 0;
+}

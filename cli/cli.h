@@ -8,8 +8,9 @@
  * tests and fuzz targets drive it; main.c holds the command line, libcurl and the terminal.
  *
  * Limits: mountinfo up to CLI_MAX_MOUNTINFO bytes, a state file up to CLI_MAX_STATE, an answer
- * up to CLI_MAX_BODY; strings taken from an answer are cut at CLI_MAX_FIELD bytes and have their
- * control characters replaced before they reach a terminal.
+ * up to CLI_MAX_BODY, CLI_MAX_TASKS warm-up tasks, CLI_MAX_MEMBERS cluster members; strings taken
+ * from an answer are cut at CLI_MAX_FIELD bytes and have their control characters replaced before
+ * they reach a terminal.
  */
 #ifndef EFC_CLI_CLI_H
 #define EFC_CLI_CLI_H
@@ -123,5 +124,16 @@ int cli_print_stat(FILE *out, FILE *err_out, json_t *reply, const char *precedin
 /* "12.9 GiB / 100.0 GiB" and "12.9%" for a task. */
 void cli_task_progress(const struct cli_task *t, char *sizes, size_t sizeslen, char *pct,
                        size_t pctlen);
+
+/* The answer of /v1/cluster (mgmt/mgmt.h), from Results[0] or the top level, as plain text: a
+ * block of "name value" lines (rootlist, hash, loaded, self, role, authentication, members,
+ * mismatched), a blank line, then a table with one member a line: Name, Role, State, Latency,
+ * Requests, Errors, Bytes, Rootlist ("same", "differs (<its hash>)", "-" before the peer said),
+ * Last error. What the answer does not say is printed "-"; this node's own counters too. At most
+ * CLI_MAX_MEMBERS members are shown, then a line says how many more there are. Returns 0, or
+ * -EINVAL with a reason in ERR when there is no Members array or a field has the wrong type,
+ * -ENOMEM; nothing is printed then. */
+#define CLI_MAX_MEMBERS 4096
+int cli_print_cluster(FILE *out, json_t *reply, char *err, size_t errlen);
 
 #endif

@@ -2,7 +2,8 @@
 /* tests/fuzz/fuzz_cli_reply.c - the CLI's reading of management API answers (cli_reply_parse)
  * and every printer fed with what it accepts. The input is an answer's body. Whatever the daemon
  * (or whatever answers on its port) sends, the text printed must hold no control character but
- * the newline: a key name could otherwise drive the user's terminal. */
+ * the newline: a key name could otherwise drive the user's terminal. The cluster printer also
+ * prints nothing when it refuses an answer. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cli_print_results(f, f, reply, "load");
     cli_print_results(f, f, reply, "cancel");
     cli_print_stat(f, f, reply, "86400", err, sizeof(err));
+    long before = ftell(f);
+    err[0] = '\0';
+    if (cli_print_cluster(f, reply, err, sizeof(err)) != 0 && (ftell(f) != before || !err[0]))
+        abort(); /* a refused answer prints nothing, and says why */
     fclose(f);
     check_text(text, len);
     free(text);

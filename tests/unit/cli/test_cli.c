@@ -415,6 +415,265 @@ static void test_task_progress(void **state)
     assert_string_equal(pct, "100.0%");
 }
 
+/* ---- /v1/cluster -------------------------------------------------------------------------- */
+
+/* What mgmt/api.c answers for a cluster of four seen from node 2 (keys in its order). */
+static const char cluster_answer[] =
+    "{\"ErrorCode\": 0, \"ErrorMessage\": \"Request processed\", \"Results\": [{"
+    "\"ErrorCode\": 0, \"ErrorMessage\": \"\", \"Location\": \"127.0.0.1:17871\", "
+    "\"Rootlist\": \"/etc/efc/rootlist\", \"RootlistHash\": \"0123456789abcdef\", "
+    "\"LoadedTime\": 1765274000, \"Self\": \"2:127.0.0.22:17980\", \"Role\": \"root+agent\", "
+    "\"Authentication\": true, \"MemberCount\": 4, \"MismatchedPeers\": 1, \"Members\": ["
+    "{\"Name\": \"1:127.0.0.21:17980\", \"Id\": \"1\", \"Address\": \"127.0.0.21:17980\", "
+    "\"Self\": false, \"Role\": \"root+agent\", \"State\": \"up\", "
+    "\"RootlistHash\": \"0123456789abcdef\", \"RootlistMatches\": true, \"LatencyMs\": 1.25, "
+    "\"Requests\": 120, \"Errors\": 1, \"Bytes\": 3145728, \"LastError\": \"timeout\"},"
+    "{\"Name\": \"2:127.0.0.22:17980\", \"Id\": \"2\", \"Address\": \"127.0.0.22:17980\", "
+    "\"Self\": true, \"Role\": \"root+agent\", \"State\": \"self\", "
+    "\"RootlistHash\": \"0123456789abcdef\", \"RootlistMatches\": true, \"LatencyMs\": 0.0, "
+    "\"Requests\": 0, \"Errors\": 0, \"Bytes\": 0, \"LastError\": \"\"},"
+    "{\"Name\": \"3:127.0.0.23:17980\", \"Id\": \"3\", \"Address\": \"127.0.0.23:17980\", "
+    "\"Self\": false, \"Role\": \"unknown\", \"State\": \"down\", \"RootlistHash\": \"\", "
+    "\"RootlistMatches\": true, \"LatencyMs\": 0.0, \"Requests\": 5, \"Errors\": 5, "
+    "\"Bytes\": 0, \"LastError\": \"connect: Connection refused\"},"
+    "{\"Name\": \"4:127.0.0.24:17980\", \"Id\": \"4\", \"Address\": \"127.0.0.24:17980\", "
+    "\"Self\": false, \"Role\": \"agent\", \"State\": \"up\", "
+    "\"RootlistHash\": \"00000000deadbeef\", \"RootlistMatches\": false, \"LatencyMs\": 250, "
+    "\"Requests\": 7, \"Errors\": 0, \"Bytes\": 7340032, \"LastError\": \"\"}]}]}";
+
+static void test_print_cluster(void **state)
+{
+    struct capture c;
+    char err[256];
+    json_t *j = parse_ok(cluster_answer);
+
+    setenv("TZ", "UTC", 1);
+    tzset();
+    cap_open(&c);
+    assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), 0);
+    assert_string_equal(
+        cap_text(&c), "rootlist        /etc/efc/rootlist\n"
+                      "hash            0123456789abcdef\n"
+                      "loaded          2025-12-09 09:53:20\n"
+                      "self            2:127.0.0.22:17980\n"
+                      "role            root+agent\n"
+                      "authentication  on\n"
+                      "members         4\n"
+                      "mismatched      1 (see the Rootlist column)\n"
+                      "\n"
+                      "Name                Role        State  Latency   Requests  Errors  Bytes    "
+                      "Rootlist                    Last error\n"
+                      "1:127.0.0.21:17980  root+agent  up     1.25 ms   120       1       3.0 MiB  "
+                      "same                        timeout\n"
+                      "2:127.0.0.22:17980  root+agent  self   -         -         -       -        "
+                      "same\n"
+                      "3:127.0.0.23:17980  unknown     down   -         5         5       0 B      "
+                      "-                           connect: Connection refused\n"
+                      "4:127.0.0.24:17980  agent       up     250.0 ms  7         0       7.0 MiB  "
+                      "differs (00000000deadbeef)\n");
+    cap_close(&c);
+    json_decref(j);
+}
+
+/* An answer of one result around MEMBERS (a JSON array, or anything for the wrong-type cases)
+ * and the result's other fields EXTRA (", \"Key\": value..." or ""). */
+static json_t *cluster_with(const char *extra, const char *members)
+{
+    char text[8192];
+    snprintf(text, sizeof(text), "{\"ErrorCode\": 0, \"Results\": [{\"ErrorCode\": 0%s%s%s}]}",
+             extra, members ? ", \"Members\": " : "", members ? members : "");
+    return parse_ok(text);
+}
+
+static void test_print_cluster_missing_fields(void **state)
+{
+    struct capture c;
+    char err[256];
+
+    /* a member with nothing said: every cell "-", the result's fields too */
+    json_t *j = cluster_with("", "[{}]");
+    cap_open(&c);
+    assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), 0);
+    assert_string_equal(cap_text(&c),
+                        "rootlist        -\n"
+                        "hash            -\n"
+                        "loaded          -\n"
+                        "self            -\n"
+                        "role            -\n"
+                        "authentication  -\n"
+                        "members         1\n"
+                        "mismatched      0\n"
+                        "\n"
+                        "Name  Role  State  Latency  Requests  Errors  Bytes  Rootlist  "
+                        "Last error\n"
+                        "-     -     -      -        -         -       -      -\n");
+    cap_close(&c);
+    json_decref(j);
+
+    /* no members; this node not listed; authentication off */
+    j = cluster_with(", \"Self\": \"\", \"Authentication\": false, \"MemberCount\": 0", "[]");
+    cap_open(&c);
+    assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), 0);
+    assert_non_null(
+        strstr(cap_text(&c), "self            none (this node is not in the rootlist)\n"));
+    assert_non_null(strstr(cap_text(&c), "authentication  off\n"));
+    assert_non_null(strstr(cap_text(&c), "members         0\nmismatched      0\n\nno members\n"));
+    cap_close(&c);
+    json_decref(j);
+
+    /* an answer without RootlistMatches (an older daemon): judged by the hashes, and counted
+       as mismatched when MismatchedPeers is absent; the daemon listed 2 of 5000 members;
+       integer and huge latencies */
+    j = cluster_with(", \"RootlistHash\": \"aaaa\", \"MemberCount\": 5000",
+                     "[{\"Name\": \"p\", \"RootlistHash\": \"bbbb\", \"LatencyMs\": 3}, "
+                     "{\"Name\": \"q\", \"RootlistHash\": \"aaaa\", \"LatencyMs\": 2e7}]");
+    cap_open(&c);
+    assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), 0);
+    assert_non_null(strstr(cap_text(&c), "members         5000\n"));
+    assert_non_null(strstr(cap_text(&c), "mismatched      1 (see the Rootlist column)\n"));
+    assert_non_null(strstr(cap_text(&c), "p     -     -      3.00 ms   -         -       -      "
+                                         "differs (bbbb)\n"));
+    assert_non_null(strstr(cap_text(&c), "q     -     -      2e+07 ms  -         -       -      "
+                                         "same\n"));
+    assert_non_null(strstr(cap_text(&c), "\n... and 4998 more members not shown\n"));
+    cap_close(&c);
+    json_decref(j);
+
+    /* the fields at the top level, as cli_print_tier accepts its counters */
+    j = parse_ok("{\"ErrorCode\": 0, \"Role\": \"agent\", \"Members\": []}");
+    cap_open(&c);
+    assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), 0);
+    assert_non_null(strstr(cap_text(&c), "role            agent\n"));
+    cap_close(&c);
+    json_decref(j);
+}
+
+static void test_print_cluster_wrong_types(void **state)
+{
+    static const struct {
+        const char *extra, *members, *err;
+    } bad[] = {
+        {"", NULL, "no array 'Members'"},
+        {"", "{}", "no array 'Members'"},
+        {"", "null", "no array 'Members'"},
+        {", \"Rootlist\": [\"/etc/efc/rootlist\"]", "[]", "'Rootlist' is not a string"},
+        {", \"RootlistHash\": 81985529216486895", "[]", "'RootlistHash' is not a string"},
+        {", \"Self\": null", "[]", "'Self' is not a string"},
+        {", \"Role\": 0", "[]", "'Role' is not a string"},
+        {", \"Authentication\": \"on\"", "[]", "'Authentication' is not a boolean"},
+        {", \"LoadedTime\": 1.5", "[]", "'LoadedTime' is not a non-negative integer"},
+        {", \"MemberCount\": -1", "[]", "'MemberCount' is not a non-negative integer"},
+        {", \"MismatchedPeers\": \"1\"", "[]", "'MismatchedPeers' is not a non-negative"},
+        {"", "[1]", "'Members[0]' is not an object"},
+        {"", "[{}, {\"Requests\": \"7\"}]", "'Members[1].Requests' is not a non-negative integer"},
+        {"", "[{\"Errors\": -2}]", "'Members[0].Errors' is not a non-negative integer"},
+        {"", "[{\"Bytes\": 1e3}]", "'Members[0].Bytes' is not a non-negative integer"},
+        {"", "[{\"LatencyMs\": \"fast\"}]", "'Members[0].LatencyMs' is not a non-negative number"},
+        {"", "[{\"LatencyMs\": -0.5}]", "'Members[0].LatencyMs' is not a non-negative number"},
+        {"", "[{\"Name\": 5}]", "'Members[0].Name' is not a string"},
+        {"", "[{\"State\": {}}]", "'Members[0].State' is not a string"},
+        {"", "[{\"Self\": 1}]", "'Members[0].Self' is not a boolean"},
+        {"", "[{\"RootlistMatches\": \"true\"}]", "'Members[0].RootlistMatches' is not a boolean"},
+        {"", "[{\"LastError\": false}]", "'Members[0].LastError' is not a string"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct capture c;
+        char err[256] = "";
+        json_t *j = cluster_with(bad[i].extra, bad[i].members);
+        cap_open(&c);
+        assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), -EINVAL);
+        if (strstr(err, bad[i].err) == NULL)
+            fail_msg("case %zu: '%s' does not say '%s'", i, err, bad[i].err);
+        if (strcmp(cap_text(&c), "") != 0)
+            fail_msg("case %zu: printed '%s'", i, cap_text(&c));
+        cap_close(&c);
+        json_decref(j);
+    }
+}
+
+static void test_print_cluster_hostile_strings(void **state)
+{
+    struct capture c;
+    char err[256];
+
+    /* terminal escapes (C0, DEL, C1) in every string the daemon sends become '?' */
+    json_t *j = cluster_with(", \"Rootlist\": \"/etc/\\u001b[2Jrl\", \"Self\": \"a\\nb\", "
+                             "\"Role\": \"x\\u0007\", \"RootlistHash\": \"h\\u007f\"",
+                             "[{\"Name\": \"evil\\u009b31mname\\\"q\\\\\", \"Role\": \"\\r\", "
+                             "\"State\": \"up\\u0001\", \"RootlistHash\": \"h\\u007f\", "
+                             "\"LastError\": \"line1\\nline2\\t\\u001b]0;title\\u0007\"}]");
+    cap_open(&c);
+    assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), 0);
+    const char *t = cap_text(&c);
+    for (const char *p = t; *p; p++)
+        if (((unsigned char)*p < 0x20 && *p != '\n') || *p == 0x7f ||
+            ((unsigned char)p[0] == 0xc2 && (unsigned char)p[1] >= 0x80 &&
+             (unsigned char)p[1] <= 0x9f))
+            fail_msg("control byte 0x%02x at %zu in '%s'", (unsigned char)*p, (size_t)(p - t), t);
+    assert_non_null(strstr(t, "rootlist        /etc/?[2Jrl\n"));
+    assert_non_null(strstr(t, "self            a?b\n"));
+    assert_non_null(strstr(t, "role            x?\n"));
+    assert_non_null(strstr(t, "evil?31mname\"q\\  ?     up?  "));
+    assert_non_null(strstr(t, "line1?line2??]0;title?\n"));
+    assert_int_equal(strcmp(strrchr(t, '\n') - 1, "?\n"), 0);
+    cap_close(&c);
+    json_decref(j);
+
+    /* strings are cut at CLI_MAX_FIELD bytes, never inside a UTF-8 sequence */
+    size_t n = 3 * CLI_MAX_FIELD;
+    char *big = malloc(n * 2 + 256), *name = malloc(n + 1);
+    assert_non_null(big);
+    assert_non_null(name);
+    memset(name, 'n', n);
+    name[n] = '\0';
+    name[CLI_MAX_FIELD - 2] = '\xc3'; /* an e-acute straddling the cut */
+    name[CLI_MAX_FIELD - 1] = '\xa9';
+    snprintf(big, n * 2 + 256,
+             "{\"ErrorCode\": 0, \"Results\": [{\"Rootlist\": \"%s\", \"Members\": [{\"Name\": "
+             "\"%s\"}]}]}",
+             name, name);
+    j = parse_ok(big);
+    cap_open(&c);
+    assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), 0);
+    t = cap_text(&c);
+    const char *line = strstr(t, "rootlist        ");
+    assert_non_null(line);
+    /* 16 columns of label, then CLI_MAX_FIELD - 2 bytes of 'n' (the e-acute did not fit) */
+    assert_int_equal(strchr(line, '\n') - line, 16 + CLI_MAX_FIELD - 2);
+    const char *row = strstr(t, "\nnnnn");
+    assert_non_null(row);
+    assert_int_equal(strspn(row + 1, "n"), CLI_MAX_FIELD - 2);
+    assert_int_equal(row[1 + CLI_MAX_FIELD - 2], ' ');
+    cap_close(&c);
+    json_decref(j);
+    free(big);
+    free(name);
+
+    /* past CLI_MAX_MEMBERS members, the rest is counted, not shown */
+    size_t many = CLI_MAX_MEMBERS + 4;
+    json_t *members = json_array();
+    for (size_t i = 0; i < many; i++) {
+        char nm[32];
+        snprintf(nm, sizeof(nm), "%zu:10.0.%zu.%zu:17980", i, i / 256, i % 256);
+        json_array_append_new(members, json_pack("{s:s, s:s}", "Name", nm, "State", "up"));
+    }
+    j = json_pack("{s:i, s:[{s:o}]}", "ErrorCode", 0, "Results", "Members", members);
+    assert_non_null(j);
+    cap_open(&c);
+    assert_int_equal(cli_print_cluster(c.f, j, err, sizeof(err)), 0);
+    t = cap_text(&c);
+    size_t lines = 0;
+    for (const char *p = t; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 9 + 1 + CLI_MAX_MEMBERS + 1);
+    assert_non_null(strstr(t, "members         4100\n"));
+    assert_non_null(strstr(t, "\n4095:10.0.15.255:17980 "));
+    assert_null(strstr(t, "\n4096:"));
+    assert_non_null(strstr(t, "\n... and 4 more members not shown\n"));
+    cap_close(&c);
+    json_decref(j);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +691,10 @@ int main(void)
         cmocka_unit_test(test_print_results),
         cmocka_unit_test(test_print_stat),
         cmocka_unit_test(test_task_progress),
+        cmocka_unit_test(test_print_cluster),
+        cmocka_unit_test(test_print_cluster_missing_fields),
+        cmocka_unit_test(test_print_cluster_wrong_types),
+        cmocka_unit_test(test_print_cluster_hostile_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
