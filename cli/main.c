@@ -101,8 +101,14 @@ static void usage(void)
         "        cancel the running warm-up tasks of P (finished tasks cannot be canceled)\n"
         "  -r tier [-c]\n"
         "        print the ten tier_* cache counters, one 'name value' a line; -c resets them\n"
-        "  -r action -k clear_readdir_cache|clear_metadata_cache\n"
-        "        drop the cached directory listings / file metadata\n"
+        "  -r cluster\n"
+        "        show the distributed cache as this node sees it: its rootlist (path, hash, when\n"
+        "        loaded), this node's name and role, whether peers authenticate, then one line a\n"
+        "        member: role, state, latency, requests, errors, bytes, whether it uses the same\n"
+        "        rootlist, its last error\n"
+        "  -r action -k clear_readdir_cache|clear_metadata_cache|reload_rootlist\n"
+        "        drop the cached directory listings / file metadata; re-read the rootlist now\n"
+        "        (it is re-read every 5 s anyway) and print the membership it holds\n"
         "\n"
         "Options:\n"
         "  -m MOUNTPOINT         the efc mount point\n"
@@ -112,15 +118,17 @@ static void usage(void)
         "  --pattern RE          warm-up only files whose name matches this regular expression\n"
         "  --preceding_time S    warmup/stat: tasks submitted in the last S seconds (0: all)\n"
         "  -c                    with -r tier: reset the counters\n"
-        "  -k ACTION             with -r action: clear_readdir_cache or clear_metadata_cache\n"
+        "  -k ACTION             with -r action: clear_readdir_cache, clear_metadata_cache or\n"
+        "                        reload_rootlist\n"
         "  --json                print the daemon's JSON answer instead of text\n"
         "  --no-wait             warmup/load: return at once, without the progress display\n"
         "  -h, --help            print this help\n"
         "  --version             print the version\n"
         "\n"
         "Exit status: 0 success; 1 the daemon answered an error (warmup/stat: also a path with\n"
-        "no task; warmup/load on a terminal: a task failed or was canceled); 2 a usage error;\n"
-        "3 the mount's management API cannot be found or reached.\n"
+        "no task; warmup/load on a terminal: a task failed or was canceled; cluster and\n"
+        "reload_rootlist: the mount is not distributed); 2 a usage error; 3 the mount's\n"
+        "management API cannot be found or reached.\n"
         "\n"
         "Environment: EFC_STATE_DIR, the daemons' state files (default /run/efc);\n"
         "EFC_CLI_MOUNTINFO, a test hook: a file read instead of /proc/self/mountinfo.\n");
@@ -206,14 +214,16 @@ static void parse_args(int argc, char **argv, struct args *a)
         die_usage("-m: the mount point is empty");
     if (a->request == NULL)
         die_usage("-r REQUEST is required (warmup/load, warmup/stat, warmup/cancel, tier, "
-                  "action)");
+                  "cluster, action)");
 
     bool warmup = strncmp(a->request, "warmup/", 7) == 0;
     if (warmup && strcmp(a->request + 7, "load") && strcmp(a->request + 7, "stat") &&
         strcmp(a->request + 7, "cancel"))
         die_usage("unknown request '%s' (warmup/load, warmup/stat, warmup/cancel)", a->request);
-    if (!warmup && strcmp(a->request, "tier") && strcmp(a->request, "action"))
-        die_usage("unknown request '%s' (warmup/load, warmup/stat, warmup/cancel, tier, action)",
+    if (!warmup && strcmp(a->request, "tier") && strcmp(a->request, "cluster") &&
+        strcmp(a->request, "action"))
+        die_usage("unknown request '%s' (warmup/load, warmup/stat, warmup/cancel, tier, cluster, "
+                  "action)",
                   a->request);
     if (warmup && a->path == NULL)
         die_usage("-r %s needs --path (\"\" for the mount's root)", a->request);
@@ -232,9 +242,13 @@ static void parse_args(int argc, char **argv, struct args *a)
         die_usage("-c applies to -r tier only");
     if (strcmp(a->request, "action") == 0) {
         if (a->action == NULL)
-            die_usage("-r action needs -k clear_readdir_cache or -k clear_metadata_cache");
-        if (strcmp(a->action, "clear_readdir_cache") && strcmp(a->action, "clear_metadata_cache"))
-            die_usage("unknown action '%s' (clear_readdir_cache, clear_metadata_cache)", a->action);
+            die_usage("-r action needs -k clear_readdir_cache, -k clear_metadata_cache or -k "
+                      "reload_rootlist");
+        if (strcmp(a->action, "clear_readdir_cache") && strcmp(a->action, "clear_metadata_cache") &&
+            strcmp(a->action, "reload_rootlist"))
+            die_usage("unknown action '%s' (clear_readdir_cache, clear_metadata_cache, "
+                      "reload_rootlist)",
+                      a->action);
     } else if (a->action) {
         die_usage("-k applies to -r action only");
     }
@@ -847,9 +861,34 @@ static int do_tier(struct target *t, const struct args *a)
     return rc;
 }
 
+static int do_cluster(struct target *t, const struct args *a)
+{
+    char err[256];
+    json_t *reply;
+    int rc;
+
+    if (request(t, "/v1/cluster", NULL, &reply) != REQ_OK)
+        return CLI_EXIT_CONNECT;
+    if (a->json) {
+        rc = print_json(reply);
+    } else if (cli_reply_failed(reply)) {
+        /* not distributed (501, ENOTSUP) lands here: the daemon's message says so */
+        report_failure(reply, "show the cluster");
+        rc = CLI_EXIT_SERVER;
+    } else if (cli_print_cluster(stdout, reply, err, sizeof(err)) != 0) {
+        fail("unexpected answer from %s:%u/v1/cluster: %s", t->host, t->port, err);
+        rc = CLI_EXIT_CONNECT;
+    } else {
+        rc = CLI_EXIT_OK;
+    }
+    json_decref(reply);
+    return rc;
+}
+
 static int do_action(struct target *t, const struct args *a)
 {
-    char endpoint[64];
+    bool reload = strcmp(a->action, "reload_rootlist") == 0;
+    char endpoint[64], msg[CLI_MAX_FIELD];
     json_t *reply;
     int rc;
 
@@ -859,8 +898,15 @@ static int do_action(struct target *t, const struct args *a)
     if (a->json) {
         rc = print_json(reply);
     } else if (cli_reply_failed(reply)) {
-        report_failure(reply, a->action);
+        report_failure(reply, reload ? "reload the rootlist" : a->action);
         rc = CLI_EXIT_SERVER;
+    } else if (reload) {
+        /* the daemon sums up the membership it now holds in the result's message */
+        cli_sanitize(json_string_value(json_object_get(
+                         json_array_get(json_object_get(reply, "Results"), 0), "ErrorMessage")),
+                     msg, sizeof(msg));
+        printf("reloaded the rootlist%s%s\n", msg[0] ? ": " : "", msg);
+        rc = CLI_EXIT_OK;
     } else {
         printf("cleared the %s cache\n",
                strcmp(a->action, "clear_readdir_cache") == 0 ? "readdir" : "metadata");
@@ -910,6 +956,8 @@ int main(int argc, char **argv)
         rc = do_warmup(t, &a);
     else if (strcmp(a.request, "tier") == 0)
         rc = do_tier(t, &a);
+    else if (strcmp(a.request, "cluster") == 0)
+        rc = do_cluster(t, &a);
     else
         rc = do_action(t, &a);
 

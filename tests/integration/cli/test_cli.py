@@ -47,6 +47,32 @@ def envelope(results, code=0, message="Request processed"):
     return {"ErrorCode": code, "ErrorMessage": message, "Results": results}
 
 
+def member(name, state, role="root+agent", rootlist_hash="0123456789abcdef", matches=True,
+           latency=0.0, requests=0, errors=0, nbytes=0, last_error="", self=False):
+    """A member of /v1/cluster, keys in mgmt/api.c's order."""
+    node_id, _, address = name.partition(":")
+    return {"Name": name, "Id": node_id, "Address": address, "Self": self, "Role": role,
+            "State": state, "RootlistHash": rootlist_hash, "RootlistMatches": matches,
+            "LatencyMs": latency, "Requests": requests, "Errors": errors, "Bytes": nbytes,
+            "LastError": last_error}
+
+
+def cluster_result(location, members, **over):
+    r = {"ErrorCode": 0, "ErrorMessage": "", "Location": location, "Rootlist": "/etc/efc/rootlist",
+         "RootlistHash": "0123456789abcdef", "LoadedTime": 1765274000,
+         "Self": "2:127.0.0.22:17980", "Role": "root+agent", "Authentication": True,
+         "MemberCount": len(members),
+         "MismatchedPeers": sum(1 for m in members if not m["RootlistMatches"]), "Members": members}
+    r.update(over)
+    return r
+
+
+# What the daemon answers on a mount that is not distributed (mgmt/api.c).
+NOT_DISTRIBUTED = (501, envelope([], 95, "this mount is not in distributed mode "
+                                 "(g_tier_DadiIsDistributed with a cache capacity, or "
+                                 "g_tier_DadiRootClientType=2)"))
+
+
 class FakeServer:
     """A management API on 127.0.0.1: ROUTES maps a path to fn(query) -> (status, body)."""
 
@@ -177,6 +203,19 @@ class CliTest(unittest.TestCase):
             "/v1/tier/clear": lambda q: ok,
             "/v1/action/clear_readdir_cache": lambda q: ok,
             "/v1/action/clear_metadata_cache": lambda q: ok,
+            "/v1/cluster": lambda q: (200, envelope([cluster_result(loc, [
+                member("1:127.0.0.21:17980", "up", latency=1.25, requests=120, errors=1,
+                       nbytes=3 << 20, last_error="timeout after 2000 ms"),
+                member("2:127.0.0.22:17980", "self", self=True),
+                member("3:127.0.0.23:17980", "down", role="unknown", rootlist_hash="",
+                       requests=5, errors=5,
+                       last_error="connect to 127.0.0.23:17980: Connection refused"),
+                member("4:127.0.0.24:17980", "up", role="agent", rootlist_hash="00000000deadbeef",
+                       matches=False, latency=0.5, requests=7, nbytes=7 << 20),
+            ])])),
+            "/v1/action/reload_rootlist": lambda q: (200, envelope([{
+                "ErrorCode": 0, "Location": loc,
+                "ErrorMessage": "4 members, hash 0123456789abcdef, this node 2:127.0.0.22:17980"}])),
         })
 
     def env(self, **extra):
@@ -205,7 +244,8 @@ class CliTest(unittest.TestCase):
             self.assertEqual(rc, 0, err)
             for word in ("-m MOUNTPOINT", "-r warmup/load", "warmup/stat", "warmup/cancel",
                          "--path", "--pattern", "--preceding_time", "-r tier", "-c",
-                         "clear_readdir_cache", "clear_metadata_cache", "Exit status"):
+                         "clear_readdir_cache", "clear_metadata_cache", "-r cluster",
+                         "reload_rootlist", "Exit status"):
                 self.assertIn(word, out)
         rc, out, err = self.cli("--version")
         self.assertEqual(rc, 0)
@@ -218,6 +258,7 @@ class CliTest(unittest.TestCase):
             (["-m", self.mnt], "-r REQUEST is required"),
             (["-m", self.mnt, "-r", "warmup/bogus", "--path", "a"], "unknown request"),
             (["-m", self.mnt, "-r", "bogus"], "unknown request 'bogus'"),
+            (["-m", self.mnt, "-r", "clusters"], "tier, cluster, action)"),
             (["-m", self.mnt, "-r", "warmup/load"], "needs --path"),
             (["-m", self.mnt, "-r", "tier", "--path", "a"], "--path applies"),
             (["-m", self.mnt, "-r", "warmup/stat", "--path", "a", "--pattern", "x"], "--pattern applies"),
@@ -225,7 +266,13 @@ class CliTest(unittest.TestCase):
             (["-m", self.mnt, "-r", "warmup/stat", "--path", "a", "--preceding_time", "5s"], "not a number"),
             (["-m", self.mnt, "-r", "warmup/stat", "--path", "a", "-c"], "-c applies"),
             (["-m", self.mnt, "-r", "action"], "needs -k"),
-            (["-m", self.mnt, "-r", "action", "-k", "drop_everything"], "unknown action"),
+            (["-m", self.mnt, "-r", "action", "-k", "drop_everything"],
+             "unknown action 'drop_everything' (clear_readdir_cache, clear_metadata_cache, "
+             "reload_rootlist)"),
+            (["-m", self.mnt, "-r", "action"], "or -k reload_rootlist"),
+            (["-m", self.mnt, "-r", "cluster", "-k", "reload_rootlist"], "-k applies"),
+            (["-m", self.mnt, "-r", "cluster", "-c"], "-c applies"),
+            (["-m", self.mnt, "-r", "cluster", "--path", "a"], "--path applies"),
             (["-m", self.mnt, "-r", "tier", "-k", "clear_readdir_cache"], "-k applies"),
             (["-m", self.mnt, "-r", "tier", "extra"], "unexpected argument 'extra'"),
             (["-m", self.mnt, "-r", "tier", "--bogus"], "unknown option '--bogus'"),
@@ -282,6 +329,131 @@ class CliTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertEqual(out, "")
         self.assertIn("cannot clear_metadata_cache: metadata cache is disabled", err)
+
+    # ---- the distributed cache
+
+    def test_cluster(self):
+        rc, out, err = self.m("-r", "cluster")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(err, "")
+        self.assertEqual(self.server.paths(), ["/v1/cluster"])
+        self.assertEqual(self.server.queries("/v1/cluster")[0][1], "")  # no parameters
+        lines = out.splitlines()
+        self.assertEqual(lines[:9], [
+            "rootlist        /etc/efc/rootlist",
+            "hash            0123456789abcdef",
+            "loaded          2025-12-09 09:53:20",  # TZ=UTC
+            "self            2:127.0.0.22:17980",
+            "role            root+agent",
+            "authentication  on",
+            "members         4",
+            "mismatched      1 (see the Rootlist column)",
+            "",
+        ])
+        header = lines[9]
+        for col in ("Name", "Role", "State", "Latency", "Requests", "Errors", "Bytes", "Rootlist",
+                    "Last error"):
+            self.assertIn(col, header)
+        rows = {l.split()[0]: l for l in lines[10:]}
+        self.assertEqual(len(lines), 14)
+        self.assertEqual(rows["1:127.0.0.21:17980"].split()[1:9],
+                         ["root+agent", "up", "1.25", "ms", "120", "1", "3.0", "MiB"])
+        self.assertTrue(rows["1:127.0.0.21:17980"].endswith("same                        "
+                                                            "timeout after 2000 ms"))
+        self.assertEqual(rows["2:127.0.0.22:17980"].split()[1:],
+                         ["root+agent", "self", "-", "-", "-", "-", "same"])
+        self.assertEqual(rows["3:127.0.0.23:17980"].split()[1:8],
+                         ["unknown", "down", "-", "5", "5", "0", "B"])
+        self.assertTrue(rows["3:127.0.0.23:17980"].endswith(
+            "-                           connect to 127.0.0.23:17980: Connection refused"))
+        self.assertEqual(rows["4:127.0.0.24:17980"].split()[1:],
+                         ["agent", "up", "0.50", "ms", "7", "0", "7.0", "MiB", "differs",
+                          "(00000000deadbeef)"])
+        # the columns line up: each row's State starts where the header's does
+        col = header.index("State")
+        for l in lines[10:]:
+            self.assertEqual(l[col - 2:col], "  ")
+            self.assertNotEqual(l[col], " ")
+
+    def test_cluster_json(self):
+        rc, out, err = self.m("-r", "cluster", "--json")
+        self.assertEqual(rc, 0, err)
+        j = json.loads(out)
+        self.assertEqual(j["Results"][0]["MemberCount"], 4)
+        self.assertEqual(list(j["Results"][0])[:4], ["ErrorCode", "ErrorMessage", "Location",
+                                                     "Rootlist"])  # the daemon's order kept
+
+    def test_cluster_not_distributed(self):
+        self.server.routes["/v1/cluster"] = lambda q: NOT_DISTRIBUTED
+        rc, out, err = self.m("-r", "cluster")
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, "")
+        self.assertEqual(err, "aliyun-alinas-efc-cli: cannot show the cluster: this mount is not in "
+                              "distributed mode (g_tier_DadiIsDistributed with a cache capacity, or "
+                              "g_tier_DadiRootClientType=2)\n")
+        rc, out, err = self.m("-r", "cluster", "--json")
+        self.assertEqual(rc, 1)
+        self.assertEqual(json.loads(out)["ErrorCode"], 95)
+
+    def test_cluster_older_daemon(self):
+        # a daemon without /v1/cluster answers 404 with ErrorCode ENOENT: said, not a crash
+        self.server.routes["/v1/cluster"] = lambda q: (404, envelope(
+            [], 2, "unknown path '/v1/cluster': the endpoints are /v1/warmup/load, /v1/tier"))
+        rc, out, err = self.m("-r", "cluster")
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, "")
+        self.assertIn("cannot show the cluster: unknown path '/v1/cluster'", err)
+        self.assertEqual(len(err.splitlines()), 1)
+
+    def test_cluster_malformed_and_hostile(self):
+        loc = self.server.location
+        self.server.routes["/v1/cluster"] = lambda q: (200, envelope([cluster_result(loc, [
+            member("1:127.0.0.21:17980", "up", requests="many")])]))
+        rc, out, err = self.m("-r", "cluster")
+        self.assertEqual(rc, 3)
+        self.assertEqual(out, "")
+        self.assertIn("unexpected answer from 127.0.0.1:%d/v1/cluster: answer's "
+                      "'Members[0].Requests' is not a non-negative integer" % self.server.port, err)
+        self.server.routes["/v1/cluster"] = lambda q: (200, envelope([{"ErrorCode": 0}]))
+        rc, out, err = self.m("-r", "cluster")
+        self.assertEqual(rc, 3)
+        self.assertIn("answer has no array 'Members'", err)
+        self.server.routes["/v1/cluster"] = lambda q: (200, envelope([cluster_result(loc, [
+            member("evil\x1b[2J\u009b:127.0.0.21:17980", "up\x07",
+                   last_error="line\nbreak\x1b]0;title\x07")], Rootlist="/etc/\x1b[31mrl")]))
+        rc, out, err = self.m("-r", "cluster")
+        self.assertEqual(rc, 0, err)
+        for bad in ("\x1b", "\x07", "\u009b"):
+            self.assertNotIn(bad, out)
+        self.assertIn("rootlist        /etc/?[31mrl\n", out)
+        self.assertIn("evil?[2J?:127.0.0.21:17980", out)
+        self.assertIn("line?break?]0;title?\n", out)
+
+    def test_reload_rootlist(self):
+        rc, out, err = self.m("-r", "action", "-k", "reload_rootlist")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out, "reloaded the rootlist: 4 members, hash 0123456789abcdef, this node "
+                              "2:127.0.0.22:17980\n")
+        self.assertEqual(self.server.paths(), ["/v1/action/reload_rootlist"])
+        self.assertEqual(self.server.queries("/v1/action/reload_rootlist")[0][1], "")
+
+    def test_reload_rootlist_not_distributed_and_failed(self):
+        self.server.routes["/v1/action/reload_rootlist"] = lambda q: (
+            501, envelope([], 95, "this mount is not in distributed mode: it has no rootlist"))
+        rc, out, err = self.m("-r", "action", "-k", "reload_rootlist")
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, "")
+        self.assertEqual(err, "aliyun-alinas-efc-cli: cannot reload the rootlist: this mount is not "
+                              "in distributed mode: it has no rootlist\n")
+        self.server.routes["/v1/action/reload_rootlist"] = lambda q: (500, envelope(
+            [], 13, "reloading the rootlist failed: cannot open rootlist '/etc/efc/rootlist': "
+                    "Permission denied: the last membership is kept"))
+        rc, out, err = self.m("-r", "action", "-k", "reload_rootlist")
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, "")
+        self.assertEqual(len(err.splitlines()), 1)
+        self.assertIn("cannot reload the rootlist: reloading the rootlist failed: cannot open "
+                      "rootlist '/etc/efc/rootlist': Permission denied", err)
 
     # ---- warm-up
 
