@@ -137,9 +137,8 @@ for i in 1 2 3; do
   echo "demo: node $i: aliyun-alinas-efc-cli -m ${nodes[$((i-1))]} -r tier"
   aliyun-alinas-efc-cli -m "${nodes[$((i-1))]}" -r tier | grep -E 'tier_read |tier_read_hit |tier_read_miss |tier_direct_read |tier_root_read_source_bytes'
 done
-echo "demo: the cluster as node 1 sees it (curl http://127.0.0.1:${ports[0]}/v1/cluster):"
-curl -s "http://127.0.0.1:${ports[0]}/v1/cluster" |
-  jq -r '.Results[0] | "rootlist \(.Rootlist) hash \(.RootlistHash), this node \(.Self)", (.Members[] | "  \(.Name)  \(.State)  requests \(.Requests)  bytes \(.Bytes)")'
+echo "demo: the cluster as node 1 sees it: aliyun-alinas-efc-cli -m ${nodes[0]} -r cluster"
+aliyun-alinas-efc-cli -m "${nodes[0]}" -r cluster
 cleanup_nodes
 echo "demo: the object client alone, without FUSE (build/release/bench/efc-ossget):"
 build/release/bench/efc-ossget --endpoint "http://127.0.0.1:$port" --bucket demo \

@@ -216,6 +216,13 @@ class Cluster(EfcTestCase):
         finish_reader(self, start_reader([nodes[1].path(f) for f in MODEL]),
                       [nodes[1].path(f) for f in MODEL])
         self.assertEqual(self.origin_gets(MODEL)[0], 0)
+        # the CLI shows the same
+        r = subprocess.run([CLI, "-m", nodes[0].mnt, "-r", "cluster"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("members         3", r.stdout)
+        for m in nodes:
+            self.assertIn("%d:%s:%d" % (m.node + 1, efctest.node_ip(m.node), port), r.stdout)
         # the metrics of the P2P layer are there
         mt = efctest.metrics(nodes[0].port)
         self.assertIn("efc_p2p_members", mt)
