@@ -83,15 +83,31 @@ static int by_name(const void *a, const void *b)
     return strcmp(((const struct p2p_node *)a)->name, ((const struct p2p_node *)b)->name);
 }
 
-/* Whether A and B name the same address (the same ip:port, however written). */
-static int same_addr(const struct p2p_node *a, const struct p2p_node *b)
+/* Duplicates are looked up in two hash tables of the nodes kept so far, by id and by address,
+ * rather than by comparing each line with every node before it: the file is parsed again on
+ * every reload (every 5 s), and P2P_MAX_NODES lines compared pairwise took seconds. A slot holds
+ * a node's index + 1 (0: empty); the tables have twice as many slots as the text has lines (up
+ * to the most nodes kept), so kept nodes fill at most half of them. */
+#define ADDR_KEY 19
+
+static size_t dup_slots(const char *text, size_t len)
 {
-    unsigned char x[16], y[16];
-    if (a->family != b->family || a->port != b->port)
-        return 0;
-    inet_pton(a->family, a->ip, x);
-    inet_pton(b->family, b->ip, y);
-    return memcmp(x, y, a->family == AF_INET ? 4 : 16) == 0;
+    size_t lines = 1, slots = 16;
+    for (const char *q = text; len && (q = memchr(q, '\n', (size_t)(text + len - q))) != NULL; q++)
+        lines++;
+    while (slots < 2 * lines && slots < 2 * P2P_MAX_NODES)
+        slots *= 2;
+    return slots;
+}
+
+/* ND's ip:port as bytes that are equal however the address is written: family, port, IP. */
+static void addr_key(const struct p2p_node *nd, uint8_t key[ADDR_KEY])
+{
+    memset(key, 0, ADDR_KEY);
+    key[0] = nd->family == AF_INET6;
+    key[1] = (uint8_t)(nd->port >> 8);
+    key[2] = (uint8_t)nd->port;
+    inet_pton(nd->family, nd->ip, key + 3);
 }
 
 int p2p_rootlist_parse(const char *text, size_t len, struct p2p_rootlist *out,
@@ -102,6 +118,15 @@ int p2p_rootlist_parse(const char *text, size_t len, struct p2p_rootlist *out,
         return -E2BIG;
     unsigned cap = 0, line = 0;
     char why[160];
+    int rc = 0;
+    uint8_t(*akeys)[ADDR_KEY] = NULL; /* of out->nodes[i], in the order they were kept */
+    const size_t mask = dup_slots(text, len) - 1;
+    unsigned *by_id = calloc(mask + 1, sizeof(*by_id));
+    unsigned *by_addr = calloc(mask + 1, sizeof(*by_addr));
+    if (by_id == NULL || by_addr == NULL) {
+        rc = -ENOMEM;
+        goto done;
+    }
     for (size_t pos = 0; pos < len;) {
         const char *s = text + pos;
         const char *nl = memchr(s, '\n', len - pos);
@@ -140,22 +165,34 @@ int p2p_rootlist_parse(const char *text, size_t len, struct p2p_rootlist *out,
             continue;
         }
         nd.line = line;
+        uint8_t key[ADDR_KEY];
+        addr_key(&nd, key);
+        /* the earliest kept node with the id or the address (the id when it has both); the
+         * probes end on the empty slots where this node goes if it is kept */
+        size_t is = XXH3_64bits(nd.id, strlen(nd.id)) & mask;
+        size_t as = XXH3_64bits(key, ADDR_KEY) & mask;
+        unsigned first = 0;
         const char *dup = NULL;
-        for (unsigned i = 0; i < out->n && !dup; i++) {
-            if (strcmp(out->nodes[i].id, nd.id) == 0)
+        for (; by_id[is]; is = (is + 1) & mask) {
+            if (strcmp(out->nodes[by_id[is] - 1].id, nd.id) == 0) {
+                first = by_id[is];
                 dup = "id";
-            else if (same_addr(&out->nodes[i], &nd))
-                dup = "address";
+                break;
+            }
+        }
+        for (; by_addr[as]; as = (as + 1) & mask) {
+            if (memcmp(akeys[by_addr[as] - 1], key, ADDR_KEY) == 0) {
+                if (dup == NULL || by_addr[as] < first) {
+                    first = by_addr[as];
+                    dup = "address";
+                }
+                break;
+            }
         }
         if (dup) {
             if (warn) {
-                for (unsigned i = 0; i < out->n; i++) {
-                    if (strcmp(out->nodes[i].id, nd.id) == 0 || same_addr(&out->nodes[i], &nd)) {
-                        snprintf(why, sizeof(why), "'%s': its %s is already on line %u", nd.name,
-                                 dup, out->nodes[i].line);
-                        break;
-                    }
-                }
+                snprintf(why, sizeof(why), "'%s': its %s is already on line %u", nd.name, dup,
+                         out->nodes[first - 1].line);
                 warn(arg, line, why);
             }
             continue;
@@ -169,13 +206,29 @@ int p2p_rootlist_parse(const char *text, size_t len, struct p2p_rootlist *out,
             unsigned ncap = cap ? 2 * cap : 16;
             struct p2p_node *nn = realloc(out->nodes, ncap * sizeof(*nn));
             if (nn == NULL) {
-                p2p_rootlist_release(out);
-                return -ENOMEM;
+                rc = -ENOMEM;
+                goto done;
             }
             out->nodes = nn;
+            uint8_t(*nk)[ADDR_KEY] = realloc(akeys, ncap * sizeof(*nk));
+            if (nk == NULL) {
+                rc = -ENOMEM;
+                goto done;
+            }
+            akeys = nk;
             cap = ncap;
         }
+        memcpy(akeys[out->n], key, ADDR_KEY);
         out->nodes[out->n++] = nd;
+        by_id[is] = by_addr[as] = out->n;
+    }
+done:
+    free(akeys);
+    free(by_id);
+    free(by_addr);
+    if (rc) {
+        p2p_rootlist_release(out);
+        return rc;
     }
     if (out->n == 0)
         return 0;

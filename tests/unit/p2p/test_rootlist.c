@@ -311,21 +311,28 @@ static void test_limits(void **state)
     assert_int_equal(rl.nodes[1].line, 3);
     p2p_rootlist_release(&rl);
 
-    /* P2P_MAX_NODES entries are kept; the rest are reported and skipped */
-    size_t cap = (P2P_MAX_NODES + 2) * 32;
+    /* P2P_MAX_NODES entries are kept; the rest are reported and skipped, a duplicate as one.
+     * All on one port, as a real cluster is: each address differs only in its IP. */
+    size_t cap = (P2P_MAX_NODES + 4) * 32;
     char *big = malloc(cap);
     assert_non_null(big);
     o = 0;
     for (unsigned i = 0; i < P2P_MAX_NODES + 2; i++)
-        o += (size_t)snprintf(big + o, cap - o, "n%05u:10.0.%u.%u:%u\n", i, i >> 8, i & 255, i + 1);
+        o += (size_t)snprintf(big + o, cap - o, "n%05u:10.0.%u.%u:7000\n", i, i >> 8, i & 255);
+    o += (size_t)snprintf(big + o, cap - o, "n00005:10.9.9.9:7000\nz:10.0.0.5:7000\n");
     memset(&w, 0, sizeof(w));
     assert_int_equal(p2p_rootlist_parse(big, o, &rl, warn_cb, &w), 0);
-    const char *const want_max[] = {"16385: more than 16384 nodes", "16386: more than 16384 nodes"};
-    warns_are(&w, want_max, 2);
+    const char *const want_max[] = {
+        "16385: more than 16384 nodes",
+        "16386: more than 16384 nodes",
+        "16387: 'n00005:10.9.9.9:7000': its id is already on line 6",
+        "16388: 'z:10.0.0.5:7000': its address is already on line 6",
+    };
+    warns_are(&w, want_max, 4);
     assert_int_equal(rl.n, P2P_MAX_NODES);
     for (unsigned i = 0; i < P2P_MAX_NODES; i++) {
         char name[64];
-        snprintf(name, sizeof(name), "n%05u:10.0.%u.%u:%u", i, i >> 8, i & 255, i + 1);
+        snprintf(name, sizeof(name), "n%05u:10.0.%u.%u:7000", i, i >> 8, i & 255);
         assert_string_equal(rl.nodes[i].name, name);
         assert_int_equal(rl.nodes[i].line, i + 1);
     }
