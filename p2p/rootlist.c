@@ -14,6 +14,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "util/le.h"
+
 static int id_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -256,5 +258,10 @@ void p2p_rootlist_release(struct p2p_rootlist *rl)
 
 uint64_t p2p_score(uint64_t seed, const uint64_t id[2])
 {
-    return XXH3_64bits_withSeed(id, 2 * sizeof(uint64_t), seed);
+    /* the identity's bytes in a fixed order, as cache_block_id makes it from its own: nodes of
+     * either byte order must agree on every owner */
+    uint8_t b[16];
+    le_put64(b, id[0]);
+    le_put64(b + 8, id[1]);
+    return XXH3_64bits_withSeed(b, sizeof(b), seed);
 }

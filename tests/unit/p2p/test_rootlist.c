@@ -476,10 +476,15 @@ static unsigned index_of(const struct p2p_rootlist *rl, const char *name)
 
 static void test_score(void **state)
 {
-    /* the score is XXH3-64 of the identity's 16 bytes, seeded with the node's seed: every node
-     * must compute the very same function, whatever its build */
+    /* the score is XXH3-64 of the identity's 16 bytes, little-endian, seeded with the node's
+     * seed: every node must compute the very same function, whatever its build or byte order */
     const uint64_t id[2] = {0x0123456789abcdefull, 0xfedcba9876543210ull};
-    assert_int_equal(p2p_score(42, id), XXH3_64bits_withSeed(id, 16, 42));
+    const uint8_t le[16] = {0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01,
+                            0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe};
+    assert_int_equal(p2p_score(42, id), XXH3_64bits_withSeed(le, 16, 42));
+    /* and the values themselves: a change would split a cluster of old and new nodes */
+    assert_int_equal(p2p_score(42, id), 0x41ffc43dd086b0ceull);
+    assert_int_equal(p2p_score(0, (const uint64_t[2]){0, 0}), 0xd0a66a65c7528968ull);
     assert_int_equal(p2p_score(42, id), p2p_score(42, id));
     assert_int_not_equal(p2p_score(42, id), p2p_score(43, id));
     const uint64_t id2[2] = {id[0], id[1] ^ 1};
