@@ -567,6 +567,16 @@ def probe(op, path, timeout=30):
 # ---------------------------------------------------------------- the management port
 
 
+def mgmt_get_host(host, port, path, timeout=15):
+    """GET PATH from the management port PORT on HOST: (HTTP status, body bytes)."""
+    url = "http://%s:%d%s" % (host, port, path)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 def mgmt_get(port, path, timeout=15):
     """GET PATH from the management port PORT on 127.0.0.1: (HTTP status, body bytes). Raises
     OSError (URLError) when nothing answers there."""

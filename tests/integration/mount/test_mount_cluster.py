@@ -11,6 +11,7 @@ counters and /v1/cluster. Options that cannot work fail the mount with one line.
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -171,6 +172,20 @@ class Cluster(EfcTestCase):
 
     def metric(self, m, name):
         return efctest.metrics(m.port).get(name, 0)
+
+    def relayed_pair(self, mode):
+        """Node 0, and node 1 as node 0 knows it: by the address of a Relay (127.0.0.24) in MODE
+        in front of node 1's own (node 1's rootlist names itself). Returns (node 0, the relay)."""
+        port = efctest.free_cluster_port(4)
+        rl0 = self.h.rootlist(port, [0], name="rootlist0")
+        with open(rl0, "a") as f:
+            f.write("2:%s:%d\n" % (efctest.node_ip(3), port))
+        rl1 = self.h.rootlist(port, [0, 1], name="rootlist1")
+        a = self.h.node(self.emu, 0, rl0, port)
+        self.h.node(self.emu, 1, rl1, port)
+        relay = Relay(efctest.node_ip(3), port, efctest.node_ip(1), mode)
+        self.addCleanup(relay.stop)
+        return a, relay
 
     # -------------------------------------------------------------------------- the cluster
 
@@ -343,16 +358,7 @@ class Cluster(EfcTestCase):
         """A peer whose pages arrive damaged (a relay flips a byte of each DATA frame): every
         damaged block is caught by its CRC, counted, and read from the origin instead; no
         damaged byte reaches the reader or the cache."""
-        port = efctest.free_cluster_port(4)
-        # node 0 knows node 1 by the relay's address (127.0.0.24); node 1 knows itself
-        rl0 = self.h.rootlist(port, [0], name="rootlist0")
-        with open(rl0, "a") as f:
-            f.write("2:%s:%d\n" % (efctest.node_ip(3), port))
-        rl1 = self.h.rootlist(port, [0, 1], name="rootlist1")
-        a = self.h.node(self.emu, 0, rl0, port)
-        self.h.node(self.emu, 1, rl1, port)
-        relay = Relay(efctest.node_ip(3), port, efctest.node_ip(1), "corrupt")
-        self.addCleanup(relay.stop)
+        a, relay = self.relayed_pair("corrupt")
         efctest.drop_caches()
         finish_reader(self, start_reader([a.path("big/a.bin")]), [a.path("big/a.bin")])
         self.assertGreater(relay.flipped, 0, "nothing went through the relay")
@@ -368,15 +374,7 @@ class Cluster(EfcTestCase):
         """A peer that accepts GETs and never answers: each waits its deadline (derived from the
         peer's latency, not 30 s), the block comes from the origin, the peer goes into back-off;
         the read ends, every byte right."""
-        port = efctest.free_cluster_port(4)
-        rl0 = self.h.rootlist(port, [0], name="rootlist0")
-        with open(rl0, "a") as f:
-            f.write("2:%s:%d\n" % (efctest.node_ip(3), port))
-        rl1 = self.h.rootlist(port, [0, 1], name="rootlist1")
-        a = self.h.node(self.emu, 0, rl0, port)
-        self.h.node(self.emu, 1, rl1, port)
-        relay = Relay(efctest.node_ip(3), port, efctest.node_ip(1), "stall")
-        self.addCleanup(relay.stop)
+        a, relay = self.relayed_pair("stall")
         efctest.drop_caches()
         t0 = time.monotonic()
         finish_reader(self, start_reader([a.path("big/a.bin")]), [a.path("big/a.bin")])
@@ -490,6 +488,112 @@ class Cluster(EfcTestCase):
         m = self.h.mount(self.emu)
         self.assertEqual(efctest.read_bytes(m.path("models/config.json")),
                          FILES["models/config.json"])
+
+
+class ClusterNetns(EfcTestCase):
+    """Two nodes with a real network between them: node 1 in a network namespace of its own,
+    joined to the host by a veth pair the test creates and removes. Its link is cut while node 0
+    reads (no reset, no refusal: packets just stop) and restored afterwards."""
+
+    def setUp(self):
+        super().setUp()
+        if shutil.which("ip") is None or shutil.which("nsenter") is None:
+            self.fail("ip (iproute2) and nsenter (util-linux) are needed; scripts/setup.sh "
+                      "installs them")
+        n = 10 + os.getpid() % 200
+        self.ns = "efct%d" % os.getpid()
+        self.veth = "efcv%d" % (os.getpid() % 100000)
+        self.host_ip, self.ns_ip = "10.201.%d.1" % n, "10.201.%d.2" % n
+        self.run_ip("netns", "add", self.ns)
+        self.addCleanup(self.run_ip, "netns", "del", self.ns, check=False)
+        self.run_ip("link", "add", self.veth, "type", "veth", "peer", "name", self.veth + "n")
+        self.addCleanup(self.run_ip, "link", "del", self.veth, check=False)
+        self.run_ip("link", "set", self.veth + "n", "netns", self.ns)
+        self.run_ip("addr", "add", self.host_ip + "/24", "dev", self.veth)
+        self.run_ip("link", "set", self.veth, "up")
+        self.run_ip("-n", self.ns, "addr", "add", self.ns_ip + "/24", "dev", self.veth + "n")
+        self.run_ip("-n", self.ns, "link", "set", self.veth + "n", "up")
+        self.run_ip("-n", self.ns, "link", "set", "lo", "up")
+
+    def run_ip(self, *args, check=True):
+        r = subprocess.run(["ip"] + list(args), capture_output=True, text=True, timeout=30)
+        if check and r.returncode != 0:
+            raise AssertionError("ip %s: %s" % (" ".join(args), r.stderr.strip()))
+
+    def test_link_cut_mid_read(self):
+        src = self.h.dir("src")
+        # big/a.bin read across the cut; fresh/* read one after another once the link is back,
+        # each uncached, until node 1 has served one (its back-off runs up to 30 s)
+        fresh = {"fresh/f%d.bin" % i: pattern(8 * MIB + i, 100 + i) for i in range(12)}
+        efctest.write_tree(src, dict(fresh, **{"big/a.bin": FILES["big/a.bin"]}))
+        # the origin on the host's end of the link, so both nodes reach it
+        emu = self.h.ossemu(src, args=["--host", self.host_ip])
+        emu.endpoint = "http://%s:%d" % (self.host_ip, emu.port)
+        with socket.socket() as probe:  # a port free on the host's end (the namespace is new)
+            probe.bind((self.host_ip, 0))
+            port = probe.getsockname()[1]
+        rl = os.path.join(self.h.tmp, "rootlist")
+        with open(rl, "w") as f:
+            f.write("1:%s:%d\n2:%s:%d\n" % (self.host_ip, port, self.ns_ip, port))
+        common = ["g_tier_EnableClusterCache=true", "g_tier_DadiAddr=" + rl,
+                  "g_tier_DadiP2PPort=%d" % port, "g_tier_DadiMemCacheCapacityMB=64",
+                  "g_tier_DadiDiskCacheCapacityMB=256"]
+        a = self.h.mount(emu, mnt=self.h.dir("node0"), log=True, mgmt=True, extra=common + [
+            "g_tier_DadiP2PIP=" + self.host_ip, "g_tier_DadiDiskCachePath=" + self.h.cache_dir()])
+        # node 1: its daemon in the namespace (its mount in the host's mount namespace)
+        mnt1 = self.h.dir("node1")
+        mport = efctest.free_port()
+        opts = efctest.base_options(emu, self.h.passwd(), None, common + [
+            "g_tier_DadiP2PIP=" + self.ns_ip, "g_tier_DadiDiskCachePath=" + self.h.cache_dir("c1"),
+            "g_server_Port=%d" % mport, "g_server_BindAddr=" + self.ns_ip,
+            "g_log_File=" + os.path.join(self.h.tmp, "node1.log")])
+        self.addCleanup(efctest.unmount, efctest.canon(mnt1))
+        r = subprocess.run(["nsenter", "--net=/var/run/netns/" + self.ns, "mount", "-t",
+                            "alinas", "-o", ",".join(opts), efctest.source_string(), mnt1],
+                           capture_output=True, text=True, timeout=efctest.MOUNT_TIMEOUT,
+                           env=efctest.mount_env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        b = efctest.Mount(mnt1, r, efctest.source_string(), None, None)
+        self.h.mounts.append(b)
+
+        def b_metric(name):
+            status, body = efctest.mgmt_get_host(self.ns_ip, mport, "/metrics")
+            for line in body.decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.rsplit(" ", 1)[1])
+            return 0
+
+        emu.faults({"bw_per_conn": 20000000})  # slow enough to cut mid-read
+        efctest.drop_caches()
+        paths = [a.path("big/a.bin")]
+        proc = start_reader(paths)
+        efctest.wait_for(lambda: b_metric('efc_p2p_served_blocks_total{result="miss"}') > 0,
+                         efctest.WAIT_TIMEOUT, "node 1 serving node 0")
+        self.run_ip("link", "set", self.veth, "down")  # packets stop: no reset, no refusal
+        t0 = time.monotonic()
+        finish_reader(self, proc, paths)
+        efctest.log("link cut mid-read: the rest took %.1f s" % (time.monotonic() - t0))
+        mt = efctest.metrics(a.port)
+        self.assertGreater(mt['efc_p2p_errors_total{kind="timeout"}']
+                           + mt['efc_p2p_errors_total{kind="reset"}'], 0)
+        self.assertGreater(mt['efc_p2p_blocks_total{from="fallback"}'], 0)
+        # the link back: once its back-off is over, node 1 serves node 0 again
+        self.run_ip("link", "set", self.veth, "up")
+        emu.faults({})
+        served = b_metric("efc_p2p_served_requests_total")
+        names = sorted(fresh)
+
+        def read_next():
+            if not names:
+                return False
+            f = names.pop(0)
+            p = a.path(f)
+            proc = subprocess.run([sys.executable, "-c", efctest.SHA_READER, p],
+                                  capture_output=True, text=True, timeout=READ_TIMEOUT)
+            self.assertEqual(proc.stdout.split(), [sha256_bytes(fresh[f])], proc.stderr)
+            return b_metric("efc_p2p_served_requests_total") > served
+        efctest.wait_for(read_next, efctest.WAIT_TIMEOUT, "node 1 serving node 0 again",
+                         interval=2)
 
 
 if __name__ == "__main__":
