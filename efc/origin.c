@@ -72,6 +72,20 @@ static void count_result(struct efc_origin *o, int rc, const struct blkreq *rq, 
     }
 }
 
+/* The bytes to fetch of [START, START + LEN) of RQ's object (0: none, past its end), their
+ * bandwidth taken and the fetch counted. */
+static uint64_t fetch_begin(struct efc_origin *o, const struct blkreq *rq, uint64_t start,
+                            uint64_t len)
+{
+    if (start >= rq->obj_size || len == 0)
+        return 0;
+    if (len > rq->obj_size - start)
+        len = rq->obj_size - start;
+    tb_take(o, len);
+    ADD(o, fetches, 1);
+    return len;
+}
+
 static ssize_t origin_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t off, size_t len,
                             void *buf, enum blk_from *from)
 {
@@ -85,12 +99,8 @@ static ssize_t origin_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t 
     struct oss_get_result res;
 
     *from = BLK_FROM_ORIGIN;
-    if (start >= rq->obj_size || len == 0)
+    if ((g.length = fetch_begin(o, rq, start, len)) == 0)
         return 0;
-    if (g.length > rq->obj_size - start)
-        g.length = rq->obj_size - start;
-    tb_take(o, g.length);
-    ADD(o, fetches, 1);
     int rc = oss_get(o->cl, &g, &res);
     count_result(o, rc, rq, start, g.length);
     if (rc)
@@ -127,12 +137,8 @@ static int origin_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_
                         .sink = range_sink_fn,
                         .sink_arg = &rs};
 
-    if (start >= rq->obj_size || len == 0)
+    if ((g.length = fetch_begin(o, rq, start, len)) == 0)
         return 0;
-    if (g.length > rq->obj_size - start)
-        g.length = rq->obj_size - start;
-    tb_take(o, g.length);
-    ADD(o, fetches, 1);
     int rc = oss_get(o->cl, &g, NULL);
     ADD(o, bytes, rs.next - start);
     if (rc == -ECANCELED) /* the sink stopped it: not the origin's failure */

@@ -442,11 +442,7 @@ static int conn_for(struct p2p *p, struct p2p_peer *peer, struct p2p_conn **out,
 
 int p2p_call_start(struct p2p *p, struct p2p_call *c)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    p2p_cond_init(&c->cond);
     c->conn = NULL;
     c->err = 0;
     c->last = false;

@@ -56,11 +56,7 @@ static struct p2p_peer *peer_new(const struct p2p_node *nd)
         return NULL;
     }
     pthread_mutex_init(&pe->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pe->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    p2p_cond_init(&pe->cond);
     pe->role = -1;
     return pe;
 }
@@ -1060,11 +1056,7 @@ int p2p_new(const struct p2p_config *cfg, struct p2p **out, char *err, size_t er
     pthread_mutex_init(&p->mlock, NULL);
     pthread_mutex_init(&p->tlock, NULL);
     pthread_mutex_init(&p->clock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->tcond, &ca);
-    pthread_condattr_destroy(&ca);
+    p2p_cond_init(&p->tcond);
     histo_init(&p->latency);
     p->rootlist_path = strdup(cfg->rootlist);
     p->ns = strdup(cfg->ns);

@@ -245,6 +245,8 @@ bool p2p_proof_ok(const uint8_t a[P2P_PROOF], const uint8_t b[P2P_PROOF]);
 
 /* ---- net.c ---------------------------------------------------------------------------------- */
 
+/* Initialises C to wait against CLOCK_MONOTONIC (every deadline of p2p/ is on that clock). */
+void p2p_cond_init(pthread_cond_t *c);
 /* A socket address for IP:PORT. 0 or -EINVAL. */
 int p2p_addr(const char *ip, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
 /* Sets the options of a peer connection: non-blocking, TCP_NODELAY, keepalive probes and a user
