@@ -4,7 +4,7 @@
 #   2. a -Werror build and every ctest (unit, fuzz-corpus replays, integration against ossemu)
 #   3. the unit, integration and mount tests again under ASan+UBSan, and the cache's unit tests
 #      and the in-process P2P cluster under TSan
-#   4. each libFuzzer target for a bounded time (clang)
+#   4. each libFuzzer target for a bounded time (clang), as many at once as there are cores
 #   5. ossemu's own tests (node --test) and the s3fs smoke test
 # Set EFC_FUZZ_SECONDS to change step 4's time per target (default 15).
 set -euo pipefail
@@ -51,7 +51,7 @@ step "fuzz targets (${fuzz_seconds}s each)"
 CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DEFC_FUZZ=ON \
   -DEFC_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
 cmake --build build/fuzz -j"$jobs"
-run bash -c 'cd build/fuzz && ctest --output-on-failure -L fuzz' || failed+=("fuzz")
+run bash -c "cd build/fuzz && ctest --output-on-failure -j$jobs -L fuzz" || failed+=("fuzz")
 
 step "ossemu tests"
 run node --test tests/ossemu/test/ || failed+=("ossemu")
