@@ -182,6 +182,10 @@ void p2p_peer_fail(struct p2p *p, struct p2p_peer *peer, enum p2p_err kind, cons
     unsigned ms = 0;
     pthread_mutex_lock(&peer->lock);
     snprintf(peer->last_error, sizeof(peer->last_error), "%s: %s", err_names[kind], why ? why : "");
+    /* Calls in flight when a peer fails all fail at once: one outage, one step of back-off. It
+       grows only when the peer fails again after it was up, or when the probe fails. */
+    if (backoff && peer->state == PEER_DOWN && p2p_now_ns() < peer->down_until)
+        backoff = false;
     if (backoff) {
         if (peer->fails < 16)
             peer->fails++;

@@ -652,7 +652,10 @@ static ssize_t fallback(struct p2p *p, const struct blkreq *rq, uint64_t index, 
 }
 
 /* A buffer of N bytes for this thread, kept for its next run: a fresh one per run would be
- * mapped and faulted in afresh each time (glibc maps a buffer that large). NULL without memory. */
+ * mapped and faulted in afresh each time (glibc maps a buffer that large). A thread keeps at
+ * most RUN_BUF_KEEP (a cache's prefetch run); a larger run (a cacheless reader's, up to 8 MiB)
+ * gets a buffer of its own, which run_buf_done frees. NULL without memory. */
+#define RUN_BUF_KEEP (4u << 20)
 static pthread_key_t run_buf_key;
 static pthread_once_t run_buf_once = PTHREAD_ONCE_INIT;
 
@@ -685,12 +688,20 @@ static uint8_t *run_buf(size_t n)
             return NULL;
         }
     }
+    if (n > RUN_BUF_KEEP)
+        return malloc(n);
     if (b->n < n) {
         free(b->p);
         b->p = malloc(n);
         b->n = b->p ? n : 0;
     }
     return b->p;
+}
+
+static void run_buf_done(uint8_t *buf, size_t n)
+{
+    if (n > RUN_BUF_KEEP)
+        free(buf);
 }
 
 /* One block piece of a fetch. */
@@ -962,6 +973,7 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
                 p2p_call_end(p, calls[c], rc && outcome[c] == 0 ? PE__COUNT : outcome[c]);
             call_free(calls[c]);
         }
+        run_buf_done(wbuf, (size_t)(wend - wstart)); /* no call writes to it any more */
         p2p_members_put(p, m);
         wstart = wend;
     }

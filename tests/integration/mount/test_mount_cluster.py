@@ -592,8 +592,10 @@ class ClusterNetns(EfcTestCase):
                                   capture_output=True, text=True, timeout=READ_TIMEOUT)
             self.assertEqual(proc.stdout.split(), [sha256_bytes(fresh[f])], proc.stderr)
             return b_metric("efc_p2p_served_requests_total") > served
-        efctest.wait_for(read_next, efctest.WAIT_TIMEOUT, "node 1 serving node 0 again",
-                         interval=2)
+        efctest.wait_for(read_next, efctest.WAIT_TIMEOUT, lambda: "node 1 serving node 0 again; "
+                         "node 0 sees %s" % [(x["Name"], x["State"], x["LastError"]) for x in
+                                             self.mgmt_api(a.port, "/v1/cluster")["Results"][0]
+                                             ["Members"]], interval=2)
 
 
 if __name__ == "__main__":
