@@ -19,6 +19,7 @@
 
 #include "cache/cache.h"
 #include "p2p/p2p.h"
+#include "p2p/p2p_i.h"
 #include "p2p/wire_i.h"
 
 #define KiB  1024ull
@@ -636,12 +637,45 @@ static void test_other_version(void **state)
     assert_string_equal(msg, "this node speaks version 1");
 }
 
+/* Calls in flight when a peer fails fail together: that is one outage, one step of back-off
+ * (eight timeouts at once must not skip the peer for 30 s). A failure after the back-off is
+ * over (the probe's) is a second step. */
+static void test_backoff_per_outage(void **state)
+{
+    struct env *e = *state;
+    cluster(e, 2, NULL);
+    struct p2p *p = e->node[0].p;
+    struct p2p_members *m = p2p_members_get(p);
+    struct p2p_peer *peer = m->peer[m->self == 0 ? 1 : 0];
+    assert_non_null(peer);
+    uint64_t t0 = p2p_now_ns();
+    for (int i = 0; i < 8; i++)
+        p2p_peer_fail(p, peer, PE_TIMEOUT, "test");
+    /* read under the lock, asserted after it (a failed assertion must not leave it held) */
+    pthread_mutex_lock(&peer->lock);
+    unsigned fails = peer->fails;
+    uint64_t until = peer->down_until;
+    peer->down_until = t0; /* the back-off is over: the next failure is the probe's */
+    pthread_mutex_unlock(&peer->lock);
+    assert_int_equal(fails, 1);
+    assert_true(until <= p2p_now_ns() + P2P_BACKOFF_MIN_MS * 1000000ull);
+    p2p_peer_fail(p, peer, PE_TIMEOUT, "probe");
+    pthread_mutex_lock(&peer->lock);
+    fails = peer->fails;
+    until = peer->down_until;
+    pthread_mutex_unlock(&peer->lock);
+    assert_int_equal(fails, 2);
+    assert_true(until > p2p_now_ns() + P2P_BACKOFF_MIN_MS * 1000000ull);
+    p2p_members_put(p, m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_read_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_through_owners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backoff_per_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
