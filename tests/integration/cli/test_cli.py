@@ -752,8 +752,9 @@ class CliTest(unittest.TestCase):
                     if not chunk:
                         break
                     out += chunk
-                elif p.poll() is not None:
-                    break
+                # No break when the child is seen to have exited: a pty passes what the child
+                # wrote on to the master a moment later, so its last lines may still be on the
+                # way. The master reads EIO once they are read and the child's end is closed.
             rc = p.wait(timeout=RUN_TIMEOUT)
         finally:
             if p.poll() is None:
