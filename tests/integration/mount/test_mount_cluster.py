@@ -244,6 +244,27 @@ class Cluster(EfcTestCase):
         self.assertEqual(mt["efc_p2p_members"], 3)
         self.assertIn('efc_p2p_errors_total{kind="corrupt"}', mt)
 
+    def test_cluster_off_reads_n_times(self):
+        """The control of the test above: the same three nodes with g_tier_DadiIsDistributed=false
+        each fetch the whole model from the origin (so the test server's counter does tell one
+        copy from three)."""
+        nodes, rl, port = self.h.cluster(self.emu, 3, extra=["g_tier_DadiIsDistributed=false"])
+        self.emu.reset_stats()
+        efctest.drop_caches()
+        procs = [(start_reader([m.path(f) for f in MODEL]), [m.path(f) for f in MODEL])
+                 for m in nodes]
+        for p, paths in procs:
+            finish_reader(self, p, paths)
+        size = sum(len(FILES[f]) for f in MODEL)
+        gets, sent = self.origin_gets(MODEL)
+        efctest.log("cluster off: 3 nodes read %d bytes: the origin sent %d in %d GETs (x%.3f)"
+                    % (size, sent, gets, sent / size))
+        self.assertGreaterEqual(sent, size * 3)
+        for m in nodes:
+            t = self.assert_tier_adds_up(m)
+            self.assertEqual(t["tier_root_read_source_bytes"], size, t)
+            self.assertNotIn("efc_p2p_members", efctest.metrics(m.port))
+
     def test_warmup_at_owners(self):
         """A warm-up on one node loads each block at its owner: afterwards every node reads the
         file without an origin request, and the warm-up's progress covers the whole file."""
