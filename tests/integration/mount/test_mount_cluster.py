@@ -65,6 +65,13 @@ def finish_reader(test, proc, paths, timeout=READ_TIMEOUT):
         test.assertEqual(sha, sha256_bytes(FILES[rel]), "content of %s" % p)
 
 
+def read_at_once(test, path_lists):
+    """Reads each list of PATH_LISTS in a process of its own, all at once; checks every byte."""
+    procs = [(start_reader(paths), paths) for paths in path_lists]
+    for proc, paths in procs:
+        finish_reader(test, proc, paths)
+
+
 class Relay:
     """A TCP relay between a node and a peer, in front of the peer's address: frames from the
     peer are parsed (32-byte header: type at 5, meta and data lengths at 16 and 20) and, in mode
@@ -170,6 +177,14 @@ class Cluster(EfcTestCase):
         return (sum(st.get(k, {}).get("get", 0) for k in keys),
                 sum(st.get(k, {}).get("bytes", 0) for k in keys))
 
+    def read_model_everywhere(self, nodes):
+        """Every node of NODES reads the model at once, from cold kernel caches, every byte
+        checked. Returns (the model's size, the origin's GETs of it, the bytes it sent)."""
+        self.emu.reset_stats()
+        efctest.drop_caches()
+        read_at_once(self, [[m.path(f) for f in MODEL] for m in nodes])
+        return (sum(len(FILES[f]) for f in MODEL),) + self.origin_gets(MODEL)
+
     def metric(self, m, name):
         return efctest.metrics(m.port).get(name, 0)
 
@@ -193,14 +208,7 @@ class Cluster(EfcTestCase):
         """Three nodes read a model at once: the origin serves it once, every byte right, the
         counters add up and show where the bytes came from."""
         nodes, rl, port = self.h.cluster(self.emu, 3)
-        self.emu.reset_stats()
-        efctest.drop_caches()
-        procs = [(start_reader([m.path(f) for f in MODEL]), [m.path(f) for f in MODEL])
-                 for m in nodes]
-        for p, paths in procs:
-            finish_reader(self, p, paths)
-        size = sum(len(FILES[f]) for f in MODEL)
-        gets, sent = self.origin_gets(MODEL)
+        size, gets, sent = self.read_model_everywhere(nodes)
         efctest.log("3 nodes read %d bytes: the origin sent %d in %d GETs (x%.3f)"
                     % (size, sent, gets, sent / size))
         self.assertLessEqual(sent, size * 1.05)
@@ -228,8 +236,7 @@ class Cluster(EfcTestCase):
         # a second reading on one node: from its own cache, no origin request
         self.emu.reset_stats()
         efctest.drop_caches()
-        finish_reader(self, start_reader([nodes[1].path(f) for f in MODEL]),
-                      [nodes[1].path(f) for f in MODEL])
+        read_at_once(self, [[nodes[1].path(f) for f in MODEL]])
         self.assertEqual(self.origin_gets(MODEL)[0], 0)
         # the CLI shows the same
         r = subprocess.run([CLI, "-m", nodes[0].mnt, "-r", "cluster"], capture_output=True,
@@ -249,14 +256,7 @@ class Cluster(EfcTestCase):
         each fetch the whole model from the origin (so the test server's counter does tell one
         copy from three)."""
         nodes, rl, port = self.h.cluster(self.emu, 3, extra=["g_tier_DadiIsDistributed=false"])
-        self.emu.reset_stats()
-        efctest.drop_caches()
-        procs = [(start_reader([m.path(f) for f in MODEL]), [m.path(f) for f in MODEL])
-                 for m in nodes]
-        for p, paths in procs:
-            finish_reader(self, p, paths)
-        size = sum(len(FILES[f]) for f in MODEL)
-        gets, sent = self.origin_gets(MODEL)
+        size, gets, sent = self.read_model_everywhere(nodes)
         efctest.log("cluster off: 3 nodes read %d bytes: the origin sent %d in %d GETs (x%.3f)"
                     % (size, sent, gets, sent / size))
         self.assertGreaterEqual(sent, size * 3)
@@ -286,7 +286,7 @@ class Cluster(EfcTestCase):
         # held by the owners, not (all) by node 0: another node's reading costs no origin GET
         self.emu.reset_stats()
         for m in nodes:
-            finish_reader(self, start_reader([m.path("warm/w.bin")]), [m.path("warm/w.bin")])
+            read_at_once(self, [[m.path("warm/w.bin")]])
         self.assertEqual(self.origin_gets(["warm/w.bin"])[0], 0)
 
     def test_kill_owner_mid_read(self):
@@ -341,8 +341,7 @@ class Cluster(EfcTestCase):
         # the node that left is not in it any more but still reads (through the cluster)
         ci = self.cluster_info(nodes[2])
         self.assertEqual(ci["Self"], "")
-        finish_reader(self, start_reader([nodes[2].path("models/model.bin")]),
-                      [nodes[2].path("models/model.bin")])
+        read_at_once(self, [[nodes[2].path("models/model.bin")]])
 
     def test_agent_and_root(self):
         """An agent (g_tier_DadiRootClientType=2) reads through the owners, stores nothing (its
@@ -354,12 +353,11 @@ class Cluster(EfcTestCase):
         r = self.h.node(self.emu, 1, rl, port, role=1)
         agent = self.h.node(self.emu, 2, rl, port, role=2)
         # node 0 reads the model: the owners (node 0 and the root) hold it afterwards
-        finish_reader(self, start_reader([a.path(f) for f in MODEL]), [a.path(f) for f in MODEL])
+        read_at_once(self, [[a.path(f) for f in MODEL]])
         self.assertGreater(self.metric(r, 'efc_p2p_served_blocks_total{result="miss"}'), 0)
         self.emu.reset_stats()
         efctest.drop_caches()
-        finish_reader(self, start_reader([agent.path(f) for f in MODEL]),
-                      [agent.path(f) for f in MODEL])
+        read_at_once(self, [[agent.path(f) for f in MODEL]])
         self.assertEqual(self.origin_gets(MODEL)[0], 0, "the agent made the origin send")
         self.assertEqual(os.listdir(agent.cache_dir), [], "the agent stored something")
         t = self.assert_tier_adds_up(agent)
@@ -371,7 +369,7 @@ class Cluster(EfcTestCase):
         # the root: its reads go to the origin, not to node 0
         req0 = self.metric(r, "efc_p2p_requests_total")
         self.emu.reset_stats()
-        finish_reader(self, start_reader([r.path("big/a.bin")]), [r.path("big/a.bin")])
+        read_at_once(self, [[r.path("big/a.bin")]])
         self.assertEqual(self.metric(r, "efc_p2p_requests_total"), req0)
         self.assertEqual(self.origin_gets(["big/a.bin"])[1], len(FILES["big/a.bin"]))
 
@@ -381,7 +379,7 @@ class Cluster(EfcTestCase):
         damaged byte reaches the reader or the cache."""
         a, relay = self.relayed_pair("corrupt")
         efctest.drop_caches()
-        finish_reader(self, start_reader([a.path("big/a.bin")]), [a.path("big/a.bin")])
+        read_at_once(self, [[a.path("big/a.bin")]])
         self.assertGreater(relay.flipped, 0, "nothing went through the relay")
         mt = efctest.metrics(a.port)
         self.assertGreater(mt['efc_p2p_errors_total{kind="corrupt"}'], 0)
@@ -389,7 +387,7 @@ class Cluster(EfcTestCase):
         self.assertGreater(self.tier(a)["tier_direct_read"], 0)
         # what the cache kept is right too: read again from memory/disk with no page cache
         efctest.drop_caches()
-        finish_reader(self, start_reader([a.path("big/a.bin")]), [a.path("big/a.bin")])
+        read_at_once(self, [[a.path("big/a.bin")]])
 
     def test_stalled_peer_deadline(self):
         """A peer that accepts GETs and never answers: each waits its deadline (derived from the
@@ -398,7 +396,7 @@ class Cluster(EfcTestCase):
         a, relay = self.relayed_pair("stall")
         efctest.drop_caches()
         t0 = time.monotonic()
-        finish_reader(self, start_reader([a.path("big/a.bin")]), [a.path("big/a.bin")])
+        read_at_once(self, [[a.path("big/a.bin")]])
         secs = time.monotonic() - t0
         self.assertGreater(relay.stalled, 0)
         mt = efctest.metrics(a.port)
@@ -421,7 +419,7 @@ class Cluster(EfcTestCase):
         self.h.node(self.emu, 1, rl, port, extra=["g_tier_DadiP2PKeyFile=" + key])
         c = self.h.node(self.emu, 2, rl, port, extra=["g_tier_DadiP2PKeyFile=" + bad])
         for m in (a, c):
-            finish_reader(self, start_reader([m.path("big/a.bin")]), [m.path("big/a.bin")])
+            read_at_once(self, [[m.path("big/a.bin")]])
         self.assertGreater(self.metric(a, 'efc_p2p_errors_total{kind="auth"}'), 0)
         self.assertGreater(self.metric(c, 'efc_p2p_errors_total{kind="auth"}'), 0)
         self.assertTrue(self.cluster_info(a)["Authentication"])
@@ -441,7 +439,7 @@ class Cluster(EfcTestCase):
         self.h.node(self.emu, 1, rl, port)
         c = self.h.node(self.emu, 2, other, port)
         for m in (a, c):
-            finish_reader(self, start_reader([m.path("big/b.bin")]), [m.path("big/b.bin")])
+            read_at_once(self, [[m.path("big/b.bin")]])
         ci = self.cluster_info(a)
         self.assertGreaterEqual(ci["MismatchedPeers"], 1, ci)
         bad = [x for x in ci["Members"] if x["Id"] == "3"][0]
@@ -468,10 +466,10 @@ class Cluster(EfcTestCase):
         self.assertEqual(ci["Self"], "1:%s:%d" % (efctest.node_ip(0), port))
         # node 1 reads a file of which node 0 owns spans: node 0 serves again, or its blocks
         # come from the origin; either way nothing fails and node 0's server is back
-        finish_reader(self, start_reader([b.path("big/c.bin")]), [b.path("big/c.bin")])
+        read_at_once(self, [[b.path("big/c.bin")]])
         efctest.wait_for(lambda: self.metric(a, "efc_p2p_served_requests_total") > 0,
                          efctest.WAIT_TIMEOUT, "node 0 serving node 1 after its update")
-        finish_reader(self, start_reader([a.path("big/b.bin")]), [a.path("big/b.bin")])
+        read_at_once(self, [[a.path("big/b.bin")]])
         self.assert_tier_adds_up(a)
 
     # -------------------------------------------------------------------------- options
