@@ -26,10 +26,11 @@ struct fake {
     int one_piece;       /* fetch_range delivers a range in one sink call (else in uneven pieces) */
     enum blk_from from;  /* what every fetch reports (fake_source sets BLK_FROM_ORIGIN) */
     unsigned flags_seen; /* atomic: the BLKREQ_* flags of every fetch or-ed together */
-    uint64_t fetches, bytes; /* atomic */
-    int fail_errno;          /* atomic: every fetch fails with -fail_errno while set */
-    unsigned fail_per_mille; /* atomic: random failures (-EIO), 0..1000 */
-    unsigned latency_us;     /* atomic */
+    uint64_t fetches, bytes;         /* atomic */
+    int fail_errno;                  /* atomic: every fetch fails with -fail_errno while set */
+    unsigned fail_per_mille;         /* atomic: random failures (-EIO), 0..1000 */
+    unsigned latency_us;             /* atomic */
+    unsigned inflight, max_inflight; /* atomic: fetches in their latency at once, now and at most */
 };
 
 static uint64_t fake_mix(uint64_t x)
@@ -97,8 +98,15 @@ static inline int fake_begin(struct fake *f)
 {
     __atomic_fetch_add(&f->fetches, 1, __ATOMIC_RELAXED);
     unsigned lat = __atomic_load_n(&f->latency_us, __ATOMIC_RELAXED);
-    if (lat)
+    if (lat) {
+        unsigned now = __atomic_add_fetch(&f->inflight, 1, __ATOMIC_RELAXED);
+        unsigned top = __atomic_load_n(&f->max_inflight, __ATOMIC_RELAXED);
+        while (now > top && !__atomic_compare_exchange_n(&f->max_inflight, &top, now, 1,
+                                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            ;
         usleep(lat);
+        __atomic_sub_fetch(&f->inflight, 1, __ATOMIC_RELAXED);
+    }
     return -__atomic_load_n(&f->fail_errno, __ATOMIC_RELAXED);
 }
 

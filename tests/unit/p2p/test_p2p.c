@@ -640,6 +640,44 @@ static void test_other_version(void **state)
 /* Calls in flight when a peer fails fail together: that is one outage, one step of back-off
  * (eight timeouts at once must not skip the peer for 30 s). A failure after the back-off is
  * over (the probe's) is a second step. */
+/* Many requesters missing at once at one owner: it fetches from the origin at most
+ * P2P_ORIGIN_FETCHES blocks at a time (the others wait their turn, counted), though it has more
+ * workers serving peers; every byte still right. */
+static void test_origin_cap(void **state)
+{
+    struct env *e = *state;
+    enum { READERS = 24 };
+    cluster(e, 2, NULL);
+    __atomic_store_n(&e->node[0].origin.latency_us, 100000, __ATOMIC_RELAXED);
+    /* one-block objects owned by node 0, one per reader on node 1 */
+    char keys[READERS][32];
+    for (int r = 0, k = 0; r < READERS; k++) {
+        assert_true(k < 10000);
+        char name[128];
+        snprintf(keys[r], sizeof(keys[r]), "cap-%d.bin", k);
+        p2p_owner_name(e->node[1].p, keys[r], "\"e1\"", 0, name, sizeof(name));
+        if (strstr(name, e->node[0].ip))
+            r++;
+    }
+    pthread_t t[READERS];
+    struct reader rd[READERS];
+    for (int r = 0; r < READERS; r++) {
+        rd[r] = (struct reader){e->node[1].c, keys[r], MiB};
+        assert_int_equal(pthread_create(&t[r], NULL, reader_main, &rd[r]), 0);
+    }
+    for (int r = 0; r < READERS; r++)
+        pthread_join(t[r], NULL);
+    struct p2p_stats ps;
+    p2p_get_stats(e->node[0].p, &ps);
+    unsigned top = __atomic_load_n(&e->node[0].origin.max_inflight, __ATOMIC_RELAXED);
+    print_message("origin cap: at most %u origin fetches at once at the owner, %llu waited\n", top,
+                  (unsigned long long)ps.origin_cap_waits);
+    assert_true(top >= 2);                  /* the owner did fetch in parallel ... */
+    assert_true(top <= P2P_ORIGIN_FETCHES); /* ... within its cap */
+    assert_true(ps.origin_cap_waits > 0);
+    assert_adds_up(e->node[1].c);
+}
+
 static void test_backoff_per_outage(void **state)
 {
     struct env *e = *state;
@@ -676,6 +714,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prefetch_through_owners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backoff_per_outage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_origin_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
