@@ -265,16 +265,15 @@ class Cluster(EfcTestCase):
             self.assertEqual(t["tier_root_read_source_bytes"], size, t)
             self.assertNotIn("efc_p2p_members", efctest.metrics(m.port))
 
-    def test_warmup_at_owners(self):
-        """A warm-up on one node loads each block at its owner: afterwards every node reads the
-        file without an origin request, and the warm-up's progress covers the whole file."""
-        nodes, rl, port = self.h.cluster(self.emu, 3)
+    def warm_up(self, m):
+        """Warms up the directory 'warm' from node M, waits for the task to complete and checks
+        that the origin sent its file once."""
         self.emu.reset_stats()
-        body = self.mgmt_api(nodes[0].port, "/v1/warmup/load?target_path=warm")
+        body = self.mgmt_api(m.port, "/v1/warmup/load?target_path=warm")
         self.assertEqual(body["Results"][0]["ErrorCode"], 0, body)
 
         def done():
-            r = self.mgmt_api(nodes[0].port, "/v1/warmup/stat?target_path=warm")["Results"][0]
+            r = self.mgmt_api(m.port, "/v1/warmup/stat?target_path=warm")["Results"][0]
             ti = r.get("TaskInfos") or [{}]
             return ti[0] if ti[0].get("Status") in ("completed", "failed") else None
         ti = efctest.wait_for(done, efctest.WAIT_TIMEOUT, "the warm-up of 'warm' to end")
@@ -283,11 +282,37 @@ class Cluster(EfcTestCase):
         self.assertEqual(ti["TotalSize"], len(FILES["warm/w.bin"]))
         gets, sent = self.origin_gets(["warm/w.bin"])
         self.assertEqual(sent, len(FILES["warm/w.bin"]))
+
+    def test_warmup_at_owners(self):
+        """A warm-up on one node loads each block at its owner: afterwards every node reads the
+        file without an origin request, and the warm-up's progress covers the whole file."""
+        nodes, rl, port = self.h.cluster(self.emu, 3)
+        self.warm_up(nodes[0])
         # held by the owners, not (all) by node 0: another node's reading costs no origin GET
         self.emu.reset_stats()
         for m in nodes:
             read_at_once(self, [[m.path("warm/w.bin")]])
         self.assertEqual(self.origin_gets(["warm/w.bin"])[0], 0)
+
+    def test_warmup_local_copy(self):
+        """With g_warmup_LocalCopy=true the node that asked for the warm-up keeps a copy too
+        (taken from the owners: the origin still sends the file once): with its peers gone it
+        reads the file from its own cache, asking neither a peer nor the origin."""
+        nodes, rl, port = self.h.cluster(self.emu, 3, extra=["g_warmup_LocalCopy=true"])
+        self.warm_up(nodes[0])
+        for m in nodes[1:]:
+            m.unmount()
+        before = efctest.metrics(nodes[0].port)
+        self.emu.reset_stats()
+        efctest.drop_caches()
+        read_at_once(self, [[nodes[0].path("warm/w.bin")]])
+        self.assertEqual(self.origin_gets(["warm/w.bin"])[0], 0)
+        after = efctest.metrics(nodes[0].port)
+        for k in ('efc_p2p_blocks_total{from="peer_hit"}', 'efc_p2p_blocks_total{from="peer_miss"}',
+                  'efc_p2p_blocks_total{from="fallback"}'):
+            self.assertEqual(after.get(k, 0), before.get(k, 0), k)
+        t = self.assert_tier_adds_up(nodes[0])
+        self.assertEqual(t["tier_direct_read"], 0, t)
 
     def test_kill_owner_mid_read(self):
         """A node killed (SIGKILL) while it sends blocks: the reader on the other node gets every
