@@ -156,9 +156,16 @@ struct job {
     char *key, *etag;
     uint64_t obj_size, index;
     uint32_t nblocks;
-    unsigned flags;   /* CACHE_PEER or 0 */
+    unsigned flags;   /* CACHE_PEER (and CACHE_RELAY) or 0 */
     uint64_t pages[]; /* JOB_WRITE: the pages in data */
 };
+
+/* The BLKREQ_* flags of a source fetch made for a read with cache FLAGS: a peer's miss goes to
+ * the origin (BLKREQ_LOCAL), unless it relays a hot block (CACHE_RELAY: through the cluster). */
+static unsigned src_flags(unsigned flags)
+{
+    return (flags & (CACHE_PEER | CACHE_RELAY)) == CACHE_PEER ? BLKREQ_LOCAL : 0;
+}
 
 /* Counters are striped per thread (a thread keeps one stripe) so that hits on two cores do not
  * bounce one cache line; readers of the stats sum the stripes. */
@@ -757,8 +764,7 @@ static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want
         if (flags & CACHE_LOCAL)
             return -ENOENT;
         enum blk_from bf;
-        ssize_t n = source_fetch(c, b, off, end - off, buf + off,
-                                 (flags & CACHE_PEER) ? BLKREQ_LOCAL : 0, &bf);
+        ssize_t n = source_fetch(c, b, off, end - off, buf + off, src_flags(flags), &bf);
         if (n < 0)
             return (int)n;
         *from = worst(*from, (int)bf);
@@ -1144,8 +1150,7 @@ ssize_t cache_read_ex(struct cache *c, const char *key, const char *etag, uint64
         if (rc == BLK_UNCACHED) {
             /* The index is full of fills in flight: read the source straight into BUF. */
             enum blk_from bf;
-            ssize_t r = source_fetch(c, &b, boff, n, (uint8_t *)buf + done,
-                                     (flags & CACHE_PEER) ? BLKREQ_LOCAL : 0, &bf);
+            ssize_t r = source_fetch(c, &b, boff, n, (uint8_t *)buf + done, src_flags(flags), &bf);
             if (r >= 0 && (uint32_t)r != n)
                 r = -EIO;
             if (r < 0)
@@ -1276,7 +1281,7 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
             return -ENOMEM;
         }
         j->kind = JOB_PREFETCH;
-        j->flags = flags & CACHE_PEER;
+        j->flags = flags & (CACHE_PEER | CACHE_RELAY);
         j->obj_size = obj_size;
         j->index = idx;
         j->nblocks = n;
@@ -1309,7 +1314,8 @@ int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_
     if (!c->mq && c->ndirs == 0)
         return -ENOSPC;
     cache_block_id(c->ns, key, etag, index, b.id);
-    int rc = block_io(c, &b, 0, b.blen, NULL, MODE_FILL, flags & CACHE_PEER, fetched);
+    int rc =
+        block_io(c, &b, 0, b.blen, NULL, MODE_FILL, flags & (CACHE_PEER | CACHE_RELAY), fetched);
     if (rc == BLK_UNCACHED)
         return -ENOSPC; /* the index is full of fills in flight */
     return rc < 0 ? rc : 0;
@@ -1470,8 +1476,7 @@ static void run_fetch(struct cache *c, struct runblk *r, unsigned m, unsigned fl
     for (unsigned k = 0; k < m && !rs.spare; k++)
         if (r[k].mslot == NIL)
             rs.spare = scratch_get(c->bs);
-    struct blkreq rq = {r->b.key, r->b.etag, r->b.obj_size, r->b.index,
-                        (flags & CACHE_PEER) ? BLKREQ_LOCAL : 0};
+    struct blkreq rq = {r->b.key, r->b.etag, r->b.obj_size, r->b.index, src_flags(flags)};
     STAT(c, source_fetches, 1);
     int rc = blksrc_fetch_range(c->src, &rq, total, run_sink_fn, &rs);
     if (rs.origin_bytes) {
@@ -1539,7 +1544,7 @@ int cache_fetch_run(struct cache *c, const char *key, const char *etag, uint64_t
     if (!c || check_obj(key, etag) != 0 || n == 0 || n > c->run_max)
         return -EINVAL;
     struct run_ready rr = {ready, arg};
-    return (int)run_blocks(c, key, etag, obj_size, first, n, flags & CACHE_PEER, 0,
+    return (int)run_blocks(c, key, etag, obj_size, first, n, flags & (CACHE_PEER | CACHE_RELAY), 0,
                            ready ? &rr : NULL);
 }
 

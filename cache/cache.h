@@ -72,6 +72,9 @@ void cache_free(struct cache *c);
 #define CACHE_LOCAL                                                                                \
     2u /* memory and disk only: never fetch, never wait for a fill; a range not                    \
           wholly held answers -ENOENT */
+#define CACHE_RELAY                                                                                \
+    4u /* with CACHE_PEER: a hot block this node passes on to a peer in its fan-out tree (p2p/):   \
+          a miss is fetched through the cluster, not with BLKREQ_LOCAL */
 
 /* Reads [off, off+len) of the object (key, etag, obj_size) through the cache into buf. Hits come
  * from memory or disk (every disk page's CRC64 is verified; a bad page is dropped and refetched);
@@ -133,8 +136,9 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
  * (readers waiting for it served) as soon as its bytes are in, and READY(ARG, index, data, len)
  * called for it then, DATA its bytes, valid during the call only (the block is pinned). Blocks
  * held, being filled by another, or that failed get no call: read them as usual. N is at most
- * the cache's run (4 MiB of blocks). FLAGS: CACHE_PEER or 0. Returns the number of blocks it
- * fetched, or -EINVAL. (The P2P server streams an owner's run to the peer that asked for it.) */
+ * the cache's run (4 MiB of blocks). FLAGS: CACHE_PEER (with CACHE_RELAY) or 0. Returns the number
+ * of blocks it fetched, or -EINVAL. (The P2P server streams an owner's run to the peer that asked
+ * for it.) */
 int cache_fetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
                     uint64_t first, unsigned n, unsigned flags,
                     void (*ready)(void *arg, uint64_t index, const uint8_t *data, uint32_t len),

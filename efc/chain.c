@@ -115,6 +115,7 @@ int efc_chain_start(struct efc *e, char *err, size_t errlen)
             .port = (uint16_t)opt_int(o, OPT_TIER_DADIP2PPORT),
             .role = (int)opt_int(o, OPT_TIER_DADIROOTCLIENTTYPE),
             .key_file = opt_str(o, OPT_TIER_DADIP2PKEYFILE),
+            .fanout = (unsigned)opt_int(o, OPT_TIER_DADIP2PFANOUT),
             .ns = ns,
             .block_size = (uint32_t)opt_int(o, OPT_TIER_BLOCKSIZE),
             .page_size = (uint32_t)(opt_int(o, OPT_TIER_DADICACHEPAGESIZEKB) * 1024),

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -189,35 +190,24 @@ void p2p_members_put(struct p2p *p, struct p2p_members *m)
 /* What block INDEX of (key, etag) is owned by: the identity of the first block of its span
  * (P2P_OWNER_BYTES of consecutive blocks), so that the owner of a sequential run fetches it from
  * the origin in one request, as a single node would, rather than block by block. */
-static void owner_key(const struct p2p *p, const char *key, const char *etag, uint64_t index,
-                      uint64_t id[2])
+void p2p_span_id(const struct p2p *p, const char *key, const char *etag, uint64_t index,
+                 uint64_t id[2])
 {
     uint64_t span = P2P_OWNER_BYTES / p->src.block_size ? P2P_OWNER_BYTES / p->src.block_size : 1;
     cache_block_id(p->ns, key, etag ? etag : "", index / span * span, id);
 }
 
-/* The node that owns ID (owner_key) in M: an index into m->rl, or -1 when nobody serves. */
+/* The node that owns ID (p2p_span_id) in M: an index into m->rl, or -1 when nobody serves. */
 static int owner_of(const struct p2p_members *m, const uint64_t id[2])
 {
-    int best = -1;
-    uint64_t top = 0;
-    for (unsigned k = 0; k < m->nserving; k++) {
-        unsigned i = m->serving[k];
-        uint64_t s = p2p_score(m->rl.nodes[i].seed, id);
-        if (best < 0 || s > top ||
-            (s == top && strcmp(m->rl.nodes[i].name, m->rl.nodes[best].name) < 0)) {
-            best = (int)i;
-            top = s;
-        }
-    }
-    return best;
+    return p2p_owner(&m->rl, m->serving, m->nserving, id);
 }
 
 void p2p_owner_name(struct p2p *p, const char *key, const char *etag, uint64_t index, char *name,
                     size_t len)
 {
     uint64_t id[2];
-    owner_key(p, key, etag, index, id);
+    p2p_span_id(p, key, etag, index, id);
     struct p2p_members *m = p2p_members_get(p);
     int o = owner_of(m, id);
     snprintf(name, len, "%s", o >= 0 ? m->rl.nodes[o].name : "");
@@ -405,6 +395,34 @@ static int find_self(struct p2p *p, const struct p2p_rootlist *rl, char *err, si
 
 /* Loads the rootlist into a new snapshot. START: the first load (its problems fail the mount).
  * Returns 0 (and *CHANGED), or -errno with a reason in ERR (the membership is kept). */
+/* The descriptors a membership of N nodes may need: two connections to each peer and two from
+ * each, plus the mount's own (FUSE, cache files, the origin's connections). At start the soft
+ * limit (ulimit -n) is raised to the hard one; a rootlist that needs more than the limit is
+ * warned about, naming the fix. */
+static void fd_budget(struct p2p *p, unsigned n, bool start)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (start && rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_debug("p2p: open file limit raised from %llu to %llu", (unsigned long long)was,
+                      (unsigned long long)rl.rlim_cur);
+        else
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    uint64_t need = 2ull * P2P_CONNS_PER_PEER * n + 512;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur && n != p->fd_warned_n) {
+        p->fd_warned_n = n;
+        log_warn("p2p: the rootlist lists %u nodes: connections to and from them may take %llu "
+                 "file descriptors, over this process's limit of %llu; raise it (ulimit -n, or "
+                 "LimitNOFILE= of the service) or peers beyond it are read from the origin",
+                 n, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+    }
+}
+
 static int load(struct p2p *p, bool start, bool *changed, char *err, size_t errlen)
 {
     char *text = NULL;
@@ -471,24 +489,27 @@ static int load(struct p2p *p, bool start, bool *changed, char *err, size_t errl
     pthread_mutex_unlock(&p->mlock);
     *changed = true;
 
-    /* what changed, for the log; peers that left lose their connections */
+    /* what changed, for the log; peers that left lose their connections (both lists are sorted
+       by name: one merge walk, not n x n comparisons, for a rootlist of thousands) */
     unsigned added = 0, removed = 0;
-    for (unsigned i = 0; old && i < m->rl.n; i++) {
-        bool had = false;
-        for (unsigned j = 0; j < old->rl.n && !had; j++)
-            had = strcmp(old->rl.nodes[j].name, m->rl.nodes[i].name) == 0;
-        added += !had;
-    }
-    for (unsigned j = 0; old && j < old->rl.n; j++) {
-        bool has = false;
-        for (unsigned i = 0; i < m->rl.n && !has; i++)
-            has = strcmp(old->rl.nodes[j].name, m->rl.nodes[i].name) == 0;
-        if (!has) {
+    for (unsigned i = 0, j = 0; old && (i < m->rl.n || j < old->rl.n);) {
+        int cmp = i == m->rl.n     ? 1
+                  : j == old->rl.n ? -1
+                                   : strcmp(m->rl.nodes[i].name, old->rl.nodes[j].name);
+        if (cmp < 0) {
+            added++;
+            i++;
+        } else if (cmp > 0) {
             removed++;
             if (old->peer[j])
                 p2p_peer_close(p, old->peer[j]);
+            j++;
+        } else {
+            i++;
+            j++;
         }
     }
+    fd_budget(p, m->rl.n, old == NULL);
     if (old)
         log_info("p2p: rootlist '%s' reloaded: %u members (%u added, %u removed), hash "
                  "%016" PRIx64 ", this node %s%s%s",
@@ -604,8 +625,12 @@ static bool verified(struct p2p *p, const struct blkreq *rq, const struct p2p_wa
     return true;
 }
 
+/* want_outcome: the owner answered HOT (its fan-out of the block is full): not a failure of the
+ * peer, nothing to note; ask the parent in the block's fan-out tree (relay_*). */
+#define WANT_HOT (PE__COUNT + 1)
+
 /* The outcome of want I of started call C: 0 and *FROM when its bytes are in and verified, else
- * the enum p2p_err to note (PE__COUNT: already noted). */
+ * the enum p2p_err to note (PE__COUNT: already noted), or WANT_HOT. */
 static int want_outcome(struct p2p *p, const struct blkreq *rq, struct p2p_call *c, unsigned i,
                         enum blk_from *from)
 {
@@ -622,6 +647,8 @@ static int want_outcome(struct p2p *p, const struct blkreq *rq, struct p2p_call 
         return PE_STALE;
     case P2P_BUSY:
         return PE_BUSY;
+    case P2P_HOT:
+        return (c->get.flags & P2P_GET_RELAY) ? PE_REFUSED : WANT_HOT;
     default:
         return PE_REFUSED;
     }
@@ -635,6 +662,91 @@ static int want_outcome(struct p2p *p, const struct blkreq *rq, struct p2p_call 
     P2P_ADD(p, n_peer_bytes, w->len);
     P2P_ADD(c->peer, bytes, w->len);
     return 0;
+}
+
+#define FETCH_MAX_PIECES 64 /* blocks of one fetch round */
+
+/* ---- hot blocks: the fan-out tree ----------------------------------------------------------
+ *
+ * An owner serves a block to at most p->fanout peers at once besides its children in the
+ * block's fan-out tree (rootlist_i.h); any other peer is answered HOT and asks its parent in the
+ * tree with RELAY. The parent reads the block through its own cache (a hit, a fill under way, or
+ * a fetch: from the owner, which always serves its children, or from its own parent) and passes
+ * it on, so that hundreds of nodes loading one file cost the owner a handful of sends and the
+ * origin one copy. A node waits on its parent only, which ranks closer to the owner: the waits
+ * form a tree and end at the owner; each depth of the tree is served by workers of its own
+ * (server.c), so that waits for one block cannot hold up the workers another block's tree
+ * needs. Peers whose membership differs from ours are not relayed through (their trees differ). */
+
+/* This node's parent in the fan-out tree of block INDEX of RQ's object, or NULL (this node is its
+ * owner, the cluster is too small, or the parent's membership is not ours). Not referenced: it
+ * lives as long as M. */
+static struct p2p_peer *tree_parent(struct p2p *p, struct p2p_members *m, const struct blkreq *rq,
+                                    uint64_t index)
+{
+    uint64_t id[2];
+    p2p_span_id(p, rq->key, rq->etag, index, id);
+    int par =
+        p2p_tree_parent(&m->rl, m->serving, m->nserving, id, m->self, p->seed, p->fanout, NULL);
+    if (par < 0 || par == m->self || m->peer[par] == NULL)
+        return NULL;
+    struct p2p_peer *pe = m->peer[par];
+    pthread_mutex_lock(&pe->lock);
+    bool same = pe->members == 0 || pe->members == m->rl.hash;
+    pthread_mutex_unlock(&pe->lock);
+    return same ? pe : NULL;
+}
+
+/* Whether want I of call C was answered HOT (waits for its answer). */
+static bool want_hot(struct p2p *p, struct p2p_call *c, unsigned i)
+{
+    return p2p_call_wait(p, c, i) == 0 && c->want[i].status == P2P_HOT;
+}
+
+/* A RELAY call for block INDEX [off, off+len) (page-aligned) into DST to this node's parent in the
+ * block's tree, started. NULL when there is no parent or it cannot be asked now. */
+static struct p2p_call *relay_start(struct p2p *p, struct p2p_members *m, const struct blkreq *rq,
+                                    uint64_t index, uint32_t off, uint32_t len, uint8_t *dst,
+                                    bool partial)
+{
+    struct p2p_peer *pe = tree_parent(p, m, rq, index);
+    struct p2p_call *c = pe ? call_new(p, pe, rq, 1) : NULL;
+    if (c == NULL)
+        return NULL;
+    if (call_want(p, c, index, off, len, dst) != 0) {
+        call_free(c);
+        return NULL;
+    }
+    call_seal(p, c, rq, partial);
+    c->get.flags = P2P_GET_RELAY;
+    if (p2p_call_start(p, c) != 0) {
+        p2p_call_end(p, c, PE__COUNT);
+        call_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Adds block INDEX [off, off+len) into DST to the RELAY calls CALLS[*N..] (one per parent, at
+ * most CAP), unstarted. Returns the call's index and sets *WANT, or -1. */
+static int relay_add(struct p2p *p, struct p2p_members *m, const struct blkreq *rq,
+                     struct p2p_call **calls, unsigned *n, unsigned from, unsigned cap,
+                     uint64_t index, uint32_t len, uint8_t *dst, int *want)
+{
+    struct p2p_peer *pe = tree_parent(p, m, rq, index);
+    if (pe == NULL)
+        return -1;
+    unsigned c = from;
+    while (c < *n && calls[c]->peer != pe)
+        c++;
+    if (c == *n) {
+        if (*n == cap || (calls[c] = call_new(p, pe, rq, FETCH_MAX_PIECES)) == NULL)
+            return -1;
+        calls[c]->get.flags = P2P_GET_RELAY;
+        (*n)++;
+    }
+    *want = (int)calls[c]->nwant;
+    return call_want(p, calls[c], index, 0, len, dst) == 0 ? (int)c : -1;
 }
 
 /* Reads [off, off+len) of block RQ->index (the range may run on) from the origin into BUF after
@@ -714,8 +826,6 @@ struct piece {
     uint8_t *tmp;          /* the page-aligned range when out cannot take it */
 };
 
-#define FETCH_MAX_PIECES 64
-
 static ssize_t p2p_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t off, size_t len,
                          void *buf, enum blk_from *from)
 {
@@ -758,7 +868,7 @@ static ssize_t p2p_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t off
         x->n = (uint32_t)(bend - pos);
         x->out = (uint8_t *)buf + (pos - start);
         uint64_t id[2];
-        owner_key(p, rq->key, rq->etag, x->index, id);
+        p2p_span_id(p, rq->key, rq->etag, x->index, id);
         x->node = owner_of(m, id);
         if (x->node >= 0 && x->node != m->self) {
             /* the pages that hold the bytes: the request is page-aligned */
@@ -815,6 +925,16 @@ static ssize_t p2p_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t off
             continue;
         enum blk_from f = BLK_FROM_FALLBACK;
         int out = rc >= 0 ? want_outcome(p, rq, x->call, 0, &f) : PE__COUNT;
+        if (out == WANT_HOT) {
+            /* the owner's fan-out is full: the parent in the block's tree passes it on */
+            struct p2p_want w0 = x->call->want[0];
+            p2p_call_end(p, x->call, PE__COUNT);
+            call_free(x->call);
+            x->call = relay_start(p, m, rq, x->index, w0.off, w0.len, w0.dst, true);
+            out = x->call ? want_outcome(p, rq, x->call, 0, &f) : PE__COUNT;
+            if (out == 0)
+                P2P_ADD(p, n_relayed, 1);
+        }
         if (rc >= 0 && out == 0) {
             if (x->tmp)
                 memcpy(x->out, x->tmp + (x->boff - x->call->want[0].off), x->n);
@@ -827,7 +947,8 @@ static ssize_t p2p_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t off
                 rc = -EIO;
             f = BLK_FROM_FALLBACK;
         }
-        p2p_call_end(p, x->call, out);
+        if (x->call)
+            p2p_call_end(p, x->call, out == WANT_HOT ? PE__COUNT : out);
         worst = worst > (int)f ? worst : (int)f;
     }
     for (unsigned i = 0; i < np; i++) {
@@ -858,7 +979,8 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
         uint64_t wend = wstart + FETCH_MAX_PIECES * bs < end ? wstart + FETCH_MAX_PIECES * bs : end;
         unsigned nb = (unsigned)((wend - wstart + bs - 1) / bs);
         uint8_t *wbuf = run_buf((size_t)(wend - wstart));
-        struct p2p_call *calls[FETCH_MAX_PIECES] = {0};
+        /* the owners' calls, then RELAY calls for blocks an owner answered HOT */
+        struct p2p_call *calls[2 * FETCH_MAX_PIECES] = {0};
         int node[FETCH_MAX_PIECES], callof[FETCH_MAX_PIECES], wantof[FETCH_MAX_PIECES];
         unsigned ncalls = 0;
         if (wbuf == NULL)
@@ -866,7 +988,7 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
         struct p2p_members *m = p2p_members_get(p);
         for (unsigned k = 0; k < nb; k++) {
             uint64_t id[2];
-            owner_key(p, rq->key, rq->etag, wstart / bs + k, id);
+            p2p_span_id(p, rq->key, rq->etag, wstart / bs + k, id);
             node[k] = owner_of(m, id);
             callof[k] = -1;
             if (node[k] < 0 || node[k] == m->self)
@@ -891,7 +1013,7 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
             }
             callof[k] = (int)c;
         }
-        bool started[FETCH_MAX_PIECES] = {0};
+        bool started[2 * FETCH_MAX_PIECES] = {0};
         for (unsigned c = 0; c < ncalls; c++) {
             if (calls[c]->nwant == 0)
                 continue;
@@ -941,22 +1063,55 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
             k = q + 1;
         }
         /* In order: each block to the sink as soon as it is in. */
-        int outcome[FETCH_MAX_PIECES];
-        for (unsigned c = 0; c < ncalls; c++)
+        int outcome[2 * FETCH_MAX_PIECES];
+        for (unsigned c = 0; c < 2 * FETCH_MAX_PIECES; c++)
             outcome[c] = 0;
+        unsigned nowner = ncalls;
         for (unsigned k = 0; k < nb && rc == 0; k++) {
             uint64_t bpos = wstart + (uint64_t)k * bs;
             uint32_t blen = (uint32_t)(wend - bpos < bs ? wend - bpos : bs);
-            if (callof[k] >= 0) {
-                struct p2p_call *c = calls[callof[k]];
+            if (callof[k] >= 0 && callof[k] < (int)nowner &&
+                want_hot(p, calls[callof[k]], (unsigned)wantof[k])) {
+                /* The owner's fan-out is full: this block and the rest of its call (the owner
+                   answers a GET HOT whole) go to this node's parents in their trees. */
+                int hot = callof[k];
+                outcome[hot] = PE__COUNT; /* nothing to note of the owner */
+                unsigned first = ncalls;
+                for (unsigned q = k; q < nb; q++) {
+                    if (callof[q] != hot || !want_hot(p, calls[hot], (unsigned)wantof[q]))
+                        continue;
+                    uint64_t qpos = wstart + (uint64_t)q * bs;
+                    uint32_t qlen = (uint32_t)(wend - qpos < bs ? wend - qpos : bs);
+                    int w = -1;
+                    int rcall = relay_add(p, m, rq, calls, &ncalls, first, 2 * FETCH_MAX_PIECES,
+                                          qpos / bs, qlen, wbuf + (qpos - wstart), &w);
+                    callof[q] = rcall >= 0 ? rcall : -3; /* -3: from the origin below */
+                    wantof[q] = w;
+                }
+                for (unsigned c = first; c < ncalls; c++) {
+                    call_seal(p, calls[c], rq, false);
+                    if (p2p_call_start(p, calls[c]) == 0) {
+                        started[c] = true;
+                        continue;
+                    }
+                    p2p_call_end(p, calls[c], PE__COUNT);
+                    for (unsigned q = k; q < nb; q++)
+                        if (callof[q] == (int)c)
+                            callof[q] = -3;
+                }
+            }
+            if (callof[k] >= 0 || callof[k] == -3) {
+                struct p2p_call *c = callof[k] >= 0 ? calls[callof[k]] : NULL;
                 enum blk_from f = BLK_FROM_FALLBACK;
-                int out = want_outcome(p, rq, c, (unsigned)wantof[k], &f);
+                int out = c ? want_outcome(p, rq, c, (unsigned)wantof[k], &f) : PE__COUNT;
                 if (out == 0) {
                     bfrom[k] = f;
                     stats_block(p, f);
+                    if (callof[k] >= (int)nowner)
+                        P2P_ADD(p, n_relayed, 1);
                 } else {
-                    if (outcome[callof[k]] == 0)
-                        outcome[callof[k]] = out;
+                    if (c && outcome[callof[k]] == 0)
+                        outcome[callof[k]] = out == WANT_HOT ? PE__COUNT : out;
                     ssize_t n = fallback(p, rq, bpos / bs, 0, blen, wbuf + (bpos - wstart));
                     if (n < 0)
                         rc = (int)n;
@@ -1000,7 +1155,7 @@ int p2p_fill(struct p2p *p, struct cache *cache, const char *key, const char *et
     if (index * bs >= size)
         return -EINVAL;
     uint64_t id[2];
-    owner_key(p, key, etag, index, id);
+    p2p_span_id(p, key, etag, index, id);
     struct p2p_members *m = p2p_members_get(p);
     int owner = owner_of(m, id);
     int rc = -EAGAIN;
@@ -1064,6 +1219,13 @@ int p2p_new(const struct p2p_config *cfg, struct p2p **out, char *err, size_t er
     p->role = cfg->role;
     p->page_size = cfg->page_size;
     p->reload_ms = cfg->reload_ms ? cfg->reload_ms : 5000;
+    p->fanout = cfg->fanout ? cfg->fanout : P2P_FANOUT;
+    {
+        char self[96];
+        snprintf(self, sizeof(self), "%s:%u", cfg->self_ip ? cfg->self_ip : "",
+                 (unsigned)cfg->port);
+        p->seed = XXH3_64bits(self, strlen(self));
+    }
     p->rx_epfd = p->rx_wake = -1;
     pthread_mutex_init(&p->mlock, NULL);
     pthread_mutex_init(&p->tlock, NULL);
@@ -1349,6 +1511,10 @@ void p2p_get_stats(struct p2p *p, struct p2p_stats *st)
     st->served_errors = P2P_GET(p, n_served_errors);
     st->served_busy = P2P_GET(p, n_served_busy);
     st->origin_cap_waits = P2P_GET(p, n_origin_cap_waits);
+    st->relayed = P2P_GET(p, n_relayed);
+    st->served_hot = P2P_GET(p, n_served_hot);
+    st->served_relays = P2P_GET(p, n_served_relays);
+    st->fanout_max = P2P_GET(p, n_fanout_max);
     st->conns_in = P2P_GET(p, n_conns_in);
     st->conns_out = P2P_GET(p, n_conns_out);
     st->reloads = P2P_GET(p, n_reloads);
@@ -1440,6 +1606,19 @@ int p2p_write_metrics(struct p2p *p, struct buf *out)
                  st.served_busy);
     prom_counter(out, "efc_p2p_origin_cap_waits_total",
                  "Origin fetches for peers that waited for the per-node cap.", st.origin_cap_waits);
+    prom_counter(out, "efc_p2p_relayed_blocks_total",
+                 "Blocks a hot owner sent this node to its parent in the block's fan-out tree for.",
+                 st.relayed);
+    prom_counter(out, "efc_p2p_served_hot_total",
+                 "GETs answered hot: the block's fan-out was full, the peer asked its parent.",
+                 st.served_hot);
+    prom_counter(out, "efc_p2p_served_relays_total",
+                 "GETs of hot blocks this node passed on down their fan-out trees.",
+                 st.served_relays);
+    prom_gauge(out, "efc_p2p_fanout_max",
+               "The most peers this node served one block to at once within its fan-out (its "
+               "children in the block's tree are served beyond it).",
+               (double)st.fanout_max);
     prom_header(out, "efc_p2p_connections", "Open P2P connections.", "gauge");
     prom_sample_u64(out, "efc_p2p_connections", "direction=\"in\"", st.conns_in);
     prom_sample_u64(out, "efc_p2p_connections", "direction=\"out\"", st.conns_out);

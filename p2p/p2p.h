@@ -50,6 +50,8 @@ struct p2p_config {
     uint32_t page_size;    /* the unit of CRCs on the wire (g_tier_DadiCachePageSizeKB) */
     struct blksrc *origin; /* where owned blocks and fallbacks come from (not owned) */
     unsigned reload_ms;    /* how often the rootlist is re-read; 0: 5000 (the guide's) */
+    unsigned fanout;       /* g_tier_DadiP2PFanout: peers an owner serves a block to at once
+                              besides its children in the block's fan-out tree; 0: 4 */
 };
 
 /* Reads the rootlist and the key file and finds this node in the rootlist; starts nothing.
@@ -130,10 +132,14 @@ struct p2p_stats {
     uint64_t peer_bytes;  /* bytes received from peers, verified */
     uint64_t local_owned; /* blocks this node owns, fetched from the origin here */
     uint64_t fallbacks;   /* blocks read from the origin because their owner failed */
+    uint64_t relayed;     /* blocks a hot owner sent us to our parent in its tree for */
     uint64_t err_connect, err_timeout, err_reset, err_protocol, err_corrupt, err_refused, err_busy,
         err_auth, err_stale;
     uint64_t served_requests, served_blocks, served_hits, served_misses, served_bytes;
     uint64_t served_errors, served_busy, origin_cap_waits;
+    uint64_t served_hot;          /* GETs answered HOT: the block's fan-out was full */
+    uint64_t served_relays;       /* RELAY GETs served: blocks passed on down a fan-out tree */
+    uint64_t fanout_max;          /* the most peers served one block at once (children aside) */
     uint64_t conns_in, conns_out; /* gauges */
     uint64_t reloads, rootlist_errors, mismatches;
 };

@@ -38,8 +38,12 @@
 #define P2P_ORIGIN_FETCHES 8     /* origin fetches made for peers at once (the rest wait) */
 #define P2P_MAX_INBOUND    4096  /* connections from peers at once */
 #define P2P_OWNER_BYTES                                                                            \
-    (4u << 20) /* consecutive blocks that share an owner (owner_key): the cache's                  \
-               prefetch run, one origin request */
+    (4u << 20)              /* consecutive blocks that share an owner (p2p_span_id): the cache's   \
+                            prefetch run, one origin request */
+#define P2P_FANOUT        4 /* peers an owner serves a block to at once besides its children */
+#define P2P_TREE_LEVELS   8 /* depths of fan-out trees with workers of their own (server.c) */
+#define P2P_RELAY_THREADS 4 /* workers of each depth, started when first needed */
+#define P2P_HOT_SLOTS     1024 /* blocks whose fan-out an owner tracks at once */
 
 struct p2p_conn;
 struct p2p_call;
@@ -110,6 +114,8 @@ struct p2p {
     size_t nslen;
     uint32_t page_size;
     unsigned reload_ms;
+    unsigned fanout; /* P2P_FANOUT unless configured */
+    uint64_t seed;   /* this node's place in fan-out trees when it is not in the rootlist */
     bool auth;
     uint8_t key[256];
     size_t keylen;
@@ -120,6 +126,7 @@ struct p2p {
     unsigned npeers, cappeers;
     uint64_t last_warned_hash; /* mlock: the rootlist text hash whose problems were logged */
     bool lost_logged;          /* mlock: "rootlist unreadable" was logged for this outage */
+    unsigned fd_warned_n;      /* the rootlist size the descriptor limit was warned about */
 
     /* threads */
     pthread_mutex_t tlock;
@@ -140,6 +147,7 @@ struct p2p {
 
     /* counters (atomics) */
     uint64_t n_requests, n_peer_hits, n_peer_misses, n_peer_bytes, n_local_owned, n_fallbacks;
+    uint64_t n_relayed, n_served_hot, n_served_relays, n_fanout_max;
     uint64_t n_err[PE__COUNT];
     uint64_t n_served_requests, n_served_blocks, n_served_hits, n_served_misses, n_served_bytes;
     uint64_t n_served_errors, n_served_busy, n_origin_cap_waits;
@@ -155,6 +163,9 @@ uint64_t p2p_now_ns(void);
 
 /* ---- p2p.c ---------------------------------------------------------------------------------- */
 
+/* The identity that decides who owns block INDEX of (key, etag): its span's first block's. */
+void p2p_span_id(const struct p2p *p, const char *key, const char *etag, uint64_t index,
+                 uint64_t id[2]);
 /* The current membership, with a reference (drop it with p2p_members_put). */
 struct p2p_members *p2p_members_get(struct p2p *p);
 void p2p_members_put(struct p2p *p, struct p2p_members *m);

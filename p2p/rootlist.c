@@ -1,10 +1,12 @@
-/* p2p/rootlist.c - the rootlist parser and the rendezvous score (rootlist_i.h).
+/* p2p/rootlist.c - the rootlist parser, the rendezvous score, the owner of a block and its fan-out
+ * tree (rootlist_i.h).
  *
  * Lines are cut at '\n' (a '\r' before it is dropped, as Windows editors leave one); a '#' ends
  * the line's content. The address is everything between the first and the last ':' (an IPv6
  * address in brackets keeps its own colons inside them) and must parse with inet_pton, so a
  * host name or a typo is refused here rather than failing connects later.
  */
+#define _GNU_SOURCE /* qsort_r */
 #include "p2p/rootlist_i.h"
 
 #include <arpa/inet.h>
@@ -264,4 +266,106 @@ uint64_t p2p_score(uint64_t seed, const uint64_t id[2])
     le_put64(b, id[0]);
     le_put64(b + 8, id[1]);
     return XXH3_64bits_withSeed(b, sizeof(b), seed);
+}
+
+/* Whether node A beats node B for ID: a higher score, ties to the smaller name. */
+static bool beats(const struct p2p_rootlist *rl, unsigned a, uint64_t sa, unsigned b, uint64_t sb)
+{
+    return sa > sb || (sa == sb && strcmp(rl->nodes[a].name, rl->nodes[b].name) < 0);
+}
+
+int p2p_owner(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+              const uint64_t id[2])
+{
+    int best = -1;
+    uint64_t top = 0;
+    for (unsigned k = 0; k < n; k++) {
+        uint64_t sc = p2p_score(rl->nodes[serving[k]].seed, id);
+        if (best < 0 || beats(rl, serving[k], sc, (unsigned)best, top)) {
+            best = (int)serving[k];
+            top = sc;
+        }
+    }
+    return best;
+}
+
+unsigned p2p_rank(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+                  const uint64_t id[2], unsigned node, unsigned limit)
+{
+    uint64_t mine = p2p_score(rl->nodes[node].seed, id);
+    unsigned r = 0;
+    bool listed = false;
+    for (unsigned k = 0; k < n; k++) {
+        if (serving[k] == node)
+            listed = true;
+        else if (beats(rl, serving[k], p2p_score(rl->nodes[serving[k]].seed, id), node, mine) &&
+                 ++r > limit)
+            return r;
+    }
+    return listed ? r : n; /* a node that does not serve ranks after every one that does */
+}
+
+unsigned p2p_tree_depth(unsigned rank, unsigned fanout)
+{
+    unsigned d = 0;
+    for (; rank > 0; d++)
+        rank = (rank - 1) / fanout;
+    return d;
+}
+
+struct ranked {
+    uint64_t score;
+    unsigned node;
+};
+
+static int by_rank(const void *x, const void *y, void *arg)
+{
+    const struct ranked *a = x, *b = y;
+    const struct p2p_rootlist *rl = arg;
+    return beats(rl, a->node, a->score, b->node, b->score)   ? -1
+           : beats(rl, b->node, b->score, a->node, a->score) ? 1
+                                                             : 0;
+}
+
+int p2p_ranking(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+                const uint64_t id[2], unsigned *order)
+{
+    struct ranked *v = malloc((n ? n : 1) * sizeof(*v));
+    if (v == NULL)
+        return -ENOMEM;
+    for (unsigned k = 0; k < n; k++)
+        v[k] = (struct ranked){p2p_score(rl->nodes[serving[k]].seed, id), serving[k]};
+    qsort_r(v, n, sizeof(*v), by_rank, (void *)rl);
+    for (unsigned k = 0; k < n; k++)
+        order[k] = v[k].node;
+    free(v);
+    return 0;
+}
+
+unsigned p2p_tree_parent_rank(unsigned rank, unsigned n, uint64_t seed, unsigned fanout)
+{
+    if (rank >= n) /* not serving: under any node but the owner */
+        return n > 1 ? 1 + (unsigned)(seed % (n - 1)) : 0;
+    return rank ? (rank - 1) / fanout : 0;
+}
+
+int p2p_tree_parent(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+                    const uint64_t id[2], int node, uint64_t seed, unsigned fanout, unsigned *depth)
+{
+    if (n < 2 || fanout == 0)
+        return -1;
+    unsigned q = node >= 0 ? p2p_rank(rl, serving, n, id, (unsigned)node, UINT32_MAX) : n;
+    if (q == 0)
+        return -1; /* the owner */
+    unsigned pr = p2p_tree_parent_rank(q, n, seed, fanout);
+    if (depth)
+        *depth = q >= n ? p2p_tree_depth(pr, fanout) + 1 : p2p_tree_depth(q, fanout);
+    unsigned *order = malloc((size_t)n * sizeof(*order));
+    if (order == NULL || p2p_ranking(rl, serving, n, id, order) != 0) {
+        free(order);
+        return -1;
+    }
+    unsigned parent = order[pr]; /* n log n: for hot blocks only */
+    free(order);
+    return (int)parent;
 }

@@ -19,6 +19,7 @@
 #ifndef EFC_P2P_ROOTLIST_I_H
 #define EFC_P2P_ROOTLIST_I_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,5 +56,35 @@ void p2p_rootlist_release(struct p2p_rootlist *rl);
 
 /* The rendezvous score of a node (its seed) for a block (its identity). */
 uint64_t p2p_score(uint64_t seed, const uint64_t id[2]);
+
+/* The owner of the block of identity ID: of the nodes SERVING[0..N) (indexes into RL->nodes), the
+ * one with the highest p2p_score, a tie going to the smaller name. -1 when N is 0. */
+int p2p_owner(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+              const uint64_t id[2]);
+
+/* The fan-out tree of a hot block. The serving nodes ranked by score for ID (the owner at rank
+ * 0, as p2p_owner) form a FANOUT-ary heap: the node at rank q > 0 has the node at rank
+ * (q - 1) / FANOUT as its parent, so no node has more than FANOUT children and the depth is
+ * log_FANOUT of the cluster's size. A node that does not serve (an agent, or one outside the
+ * rootlist) hangs under the node at rank 1 + SEED % (N - 1): any but the owner.
+ *
+ * p2p_rank: NODE's rank (0: the owner; N when it does not serve), or a number over LIMIT as soon
+ * as it is known to be over LIMIT (LIMIT UINT32_MAX: the exact rank). O(N).
+ * p2p_tree_depth: the depth of rank RANK (0 for the owner).
+ * p2p_ranking: every serving node in rank order into ORDER[0..N). 0 or -ENOMEM. O(N log N).
+ * p2p_tree_parent_rank: the rank of the parent of the node at RANK (RANK N or more: a node that
+ * does not serve, placed by SEED); RANK > 0.
+ * p2p_tree_parent: NODE's parent (an index into RL->nodes; NODE -1: a node not in RL, placed by
+ * SEED) and its depth in *DEPTH (may be NULL); -1 when NODE is the owner, N < 2, FANOUT is 0 or
+ * without memory. O(N log N): for hot blocks only. */
+unsigned p2p_rank(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+                  const uint64_t id[2], unsigned node, unsigned limit);
+unsigned p2p_tree_depth(unsigned rank, unsigned fanout);
+int p2p_ranking(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+                const uint64_t id[2], unsigned *order);
+unsigned p2p_tree_parent_rank(unsigned rank, unsigned n, uint64_t seed, unsigned fanout);
+int p2p_tree_parent(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+                    const uint64_t id[2], int node, uint64_t seed, unsigned fanout,
+                    unsigned *depth);
 
 #endif

@@ -21,6 +21,13 @@
  *
  * A GET for another bucket (name space), or one whose identity this node computes otherwise, is
  * refused; an agent (no cache) answers NOT_SERVING to everything.
+ *
+ * Hot blocks (p2p.c has the whole story): the connection thread answers HOT at once to a GET of a
+ * block this node owns that it is already serving to p->fanout peers, unless the requester is
+ * one of its children in the block's fan-out tree (always served). A RELAY GET (a hot block a
+ * child asks its parent for) is read through this node's cache with CACHE_RELAY, from the owner
+ * or this node's own parent, by the workers of this node's depth in the block's tree: a worker
+ * of depth d only ever waits for one of depth d - 1 elsewhere, so the waits cannot go round.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -48,6 +55,8 @@ struct sconn {
     enum sstate state;
     uint8_t nc[P2P_NONCE], ns[P2P_NONCE];
     char peer[P2P_MAX_NAME + 1]; /* for logs: its name, or its address */
+    char name[P2P_MAX_NAME + 1]; /* its name in the rootlist, "" when it gave none */
+    uint64_t members;            /* the membership hash its HELLO reported */
     struct sconn *next, *prev;   /* the server's list (s->lock) */
     struct p2p_rx rx;
 };
@@ -55,6 +64,8 @@ struct sconn {
 struct sjob {
     struct sjob *next;
     struct sconn *conn;
+    int hot;        /* the hot-table slot it counts in, -1 */
+    unsigned level; /* 0: as the owner; d > 0: a RELAY at depth d of its block's tree */
     uint64_t rid;
     struct p2p_get get;
     char text[]; /* ns, key, etag, each NUL-terminated; get's pointers point here */
@@ -71,9 +82,15 @@ struct p2p_server {
     bool thread_started;
 
     pthread_mutex_t lock;
-    pthread_cond_t qcond; /* a job was queued, or stop */
-    struct sjob *qhead, *qtail;
-    unsigned qlen;
+    pthread_cond_t qcond[P2P_TREE_LEVELS]; /* a job of that level was queued, or stop */
+    struct sjob *qhead[P2P_TREE_LEVELS], *qtail[P2P_TREE_LEVELS];
+    unsigned qlen; /* of all levels */
+    pthread_t relays[P2P_TREE_LEVELS][P2P_RELAY_THREADS];
+    unsigned nrelays[P2P_TREE_LEVELS], idle[P2P_TREE_LEVELS];
+    struct hot {
+        uint64_t id[2]; /* a span this node owns */
+        unsigned n;     /* GETs of it being served to peers other than its tree children */
+    } hot[P2P_HOT_SLOTS];
     bool stopping;
     struct sconn *conns;
     unsigned nconns;
@@ -130,7 +147,8 @@ static int send_error(struct sconn *c, uint64_t rid, int status, const char *msg
 
 struct worker {
     struct p2p_server *s;
-    uint8_t *buf; /* a block */
+    unsigned level; /* of the jobs it takes (sjob.level) */
+    uint8_t *buf;   /* a block */
     size_t cap;
     uint8_t head[P2P_HDR + P2P_MAX_META];
     uint64_t crc[P2P_MAX_PAGES];
@@ -222,6 +240,7 @@ static int send_status(struct worker *w, struct sconn *c, const struct sjob *j, 
 static int serve_block(struct worker *w, struct sjob *j, uint64_t index, bool last)
 {
     struct p2p_server *s = w->s;
+    unsigned cf = j->level ? CACHE_PEER | CACHE_RELAY : CACHE_PEER;
     struct p2p *p = s->p;
     struct sconn *c = j->conn;
     const struct p2p_get *g = &j->get;
@@ -251,8 +270,7 @@ static int serve_block(struct worker *w, struct sjob *j, uint64_t index, bool la
 
     /* 1. pinned in memory: sent from there (a fill under way is waited for) */
     struct cache_ref ref;
-    if (cache_ref_get(s->cache, g->key, g->etag, g->obj_size, bstart + off, len, CACHE_PEER,
-                      &ref) == 0) {
+    if (cache_ref_get(s->cache, g->key, g->etag, g->obj_size, bstart + off, len, cf, &ref) == 0) {
         if (ref.len == len) {
             P2P_ADD(p, n_served_hits, 1);
             int rc = send_block(w, c, j, index, off, ref.data, len, 1, last);
@@ -273,12 +291,15 @@ static int serve_block(struct worker *w, struct sjob *j, uint64_t index, bool la
                               CACHE_PEER | CACHE_LOCAL, NULL);
     int hit = 1;
     if (n == -ENOENT) {
-        /* 3. from the origin, once however many ask, kept here */
-        origin_slot_take(s);
+        /* 3. from the origin, once however many ask, kept here (a relay: from the owner or
+           this node's parent in the block's tree) */
+        if (!j->level)
+            origin_slot_take(s);
         int missed = 0;
-        n = cache_read_ex(s->cache, g->key, g->etag, g->obj_size, bstart + off, len, w->buf,
-                          CACHE_PEER, &missed);
-        origin_slot_give(s);
+        n = cache_read_ex(s->cache, g->key, g->etag, g->obj_size, bstart + off, len, w->buf, cf,
+                          &missed);
+        if (!j->level)
+            origin_slot_give(s);
         hit = !missed;
     }
     if (n < 0) {
@@ -328,6 +349,8 @@ static void serve_job(struct worker *w, struct sjob *j)
     struct answer a = {w, j, 0, (unsigned)__builtin_popcountll(g->mask), 0};
     int status = P2P_OK;
     P2P_ADD(p, n_served_requests, 1);
+    if (j->level)
+        P2P_ADD(p, n_served_relays, 1);
     uint64_t id[2];
     if (cache == NULL) {
         status = P2P_NOT_SERVING;
@@ -352,10 +375,12 @@ static void serve_job(struct worker *w, struct sjob *j)
             unsigned q = i;
             while (q + 1 <= last_bit && (g->mask >> (q + 1) & 1) && q + 1 - i < run)
                 q++;
-            origin_slot_take(w->s);
+            if (!j->level)
+                origin_slot_take(w->s);
             (void)cache_fetch_run(cache, g->key, g->etag, g->obj_size, g->first + i, q - i + 1,
-                                  CACHE_PEER, on_ready, &a);
-            origin_slot_give(w->s);
+                                  j->level ? CACHE_PEER | CACHE_RELAY : CACHE_PEER, on_ready, &a);
+            if (!j->level)
+                origin_slot_give(w->s);
             i = q + 1;
         }
     }
@@ -370,25 +395,40 @@ static void serve_job(struct worker *w, struct sjob *j)
     }
 }
 
+/* The end of job J: its hot-table count, its connection. s->lock not held. */
+static void job_done(struct p2p_server *s, struct sjob *j)
+{
+    if (j->hot >= 0) {
+        pthread_mutex_lock(&s->lock);
+        s->hot[j->hot].n--;
+        pthread_mutex_unlock(&s->lock);
+    }
+    sconn_put(j->conn);
+    free(j);
+}
+
+/* A worker of level W->level: 0 answers GETs as the owner, d > 0 RELAY GETs at depth d. */
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct p2p_server *s = w->s;
+    unsigned lv = w->level;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (!s->qhead && !s->stopping)
-            pthread_cond_wait(&s->qcond, &s->lock);
+        s->idle[lv]++;
+        while (!s->qhead[lv] && !s->stopping)
+            pthread_cond_wait(&s->qcond[lv], &s->lock);
+        s->idle[lv]--;
         if (s->stopping)
             break;
-        struct sjob *j = s->qhead;
-        s->qhead = j->next;
-        if (!s->qhead)
-            s->qtail = NULL;
+        struct sjob *j = s->qhead[lv];
+        s->qhead[lv] = j->next;
+        if (!s->qhead[lv])
+            s->qtail[lv] = NULL;
         s->qlen--;
         pthread_mutex_unlock(&s->lock);
         serve_job(w, j);
-        sconn_put(j->conn);
-        free(j);
+        job_done(s, j);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
@@ -397,7 +437,85 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* Starts a worker of LEVEL into *T. 0 or -errno. */
+static int worker_start(struct p2p_server *s, unsigned level, pthread_t *t)
+{
+    struct worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    w->s = s;
+    w->level = level;
+    int rc = pthread_create(t, NULL, worker_main, w);
+    if (rc) {
+        free(w);
+        return -rc;
+    }
+    return 0;
+}
+
 /* ---- the connection thread ------------------------------------------------------------------ */
+
+/* bsearch over a rootlist's nodes (sorted by name) for a name. */
+static int by_name(const void *key, const void *node)
+{
+    return strcmp(key, ((const struct p2p_node *)node)->name);
+}
+
+/* Where job J (a GET from C, its strings NUL-terminated) goes: a RELAY to the workers of this
+ * node's depth in the tree of its block (j->level; depth 0, this node owns it: as the owner); a
+ * GET of a block this node owns from a peer that agrees on the membership and is not one of the
+ * block's tree children counts in the block's hot-table slot (j->hot), unless p->fanout such GETs
+ * are being served already: then it returns 1 (answer HOT). Else 0. */
+static int classify(struct p2p_server *s, struct sconn *c, struct sjob *j)
+{
+    struct p2p *p = s->p;
+    const struct p2p_get *g = &j->get;
+    if ((g->flags & P2P_GET_FILL) || g->ns_len != p->nslen || memcmp(g->ns, p->ns, p->nslen) != 0)
+        return 0;
+    uint64_t id[2];
+    p2p_span_id(p, g->key, g->etag, g->first, id);
+    struct p2p_members *m = p2p_members_get(p);
+    const struct p2p_rootlist *rl = &m->rl;
+    int hot = 0;
+    if (g->flags & P2P_GET_RELAY) {
+        unsigned q = m->self >= 0
+                         ? p2p_rank(rl, m->serving, m->nserving, id, (unsigned)m->self, UINT32_MAX)
+                         : m->nserving;
+        unsigned d = q >= m->nserving ? P2P_TREE_LEVELS - 1 : p2p_tree_depth(q, p->fanout);
+        j->level = d < P2P_TREE_LEVELS ? d : P2P_TREE_LEVELS - 1;
+        if (j->level == 0)
+            j->get.flags &= ~P2P_GET_RELAY; /* this node owns it: answered as the owner */
+    } else if (m->self >= 0 && c->members == rl->hash &&
+               p2p_owner(rl, m->serving, m->nserving, id) == m->self) {
+        unsigned h = (unsigned)(id[0] % P2P_HOT_SLOTS);
+        pthread_mutex_lock(&s->lock);
+        struct hot *e = &s->hot[h];
+        if (e->n == 0) {
+            e->id[0] = id[0];
+            e->id[1] = id[1];
+        }
+        bool full = false;
+        if (e->id[0] == id[0] && e->id[1] == id[1]) { /* else: a collision, untracked */
+            full = e->n >= p->fanout;
+            if (!full) {
+                j->hot = (int)h;
+                uint64_t n = ++e->n;
+                if (n > P2P_GET(p, n_fanout_max))
+                    __atomic_store_n(&p->n_fanout_max, n, __ATOMIC_RELAXED);
+            }
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (full) {
+            /* a child of the owner in the block's tree is always served (uncounted) */
+            const struct p2p_node *nd =
+                c->name[0] ? bsearch(c->name, rl->nodes, rl->n, sizeof(*rl->nodes), by_name) : NULL;
+            hot = nd == NULL || p2p_rank(rl, m->serving, m->nserving, id,
+                                         (unsigned)(nd - rl->nodes), p->fanout) > p->fanout;
+        }
+    }
+    p2p_members_put(p, m);
+    return hot;
+}
 
 /* Queues the GET in C's frame; a full queue answers BUSY. 0 or -errno (drop the connection). */
 static int queue_get(struct p2p_server *s, struct sconn *c)
@@ -430,23 +548,47 @@ static int queue_get(struct p2p_server *s, struct sconn *c)
     j->get.etag = t;
     j->next = NULL;
     j->conn = c;
+    j->hot = -1;
+    j->level = 0;
+    if (classify(s, c, j) != 0) {
+        free(j);
+        P2P_ADD(s->p, n_served_hot, 1);
+        return send_error(c, c->rx.h.rid, P2P_HOT, "hot: ask your parent in the block's tree");
+    }
+    unsigned lv = j->level;
+    pthread_t *spawn = NULL;
     pthread_mutex_lock(&s->lock);
     bool full = s->qlen >= P2P_SERVE_QUEUE;
     if (!full) {
         __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
-        if (s->qtail)
-            s->qtail->next = j;
+        if (s->qtail[lv])
+            s->qtail[lv]->next = j;
         else
-            s->qhead = j;
-        s->qtail = j;
+            s->qhead[lv] = j;
+        s->qtail[lv] = j;
         s->qlen++;
-        pthread_cond_signal(&s->qcond);
+        pthread_cond_signal(&s->qcond[lv]);
+        if (lv && s->idle[lv] == 0 && s->nrelays[lv] < P2P_RELAY_THREADS && !s->stopping)
+            spawn = &s->relays[lv][s->nrelays[lv]++];
     }
     pthread_mutex_unlock(&s->lock);
     if (full) {
+        if (j->hot >= 0) {
+            pthread_mutex_lock(&s->lock);
+            s->hot[j->hot].n--;
+            pthread_mutex_unlock(&s->lock);
+        }
         free(j);
         P2P_ADD(s->p, n_served_busy, 1);
         return send_error(c, c->rx.h.rid, P2P_BUSY, "busy");
+    }
+    if (spawn && worker_start(s, lv, spawn) != 0) {
+        /* the level's other workers (there is one at least once this failed for the first)
+           take the job; without any, the requester's deadline sends it to the origin */
+        log_warn("p2p: cannot start a relay worker of depth %u", lv);
+        pthread_mutex_lock(&s->lock);
+        s->nrelays[lv]--;
+        pthread_mutex_unlock(&s->lock);
     }
     return 0;
 }
@@ -464,8 +606,11 @@ static int on_frame(struct p2p_server *s, struct sconn *c)
             send_error(c, 0, P2P_BAD_REQUEST, "expected HELLO");
             return -EPROTO;
         }
-        if (h.name[0])
+        if (h.name[0]) {
             snprintf(c->peer, sizeof(c->peer), "%s", h.name);
+            snprintf(c->name, sizeof(c->name), "%s", h.name);
+        }
+        c->members = h.members;
         p2p_note_members(p, NULL, h.name, h.members);
         if (p->auth && !h.auth) {
             P2P_ADD(p, n_err[PE_AUTH], 1);
@@ -621,7 +766,8 @@ int p2p_server_start(struct p2p *p, struct cache *serve, const char *ip, uint16_
     s->cache = serve;
     s->lfd = s->epfd = s->wake = -1;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->qcond, NULL);
+    for (unsigned l = 0; l < P2P_TREE_LEVELS; l++)
+        pthread_cond_init(&s->qcond[l], NULL);
     pthread_mutex_init(&s->olock, NULL);
     pthread_cond_init(&s->ocond, NULL);
     snprintf(s->addr, sizeof(s->addr), strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, (unsigned)port);
@@ -656,11 +802,7 @@ int p2p_server_start(struct p2p *p, struct cache *serve, const char *ip, uint16_
         return rc;
     }
     for (unsigned i = 0; serve && i < P2P_SERVE_THREADS; i++) {
-        struct worker *w = calloc(1, sizeof(*w));
-        if (w)
-            w->s = s;
-        if (w == NULL || pthread_create(&s->workers[i], NULL, worker_main, w) != 0) {
-            free(w);
+        if (worker_start(s, 0, &s->workers[i]) != 0) {
             snprintf(err, errlen, "p2p: cannot start the server's workers");
             p2p_server_stop(p);
             return -EAGAIN;
@@ -685,7 +827,8 @@ void p2p_server_stop(struct p2p *p)
         return;
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
-    pthread_cond_broadcast(&s->qcond);
+    for (unsigned l = 0; l < P2P_TREE_LEVELS; l++)
+        pthread_cond_broadcast(&s->qcond[l]);
     pthread_mutex_unlock(&s->lock);
     if (s->thread_started) {
         uint64_t one = 1;
@@ -700,11 +843,17 @@ void p2p_server_stop(struct p2p *p)
     pthread_mutex_unlock(&s->lock);
     for (unsigned i = 0; i < s->nworkers; i++)
         pthread_join(s->workers[i], NULL);
-    while (s->qhead) {
-        struct sjob *j = s->qhead;
-        s->qhead = j->next;
-        sconn_put(j->conn);
-        free(j);
+    /* no job is queued any more: nrelays is stable */
+    for (unsigned l = 1; l < P2P_TREE_LEVELS; l++)
+        for (unsigned i = 0; i < s->nrelays[l]; i++)
+            pthread_join(s->relays[l][i], NULL);
+    for (unsigned l = 0; l < P2P_TREE_LEVELS; l++) {
+        while (s->qhead[l]) {
+            struct sjob *j = s->qhead[l];
+            s->qhead[l] = j->next;
+            sconn_put(j->conn);
+            free(j);
+        }
     }
     /* The connection thread's references. */
     for (;;) {
@@ -722,7 +871,8 @@ void p2p_server_stop(struct p2p *p)
     if (s->wake >= 0)
         close(s->wake);
     pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->qcond);
+    for (unsigned l = 0; l < P2P_TREE_LEVELS; l++)
+        pthread_cond_destroy(&s->qcond[l]);
     pthread_mutex_destroy(&s->olock);
     pthread_cond_destroy(&s->ocond);
     free(s);

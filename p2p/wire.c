@@ -44,7 +44,10 @@
  *     32  4  len: count 1 only, bytes from off (0: to the block's end)
  *     36  4  block size of the requester (a power of two, 4 KiB..64 MiB)
  *     40  4  page size (a power of two >= 4 KiB, dividing the block size): CRCs come per page
- *     44  4  flags: 1 = FILL (warm-up: make the blocks present, send no data)
+ *     44  4  flags: 1 = FILL (warm-up: make the blocks present, send no data), 2 = RELAY (the
+ *            block is hot at its owner, which answered HOT: the receiver, the requester's
+ *            parent in the block's fan-out tree, reads it through its own cache, from the owner
+ *            or its own parent, and passes it on: p2p.c)
  *     48  16 the requester's identity of block first (cache_block_id: low word first)
  *     64  2  name space length ns (<= 511)
  *     66  2  key length k (1..1023)
@@ -56,7 +59,9 @@
  *     0   8  block index
  *     8   4  off: byte offset in the block of the first byte (a multiple of the page size)
  *     12  2  status (0 ok, 1 stale, 2 not found, 3 other bucket, 4 busy, 5 origin failed,
- *            6 bad request, 7 not serving, 8 denied); not 0: no data, no pages
+ *            6 bad request, 7 not serving, 8 denied, 9 hot: the owner serves this block to as
+ *            many peers as it may, ask your parent in its fan-out tree with RELAY); not 0: no
+ *            data, no pages
  *     14  1  hit: 1 when the server had the bytes in memory or on disk, 0 when it fetched them
  *     15  1  spare (0)
  *     16  4  page size
@@ -276,7 +281,9 @@ int p2p_dec_get(const uint8_t *m, size_t len, struct p2p_get *g)
         len != GET_FIXED + (size_t)g->ns_len + g->key_len + g->etag_len)
         return -EBADMSG;
     if (g->count == 0 || g->count > P2P_MAX_BLOCKS || g->mask == 0 ||
-        (g->count < 64 && (g->mask >> g->count) != 0) || (g->flags & ~P2P_GET_FILL))
+        (g->count < 64 && (g->mask >> g->count) != 0) ||
+        (g->flags & ~(P2P_GET_FILL | P2P_GET_RELAY)) ||
+        (g->flags & P2P_GET_FILL && g->flags & P2P_GET_RELAY))
         return -EBADMSG;
     if (!pow2(g->block_size) || g->block_size < P2P_MIN_PAGE ||
         g->block_size > P2P_MAX_BLOCK_SIZE || !pow2(g->page_size) || g->page_size < P2P_MIN_PAGE ||
@@ -345,8 +352,8 @@ int p2p_dec_error(const uint8_t *m, size_t len, int *status, char *msg, size_t m
 
 const char *p2p_status_name(int status)
 {
-    static const char *const names[] = {"ok",           "stale",       "not found",
-                                        "other bucket", "busy",        "origin failed",
-                                        "bad request",  "not serving", "denied"};
+    static const char *const names[] = {
+        "ok",          "stale",       "not found", "other bucket", "busy", "origin failed",
+        "bad request", "not serving", "denied",    "hot"};
     return status >= 0 && status <= P2P_STATUS_MAX ? names[status] : "unknown";
 }

@@ -58,7 +58,8 @@ enum p2p_status {
     P2P_BAD_REQUEST = 6,
     P2P_NOT_SERVING = 7, /* an agent: it holds nothing */
     P2P_DENIED = 8,      /* the origin refused (archived object, no permission) */
-    P2P_STATUS_MAX = 8,
+    P2P_HOT = 9,         /* the owner's fan-out of this block is full: ask your parent (RELAY) */
+    P2P_STATUS_MAX = 9,
 };
 
 struct p2p_hdr {
@@ -85,7 +86,8 @@ struct p2p_hello {
 /* GET: blocks [first, first + count) of one object version whose bit (1 << (i)) is in mask,
  * each whole, or, when count is 1, bytes [off, off + len) of it (page-aligned, len 0: to the
  * block's end). */
-#define P2P_GET_FILL 1u /* warm-up: make the blocks present at the owner, send no data */
+#define P2P_GET_FILL  1u /* warm-up: make the blocks present at the owner, send no data */
+#define P2P_GET_RELAY 2u /* a hot block, asked of the requester's parent in its fan-out tree */
 struct p2p_get {
     uint64_t obj_size;
     uint64_t first;

@@ -149,6 +149,8 @@ const struct opt_def opt_table[OPT__COUNT] = {
         "address this node listens on for P2P and is known by in the rootlist (default: the rootlist line that is ours)", v_ip},
     [OPT_TIER_DADIP2PKEYFILE] = {"tier_DadiP2PKeyFile", OPT_STRING, "", 0, 0, true,
         "shared secret file (mode 600) that peers must prove they hold; every node of the rootlist needs the same (default: no peer authentication)", v_abs_path},
+    [OPT_TIER_DADIP2PFANOUT] = {"tier_DadiP2PFanout", OPT_INT, "4", 1, 64, true,
+        "peers an owner serves a hot block to at once besides its children in the block's fan-out tree; the others get it from their parents in the tree", NULL},
     [OPT_TIER_DADISDKGETTRAFFICLIMIT] = {"tier_DadiSdkGetTrafficLimit", OPT_SIZE, "3221225472", 0, I64MAX, true,
         "origin read bandwidth cap in bytes/s (0: none)", NULL},
     [OPT_TIER_DADICACHEPAGESIZEKB] = {"tier_DadiCachePageSizeKB", OPT_INT, "16", 4, 1024, false,

@@ -31,6 +31,7 @@ struct fake {
     unsigned fail_per_mille;         /* atomic: random failures (-EIO), 0..1000 */
     unsigned latency_us;             /* atomic */
     unsigned inflight, max_inflight; /* atomic: fetches in their latency at once, now and at most */
+    unsigned hold;                   /* atomic: fetches wait while it is set (at most 120 s) */
 };
 
 static uint64_t fake_mix(uint64_t x)
@@ -97,6 +98,8 @@ static inline uint64_t fake_rand(void)
 static inline int fake_begin(struct fake *f)
 {
     __atomic_fetch_add(&f->fetches, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < 120000 && __atomic_load_n(&f->hold, __ATOMIC_ACQUIRE); i++)
+        usleep(1000);
     unsigned lat = __atomic_load_n(&f->latency_us, __ATOMIC_RELAXED);
     if (lat) {
         unsigned now = __atomic_add_fetch(&f->inflight, 1, __ATOMIC_RELAXED);

@@ -25,7 +25,7 @@
 #define KiB  1024ull
 #define MiB  (1024ull * 1024ull)
 #define NS   "testbucket.oss-cn-hangzhou.aliyuncs.com"
-#define MAXN 4
+#define MAXN 8
 
 struct node {
     struct fake origin; /* counts what this node fetched from "the object store" */
@@ -39,6 +39,7 @@ struct env {
     char dir[64], rootlist[128], key[128], key2[128];
     uint16_t port;
     int n;
+    unsigned fanout; /* p2p_config.fanout of the nodes started (0: the default) */
     struct node node[MAXN];
 };
 
@@ -70,7 +71,7 @@ static uint16_t free_port(void)
         if (ok)
             return port;
     }
-    fail_msg("no port free on 127.0.0.21..25");
+    fail_msg("no port free on 127.0.0.21..%d", 21 + MAXN);
     return 0;
 }
 
@@ -86,7 +87,7 @@ static void write_text(const char *path, const char *text, mode_t mode)
 /* The rootlist naming nodes 0..N-1 (by their ids 1..N). */
 static void write_rootlist(struct env *e, int n)
 {
-    char text[1024] = "# test cluster\n";
+    char text[2048] = "# test cluster\n";
     for (int i = 0; i < n; i++) {
         char line[96];
         snprintf(line, sizeof(line), "%d:127.0.0.%d:%u\n", i + 1, 21 + i, (unsigned)e->port);
@@ -149,7 +150,8 @@ static int node_start(struct env *e, int i, int role, const char *key, uint64_t 
                             .ns = NS,
                             .block_size = 1 << 20,
                             .page_size = 16 * KiB,
-                            .origin = origin};
+                            .origin = origin,
+                            .fanout = e->fanout};
     char err[512];
     int rc = p2p_new(&pc, &nd->p, err, sizeof(err));
     if (rc) {
@@ -585,7 +587,8 @@ static void test_other_bucket(void **state)
                             .ns = "otherbucket.oss-cn-hangzhou.aliyuncs.com",
                             .block_size = 1 << 20,
                             .page_size = 16 * KiB,
-                            .origin = origin};
+                            .origin = origin,
+                            .fanout = e->fanout};
     char err[512];
     assert_int_equal(p2p_new(&pc, &nd->p, err, sizeof(err)), 0);
     struct cache_config cc = {.mem_bytes = 64 * MiB,
@@ -678,6 +681,78 @@ static void test_origin_cap(void **state)
     assert_adds_up(e->node[1].c);
 }
 
+/* A hot block: every node of eight loads the same file at once (the owner's origin held until
+ * the owner has turned a peer away). With a fan-out of 2 the owner serves its two children in
+ * the file's tree and two others; the rest are answered HOT and get the file from their
+ * parents, which pass it on: the origin still sends it once, no node reads it from the origin
+ * behind a peer's back, every byte is right. */
+static void test_hot_fanout(void **state)
+{
+    struct env *e = *state;
+    enum { N = 8 };
+    const uint64_t size = 4 * MiB;
+    const char *key = "model/first-shard.bin";
+    e->fanout = 2;
+    cluster(e, N, NULL);
+    char name[128];
+    p2p_owner_name(e->node[0].p, key, "\"e1\"", 0, name, sizeof(name));
+    int o = -1;
+    for (int i = 0; i < N; i++) {
+        char ip[40];
+        snprintf(ip, sizeof(ip), ":%s:", e->node[i].ip);
+        if (strstr(name, ip))
+            o = i;
+    }
+    assert_true(o >= 0);
+    for (int i = 0; i < N; i++)
+        __atomic_store_n(&e->node[i].origin.hold, 1, __ATOMIC_RELEASE);
+    pthread_t t[N];
+    struct reader r[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = (struct reader){e->node[i].c, key, size};
+        assert_int_equal(pthread_create(&t[i], NULL, reader_main, &r[i]), 0);
+    }
+    /* the state the test needs: the owner has answered a peer HOT (its fan-out full) */
+    double deadline = now_sec() + 60;
+    struct p2p_stats ps;
+    for (;;) {
+        p2p_get_stats(e->node[o].p, &ps);
+        if (ps.served_hot > 0)
+            break;
+        if (now_sec() > deadline) {
+            for (int i = 0; i < N; i++)
+                __atomic_store_n(&e->node[i].origin.hold, 0, __ATOMIC_RELEASE);
+            fail_msg("the owner answered no GET hot within 60 s (served %llu requests)",
+                     (unsigned long long)ps.served_requests);
+        }
+        usleep(2000);
+    }
+    for (int i = 0; i < N; i++)
+        __atomic_store_n(&e->node[i].origin.hold, 0, __ATOMIC_RELEASE);
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(origin_bytes(e), size);
+    uint64_t relayed = 0, relays = 0, hot = 0;
+    for (int i = 0; i < N; i++) {
+        p2p_get_stats(e->node[i].p, &ps);
+        assert_int_equal(ps.fallbacks, 0);
+        assert_int_equal(ps.err_timeout + ps.err_refused + ps.err_busy + ps.err_corrupt, 0);
+        relayed += ps.relayed;
+        relays += ps.served_relays;
+        hot += ps.served_hot;
+        assert_adds_up(e->node[i].c);
+        if (i == o)
+            assert_true(ps.fanout_max <= 2); /* its fan-out, children aside */
+        else
+            assert_int_equal(ps.served_hot, 0); /* only the owner answers HOT */
+    }
+    print_message("hot block: the owner answered %llu GETs hot; %llu relays served, %llu blocks "
+                  "relayed\n",
+                  (unsigned long long)hot, (unsigned long long)relays, (unsigned long long)relayed);
+    assert_true(relayed > 0);
+    assert_true(relays > 0);
+}
+
 static void test_backoff_per_outage(void **state)
 {
     struct env *e = *state;
@@ -715,6 +790,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peer_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backoff_per_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_origin_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hot_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),

@@ -453,7 +453,7 @@ static unsigned owner(const struct p2p_rootlist *rl, const uint64_t id[2])
 /* A rootlist of the nodes numbered FROM..TO (inclusive) but SKIP. */
 static void cluster(struct p2p_rootlist *rl, unsigned from, unsigned to, unsigned skip)
 {
-    char text[2048];
+    char text[8192];
     size_t o = 0;
     struct warns w;
     for (unsigned i = from; i <= to; i++)
@@ -551,13 +551,88 @@ static void test_owners(void **state)
     p2p_rootlist_release(&eleven);
 }
 
+/* The fan-out tree of a hot block: the nodes ranked by score from the owner down, each with at
+ * most FANOUT children, every parent ranked before its child, the depth log_FANOUT(n); a node
+ * outside the rootlist hangs under any node but the owner, spread by its seed. */
+static void test_tree(void **state)
+{
+    enum { N = 100, FAN = 4, IDS = 300 };
+    struct p2p_rootlist rl;
+    cluster(&rl, 0, N - 1, 999);
+    assert_int_equal(rl.n, N);
+    unsigned serving[N];
+    for (unsigned i = 0; i < N; i++)
+        serving[i] = i;
+    uint64_t rng = 0x7eee;
+    unsigned agent_parents[N] = {0};
+    for (unsigned b = 0; b < IDS; b++) {
+        uint64_t id[2] = {splitmix64(&rng), splitmix64(&rng)};
+        unsigned o = owner(&rl, id);
+        assert_int_equal(p2p_owner(&rl, serving, N, id), (int)o);
+        assert_int_equal(p2p_owner(&rl, serving, 0, id), -1);
+        unsigned rank[N], children[N] = {0}, seen[N] = {0};
+        for (unsigned i = 0; i < N; i++) {
+            rank[i] = p2p_rank(&rl, serving, N, id, i, UINT32_MAX);
+            assert_true(rank[i] < N);
+            assert_int_equal(seen[rank[i]]++, 0); /* a permutation */
+            /* with a limit: exact up to it, over it past it */
+            unsigned lim = p2p_rank(&rl, serving, N, id, i, FAN);
+            if (rank[i] <= FAN)
+                assert_int_equal(lim, rank[i]);
+            else
+                assert_true(lim > FAN);
+        }
+        assert_int_equal(rank[o], 0);
+        unsigned order[N];
+        assert_int_equal(p2p_ranking(&rl, serving, N, id, order), 0);
+        for (unsigned i = 0; i < N; i++)
+            assert_int_equal(order[rank[i]], i);
+        for (unsigned i = 0; i < N; i++) {
+            unsigned depth = 99;
+            int par = p2p_tree_parent(&rl, serving, N, id, (int)i, 0, FAN, &depth);
+            if (i == o) {
+                assert_int_equal(par, -1);
+                continue;
+            }
+            assert_true(par >= 0 && par < N);
+            assert_int_equal(rank[par], (rank[i] - 1) / FAN);
+            assert_int_equal(depth, p2p_tree_depth(rank[i], FAN));
+            assert_true(depth >= 1 && depth <= 4); /* 1 + 4 + 16 + 64 >= 100 */
+            children[par]++;
+        }
+        for (unsigned i = 0; i < N; i++)
+            assert_true(children[i] <= FAN);
+        /* a node outside the rootlist: never under the owner, one level below its parent */
+        for (uint64_t seed = 0; seed < 8; seed++) {
+            unsigned depth = 0;
+            int par = p2p_tree_parent(&rl, serving, N, id, -1, seed * 7919 + b, FAN, &depth);
+            assert_true(par >= 0 && (unsigned)par != o);
+            assert_int_equal(depth, p2p_tree_depth(rank[par], FAN) + 1);
+            agent_parents[par]++;
+        }
+    }
+    unsigned used = 0;
+    for (unsigned i = 0; i < N; i++)
+        used += agent_parents[i] > 0;
+    assert_true(used > N / 2); /* spread over the cluster */
+    /* no tree: one node, or no fan-out */
+    assert_int_equal(p2p_tree_parent(&rl, serving, 1, (uint64_t[2]){1, 2}, 0, 0, FAN, NULL), -1);
+    assert_int_equal(p2p_tree_parent(&rl, serving, N, (uint64_t[2]){1, 2}, 5, 0, 0, NULL), -1);
+    assert_int_equal(p2p_tree_depth(0, FAN), 0);
+    assert_int_equal(p2p_tree_depth(4, FAN), 1);
+    assert_int_equal(p2p_tree_depth(5, FAN), 2);
+    assert_int_equal(p2p_tree_depth(20, FAN), 2);
+    assert_int_equal(p2p_tree_depth(21, FAN), 3);
+    p2p_rootlist_release(&rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),      cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_duplicates), cmocka_unit_test(test_limits),
         cmocka_unit_test(test_hash),       cmocka_unit_test(test_score),
-        cmocka_unit_test(test_owners),
+        cmocka_unit_test(test_owners),     cmocka_unit_test(test_tree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -307,9 +307,14 @@ static void test_get_limits(void **state)
     g.mask = 1ull << 63;
     assert_int_equal(get_rc(&g, &out), -EBADMSG);
 
-    /* flags: only FILL */
+    /* flags: FILL or RELAY, not both, nothing else */
     base_get(&g);
-    g.flags = 2;
+    g.flags = P2P_GET_RELAY;
+    assert_int_equal(get_rc(&g, &out), 0);
+    get_same(&g, &out);
+    g.flags = P2P_GET_FILL | P2P_GET_RELAY;
+    assert_int_equal(get_rc(&g, &out), -EBADMSG);
+    g.flags = 4;
     assert_int_equal(get_rc(&g, &out), -EBADMSG);
     g.flags = P2P_GET_FILL | 0x80000000u;
     assert_int_equal(get_rc(&g, &out), -EBADMSG);
@@ -919,6 +924,7 @@ static void test_status_name(void **state)
     assert_string_equal(p2p_status_name(P2P_BAD_REQUEST), "bad request");
     assert_string_equal(p2p_status_name(P2P_NOT_SERVING), "not serving");
     assert_string_equal(p2p_status_name(P2P_DENIED), "denied");
+    assert_string_equal(p2p_status_name(P2P_HOT), "hot");
     assert_string_equal(p2p_status_name(P2P_STATUS_MAX + 1), "unknown");
     assert_string_equal(p2p_status_name(-1), "unknown");
 }
