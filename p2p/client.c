@@ -134,6 +134,15 @@ static double unit_of(uint64_t bytes)
     return u < 1.0 ? 1.0 : u;
 }
 
+bool p2p_peer_skipped(struct p2p_peer *peer)
+{
+    pthread_mutex_lock(&peer->lock);
+    bool skip = peer->gone ||
+                (peer->state == PEER_DOWN && (p2p_now_ns() < peer->down_until || peer->probing));
+    pthread_mutex_unlock(&peer->lock);
+    return skip;
+}
+
 uint64_t p2p_deadline_ns(struct p2p_peer *peer, uint64_t bytes)
 {
     pthread_mutex_lock(&peer->lock);
@@ -465,7 +474,8 @@ int p2p_call_start(struct p2p *p, struct p2p_call *c)
     c->conn = conn;
     c->rid = __atomic_add_fetch(&p->next_rid, 1, __ATOMIC_RELAXED);
     c->started = p2p_now_ns();
-    c->deadline = c->started + p2p_deadline_ns(c->peer, c->bytes);
+    c->patience = p2p_deadline_ns(c->peer, c->bytes);
+    c->deadline = c->started + c->patience;
     pthread_mutex_lock(&conn->lock);
     if (conn->dead) {
         rc = conn->dead_err ? conn->dead_err : -ECONNRESET;
@@ -497,11 +507,12 @@ int p2p_call_wait(struct p2p *p, struct p2p_call *c, unsigned i)
     (void)p;
     struct p2p_conn *conn = c->conn;
     struct p2p_want *w = &c->want[i];
-    struct timespec ts = {(time_t)(c->deadline / 1000000000ull),
-                          (long)(c->deadline % 1000000000ull)};
     int rc = 0;
     pthread_mutex_lock(&conn->lock);
     while (!w->done && !c->err && !c->last) {
+        /* the deadline may move on while we wait (a PENDING frame) */
+        struct timespec ts = {(time_t)(c->deadline / 1000000000ull),
+                              (long)(c->deadline % 1000000000ull)};
         if (pthread_cond_timedwait(&c->cond, &conn->lock, &ts) == ETIMEDOUT &&
             p2p_now_ns() >= c->deadline) {
             rc = -ETIMEDOUT;
@@ -603,6 +614,18 @@ static int data_begin_locked(struct p2p_conn *c, const struct p2p_data *d, uint3
     struct p2p_call *k = find_call(c, c->rx.h.rid);
     if (k == NULL)
         return 0; /* given up on: drop */
+    if (d->status == P2P_PENDING) {
+        /* the peer is alive and still working on it (fetching it from its origin or its
+           parent): the call's deadline starts again, up to P2P_PENDING_MAX_MS in all */
+        if (data_len)
+            return -EPROTO;
+        uint64_t now = p2p_now_ns(), cap = k->started + P2P_PENDING_MAX_MS * 1000000ull;
+        uint64_t next = now + k->patience;
+        k->deadline = next < cap ? next : cap > k->deadline ? cap : k->deadline;
+        k->pendings++;
+        pthread_cond_broadcast(&k->cond);
+        return 0;
+    }
     struct p2p_want *w = NULL;
     for (unsigned i = 0; i < k->nwant && !w; i++)
         if (k->want[i].index == d->index)

@@ -203,6 +203,21 @@ static int owner_of(const struct p2p_members *m, const uint64_t id[2])
     return p2p_owner(&m->rl, m->serving, m->nserving, id);
 }
 
+/* Who to ask for ID's block: its owner, or, while the owner is skipped (in back-off after a
+ * failure), the node that owns the block once the owner leaves the rootlist: it fetches the
+ * block from the origin once for everyone and keeps it, so a dead node costs the origin its
+ * share once rather than once per reader. *MOVED is set when the owner was passed over. */
+static int source_of(const struct p2p_members *m, const uint64_t id[2], bool *moved)
+{
+    int o = owner_of(m, id);
+    *moved = false;
+    if (o < 0 || o == m->self || m->peer[o] == NULL || !p2p_peer_skipped(m->peer[o]))
+        return o;
+    *moved = true;
+    int next = p2p_owner_but(&m->rl, m->serving, m->nserving, id, o);
+    return next >= 0 && (next == m->self || !p2p_peer_skipped(m->peer[next])) ? next : -2;
+}
+
 void p2p_owner_name(struct p2p *p, const char *key, const char *etag, uint64_t index, char *name,
                     size_t len)
 {
@@ -758,8 +773,9 @@ static ssize_t fallback(struct p2p *p, const struct blkreq *rq, uint64_t index, 
     enum blk_from f;
     r.index = index;
     ssize_t n = blksrc_fetch(p->origin, &r, off, len, buf, &f);
-    if (n >= 0)
-        P2P_ADD(p, n_fallbacks, 1);
+    uint64_t bs = p->src.block_size;
+    if (n >= 0) /* blocks, as every other counter of blocks */
+        P2P_ADD(p, n_fallbacks, (off + len + bs - 1) / bs);
     return n;
 }
 
@@ -869,7 +885,12 @@ static ssize_t p2p_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t off
         x->out = (uint8_t *)buf + (pos - start);
         uint64_t id[2];
         p2p_span_id(p, rq->key, rq->etag, x->index, id);
-        x->node = owner_of(m, id);
+        bool moved;
+        x->node = source_of(m, id, &moved);
+        if (moved && x->node == m->self)
+            x->node = -2; /* the next owner is this node: from the origin, its owner failed */
+        else if (moved && x->node >= 0)
+            P2P_ADD(p, n_failovers, 1);
         if (x->node >= 0 && x->node != m->self) {
             /* the pages that hold the bytes: the request is page-aligned */
             uint64_t blen = rq->obj_size - x->index * bs < bs ? rq->obj_size - x->index * bs : bs;
@@ -962,6 +983,20 @@ static ssize_t p2p_fetch(struct blksrc *s, const struct blkreq *rq, uint64_t off
     return (ssize_t)(end - start);
 }
 
+/* A sink that passes bytes on to another, saying they came from FROM. */
+struct fwd {
+    blk_sink_fn sink;
+    void *arg;
+    enum blk_from from;
+};
+
+static int fwd_sink(void *arg, const void *data, size_t n, enum blk_from from)
+{
+    struct fwd *f = arg;
+    (void)from;
+    return f->sink(f->arg, data, n, f->from);
+}
+
 static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t len,
                            blk_sink_fn sink, void *sink_arg)
 {
@@ -989,7 +1024,12 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
         for (unsigned k = 0; k < nb; k++) {
             uint64_t id[2];
             p2p_span_id(p, rq->key, rq->etag, wstart / bs + k, id);
-            node[k] = owner_of(m, id);
+            bool moved;
+            node[k] = source_of(m, id, &moved);
+            if (moved && node[k] == m->self)
+                node[k] = -2; /* the next owner is this node: from the origin, its owner failed */
+            else if (moved && node[k] >= 0)
+                P2P_ADD(p, n_failovers, 1);
             callof[k] = -1;
             if (node[k] < 0 || node[k] == m->self)
                 continue;
@@ -1029,8 +1069,11 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
                     node[k] = -2;
                 }
         }
-        /* The origin's blocks (runs of them in one request each) while the peers work. */
+        /* The origin's blocks (runs of them in one request each) while the peers work; a run at
+           the front of the window goes to the sink as it arrives (nothing comes before it), so a
+           node reading the spans it owns streams them as a single node would. */
         enum blk_from bfrom[FETCH_MAX_PIECES];
+        unsigned streamed = 0; /* blocks [0, streamed) were handed to the sink already */
         for (unsigned k = 0; k < nb && rc == 0;) {
             if (callof[k] >= 0) {
                 k++;
@@ -1043,6 +1086,20 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
             uint64_t b =
                 wstart + (uint64_t)(q + 1) * bs < wend ? wstart + (uint64_t)(q + 1) * bs : wend;
             ssize_t n;
+            if (k == 0) {
+                struct fwd f = {sink, sink_arg,
+                                node[k] == -2 ? BLK_FROM_FALLBACK : BLK_FROM_ORIGIN};
+                struct blkreq r = *rq;
+                r.index = a / bs;
+                rc = blksrc_fetch_range(p->origin, &r, b - a, fwd_sink, &f);
+                if (rc == 0 && node[k] == -2)
+                    P2P_ADD(p, n_fallbacks, q - k + 1);
+                else if (rc == 0)
+                    P2P_ADD(p, n_local_owned, q - k + 1);
+                streamed = q + 1;
+                k = q + 1;
+                continue;
+            }
             if (node[k] == -2) {
                 n = fallback(p, rq, a / bs, 0, (size_t)(b - a), wbuf + (a - wstart));
             } else {
@@ -1067,7 +1124,7 @@ static int p2p_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_t l
         for (unsigned c = 0; c < 2 * FETCH_MAX_PIECES; c++)
             outcome[c] = 0;
         unsigned nowner = ncalls;
-        for (unsigned k = 0; k < nb && rc == 0; k++) {
+        for (unsigned k = streamed; k < nb && rc == 0; k++) {
             uint64_t bpos = wstart + (uint64_t)k * bs;
             uint32_t blen = (uint32_t)(wend - bpos < bs ? wend - bpos : bs);
             if (callof[k] >= 0 && callof[k] < (int)nowner &&
@@ -1512,6 +1569,7 @@ void p2p_get_stats(struct p2p *p, struct p2p_stats *st)
     st->served_busy = P2P_GET(p, n_served_busy);
     st->origin_cap_waits = P2P_GET(p, n_origin_cap_waits);
     st->relayed = P2P_GET(p, n_relayed);
+    st->failovers = P2P_GET(p, n_failovers);
     st->served_hot = P2P_GET(p, n_served_hot);
     st->served_relays = P2P_GET(p, n_served_relays);
     st->fanout_max = P2P_GET(p, n_fanout_max);
@@ -1606,6 +1664,8 @@ int p2p_write_metrics(struct p2p *p, struct buf *out)
                  st.served_busy);
     prom_counter(out, "efc_p2p_origin_cap_waits_total",
                  "Origin fetches for peers that waited for the per-node cap.", st.origin_cap_waits);
+    prom_counter(out, "efc_p2p_failover_blocks_total",
+                 "Blocks asked of their next owner, their owner being in back-off.", st.failovers);
     prom_counter(out, "efc_p2p_relayed_blocks_total",
                  "Blocks a hot owner sent this node to its parent in the block's fan-out tree for.",
                  st.relayed);

@@ -133,6 +133,7 @@ struct p2p_stats {
     uint64_t local_owned; /* blocks this node owns, fetched from the origin here */
     uint64_t fallbacks;   /* blocks read from the origin because their owner failed */
     uint64_t relayed;     /* blocks a hot owner sent us to our parent in its tree for */
+    uint64_t failovers;   /* blocks asked of their next owner, their owner in back-off */
     uint64_t err_connect, err_timeout, err_reset, err_protocol, err_corrupt, err_refused, err_busy,
         err_auth, err_stale;
     uint64_t served_requests, served_blocks, served_hits, served_misses, served_bytes;

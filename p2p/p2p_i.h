@@ -38,12 +38,14 @@
 #define P2P_ORIGIN_FETCHES 8     /* origin fetches made for peers at once (the rest wait) */
 #define P2P_MAX_INBOUND    4096  /* connections from peers at once */
 #define P2P_OWNER_BYTES                                                                            \
-    (4u << 20)              /* consecutive blocks that share an owner (p2p_span_id): the cache's   \
-                            prefetch run, one origin request */
-#define P2P_FANOUT        4 /* peers an owner serves a block to at once besides its children */
-#define P2P_TREE_LEVELS   8 /* depths of fan-out trees with workers of their own (server.c) */
-#define P2P_RELAY_THREADS 4 /* workers of each depth, started when first needed */
-#define P2P_HOT_SLOTS     1024 /* blocks whose fan-out an owner tracks at once */
+    (4u << 20)               /* consecutive blocks that share an owner (p2p_span_id): the cache's  \
+                             prefetch run, one origin request */
+#define P2P_FANOUT         4 /* peers an owner serves a block to at once besides its children */
+#define P2P_TREE_LEVELS    8 /* depths of fan-out trees with workers of their own (server.c) */
+#define P2P_RELAY_THREADS  4 /* workers of each depth, started when first needed */
+#define P2P_HOT_SLOTS      1024  /* blocks whose fan-out an owner tracks at once */
+#define P2P_PENDING_MS     250   /* a worker busy this long on a GET says so (PENDING) ... */
+#define P2P_PENDING_MAX_MS 60000 /* ... which a requester believes for this long in all */
 
 struct p2p_conn;
 struct p2p_call;
@@ -147,7 +149,7 @@ struct p2p {
 
     /* counters (atomics) */
     uint64_t n_requests, n_peer_hits, n_peer_misses, n_peer_bytes, n_local_owned, n_fallbacks;
-    uint64_t n_relayed, n_served_hot, n_served_relays, n_fanout_max;
+    uint64_t n_relayed, n_served_hot, n_served_relays, n_fanout_max, n_failovers;
     uint64_t n_err[PE__COUNT];
     uint64_t n_served_requests, n_served_blocks, n_served_hits, n_served_misses, n_served_bytes;
     uint64_t n_served_errors, n_served_busy, n_origin_cap_waits;
@@ -200,7 +202,9 @@ struct p2p_call {
     struct p2p_conn *conn; /* set by p2p_call_start */
     uint64_t rid;
     uint64_t started;      /* ns */
-    uint64_t deadline;     /* ns */
+    uint64_t deadline;     /* ns (conn lock once started: a PENDING frame moves it on) */
+    uint64_t patience;     /* ns: the deadline's distance from its start, or a PENDING frame */
+    unsigned pendings;     /* PENDING frames received (conn lock) */
     struct p2p_call *next; /* the connection's pending list (conn lock) */
     int err;               /* the connection failed: -errno (conn lock) */
     bool last;             /* the LAST frame came (conn lock) */
@@ -224,6 +228,9 @@ int p2p_call_wait(struct p2p *p, struct p2p_call *c, unsigned i);
  * discarded as they come), notes the peer's latency or failure. OUTCOME: 0 ok, else the
  * enum p2p_err of what went wrong (PE__COUNT: nothing to note). */
 void p2p_call_end(struct p2p *p, struct p2p_call *c, int outcome);
+/* Whether calls to PEER would be refused now (in back-off, or its probe is out): the caller
+ * looks elsewhere rather than try it. */
+bool p2p_peer_skipped(struct p2p_peer *peer);
 /* The deadline of a GET of BYTES to PEER: its observed latency per MiB (plus its variation)
  * times the MiB, plus a floor. */
 uint64_t p2p_deadline_ns(struct p2p_peer *peer, uint64_t bytes);

@@ -277,9 +277,17 @@ static bool beats(const struct p2p_rootlist *rl, unsigned a, uint64_t sa, unsign
 int p2p_owner(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
               const uint64_t id[2])
 {
+    return p2p_owner_but(rl, serving, n, id, -1);
+}
+
+int p2p_owner_but(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+                  const uint64_t id[2], int but)
+{
     int best = -1;
     uint64_t top = 0;
     for (unsigned k = 0; k < n; k++) {
+        if ((int)serving[k] == but)
+            continue;
         uint64_t sc = p2p_score(rl->nodes[serving[k]].seed, id);
         if (best < 0 || beats(rl, serving[k], sc, (unsigned)best, top)) {
             best = (int)serving[k];

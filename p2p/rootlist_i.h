@@ -61,6 +61,10 @@ uint64_t p2p_score(uint64_t seed, const uint64_t id[2]);
  * one with the highest p2p_score, a tie going to the smaller name. -1 when N is 0. */
 int p2p_owner(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
               const uint64_t id[2]);
+/* The owner were node BUT (an index into RL->nodes) gone: the block's next owner, the one that
+ * owns it once BUT leaves the rootlist. -1 when no other node serves. */
+int p2p_owner_but(const struct p2p_rootlist *rl, const unsigned *serving, unsigned n,
+                  const uint64_t id[2], int but);
 
 /* The fan-out tree of a hot block. The serving nodes ranked by score for ID (the owner at rank
  * 0, as p2p_owner) form a FANOUT-ary heap: the node at rank q > 0 has the node at rank

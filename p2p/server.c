@@ -65,6 +65,7 @@ struct sjob {
     struct sjob *next;
     struct sconn *conn;
     int hot;        /* the hot-table slot it counts in, -1 */
+    uint64_t since; /* ns: queued, or last said PENDING while queued (s->lock) */
     unsigned level; /* 0: as the owner; d > 0: a RELAY at depth d of its block's tree */
     uint64_t rid;
     struct p2p_get get;
@@ -91,6 +92,9 @@ struct p2p_server {
         uint64_t id[2]; /* a span this node owns */
         unsigned n;     /* GETs of it being served to peers other than its tree children */
     } hot[P2P_HOT_SLOTS];
+    struct worker *wlist[P2P_SERVE_THREADS + P2P_TREE_LEVELS * P2P_RELAY_THREADS];
+    unsigned nw;         /* workers in wlist (s->lock) */
+    uint64_t last_pulse; /* the connection thread's last look for silent workers (ns) */
     bool stopping;
     struct sconn *conns;
     unsigned nconns;
@@ -147,8 +151,10 @@ static int send_error(struct sconn *c, uint64_t rid, int status, const char *msg
 
 struct worker {
     struct p2p_server *s;
-    unsigned level; /* of the jobs it takes (sjob.level) */
-    uint8_t *buf;   /* a block */
+    unsigned level;     /* of the jobs it takes (sjob.level) */
+    struct sjob *job;   /* the job it answers (s->lock), NULL between jobs */
+    uint64_t last_sent; /* atomic: ns of its last frame, or of its job's start */
+    uint8_t *buf;       /* a block */
     size_t cap;
     uint8_t head[P2P_HDR + P2P_MAX_META];
     uint64_t crc[P2P_MAX_PAGES];
@@ -220,6 +226,7 @@ static int send_block(struct worker *w, struct sconn *c, const struct sjob *j, u
         int rc = send_frame(c, w->head, hl, bytes + done, n);
         if (rc)
             return rc;
+        __atomic_store_n(&w->last_sent, p2p_now_ns(), __ATOMIC_RELAXED);
         P2P_ADD(w->s->p, n_served_bytes, n);
         done += n;
     } while (done < len);
@@ -233,6 +240,7 @@ static int send_status(struct worker *w, struct sconn *c, const struct sjob *j, 
     size_t hl = p2p_enc_data(w->head, j->rid, last ? P2P_F_LAST : 0, &d, NULL, 0);
     if (status != P2P_OK)
         P2P_ADD(w->s->p, n_served_errors, 1);
+    __atomic_store_n(&w->last_sent, p2p_now_ns(), __ATOMIC_RELAXED);
     return send_frame(c, w->head, hl, NULL, 0);
 }
 
@@ -426,15 +434,18 @@ static void *worker_main(void *arg)
         if (!s->qhead[lv])
             s->qtail[lv] = NULL;
         s->qlen--;
+        w->job = j;
+        __atomic_store_n(&w->last_sent, p2p_now_ns(), __ATOMIC_RELAXED);
         pthread_mutex_unlock(&s->lock);
         serve_job(w, j);
+        pthread_mutex_lock(&s->lock);
+        w->job = NULL;
+        pthread_mutex_unlock(&s->lock);
         job_done(s, j);
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
-    free(w->buf);
-    free(w);
-    return NULL;
+    return NULL; /* p2p_server_stop frees W: the connection thread may look at it till then */
 }
 
 /* Starts a worker of LEVEL into *T. 0 or -errno. */
@@ -445,12 +456,73 @@ static int worker_start(struct p2p_server *s, unsigned level, pthread_t *t)
         return -ENOMEM;
     w->s = s;
     w->level = level;
+    pthread_mutex_lock(&s->lock);
+    s->wlist[s->nw++] = w; /* room for every worker there may be */
+    pthread_mutex_unlock(&s->lock);
     int rc = pthread_create(t, NULL, worker_main, w);
     if (rc) {
+        pthread_mutex_lock(&s->lock);
+        s->wlist[--s->nw] = NULL; /* only the connection thread and start add workers */
+        pthread_mutex_unlock(&s->lock);
         free(w);
         return -rc;
     }
     return 0;
+}
+
+/* Every P2P_PENDING_MS, from the connection thread: a PENDING frame for each GET a worker has
+ * sent nothing of for that long (waiting for its origin, its parent in a block's tree, or an
+ * origin slot), so that the requester, which would take the silence for a stalled peer, waits
+ * on. A peer that is really stuck sends no frame at all and is timed out as before. */
+struct due {
+    struct sconn *c;
+    uint64_t rid, index;
+};
+
+/* Adds job J's GET to DUE (a reference on its connection). s->lock held. */
+static void due_add(struct due *due, unsigned *n, struct sjob *j)
+{
+    __atomic_add_fetch(&j->conn->refs, 1, __ATOMIC_ACQ_REL);
+    due[*n].c = j->conn;
+    due[*n].rid = j->rid;
+    due[*n].index = j->get.first;
+    (*n)++;
+}
+
+static void pulse(struct p2p_server *s)
+{
+    uint64_t now = p2p_now_ns(), quiet = P2P_PENDING_MS * 1000000ull;
+    if (now - s->last_pulse < quiet)
+        return;
+    s->last_pulse = now;
+    unsigned n = 0;
+    pthread_mutex_lock(&s->lock);
+    struct due *due = malloc((s->nw + s->qlen + 1) * sizeof(*due));
+    for (unsigned i = 0; due && i < s->nw; i++) {
+        struct worker *w = s->wlist[i];
+        if (w == NULL || w->job == NULL ||
+            now - __atomic_load_n(&w->last_sent, __ATOMIC_RELAXED) < quiet)
+            continue;
+        __atomic_store_n(&w->last_sent, now, __ATOMIC_RELAXED);
+        due_add(due, &n, w->job);
+    }
+    /* and the GETs waiting for a worker */
+    for (unsigned l = 0; due && l < P2P_TREE_LEVELS; l++)
+        for (struct sjob *j = s->qhead[l]; j; j = j->next)
+            if (now - j->since >= quiet) {
+                j->since = now;
+                due_add(due, &n, j);
+            }
+    pthread_mutex_unlock(&s->lock);
+    for (unsigned i = 0; i < n; i++) {
+        uint8_t f[P2P_HDR + 128]; /* a DATA frame without pages: 24 bytes of meta */
+        struct p2p_data d = {
+            .index = due[i].index, .status = P2P_PENDING, .page_size = P2P_MIN_PAGE};
+        size_t hl = p2p_enc_data(f, due[i].rid, 0, &d, NULL, 0);
+        (void)send_frame(due[i].c, f, hl, NULL, 0);
+        sconn_put(due[i].c);
+    }
+    free(due);
 }
 
 /* ---- the connection thread ------------------------------------------------------------------ */
@@ -550,6 +622,7 @@ static int queue_get(struct p2p_server *s, struct sconn *c)
     j->conn = c;
     j->hot = -1;
     j->level = 0;
+    j->since = p2p_now_ns();
     if (classify(s, c, j) != 0) {
         free(j);
         P2P_ADD(s->p, n_served_hot, 1);
@@ -707,11 +780,12 @@ static void *server_main(void *arg)
     struct p2p_server *s = arg;
     struct epoll_event ev[64];
     for (;;) {
-        int n = epoll_wait(s->epfd, ev, 64, -1);
+        int n = epoll_wait(s->epfd, ev, 64, P2P_PENDING_MS);
         if (n < 0 && errno != EINTR) {
             log_error("p2p: epoll_wait: %s", strerror(errno));
             break;
         }
+        pulse(s);
         for (int i = 0; i < n; i++) {
             void *ptr = ev[i].data.ptr;
             if (ptr == &s->wake) {
@@ -847,6 +921,10 @@ void p2p_server_stop(struct p2p *p)
     for (unsigned l = 1; l < P2P_TREE_LEVELS; l++)
         for (unsigned i = 0; i < s->nrelays[l]; i++)
             pthread_join(s->relays[l][i], NULL);
+    for (unsigned i = 0; i < s->nw; i++) {
+        free(s->wlist[i]->buf);
+        free(s->wlist[i]);
+    }
     for (unsigned l = 0; l < P2P_TREE_LEVELS; l++) {
         while (s->qhead[l]) {
             struct sjob *j = s->qhead[l];

@@ -60,8 +60,10 @@
  *     8   4  off: byte offset in the block of the first byte (a multiple of the page size)
  *     12  2  status (0 ok, 1 stale, 2 not found, 3 other bucket, 4 busy, 5 origin failed,
  *            6 bad request, 7 not serving, 8 denied, 9 hot: the owner serves this block to as
- *            many peers as it may, ask your parent in its fan-out tree with RELAY); not 0: no
- *            data, no pages
+ *            many peers as it may, ask your parent in its fan-out tree with RELAY; 10 pending:
+ *            no answer yet, the server still works on the GET (it is fetching the block from
+ *            its origin or its parent), so the requester's deadline starts again, within a
+ *            bound); not 0: no data, no pages
  *     14  1  hit: 1 when the server had the bytes in memory or on disk, 0 when it fetched them
  *     15  1  spare (0)
  *     16  4  page size
@@ -352,8 +354,8 @@ int p2p_dec_error(const uint8_t *m, size_t len, int *status, char *msg, size_t m
 
 const char *p2p_status_name(int status)
 {
-    static const char *const names[] = {
-        "ok",          "stale",       "not found", "other bucket", "busy", "origin failed",
-        "bad request", "not serving", "denied",    "hot"};
+    static const char *const names[] = {"ok",     "stale",         "not found",   "other bucket",
+                                        "busy",   "origin failed", "bad request", "not serving",
+                                        "denied", "hot",           "pending"};
     return status >= 0 && status <= P2P_STATUS_MAX ? names[status] : "unknown";
 }

@@ -59,7 +59,8 @@ enum p2p_status {
     P2P_NOT_SERVING = 7, /* an agent: it holds nothing */
     P2P_DENIED = 8,      /* the origin refused (archived object, no permission) */
     P2P_HOT = 9,         /* the owner's fan-out of this block is full: ask your parent (RELAY) */
-    P2P_STATUS_MAX = 9,
+    P2P_PENDING = 10,    /* not an answer: the server still works on it (the deadline restarts) */
+    P2P_STATUS_MAX = 10,
 };
 
 struct p2p_hdr {

@@ -753,6 +753,101 @@ static void test_hot_fanout(void **state)
     assert_true(relays > 0);
 }
 
+/* The peer that node I knows as node J (in back-off or not). */
+static struct p2p_peer *peer_of(struct env *e, int i, int j)
+{
+    struct p2p_members *m = p2p_members_get(e->node[i].p);
+    struct p2p_peer *pe = NULL;
+    for (unsigned k = 0; k < m->rl.n; k++)
+        if (strstr(m->rl.nodes[k].name, e->node[j].ip))
+            pe = m->peer[k];
+    p2p_members_put(e->node[i].p, m);
+    return pe;
+}
+
+/* A node dies: while it is in back-off its blocks are asked of their next owner (the node that
+ * owns them once it leaves the rootlist), which fetches them from the origin once for everyone:
+ * two nodes reading the object one after the other cost the origin one copy, not one plus the
+ * dead node's share per reader. */
+static void test_failover_next_owner(void **state)
+{
+    struct env *e = *state;
+    const uint64_t size = 48 * MiB;
+    cluster(e, 3, NULL);
+    char key[32];
+    spread_key(e, 3, size, key, sizeof(key));
+    node_stop(&e->node[2]);
+    for (int i = 0; i < 2; i++) {
+        struct p2p_peer *pe = peer_of(e, i, 2);
+        assert_non_null(pe);
+        p2p_peer_fail(e->node[i].p, pe, PE_CONNECT, "test: the node is gone");
+    }
+    /* the dead node's share: what each reader would fetch again without the failover */
+    uint64_t share = 0;
+    for (uint64_t b = 0; b * MiB < size; b++) {
+        char name[128];
+        p2p_owner_name(e->node[0].p, key, "\"e1\"", b, name, sizeof(name));
+        if (strstr(name, e->node[2].ip))
+            share += MiB;
+    }
+    read_all(e->node[0].c, key, "\"e1\"", size);
+    read_all(e->node[1].c, key, "\"e1\"", size);
+    uint64_t failovers = 0, fallbacks = 0;
+    for (int i = 0; i < 2; i++) {
+        struct p2p_stats ps;
+        p2p_get_stats(e->node[i].p, &ps);
+        failovers += ps.failovers;
+        fallbacks += ps.fallbacks;
+        assert_adds_up(e->node[i].c);
+    }
+    uint64_t extra = origin_bytes(e) - size;
+    print_message("failover: the dead node owned %llu MiB; the origin sent %llu MiB more than the "
+                  "object (%llu blocks fell back); %llu blocks asked of their next owner\n",
+                  (unsigned long long)(share >> 20), (unsigned long long)(extra >> 20),
+                  (unsigned long long)fallbacks, (unsigned long long)failovers);
+    assert_true(share > 0);
+    assert_true(failovers > 0);
+    /* one copy; a block over only where a peer timed out (a slow sanitizer build) */
+    assert_true(extra <= fallbacks * MiB);
+    assert_true(extra < share);
+}
+
+/* An owner whose origin is slower than the deadline its requester sets (a capped bucket, a
+ * long queue for origin slots) is not taken for a stalled peer: it says PENDING while it works,
+ * the requester waits on, and the block comes from the owner, not from the origin again. */
+static void test_pending_keeps_waiting(void **state)
+{
+    struct env *e = *state;
+    cluster(e, 2, NULL);
+    /* a few blocks first: node 1 learns how fast node 0 answers (its deadline shrinks) */
+    char keys[12][32];
+    for (int r = 0, k = 0; r < 12; k++) {
+        assert_true(k < 10000);
+        char name[128];
+        snprintf(keys[r], sizeof(keys[r]), "slow-%d.bin", k);
+        p2p_owner_name(e->node[1].p, keys[r], "\"e1\"", 0, name, sizeof(name));
+        if (strstr(name, e->node[0].ip))
+            r++;
+    }
+    for (int r = 0; r < 10; r++)
+        read_all(e->node[1].c, keys[r], "\"e1\"", MiB);
+    struct p2p_peer *pe = peer_of(e, 1, 0);
+    uint64_t deadline = p2p_deadline_ns(pe, MiB);
+    /* the owner's origin now takes twice that (at least 1.5 s) */
+    uint64_t lat = 2 * deadline / 1000 > 1500000 ? 2 * deadline / 1000 : 1500000;
+    __atomic_store_n(&e->node[0].origin.latency_us, (unsigned)lat, __ATOMIC_RELAXED);
+    struct p2p_stats before, after;
+    p2p_get_stats(e->node[1].p, &before);
+    read_all(e->node[1].c, keys[10], "\"e1\"", MiB);
+    p2p_get_stats(e->node[1].p, &after);
+    print_message("pending: deadline %.2f s, the owner's origin %.2f s\n", deadline / 1e9,
+                  lat / 1e6);
+    assert_int_equal(after.fallbacks, before.fallbacks);
+    assert_int_equal(after.err_timeout, before.err_timeout);
+    assert_int_equal(after.peer_misses, before.peer_misses + 1);
+    assert_int_equal(__atomic_load_n(&e->node[1].origin.fetches, __ATOMIC_RELAXED), 0);
+}
+
 static void test_backoff_per_outage(void **state)
 {
     struct env *e = *state;
@@ -791,6 +886,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backoff_per_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_origin_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hot_fanout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover_next_owner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_keeps_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),

@@ -925,6 +925,7 @@ static void test_status_name(void **state)
     assert_string_equal(p2p_status_name(P2P_NOT_SERVING), "not serving");
     assert_string_equal(p2p_status_name(P2P_DENIED), "denied");
     assert_string_equal(p2p_status_name(P2P_HOT), "hot");
+    assert_string_equal(p2p_status_name(P2P_PENDING), "pending");
     assert_string_equal(p2p_status_name(P2P_STATUS_MAX + 1), "unknown");
     assert_string_equal(p2p_status_name(-1), "unknown");
 }
