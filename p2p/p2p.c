@@ -1277,6 +1277,8 @@ int p2p_new(const struct p2p_config *cfg, struct p2p **out, char *err, size_t er
     p->page_size = cfg->page_size;
     p->reload_ms = cfg->reload_ms ? cfg->reload_ms : 5000;
     p->fanout = cfg->fanout ? cfg->fanout : P2P_FANOUT;
+    if (p->fanout > P2P_FANOUT_MAX)
+        p->fanout = P2P_FANOUT_MAX;
     {
         char self[96];
         snprintf(self, sizeof(self), "%s:%u", cfg->self_ip ? cfg->self_ip : "",

@@ -38,11 +38,12 @@
 #define P2P_ORIGIN_FETCHES 8     /* origin fetches made for peers at once (the rest wait) */
 #define P2P_MAX_INBOUND    4096  /* connections from peers at once */
 #define P2P_OWNER_BYTES                                                                            \
-    (4u << 20)               /* consecutive blocks that share an owner (p2p_span_id): the cache's  \
-                             prefetch run, one origin request */
-#define P2P_FANOUT         4 /* peers an owner serves a block to at once besides its children */
-#define P2P_TREE_LEVELS    8 /* depths of fan-out trees with workers of their own (server.c) */
-#define P2P_RELAY_THREADS  4 /* workers of each depth, started when first needed */
+    (4u << 20)                /* consecutive blocks that share an owner (p2p_span_id): the cache's \
+                              prefetch run, one origin request */
+#define P2P_FANOUT         4  /* peers an owner serves a block to at once besides its children */
+#define P2P_FANOUT_MAX     16 /* g_tier_DadiP2PFanout at most */
+#define P2P_TREE_LEVELS    8  /* depths of fan-out trees with workers of their own (server.c) */
+#define P2P_RELAY_THREADS  4  /* workers of each depth, started when first needed */
 #define P2P_HOT_SLOTS      1024  /* blocks whose fan-out an owner tracks at once */
 #define P2P_PENDING_MS     250   /* a worker busy this long on a GET says so (PENDING) ... */
 #define P2P_PENDING_MAX_MS 60000 /* ... which a requester believes for this long in all */

@@ -23,8 +23,9 @@
  * refused; an agent (no cache) answers NOT_SERVING to everything.
  *
  * Hot blocks (p2p.c has the whole story): the connection thread answers HOT at once to a GET of a
- * block this node owns that it is already serving to p->fanout peers, unless the requester is
- * one of its children in the block's fan-out tree (always served). A RELAY GET (a hot block a
+ * block this node owns that it is already sending to p->fanout other peers (a peer's GETs of one
+ * span count once), unless the requester is one of its children in the block's fan-out tree
+ * (always served). A RELAY GET (a hot block a
  * child asks its parent for) is read through this node's cache with CACHE_RELAY, from the owner
  * or this node's own parent, by the workers of this node's depth in the block's tree: a worker
  * of depth d only ever waits for one of depth d - 1 elsewhere, so the waits cannot go round.
@@ -40,6 +41,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "cache/cache.h"
 #include "p2p/p2p_i.h"
@@ -65,6 +67,7 @@ struct sjob {
     struct sjob *next;
     struct sconn *conn;
     int hot;        /* the hot-table slot it counts in, -1 */
+    uint64_t peer;  /* ... as this peer (hot_peer) */
     uint64_t since; /* ns: queued, or last said PENDING while queued (s->lock) */
     unsigned level; /* 0: as the owner; d > 0: a RELAY at depth d of its block's tree */
     uint64_t rid;
@@ -90,7 +93,9 @@ struct p2p_server {
     unsigned nrelays[P2P_TREE_LEVELS], idle[P2P_TREE_LEVELS];
     struct hot {
         uint64_t id[2]; /* a span this node owns */
-        unsigned n;     /* GETs of it being served to peers other than its tree children */
+        unsigned n;     /* peers it is being sent to (their GETs in progress: gets[]) */
+        uint64_t peer[P2P_FANOUT_MAX];
+        unsigned gets[P2P_FANOUT_MAX];
     } hot[P2P_HOT_SLOTS];
     struct worker *wlist[P2P_SERVE_THREADS + P2P_TREE_LEVELS * P2P_RELAY_THREADS];
     unsigned nw;         /* workers in wlist (s->lock) */
@@ -403,12 +408,32 @@ static void serve_job(struct worker *w, struct sjob *j)
     }
 }
 
+/* Takes job J off its hot-table slot: the peer's GETs there one fewer, the peer gone from it
+ * at none. s->lock held. */
+static void hot_leave(struct p2p_server *s, struct sjob *j)
+{
+    if (j->hot < 0)
+        return;
+    struct hot *e = &s->hot[j->hot];
+    for (unsigned i = 0; i < e->n; i++) {
+        if (e->peer[i] != j->peer)
+            continue;
+        if (--e->gets[i] == 0) {
+            e->n--;
+            e->peer[i] = e->peer[e->n];
+            e->gets[i] = e->gets[e->n];
+        }
+        break;
+    }
+    j->hot = -1;
+}
+
 /* The end of job J: its hot-table count, its connection. s->lock not held. */
 static void job_done(struct p2p_server *s, struct sjob *j)
 {
     if (j->hot >= 0) {
         pthread_mutex_lock(&s->lock);
-        s->hot[j->hot].n--;
+        hot_leave(s, j);
         pthread_mutex_unlock(&s->lock);
     }
     sconn_put(j->conn);
@@ -559,6 +584,9 @@ static int classify(struct p2p_server *s, struct sconn *c, struct sjob *j)
             j->get.flags &= ~P2P_GET_RELAY; /* this node owns it: answered as the owner */
     } else if (m->self >= 0 && c->members == rl->hash &&
                p2p_owner(rl, m->serving, m->nserving, id) == m->self) {
+        /* the fan-out counts peers, not GETs: a peer's readahead and its reader may ask for
+           the same span at once */
+        uint64_t who = c->name[0] ? XXH3_64bits(c->name, strlen(c->name)) : (uint64_t)(uintptr_t)c;
         unsigned h = (unsigned)(id[0] % P2P_HOT_SLOTS);
         pthread_mutex_lock(&s->lock);
         struct hot *e = &s->hot[h];
@@ -568,12 +596,21 @@ static int classify(struct p2p_server *s, struct sconn *c, struct sjob *j)
         }
         bool full = false;
         if (e->id[0] == id[0] && e->id[1] == id[1]) { /* else: a collision, untracked */
-            full = e->n >= p->fanout;
+            unsigned i = 0;
+            while (i < e->n && e->peer[i] != who)
+                i++;
+            full = i == e->n && e->n >= p->fanout;
             if (!full) {
+                if (i == e->n) {
+                    e->peer[i] = who;
+                    e->gets[i] = 0;
+                    e->n++;
+                }
+                e->gets[i]++;
                 j->hot = (int)h;
-                uint64_t n = ++e->n;
-                if (n > P2P_GET(p, n_fanout_max))
-                    __atomic_store_n(&p->n_fanout_max, n, __ATOMIC_RELAXED);
+                j->peer = who;
+                if (e->n > P2P_GET(p, n_fanout_max))
+                    __atomic_store_n(&p->n_fanout_max, (uint64_t)e->n, __ATOMIC_RELAXED);
             }
         }
         pthread_mutex_unlock(&s->lock);
@@ -648,7 +685,7 @@ static int queue_get(struct p2p_server *s, struct sconn *c)
     if (full) {
         if (j->hot >= 0) {
             pthread_mutex_lock(&s->lock);
-            s->hot[j->hot].n--;
+            hot_leave(s, j);
             pthread_mutex_unlock(&s->lock);
         }
         free(j);

@@ -149,7 +149,7 @@ const struct opt_def opt_table[OPT__COUNT] = {
         "address this node listens on for P2P and is known by in the rootlist (default: the rootlist line that is ours)", v_ip},
     [OPT_TIER_DADIP2PKEYFILE] = {"tier_DadiP2PKeyFile", OPT_STRING, "", 0, 0, true,
         "shared secret file (mode 600) that peers must prove they hold; every node of the rootlist needs the same (default: no peer authentication)", v_abs_path},
-    [OPT_TIER_DADIP2PFANOUT] = {"tier_DadiP2PFanout", OPT_INT, "4", 1, 64, true,
+    [OPT_TIER_DADIP2PFANOUT] = {"tier_DadiP2PFanout", OPT_INT, "4", 1, 16, true,
         "peers an owner serves a hot block to at once besides its children in the block's fan-out tree; the others get it from their parents in the tree", NULL},
     [OPT_TIER_DADISDKGETTRAFFICLIMIT] = {"tier_DadiSdkGetTrafficLimit", OPT_SIZE, "3221225472", 0, I64MAX, true,
         "origin read bandwidth cap in bytes/s (0: none)", NULL},
