@@ -21,7 +21,7 @@ const { AdminServer } = require('./lib/admin');
 
 const USAGE = `usage: node server.js --root DIR [--bucket NAME] [--port N] [--admin-port N] [--host H]
        [--region R] [--cred AK:SK]... [--sts AK:SK:TOKEN]... [--latency-ms N]
-       [--bw-per-conn BYTES] [--faults JSON] [--no-crc] [--tls-cert PEM --tls-key PEM] [--verbose]`;
+       [--bw-per-conn BYTES] [--bw-bucket BYTES] [--faults JSON] [--no-crc] [--tls-cert PEM --tls-key PEM] [--verbose]`;
 
 function log(msg) {
   try {
@@ -39,7 +39,7 @@ function die(msg) {
 function parseArgs(argv) {
   const o = {
     root: null, bucket: 'testbucket', port: 0, adminPort: 0, host: '127.0.0.1',
-    region: 'cn-hangzhou', creds: [], sts: [], latencyMs: 0, bwPerConn: 0, faults: null,
+    region: 'cn-hangzhou', creds: [], sts: [], latencyMs: 0, bwPerConn: 0, bwBucket: 0, faults: null,
     noCrc: false, verbose: false, tlsCert: null, tlsKey: null,
   };
   const num = (name, v) => {
@@ -70,6 +70,7 @@ function parseArgs(argv) {
       case '--sts': o.sts.push(next()); break;
       case '--latency-ms': o.latencyMs = num(a, next()); break;
       case '--bw-per-conn': o.bwPerConn = num(a, next()); break;
+      case '--bw-bucket': o.bwBucket = num(a, next()); break;
       case '--faults': o.faults = next(); break;
       case '--no-crc': o.noCrc = true; break;
       case '--tls-cert': o.tlsCert = next(); break;

@@ -10,12 +10,12 @@
  *   - otherwise the first entry of the deterministic `next` queue is consumed and applied;
  *   - with the queue empty, the random rates are drawn (error, reset, stall, truncate, corrupt;
  *     first hit wins);
- *   - `latency_ms` and `bw_per_conn` apply to every matching request in addition.
+ *   - `latency_ms`, `bw_per_conn` and `bw_bucket` apply to every matching request in addition.
  * `down` is not per request: the server destroys every socket while it is set.
  */
 
 const KINDS = ['reset', 'error', 'truncate', 'stall', 'corrupt', 'latency'];
-const FIELDS = ['latency_ms', 'bw_per_conn', 'error_rate', 'reset_rate', 'truncate_rate',
+const FIELDS = ['latency_ms', 'bw_per_conn', 'bw_bucket', 'error_rate', 'reset_rate', 'truncate_rate',
   'corrupt_rate', 'stall_rate', 'down', 'next', 'match'];
 const MAX_NEXT = 100000;
 
@@ -47,6 +47,10 @@ function normalize(spec) {
   if (spec.bw_per_conn !== undefined) {
     checkNonNeg('bw_per_conn', spec.bw_per_conn, 1e12);
     out.bw_per_conn = spec.bw_per_conn;
+  }
+  if (spec.bw_bucket !== undefined) {
+    checkNonNeg('bw_bucket', spec.bw_bucket, 1e12);
+    out.bw_bucket = spec.bw_bucket;
   }
   if (spec.error_rate !== undefined) {
     const er = spec.error_rate;
@@ -137,15 +141,16 @@ class Faults {
 
   /**
    * The treatment of a request whose key (or listing prefix) is KEY (undefined when it has none).
-   * Returns {matched, latencyMs, bw, action: null | {kind, status?, after?, at?}}.
+   * Returns {matched, latencyMs, bw, bwBucket, action: null | {kind, status?, after?, at?}}.
    */
   decide(key) {
     const s = this.spec;
-    const res = { matched: false, latencyMs: 0, bw: 0, action: null };
+    const res = { matched: false, latencyMs: 0, bw: 0, bwBucket: 0, action: null };
     if (s.match !== undefined && (typeof key !== 'string' || !key.startsWith(s.match))) return res;
     res.matched = true;
     res.latencyMs = s.latency_ms || 0;
     res.bw = s.bw_per_conn || 0;
+    res.bwBucket = s.bw_bucket || 0;
     if (s.next && s.next.length > 0) {
       const e = s.next.shift();
       if (e.kind === 'latency') res.latencyMs += e.ms;

@@ -98,7 +98,7 @@ function etagList(h) {
 
 class OssServer {
   /**
-   * @param {object} ctx {store, auth, faults, stats, opts: {bucket, region, latencyMs, bwPerConn,
+   * @param {object} ctx {store, auth, faults, stats, opts: {bucket, region, latencyMs, bwPerConn, bwBucket,
    *   noCrc, verbose}, log}
    */
   constructor(ctx) {
@@ -197,6 +197,7 @@ class OssServer {
     const o = {
       head: rc.req.method === 'HEAD',
       bw: (f.matched && f.bw) || this.ctx.opts.bwPerConn,
+      bwBucket: (f.matched && f.bwBucket) || this.ctx.opts.bwBucket,
       onBytes: n => stats.bytes(rc.key, n),
     };
     const len = o.head ? 0 : body ? (Buffer.isBuffer(body) ? body.length : body.end - body.start + 1) : 0;

@@ -10,7 +10,9 @@
  * Slow path: an async pump reads the same stream chunk by chunk, cuts the body short (truncate:
  * headers promise the full Content-Length, then the socket is destroyed after `after` bytes),
  * flips one byte (corrupt), and paces writes through a token bucket that belongs to the socket, so
- * the cap holds per connection across keep-alive requests. Writes respect backpressure.
+ * the cap holds per connection across keep-alive requests, and through the server's one bucket
+ * (bwBucket: OSS throttles a bucket's egress as a whole, whatever the connections). Writes respect
+ * backpressure.
  *
  * Either way: a client that goes away stops the file stream (no leaked descriptors), a file that
  * shrinks under us ends the connection instead of leaving the client waiting for promised bytes,
@@ -37,6 +39,8 @@ class TokenBucket {
     return this.tokens >= 0 ? 0 : (-this.tokens / rate) * 1000;
   }
 }
+
+const serverBucket = new TokenBucket(); /* bwBucket: every connection's bytes */
 
 function bucketOf(socket) {
   if (!socket[kBucket]) socket[kBucket] = new TokenBucket();
@@ -74,7 +78,8 @@ function openBody(body, hwm) {
 /**
  * Writes the status line, HEADERS and BODY to RES.
  *   body: null | Buffer | {path, start, end} | {data, start, end}   (end inclusive)
- *   o: {bw (bytes/s, 0 = none), truncateAfter, corruptAt, onBytes(n), head (no body)}
+ *   o: {bw (bytes/s per connection, 0 = none), bwBucket (bytes/s for the whole server, 0 = none),
+ *       truncateAfter, corruptAt, onBytes(n), head (no body)}
  * HEADERS must already hold Content-Length.
  */
 function sendResponse(res, status, headers, body, o = {}) {
@@ -92,7 +97,7 @@ function sendResponse(res, status, headers, body, o = {}) {
 
   const bw = o.bw || 0;
   const corrupting = o.corruptAt !== undefined && o.corruptAt < len;
-  if (!bw && !truncating && !corrupting) {
+  if (!bw && !o.bwBucket && !truncating && !corrupting) {
     if (Buffer.isBuffer(body)) {
       res.end(body);
       onBytes(body.length);
@@ -141,9 +146,11 @@ function waitDrain(res) {
 
 async function pumpSlow(res, body, len, o, onBytes) {
   const bw = o.bw || 0;
+  const bwb = o.bwBucket || 0;
   const limit = o.truncateAfter !== undefined ? Math.min(o.truncateAfter, len) : len;
   // Small pieces under a cap keep the pacing smooth; big ones otherwise.
-  const piece = bw ? Math.max(1024, Math.min(READ_CHUNK, Math.floor(bw / 20))) : READ_CHUNK;
+  const cap = bw && bwb ? Math.min(bw, bwb) : bw || bwb;
+  const piece = cap ? Math.max(1024, Math.min(READ_CHUNK, Math.floor(cap / 20))) : READ_CHUNK;
   const burst = Math.max(piece, bw / 10);
   const bucket = bw ? bucketOf(res.socket) : null;
   const src = Buffer.isBuffer(body) ? null : openBody(body, piece);
@@ -154,6 +161,11 @@ async function pumpSlow(res, body, len, o, onBytes) {
   const writePiece = async chunk => {
     if (bucket) {
       const wait = bucket.take(chunk.length, bw, burst);
+      if (wait > 0) await sleep(wait, res);
+    }
+    if (bwb) {
+      // the server's bucket: taken when the piece would go, so waiting connections share it
+      const wait = serverBucket.take(chunk.length, bwb, Math.max(piece, bwb / 10));
       if (wait > 0) await sleep(wait, res);
     }
     if (res.destroyed) return false;

@@ -183,6 +183,20 @@ describe('faults', () => {
     assert.ok(Date.now() - t0 < 500);
   });
 
+  it('bw_bucket caps the server, whatever the connections', async () => {
+    await faults({ bw_bucket: 1 << 20 }); // 1 MiB/s for everyone, 1.5 MiB objects
+    let t0 = Date.now();
+    const both = await Promise.all([get('mb.bin'), get('mb.bin')]);
+    const two = Date.now() - t0;
+    for (const b of both) assert.deepEqual(b.body, MB);
+    // 3 MiB at 1 MiB/s (less the first tenth of a second's burst): about 3 s, not 1.5
+    assert.ok(two > 2500 && two < 6000, `two connections took ${two} ms`);
+    await faults({});
+    t0 = Date.now();
+    await get('mb.bin');
+    assert.ok(Date.now() - t0 < 500);
+  });
+
   it('--bw-per-conn and --faults on the command line', async () => {
     const s2 = await H.startServer(tmp.dir, ['--bw-per-conn', String(1 << 20), '--faults', JSON.stringify({ next: [{ kind: 'error', status: 429 }] })]);
     try {
