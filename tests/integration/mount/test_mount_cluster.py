@@ -251,6 +251,39 @@ class Cluster(EfcTestCase):
         self.assertEqual(mt["efc_p2p_members"], 3)
         self.assertIn('efc_p2p_errors_total{kind="corrupt"}', mt)
 
+    def test_dashboard_metrics(self):
+        """contrib/grafana/efc-cluster.json (the fleet's Grafana dashboard) is what its generator
+        writes, and every metric its queries name is in a real node's /metrics, with every label
+        it groups by."""
+        import importlib.util
+        import re
+        gdir = os.path.join(efctest.SOURCE_DIR, "contrib", "grafana")
+        spec = importlib.util.spec_from_file_location("mkdash",
+                                                      os.path.join(gdir, "make-dashboard.py"))
+        mk = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mk)
+        with open(os.path.join(gdir, "efc-cluster.json")) as f:
+            dash = json.load(f)
+        self.assertEqual(dash, json.loads(json.dumps(mk.dashboard())),
+                         "efc-cluster.json is stale: run contrib/grafana/make-dashboard.py")
+        nodes, rl, port = self.h.cluster(self.emu, 2)
+        read_at_once(self, [[m.path("models/config.json")] for m in nodes])
+        samples = efctest.metrics(nodes[0].port)
+        names = {k.split("{", 1)[0] for k in samples}
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        exprs += [v["definition"] for v in dash["templating"]["list"] if "definition" in v]
+        self.assertGreater(len(exprs), 10)
+        for e in exprs:
+            for name in re.findall(r"\befc_[a-z0-9_]+", e):
+                self.assertIn(name, names, "the dashboard's %s is not in /metrics (%s)" % (name, e))
+                for group in re.findall(r"by \(([^)]*)\)", e):
+                    for label in (x.strip() for x in group.split(",")):
+                        if label in ("instance", "le"):
+                            continue  # Prometheus's own, and every histogram's
+                        self.assertTrue(any(k.startswith(name + "{") and label + '="' in k
+                                            for k in samples),
+                                        "%s has no label %s (%s)" % (name, label, e))
+
     def test_cluster_off_reads_n_times(self):
         """The control of the test above: the same three nodes with g_tier_DadiIsDistributed=false
         each fetch the whole model from the origin (so the test server's counter does tell one
