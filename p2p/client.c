@@ -614,14 +614,16 @@ static int data_begin_locked(struct p2p_conn *c, const struct p2p_data *d, uint3
     struct p2p_call *k = find_call(c, c->rx.h.rid);
     if (k == NULL)
         return 0; /* given up on: drop */
+    /* Any frame of the call shows the peer alive and at work (a PENDING one: still fetching
+       it from its origin or its parent): the call's deadline starts again, up to
+       P2P_PENDING_MAX_MS in all. Only silence is a stall. */
+    uint64_t now = p2p_now_ns(), cap = k->started + P2P_PENDING_MAX_MS * 1000000ull;
+    uint64_t next = now + k->patience;
+    if (next > k->deadline)
+        k->deadline = next < cap ? next : cap > k->deadline ? cap : k->deadline;
     if (d->status == P2P_PENDING) {
-        /* the peer is alive and still working on it (fetching it from its origin or its
-           parent): the call's deadline starts again, up to P2P_PENDING_MAX_MS in all */
         if (data_len)
             return -EPROTO;
-        uint64_t now = p2p_now_ns(), cap = k->started + P2P_PENDING_MAX_MS * 1000000ull;
-        uint64_t next = now + k->patience;
-        k->deadline = next < cap ? next : cap > k->deadline ? cap : k->deadline;
         k->pendings++;
         pthread_cond_broadcast(&k->cond);
         return 0;

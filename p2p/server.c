@@ -584,6 +584,14 @@ static int classify(struct p2p_server *s, struct sconn *c, struct sjob *j)
             j->get.flags &= ~P2P_GET_RELAY; /* this node owns it: answered as the owner */
     } else if (m->self >= 0 && c->members == rl->hash &&
                p2p_owner(rl, m->serving, m->nserving, id) == m->self) {
+        /* a child of the owner in the block's tree is always served, and not counted */
+        const struct p2p_node *nd =
+            c->name[0] ? bsearch(c->name, rl->nodes, rl->n, sizeof(*rl->nodes), by_name) : NULL;
+        if (nd && p2p_rank(rl, m->serving, m->nserving, id, (unsigned)(nd - rl->nodes),
+                           p->fanout) <= p->fanout) {
+            p2p_members_put(p, m);
+            return 0;
+        }
         /* the fan-out counts peers, not GETs: a peer's readahead and its reader may ask for
            the same span at once */
         uint64_t who = c->name[0] ? XXH3_64bits(c->name, strlen(c->name)) : (uint64_t)(uintptr_t)c;
@@ -614,13 +622,7 @@ static int classify(struct p2p_server *s, struct sconn *c, struct sjob *j)
             }
         }
         pthread_mutex_unlock(&s->lock);
-        if (full) {
-            /* a child of the owner in the block's tree is always served (uncounted) */
-            const struct p2p_node *nd =
-                c->name[0] ? bsearch(c->name, rl->nodes, rl->n, sizeof(*rl->nodes), by_name) : NULL;
-            hot = nd == NULL || p2p_rank(rl, m->serving, m->nserving, id,
-                                         (unsigned)(nd - rl->nodes), p->fanout) > p->fanout;
-        }
+        hot = full;
     }
     p2p_members_put(p, m);
     return hot;
