@@ -4,6 +4,7 @@
 #   bench/run.sh [--quick] [--systems efc,s3fs,rclone,null] [--runs N] [--bw-per-conn BYTES]
 #                [--latency-ms N] [--out DIR] [--build DIR] [--no-build] [--epoch-threads N]
 #                [--efc-opts OPTS]
+#   bench/run.sh --cluster N[,N...] [bench/cluster.sh's options]   (the N-node benchmark)
 #
 # Starts ossemu (tests/ossemu) on a generated data set with a per-connection bandwidth cap and a
 # latency per request that resemble OSS (defaults: 100 MB/s, 5 ms), mounts each system in turn on
@@ -22,9 +23,15 @@ bench="$here/bench"
 quick=0 systems="efc,s3fs,rclone,null" runs="" bw=100000000 lat=5 outroot="$bench/results"
 build="$here/build/release" nobuild=0 epoch_threads=16 efc_extra=""
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
+if [ "${1:-}" = --cluster ]; then
+  [ $# -ge 2 ] || usage
+  nodes=$2
+  shift 2
+  exec "$bench/cluster.sh" --nodes "$nodes" "$@"
+fi
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
