@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -111,15 +112,18 @@ static enum MHD_Result send_fixed(struct MHD_Connection *con, unsigned status, i
                                   const char *msg)
 {
     struct mgmt_reply rep = {.status = status, .content_type = "application/json"};
-    char *body = NULL;
-    int n = asprintf(&body,
-                     "{\n  \"ErrorCode\": %d,\n  \"ErrorMessage\": \"%s\",\n"
-                     "  \"Results\": []\n}\n",
-                     code, msg);
-    if (n < 0)
+    /* built by jansson as every other answer is: the message is escaped whatever it holds */
+    json_t *o = json_pack("{s:i, s:s, s:[]}", "ErrorCode", code, "ErrorMessage", msg, "Results");
+    char *text = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    char *body = text ? realloc(text, strlen(text) + 2) : NULL;
+    if (body == NULL) {
+        free(text);
         return MHD_NO;
+    }
+    strcat(body, "\n");
     rep.body = body;
-    rep.len = (size_t)n;
+    rep.len = strlen(body);
     return send_reply(con, &rep, true);
 }
 
