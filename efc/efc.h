@@ -199,11 +199,14 @@ int efc_fuseio_install(struct efc *e);
 const char *efc_state_dir(void);
 /* "<dir>/<mountpoint with '/' replaced by '_'>.json". Returns 0 or -ENAMETOOLONG. */
 int efc_state_path(const char *mountpoint, char *out, size_t outlen);
+struct efc_update_result;
 /* Writes E's state file atomically (a JSON object: version, pid, source, mountpoint, protocol,
- * passwd_file, start_time, options {"g_<name>": value, ...}, explicit [names given]). Returns 0 or
+ * passwd_file, start_time, options {"g_<name>": value, ...}, explicit [names given], and the
+ * "update" section from LAST, the last runtime update's result, when not NULL). Returns 0 or
  * -errno; ERR receives a reason. */
-int efc_state_write(const struct efc *e, char *err, size_t errlen);
+int efc_state_write(const struct efc *e, const struct efc_update_result *last, char *err,
+                    size_t errlen);
 /* The JSON text of E's state (malloc'd), or NULL without memory. */
-char *efc_state_json(const struct efc *e, long pid);
+char *efc_state_json(const struct efc *e, long pid, const struct efc_update_result *last);
 
 #endif

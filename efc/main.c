@@ -791,7 +791,7 @@ int main(int argc, char **argv)
     char serr[512];
     if (adopt) {
         d->state_done = true; /* the handover thread writes it once the old process is gone */
-    } else if (efc_state_write(e, serr, sizeof(serr)) == 0) {
+    } else if (efc_state_write(e, NULL, serr, sizeof(serr)) == 0) { /* no update yet */
         d->state_done = true;
     } else {
         log_warn("no state file (management tools will not find this mount): %s", serr);
@@ -811,7 +811,9 @@ int main(int argc, char **argv)
 
     if (efc_handover_start(e) != 0) {
         log_warn("runtime updates are off for '%s': cannot start their thread", e->mountpoint);
-        if (adopt && efc_state_write(e, serr, sizeof(serr)) != 0)
+        struct efc_update_result r;
+        if (adopt &&
+            efc_state_write(e, efc_handover_result(e, &r) ? &r : NULL, serr, sizeof(serr)) != 0)
             log_warn("no state file (management tools will not find this mount): %s", serr);
     }
     log_info("%s '%s' on '%s' (pid %d, up to %u FUSE threads)", adopt ? "took over" : "mounted",

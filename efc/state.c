@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "efc/efc.h"
-#include "efc/handover_i.h"
+#include "efc/update_i.h"
 #include "util/statefile.h"
 
 #define EFC_STATE_VERSION 1
@@ -44,7 +44,7 @@ int efc_state_path(const char *mountpoint, char *out, size_t outlen)
     return statefile_path(statefile_dir(), mountpoint, out, outlen);
 }
 
-char *efc_state_json(const struct efc *e, long pid)
+char *efc_state_json(const struct efc *e, long pid, const struct efc_update_result *last)
 {
     json_t *root = json_object(), *opts = json_object(), *expl = json_array();
     char *text = NULL;
@@ -86,14 +86,13 @@ char *efc_state_json(const struct efc *e, long pid)
     if (json_object_set(root, "options", opts) || json_object_set(root, "explicit", expl))
         goto out;
     if (e->handover) {
-        struct efc_update_result r;
         if (json_object_set_new(root, "runtime_update", json_integer(1)))
             goto out;
-        if (efc_handover_result(e, &r)) {
-            json_t *u = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", r.id, "status",
-                                  r.ok ? "ok" : "error", "message", r.message, "time",
-                                  (json_int_t)r.time, "pause_ms", (json_int_t)r.pause_ms,
-                                  "previous_pid", (json_int_t)r.previous_pid);
+        if (last) {
+            json_t *u = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", last->id, "status",
+                                  last->ok ? "ok" : "error", "message", last->message, "time",
+                                  (json_int_t)last->time, "pause_ms", (json_int_t)last->pause_ms,
+                                  "previous_pid", (json_int_t)last->previous_pid);
             if (u == NULL || json_object_set_new(root, "update", u))
                 goto out;
         }
@@ -106,7 +105,8 @@ out:
     return text;
 }
 
-int efc_state_write(const struct efc *e, char *err, size_t errlen)
+int efc_state_write(const struct efc *e, const struct efc_update_result *last, char *err,
+                    size_t errlen)
 {
     const char *dir = efc_state_dir();
     char tmp[PATH_MAX + 32];
@@ -118,7 +118,7 @@ int efc_state_write(const struct efc *e, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
         return rc;
     }
-    text = efc_state_json(e, (long)getpid());
+    text = efc_state_json(e, (long)getpid(), last);
     if (text == NULL) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;

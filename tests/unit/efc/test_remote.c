@@ -114,7 +114,7 @@ static void test_state_file(void **state)
     e.passwd_file = "/etc/passwd-oss";
     e.mount_time = 1765274023;
     assert_int_equal(efc_state_path(e.mountpoint, e.state_path, sizeof(e.state_path)), 0);
-    assert_int_equal(efc_state_write(&e, err, sizeof(err)), 0);
+    assert_int_equal(efc_state_write(&e, NULL, err, sizeof(err)), 0);
 
     json_error_t jerr;
     json_t *j = json_load_file(e.state_path, 0, &jerr);
