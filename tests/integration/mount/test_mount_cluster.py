@@ -487,6 +487,38 @@ class Cluster(EfcTestCase):
                          + self.metric(c, 'efc_p2p_blocks_total{from="peer_miss"}'), 0)
         self.assertNotIn("the cluster's secret", a.log_text() + c.log_text())
 
+    def test_secrets_nowhere(self):
+        """The object-store secret and the cluster's key appear in no output of a node: its log
+        at debug level, every /v1 answer and /metrics, its state file, its command line and
+        environment, after reads through the cluster, a warm-up and a rootlist reload."""
+        key_text = "a P2P key nobody may see 7f3c9"
+        key = efctest.write_secret(os.path.join(self.h.tmp, "key"), key_text + "\n")
+        secrets = [efctest.SK, key_text]
+        port = efctest.free_cluster_port(2)
+        rl = self.h.rootlist(port, [0, 1])
+        extra = ["g_tier_DadiP2PKeyFile=" + key, "g_log_Level=debug"]
+        nodes = [self.h.node(self.emu, i, rl, port, extra=extra) for i in range(2)]
+        read_at_once(self, [[m.path(f) for f in MODEL] for m in nodes])
+        self.warm_up(nodes[0])
+        for m in nodes:
+            self.mgmt_api(m.port, "/v1/action/reload_rootlist")
+        outputs = {}
+        for m in nodes:
+            for path in ("/v1/tier", "/v1/cluster", "/v1/warmup/stat?target_path=warm",
+                         "/metrics", "/v1/warmup/load?target_path=nothing-here"):
+                status, body = efctest.mgmt_get(m.port, path)
+                outputs["%s %s" % (m.mnt, path)] = body.decode("utf-8", "replace")
+            outputs[m.mnt + " log"] = m.log_text()
+            with open(efctest.state_file(m.mnt)) as f:
+                outputs[m.mnt + " state file"] = f.read()
+            for proc in ("cmdline", "environ"):
+                with open("/proc/%d/%s" % (m.pid, proc), "rb") as f:
+                    outputs["%s %s" % (m.mnt, proc)] = f.read().decode("utf-8", "replace")
+        self.assertGreater(len(outputs[nodes[0].mnt + " log"]), 1000)  # debug logging was on
+        for what, text in outputs.items():
+            for secret in secrets:
+                self.assertFalse(secret in text, "the secret %r is in %s" % (secret, what))
+
     def test_rootlists_differ(self):
         """A node whose rootlist differs from its peers' is reported: counted, logged and shown
         in /v1/cluster (MismatchedPeers, RootlistMatches)."""
