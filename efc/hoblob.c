@@ -90,7 +90,8 @@ int efc_ho_put_node(struct buf *b, const struct efc_ns_record *r)
     if (r->keylen > OSS_MAX_KEY_LEN || r->namelen > r->keylen || el > OSS_MAX_ETAG_LEN ||
         ol > OSS_MAX_ETAG_LEN)
         return -EINVAL;
-    uint8_t flags = (r->is_dir ? 1 : 0) | (r->named ? 2 : 0) | (r->attr.restored ? 4 : 0);
+    uint8_t flags = (r->is_dir ? 1 : 0) | (r->named ? 2 : 0) | (r->attr.restored ? 4 : 0) |
+                    (r->lookups_unknown ? 8 : 0);
     rc = rc ? rc : put_u64(b, r->ino);
     rc = rc ? rc : put_u64(b, r->parent);
     rc = rc ? rc : put_u64(b, r->nlookup);
@@ -287,7 +288,7 @@ static int walk(const uint8_t *blob, size_t len, const struct efc_ho_visitor *v,
                 r.namelen);
         if (el > OSS_MAX_ETAG_LEN || ol > OSS_MAX_ETAG_LEN)
             BAD("node %llu: ETag longer than %d bytes", (unsigned long long)i, OSS_MAX_ETAG_LEN);
-        if (sc > OSS_SC_OTHER || (flags & ~7u) != 0 || le_get16(p + 58) != 0)
+        if (sc > OSS_SC_OTHER || (flags & ~15u) != 0 || le_get16(p + 58) != 0)
             BAD("node %llu: bad storage class or flags", (unsigned long long)i);
         if ((r.ino == EFC_ROOT_INO) != (r.namelen == 0) ||
             (r.ino != EFC_ROOT_INO && r.nlookup == 0))
@@ -295,6 +296,7 @@ static int walk(const uint8_t *blob, size_t len, const struct efc_ho_visitor *v,
         r.is_dir = flags & 1;
         r.named = (flags & 2) != 0;
         r.attr.restored = (flags & 4) != 0;
+        r.lookups_unknown = (flags & 8) != 0;
         r.attr.sc = (enum oss_storage_class)sc;
         if (!take_str(&c, r.keylen, key) || !take_str(&c, el, r.attr.etag) ||
             !take_str(&c, ol, oetag))

@@ -30,7 +30,7 @@
  *       node count nodes:
  *         u64 ino, u64 parent, u64 nlookup, u64 size, u64 fetched_ms, i64 mtime,
  *         u16 key length, u16 name length, u8 storage class, u8 flags (1 dir, 2 named,
- *         4 restored), u16 etag length, u16 open-etag length, u16 spare (0),
+ *         4 restored, 8 lookup count unknown), u16 etag length, u16 open-etag length, u16 spare (0),
  *         key, etag, open etag
  *       handle count handles:
  *         u64 handle number, u64 ino, u64 parent, u64 size, u8 flags (1 dir, 2 stale),

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "efc/journal_i.h"
 #include "util/log.h"
 
 #define NS_SHARD_BITS  6
@@ -52,8 +53,9 @@ struct node {
     bool restored;
     bool probed; /* see struct efc_attr */
     bool is_dir;
-    bool named; /* linked in the name table (false for the root and for replaced nodes) */
-    char key[]; /* NUL-terminated; the name is key[keylen - namelen - is_dir ..] */
+    bool named;           /* linked in the name table (false for the root and for replaced nodes) */
+    bool lookups_unknown; /* see struct efc_ns_record */
+    char key[];           /* NUL-terminated; the name is key[keylen - namelen - is_dir ..] */
 };
 
 struct shard {
@@ -72,6 +74,7 @@ struct efc_ns {
     _Atomic uint64_t created;
     _Atomic uint64_t freed;
     uint64_t import_max_seq; /* the highest sequence efc_ns_import restored (single-threaded) */
+    struct efc_journal *_Atomic journal; /* the crash journal, or NULL */
 };
 
 /* FNV-1a over the parent's number and the name: cheap and good enough for a chained table. */
@@ -396,6 +399,7 @@ int efc_ns_add(struct efc_ns *ns, uint64_t parent, const char *name, size_t name
         /* The name changed type: the old inode stays until the kernel forgets it, but the name
            now leads to a new one (the kernel sees a new node id and replaces its dentry). */
         unlink_name(s, n);
+        efc_journal_unname(atomic_load_explicit(&ns->journal, memory_order_relaxed), n->ino);
         n = NULL;
     }
     if (n == NULL) {
@@ -414,6 +418,8 @@ int efc_ns_add(struct efc_ns *ns, uint64_t parent, const char *name, size_t name
         link_ino(s, n);
         link_name(s, n);
         atomic_fetch_add(&ns->created, 1);
+        efc_journal_node(atomic_load_explicit(&ns->journal, memory_order_relaxed), n->ino, parent,
+                         namelen, is_dir, key, keylen);
     }
     n->nlookup++;
     store_attr(n, attr);
@@ -439,7 +445,9 @@ bool efc_ns_forget(struct efc_ns *ns, uint64_t ino, uint64_t nlookup)
         log_warn("ns: forget of unknown inode %llu", (unsigned long long)ino);
         return false;
     }
-    if (nlookup > n->nlookup) {
+    if (n->lookups_unknown) {
+        nlookup = n->nlookup; /* the kernel forgets an inode's whole count at once */
+    } else if (nlookup > n->nlookup) {
         log_warn("ns: kernel forgets %llu lookups of inode %llu which has %llu",
                  (unsigned long long)nlookup, (unsigned long long)ino,
                  (unsigned long long)n->nlookup);
@@ -449,6 +457,7 @@ bool efc_ns_forget(struct efc_ns *ns, uint64_t ino, uint64_t nlookup)
     if (n->nlookup == 0) {
         unlink_name(s, n);
         unlink_ino(s, n);
+        efc_journal_forget(atomic_load_explicit(&ns->journal, memory_order_relaxed), n->ino);
         dead = n;
     }
     pthread_mutex_unlock(&s->lock);
@@ -541,6 +550,7 @@ int efc_ns_export(struct efc_ns *ns, efc_ns_record_fn fn, void *arg, uint64_t *n
                 r.nlookup = n->nlookup;
                 r.is_dir = n->is_dir;
                 r.named = n->named;
+                r.lookups_unknown = n->lookups_unknown;
                 load_attr(n, &r.attr);
                 if (n->open_etag)
                     snprintf(r.open_etag, sizeof(r.open_etag), "%s", n->open_etag);
@@ -595,6 +605,7 @@ int efc_ns_import(struct efc_ns *ns, const struct efc_ns_record *r)
     n->ino = r->ino;
     n->parent = r->parent;
     n->nlookup = r->nlookup;
+    n->lookups_unknown = r->lookups_unknown;
     n->hash = h;
     n->is_dir = r->is_dir;
     n->keylen = (uint16_t)keylen;
@@ -627,6 +638,16 @@ int efc_ns_import(struct efc_ns *ns, const struct efc_ns_record *r)
     if (seq > ns->import_max_seq)
         ns->import_max_seq = seq;
     return 0;
+}
+
+uint64_t efc_ns_seq_after(uint64_t max_ino)
+{
+    return (max_ino >> NS_SHARD_BITS) + 1;
+}
+
+void efc_ns_set_journal(struct efc_ns *ns, struct efc_journal *j)
+{
+    atomic_store(&ns->journal, j);
 }
 
 int efc_ns_import_done(struct efc_ns *ns, uint64_t next_seq)

@@ -107,6 +107,10 @@ struct efc_ns_record {
     uint64_t nlookup;
     bool is_dir;
     bool named; /* reachable by (parent, name): false for the root and for replaced nodes */
+    /* The kernel's lookup count was not written down (a node recovered from the crash journal,
+       journal_i.h): NLOOKUP is 1, and the kernel's next forget of the node, whatever its count,
+       ends it (the kernel forgets an inode's whole count at once). */
+    bool lookups_unknown;
     struct efc_attr attr;
     char open_etag[OSS_MAX_ETAG_LEN + 1]; /* the ETag of the last open; "" none */
     const char *key;                      /* KEYLEN bytes, NUL-terminated */
@@ -130,5 +134,15 @@ int efc_ns_import(struct efc_ns *ns, const struct efc_ns_record *r);
 /* Ends an import: new inode numbers continue from sequence NEXT_SEQ, which must be above every
  * imported one. Returns 0 or -EINVAL. */
 int efc_ns_import_done(struct efc_ns *ns, uint64_t next_seq);
+
+/* The sequence a table whose highest inode number is MAX_INO goes on from (for a table rebuilt
+ * from the crash journal, which records inode numbers, not the sequence). */
+uint64_t efc_ns_seq_after(uint64_t max_ino);
+
+/* ---- the crash journal (journal_i.h) --------------------------------------------------------
+ * From this call on, every node created, unnamed or freed is written to J (NULL: none), under the
+ * node's shard lock, so the journal's order is the table's. */
+struct efc_journal;
+void efc_ns_set_journal(struct efc_ns *ns, struct efc_journal *j);
 
 #endif
