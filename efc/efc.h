@@ -80,6 +80,7 @@ struct cache_stats;
 struct efc_fh;
 struct efc_fh_table;
 struct efc_handover;
+struct efc_journal;
 struct fuse_session;
 struct mgmt;
 struct warmup;
@@ -139,9 +140,13 @@ struct efc {
     _Atomic bool init_seen;              /* the INIT request was read */
     _Atomic bool kernel_parallel_dirops; /* the kernel offers FUSE_PARALLEL_DIROPS */
     _Atomic uint64_t init_unique;        /* the INIT request's id until its reply goes out */
+    _Atomic bool resent_seen;            /* a request resent by the kernel was read (logged once) */
 
     /* runtime updates: handing the mount to a new daemon process (handover.c); NULL: off */
     struct efc_handover *handover;
+    /* the crash journal the supervisor restarts a dead daemon from (journal_i.h, supervise.c);
+       NULL: the mount is not supervised */
+    struct efc_journal *journal;
 };
 
 /* ---- fs.c ---------------------------------------------------------------------------------- */

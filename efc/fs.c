@@ -52,9 +52,11 @@
 #include "efc/dir_i.h"
 #include "efc/efc.h"
 #include "efc/handover_i.h"
+#include "efc/journal_i.h"
 #include "efc/meta_i.h"
 #include "efc/ns_i.h"
 #include "efc/read.h"
+#include "efc/supervise_i.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -353,6 +355,16 @@ static int fh_link(struct efc *e, struct efc_fh *fh)
         uint32_t gen = c->gen[slot & (FH_CHUNK - 1)] + 1;
         fh_place(e, fh, c, slot, gen ? gen : 1); /* never 0: no number is 0 */
         rc = 0;
+        if (e->journal) {
+            struct efc_fh_record r = {.num = fh->num,
+                                      .ino = fh->ino,
+                                      .parent = fh->parent,
+                                      .size = fh->size,
+                                      .is_dir = fh->is_dir,
+                                      .key = fh->key ? fh->key : "",
+                                      .etag = fh->etag ? fh->etag : ""};
+            efc_journal_open(e->journal, &r);
+        }
     }
     pthread_mutex_unlock(&e->fh_lock);
     return rc;
@@ -371,6 +383,7 @@ static void fh_unlink(struct efc *e, struct efc_fh *fh)
         fh->next->prev = fh->prev;
     fh->prev = fh->next = NULL;
     if (fh->num) {
+        efc_journal_close(e->journal, fh->num);
         uint32_t slot = (uint32_t)fh->num;
         struct fh_chunk *c = atomic_load(&t->chunk[slot >> FH_CHUNK_BITS]);
         atomic_store_explicit(&c->slot[slot & (FH_CHUNK - 1)], NULL, memory_order_release);
@@ -552,6 +565,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     bool found = false, is_dir = false, answered = false;
     int rc;
 
+    if (parent == EFC_ROOT_INO && nl == sizeof(EFC_WATCHDOG_NAME) - 1 &&
+        memcmp(name, EFC_WATCHDOG_NAME, nl) == 0) {
+        /* The supervisor's liveness probe (supervise.c): answered at once, without the origin,
+           and never cached by the kernel (an error reply leaves no timed entry). */
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
     kernel_readahead(e);
     if (nl > EFC_NAME_MAX) {
         fuse_reply_err(req, ENAMETOOLONG);

@@ -31,10 +31,20 @@
 #include "efc/handover_i.h"
 #include "util/log.h"
 
+#ifndef FUSE_UNIQUE_RESEND /* Linux 6.9's <linux/fuse.h>; Debian 12 has 6.1's */
+#define FUSE_UNIQUE_RESEND (1ull << 63)
+#endif
+
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
     struct efc *e = userdata;
     ssize_t n = e->handover ? efc_handover_read(e->handover, fd, buf, len) : read(fd, buf, len);
+
+    if (n >= (ssize_t)sizeof(struct fuse_in_header) &&
+        (((const struct fuse_in_header *)buf)->unique & FUSE_UNIQUE_RESEND) &&
+        !atomic_exchange(&e->resent_seen, true))
+        log_info("fuse: answering requests the kernel resent (taken by the previous daemon, "
+                 "which died)");
 
     if (n >= (ssize_t)(sizeof(struct fuse_in_header) + sizeof(struct fuse_init_in)) &&
         !atomic_load_explicit(&e->init_seen, memory_order_relaxed)) {

@@ -64,6 +64,7 @@
 #include <unistd.h>
 
 #include "efc/efc.h"
+#include "efc/journal_i.h"
 #include "util/log.h"
 #include "util/opt.h"
 #include "util/timeutil.h"
@@ -260,7 +261,13 @@ void efc_handover_note_init_reply(struct efc_handover *h, const struct iovec *io
 {
     if (atomic_load(&h->reply_len) != 0)
         return;
-    atomic_store(&h->reply_len, reply_body(iov, count, h->reply, sizeof(h->reply)));
+    uint32_t n = reply_body(iov, count, h->reply, sizeof(h->reply));
+    atomic_store(&h->reply_len, n);
+    /* What a successor needs if this process dies (supervise.c): the supervisor has no other
+       way to learn how the kernel and this process agreed to talk. */
+    if (h->e->journal &&
+        efc_journal_set_init(h->e->journal, h->init, atomic_load(&h->init_len), h->reply, n) != 0)
+        log_warn("the kernel's INIT is too long for the crash journal");
 }
 
 bool efc_handover_swallow(struct efc_handover *h, const struct iovec *iov, int count)
@@ -617,6 +624,30 @@ static int put_handle_cb(void *arg, const struct efc_fh_record *r)
 }
 
 /* The blob of E in a new memfd (*FD). Returns 0 or -errno with a reason in ERR. */
+int efc_handover_memfd(const void *data, size_t len, char *err, size_t errlen)
+{
+    int mfd = memfd_create("efc-handover", MFD_CLOEXEC);
+    if (mfd < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "memfd_create: %s", strerror(errno));
+        return rc;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(mfd, (const char *)data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int rc = w < 0 ? -errno : -EIO;
+            snprintf(err, errlen, "cannot write the handover blob: %s", strerror(-rc));
+            close(mfd);
+            return rc;
+        }
+        off += (size_t)w;
+    }
+    return mfd;
+}
+
 static int make_blob(struct efc *e, const char *id, uint64_t hold_start, int *fd, char *err,
                      size_t errlen)
 {
@@ -654,26 +685,10 @@ static int make_blob(struct efc *e, const char *id, uint64_t hold_start, int *fd
         buf_release(&c.b);
         return rc;
     }
-    int mfd = memfd_create("efc-handover", MFD_CLOEXEC);
+    int mfd = efc_handover_memfd(c.b.data, c.b.len, err, errlen);
     if (mfd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "memfd_create: %s", strerror(errno));
         buf_release(&c.b);
-        return rc;
-    }
-    size_t off = 0;
-    while (off < c.b.len) {
-        ssize_t w = write(mfd, c.b.data + off, c.b.len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            rc = w < 0 ? -errno : -EIO;
-            snprintf(err, errlen, "cannot write the handover blob: %s", strerror(-rc));
-            close(mfd);
-            buf_release(&c.b);
-            return rc;
-        }
-        off += (size_t)w;
+        return mfd;
     }
     log_info("update %s: %llu inodes and %llu open handles handed over (%zu bytes)", id,
              (unsigned long long)c.nodes, (unsigned long long)c.handles, c.b.len);
@@ -682,50 +697,87 @@ static int make_blob(struct efc *e, const char *id, uint64_t hold_start, int *fd
     return 0;
 }
 
+char **efc_handover_argv(const struct efc *e, const struct opt_set *o)
+{
+    size_t cap = OPT__COUNT + 8, n = 0;
+    char **argv = calloc(cap, sizeof(*argv));
+    bool ok = argv != NULL;
+
+#define ADD(expr)                                                                                  \
+    do {                                                                                           \
+        if (ok && (argv[n] = (expr)) != NULL)                                                      \
+            n++;                                                                                   \
+        else                                                                                       \
+            ok = false;                                                                            \
+    } while (0)
+    ADD(strdup(program_invocation_name));
+    ADD(strdup(e->protocol == OSS_PROTO_S3 ? "--protocol=s3" : "--protocol=oss"));
+    if (e->foreground)
+        ADD(strdup("--foreground"));
+    if (e->passwd_file) {
+        char *pw = NULL;
+        ADD(asprintf(&pw, "--passwd_file=%s", e->passwd_file) > 0 ? pw : NULL);
+    }
+    for (int i = 0; i < OPT__COUNT; i++) {
+        if (!o->v[i].set)
+            continue;
+        char *a = NULL;
+        ADD(asprintf(&a, "--%s=%s", opt_table[i].name, o->v[i].s ? o->v[i].s : "") > 0 ? a : NULL);
+    }
+    ADD(strdup("--"));
+    ADD(strdup(e->remote.text));
+    ADD(strdup(e->mountpoint));
+#undef ADD
+    if (!ok) {
+        efc_handover_argv_free(argv);
+        return NULL;
+    }
+    return argv;
+}
+
+void efc_handover_argv_free(char **argv)
+{
+    for (size_t i = 0; argv && argv[i]; i++)
+        free(argv[i]);
+    free(argv);
+}
+
 /* Starts the new daemon with options O; returns its pid, or -1 with a reason in ERR. */
 static pid_t spawn_new(struct efc *e, const struct opt_set *o, int blob_fd, int ready_fd, char *err,
                        size_t errlen)
 {
     char *argv[OPT__COUNT + 16];
-    char fds[3][48];
-    int dups[3] = {-1, -1, -1};
-    int n = 0, first_opt = 0, last_opt = 0;
-    char *pw = NULL;
+    char fds[4][48];
+    int dups[4] = {-1, -1, -1, -1};
+    int n = 0, nfds = e->journal ? 4 : 3;
     pid_t pid = -1;
+    char **rest = efc_handover_argv(e, o);
 
-    /* Copies without FD_CLOEXEC: these three (and only these) reach the new process. */
+    if (rest == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* Copies without FD_CLOEXEC: these (and only these) reach the new process. */
     dups[0] = dup(blob_fd);
     dups[1] = dup(fuse_session_fd(e->se));
     dups[2] = dup(ready_fd);
-    if (dups[0] < 0 || dups[1] < 0 || dups[2] < 0) {
-        snprintf(err, errlen, "dup: %s", strerror(errno));
-        goto out;
+    if (e->journal)
+        dups[3] = dup(efc_journal_fd(e->journal));
+    for (int i = 0; i < nfds; i++) {
+        if (dups[i] < 0) {
+            snprintf(err, errlen, "dup: %s", strerror(errno));
+            goto out;
+        }
     }
     snprintf(fds[0], sizeof(fds[0]), "--handover-fd=%d", dups[0]);
     snprintf(fds[1], sizeof(fds[1]), "--fuse-fd=%d", dups[1]);
     snprintf(fds[2], sizeof(fds[2]), "--ready-fd=%d", dups[2]);
-    argv[n++] = program_invocation_name;
-    argv[n++] = fds[0];
-    argv[n++] = fds[1];
-    argv[n++] = fds[2];
-    argv[n++] = e->protocol == OSS_PROTO_S3 ? "--protocol=s3" : "--protocol=oss";
-    if (e->foreground)
-        argv[n++] = "--foreground";
-    if (e->passwd_file && asprintf(&pw, "--passwd_file=%s", e->passwd_file) > 0)
-        argv[n++] = pw;
-    first_opt = last_opt = n;
-    for (int i = 0; i < OPT__COUNT; i++) {
-        if (!o->v[i].set)
-            continue;
-        if (asprintf(&argv[n], "--%s=%s", opt_table[i].name, o->v[i].s ? o->v[i].s : "") < 0) {
-            snprintf(err, errlen, "out of memory");
-            goto free_args;
-        }
-        last_opt = ++n;
-    }
-    argv[n++] = "--";
-    argv[n++] = e->remote.text;
-    argv[n++] = e->mountpoint;
+    snprintf(fds[3], sizeof(fds[3]), "--journal-fd=%d", dups[3]);
+    argv[n++] = rest[0];
+    for (int i = 0; i < nfds; i++)
+        argv[n++] = fds[i];
+    for (size_t i = 1; rest[i] && n < (int)(sizeof(argv) / sizeof(argv[0])) - 1; i++)
+        argv[n++] = rest[i];
     argv[n] = NULL;
 
     posix_spawnattr_t attr;
@@ -744,20 +796,17 @@ static pid_t spawn_new(struct efc *e, const struct opt_set *o, int blob_fd, int 
         pid = -1;
         snprintf(err, errlen, "cannot start '%s': %s", program_invocation_name, strerror(rc));
     }
-free_args:
-    for (int i = first_opt; i < last_opt; i++)
-        free(argv[i]);
-    free(pw);
 out:
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (dups[i] >= 0)
             close(dups[i]);
+    efc_handover_argv_free(rest);
     return pid;
 }
 
 /* Waits for the new process's ready line on FD. Returns 0 for "ok", else -1 with its reason (or
  * what became of it) in WHY. */
-static int wait_ready(int fd, pid_t pid, int timeout_ms, char *why, size_t whylen)
+int efc_handover_wait_ready(int fd, pid_t pid, int timeout_ms, char *why, size_t whylen)
 {
     char line[1100];
     size_t got = 0;
@@ -891,7 +940,8 @@ static void ho_update(struct efc_handover *h)
     pid_t pid = spawn_new(e, &nopts, blob_fd, pipefd[1], err, sizeof(err));
     close(pipefd[1]);
     close(blob_fd);
-    if (pid > 0 && wait_ready(pipefd[0], pid, EFC_HO_READY_TIMEOUT, err, sizeof(err)) == 0) {
+    if (pid > 0 &&
+        efc_handover_wait_ready(pipefd[0], pid, EFC_HO_READY_TIMEOUT, err, sizeof(err)) == 0) {
         uint64_t t_ready = time_mono_ms();
         log_info("update %s: pid %d serves '%s' now; requests held %llu ms (quiesce %llu, "
                  "export and cache flush %llu, new process %llu); exiting",
@@ -905,6 +955,9 @@ static void ho_update(struct efc_handover *h)
     close(pipefd[0]);
     if (pid > 0)
         reap(pid);
+    /* The new process may have named itself in the journal before it failed: this one serves. */
+    if (e->journal)
+        efc_journal_set_pid(e->journal, getpid());
     log_error("update %s failed: %s; going on with the current options", req.id, err);
     char rerr[512];
     if (efc_fs_resume(e, rerr, sizeof(rerr)) != 0)

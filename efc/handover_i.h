@@ -59,6 +59,21 @@ int efc_handover_restore_handles(struct efc *e, char *err, size_t errlen);
 int efc_handover_start(struct efc *e);
 void efc_handover_free(struct efc *e);
 
+/* The command line a successor of this daemon runs with options O (argv[0], protocol,
+ * foreground, credentials, every option set, "--", source, mount point), without the file
+ * descriptors a successor is handed: NULL-terminated, every string malloc'd; NULL without memory.
+ * The supervisor starts its successors with it too (journal_i.h keeps a copy). */
+struct opt_set;
+char **efc_handover_argv(const struct efc *e, const struct opt_set *o);
+void efc_handover_argv_free(char **argv);
+
+/* A memfd holding the LEN bytes at DATA (a blob for a successor's --handover-fd). Returns the
+ * fd (close-on-exec), or -errno with a reason in ERR. */
+int efc_handover_memfd(const void *data, size_t len, char *err, size_t errlen);
+/* Waits up to TIMEOUT_MS for the ready line of the new process PID on FD. Returns 0 for "ok",
+ * else -1 with its reason (or what became of the process: it is waited for) in WHY. */
+int efc_handover_wait_ready(int fd, pid_t pid, int timeout_ms, char *why, size_t whylen);
+
 /* The last update's result (update_i.h). Returns false when there is none. */
 bool efc_handover_result(const struct efc *e, struct efc_update_result *r);
 

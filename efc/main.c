@@ -50,6 +50,9 @@
 
 #include "efc/efc.h"
 #include "efc/handover_i.h"
+#include "efc/journal_i.h"
+#include "efc/ns_i.h"
+#include "efc/supervise_i.h"
 #include "oss/oss.h"
 #include "util/log.h"
 #include "util/opt.h"
@@ -58,13 +61,15 @@
 
 struct daemon {
     struct efc e;
-    int sync_fd;      /* detached child: tells the waiting parent how the start went; else -1 */
-    int handover_fd;  /* --handover-fd: taking a mount over from a previous process; else -1 */
-    int fuse_fd;      /* --fuse-fd: its /dev/fuse connection */
-    bool serving;     /* the session loop ran (an adopted mount is then ours to unmount) */
-    bool mounted;     /* fuse_session_mount succeeded */
-    bool state_done;  /* the state file was written */
-    bool signals_set; /* fuse_set_signal_handlers succeeded */
+    int sync_fd;     /* detached child: tells the waiting parent how the start went; else -1 */
+    int handover_fd; /* --handover-fd: taking a mount over from a previous process; else -1 */
+    int fuse_fd;     /* --fuse-fd: its /dev/fuse connection */
+    int journal_fd;  /* --journal-fd: the crash journal of a supervised mount; else -1 */
+    char log_path[PATH_MAX]; /* the log file ("" stderr), for the supervisor */
+    bool serving;            /* the session loop ran (an adopted mount is then ours to unmount) */
+    bool mounted;            /* fuse_session_mount succeeded */
+    bool state_done;         /* the state file was written */
+    bool signals_set;        /* fuse_set_signal_handlers succeeded */
     bool fs_setup;    /* efc_fs_setup was called (efc_fs_teardown undoes even a failed one) */
     bool log_to_file; /* log lines go to a file, not stderr */
     /* libfuse's last error message, for the ready line; protected by fuse_err_lock */
@@ -91,8 +96,9 @@ static void usage(FILE *f)
         "  --passwd_file=PATH  credentials file, AccessKeyId:AccessKeySecret\n"
         "  -h, --help          this text\n"
         "  -V, --version       version\n"
-        "  --handover-fd=N --fuse-fd=M\n"
-        "                      internal: take over a mounted connection (runtime updates)\n"
+        "  --handover-fd=N --fuse-fd=M [--journal-fd=J]\n"
+        "                      internal: take over a mounted connection (runtime updates,\n"
+        "                      restarts by the supervisor)\n"
         "\n"
         "Options (the mount helper's g_<name>=<value>):\n");
     opt_print_help(f);
@@ -241,9 +247,9 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
             e->ready_fd = (int)fd;
             fcntl(e->ready_fd, F_SETFD, FD_CLOEXEC);
         } else if ((strncmp(a, "--handover-fd", 13) == 0 && (a[13] == '=' || a[13] == '\0')) ||
-                   (strncmp(a, "--fuse-fd", 9) == 0 && (a[9] == '=' || a[9] == '\0'))) {
-            bool ho = a[2] == 'h';
-            size_t nl = ho ? 13 : 9;
+                   (strncmp(a, "--fuse-fd", 9) == 0 && (a[9] == '=' || a[9] == '\0')) ||
+                   (strncmp(a, "--journal-fd", 12) == 0 && (a[12] == '=' || a[12] == '\0'))) {
+            size_t nl = a[2] == 'h' ? 13 : a[2] == 'f' ? 9 : 12;
             char *end;
             v = arg_value(argc, argv, &i, a, nl);
             long fd = v ? strtol(v, &end, 10) : -1;
@@ -254,10 +260,12 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
                 return PARSE_ERROR;
             }
             fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-            if (ho)
+            if (nl == 13)
                 d->handover_fd = (int)fd;
-            else
+            else if (nl == 9)
                 d->fuse_fd = (int)fd;
+            else
+                d->journal_fd = (int)fd;
         } else if (strncmp(a, "--protocol", 10) == 0 && (a[10] == '=' || a[10] == '\0')) {
             v = arg_value(argc, argv, &i, a, 10);
             if (v && strcmp(v, "oss") == 0) {
@@ -293,8 +301,9 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
             return PARSE_ERROR;
         }
     }
-    if ((d->handover_fd >= 0) != (d->fuse_fd >= 0)) {
-        snprintf(err, errlen, "--handover-fd and --fuse-fd go together");
+    if ((d->handover_fd >= 0) != (d->fuse_fd >= 0) || (d->journal_fd >= 0 && d->fuse_fd < 0)) {
+        snprintf(err, errlen,
+                 "--handover-fd and --fuse-fd go together (and --journal-fd with them)");
         return PARSE_ERROR;
     }
     if (npos < 2) {
@@ -382,6 +391,7 @@ static int setup_logging(struct daemon *d, char *err, size_t errlen)
         return rc;
     }
     d->log_to_file = true;
+    snprintf(d->log_path, sizeof(d->log_path), "%s", file);
     return 0;
 }
 
@@ -654,6 +664,11 @@ static void cleanup(struct daemon *d)
     if (d->fs_setup)
         efc_fs_teardown(e);
     d->fs_setup = false;
+    efc_journal_free(e->journal); /* after the table and the handles that write to it */
+    e->journal = NULL;
+    if (d->journal_fd >= 0)
+        close(d->journal_fd);
+    d->journal_fd = -1;
     oss_client_free(e->oss);
     e->oss = NULL;
     if (d->state_done && unlink(e->state_path) != 0 && errno != ENOENT)
@@ -673,6 +688,61 @@ static void cleanup(struct daemon *d)
     opt_release(&e->opts);
 }
 
+/* The crash journal and the supervisor (supervise.c). A process taking a mount over goes on
+ * with the journal it was handed (if any); a fresh mount with g_supervisor_Enable creates one and
+ * starts its supervisor. A supervisor that cannot be started leaves the mount unsupervised, with
+ * a warning: serving matters more. Fails only when a handed journal is unusable. */
+static int start_journal(struct daemon *d, bool adopt, char *err, size_t errlen)
+{
+    struct efc *e = &d->e;
+    char jerr[512];
+    int rc;
+
+    if (adopt && d->journal_fd < 0)
+        return 0; /* handed over by an unsupervised daemon */
+    if (adopt) {
+        rc = efc_journal_attach(d->journal_fd, &e->journal, jerr, sizeof(jerr));
+        d->journal_fd = -1; /* taken */
+        if (rc) {
+            snprintf(err, errlen, "--journal-fd: %s", jerr);
+            return rc;
+        }
+    } else if (opt_bool(&e->opts, OPT_SUPERVISOR_ENABLE)) {
+        rc = efc_journal_create(EFC_JNL_DEFAULT_HALF, &e->journal, jerr, sizeof(jerr));
+        if (rc) {
+            log_warn("'%s' is not supervised: no crash journal: %s", e->mountpoint, jerr);
+            return 0;
+        }
+    } else {
+        return 0;
+    }
+    char **args = efc_handover_argv(e, &e->opts);
+    int argc = 0;
+    while (args && args[argc])
+        argc++;
+    rc = args ? efc_journal_set_argv(e->journal, argc, args) : -ENOMEM;
+    efc_handover_argv_free(args);
+    if (rc == 0 && !adopt) {
+        efc_journal_set_pid(e->journal, getpid());
+        rc = efc_supervise_spawn(e, d->log_to_file ? d->log_path : NULL, jerr, sizeof(jerr));
+        if (rc)
+            log_warn("'%s' is not supervised: %s", e->mountpoint, jerr);
+    } else if (rc) {
+        log_warn("'%s': the command line does not fit the crash journal", e->mountpoint);
+    }
+    if (rc) {
+        if (adopt) {
+            efc_journal_set_state(e->journal, EFC_JNL_OFF);
+        } else {
+            efc_journal_free(e->journal);
+            e->journal = NULL;
+            return 0;
+        }
+    }
+    efc_ns_set_journal(e->ns, e->journal);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static struct daemon dmn;
@@ -681,6 +751,8 @@ int main(int argc, char **argv)
     char err[1024];
     int rc;
 
+    if (argc > 1 && strcmp(argv[1], "--supervise") == 0)
+        return efc_supervise_main(argc, argv);
     /* First: every thread started from here on inherits the mask, so only the handover thread
        receives SIGUSR2 (and a SIGUSR2 arriving before it exists waits instead of killing us). */
     efc_handover_block_signals();
@@ -688,6 +760,7 @@ int main(int argc, char **argv)
     d->sync_fd = -1;
     d->handover_fd = -1;
     d->fuse_fd = -1;
+    d->journal_fd = -1;
     e->ready_fd = -1;
     pthread_mutex_init(&d->fuse_err_lock, NULL);
     log_set_ident("efc");
@@ -802,8 +875,15 @@ int main(int argc, char **argv)
         snprintf(err, sizeof(err), "out of memory");
         goto failed;
     }
+    if (start_journal(d, adopt, err, sizeof(err)) != 0) {
+        fuse_loop_cfg_destroy(cfg);
+        goto failed;
+    }
     unsigned threads = (unsigned)opt_int(&e->opts, OPT_FUSE_MAXTHREADS);
-    fuse_loop_cfg_set_clone_fd(cfg, 1);
+    /* Supervised on a kernel that can resend: every worker reads the session's own descriptor,
+       which the supervisor holds too, so requests read by a daemon that dies stay with the
+       connection and are resent to the next one (supervise.c). Else a descriptor per worker. */
+    fuse_loop_cfg_set_clone_fd(cfg, e->journal && efc_kernel_has_resend() ? 0 : 1);
     fuse_loop_cfg_set_max_threads(cfg, threads);
     /* Idle workers are kept (up to the maximum): creating a thread per burst costs more than
        the stacks of sleeping ones. */
@@ -816,14 +896,20 @@ int main(int argc, char **argv)
             efc_state_write(e, efc_handover_result(e, &r) ? &r : NULL, serr, sizeof(serr)) != 0)
             log_warn("no state file (management tools will not find this mount): %s", serr);
     }
-    log_info("%s '%s' on '%s' (pid %d, up to %u FUSE threads)", adopt ? "took over" : "mounted",
-             e->remote.text, e->mountpoint, (int)getpid(), threads);
+    log_info("%s '%s' on '%s' (pid %d, up to %u FUSE threads%s)", adopt ? "took over" : "mounted",
+             e->remote.text, e->mountpoint, (int)getpid(), threads,
+             e->journal ? ", supervised" : "");
     d->serving = true;
+    if (e->journal) /* named before "ok": the supervisor follows this pid from now on */
+        efc_journal_set_pid(e->journal, getpid());
     ready_line(d, "ok\n");
     tell_parent(d, 0);
 
     rc = fuse_session_loop_mt(e->se, cfg);
     fuse_loop_cfg_destroy(cfg);
+    /* The mount ends (unmount or a signal): the supervisor is not to start another daemon. */
+    if (e->journal)
+        efc_journal_set_state(e->journal, EFC_JNL_EXITING);
     if (rc < 0)
         log_error("the FUSE session ended with an error: %s", strerror(-rc));
     else if (rc > 0)

@@ -192,6 +192,13 @@ const struct opt_def opt_table[OPT__COUNT] = {
     [OPT_WARMUP_LOCALCOPY] = {"warmup_LocalCopy", OPT_BOOL, "false", 0, 1, true,
         "distributed mode: a warm-up loads each block at its owner and, when true, on this node too", NULL},
 
+    [OPT_SUPERVISOR_ENABLE] = {"supervisor_Enable", OPT_BOOL, "true", 0, 1, false,
+        "a supervisor process holds the mount and starts a new daemon if this one dies or stops answering", NULL},
+    [OPT_SUPERVISOR_WATCHDOGSEC] = {"supervisor_WatchdogSec", OPT_INT, "60", 0, 3600, false,
+        "seconds a daemon may leave the supervisor's probe unanswered before it is replaced (0: no watchdog)", NULL},
+    [OPT_SUPERVISOR_MAXRESTARTS] = {"supervisor_MaxRestarts", OPT_INT, "5", 1, 1000, false,
+        "restarts in a row that fail or die within 30 s before the mount is left answering EIO", NULL},
+
     [OPT_LOG_LEVEL] = {"log_Level", OPT_STRING, "info", 0, 0, true,
         "error, warn, info, debug or trace", v_log_level},
     [OPT_LOG_FILE] = {"log_File", OPT_STRING, "", 0, 0, true,

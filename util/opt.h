@@ -69,6 +69,10 @@ enum opt_id {
     OPT_WARMUP_MAXTASKS,
     OPT_WARMUP_MAXAGESEC,
     OPT_WARMUP_LOCALCOPY,
+    /* the supervisor (efc/supervise.c) */
+    OPT_SUPERVISOR_ENABLE,
+    OPT_SUPERVISOR_WATCHDOGSEC,
+    OPT_SUPERVISOR_MAXRESTARTS,
     /* logging */
     OPT_LOG_LEVEL,
     OPT_LOG_FILE,

@@ -42,12 +42,22 @@ DAEMON = os.path.join(BUILD_DIR, "efc", "aliyun-alinas-efc")
 SBIN_HELPER = "/sbin/mount.alinas"
 FSTYPE = "fuse.aliyun-alinas-efc"
 DAEMON_NAME = "aliyun-alinas-efc"
+SUPERVISOR_NAME = "aliyun-alinas-efc-supervisor"  # efc/supervise_i.h
 BUCKET = "testbucket"
 HOST = "oss-cn-hangzhou.aliyuncs.com"
 AK, SK = "testak", "testsk"
 STATE_DIR = "/run/efc"
 MIB = 1 << 20
 
+def _sanitized():
+    try:
+        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+            return "EFC_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
+SANITIZED = _sanitized()  # an ASan+UBSan build: about ten times slower
 MOUNT_TIMEOUT = 150  # the helper itself gives up after 120 s
 TEST_WATCHDOG = 240  # seconds one test may take before its FUSE connections are aborted
 
@@ -201,6 +211,20 @@ def helper_pids(mnt):
     return daemon_pids(mnt, "mount.alinas")
 
 
+def supervisor_pids(mnt):
+    """Pids of the supervisors of MNT (efc/supervise.c)."""
+    return daemon_pids(mnt, SUPERVISOR_NAME)
+
+
+def serving_pid(mnt):
+    """The pid the state file names as serving MNT, or None."""
+    try:
+        with open(state_file(mnt)) as f:
+            return int(json.load(f)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -280,7 +304,9 @@ def unmount(mnt, pid=None):
     at worst."""
     problems = []
     mnt = canon(mnt)
-    pids = [pid] if pid else daemon_pids(mnt)
+    # The daemon given, any other of the mount (a supervisor's restart replaces the first one),
+    # and the supervisor, which ends with the mount.
+    pids = sorted(set(([pid] if pid else []) + daemon_pids(mnt) + supervisor_pids(mnt)))
     ms = mounts_on(mnt)
     if ms:
         # umount(8) first (it also drops libmount's utab entry of an fstab mount); -c: no
@@ -307,7 +333,7 @@ def unmount(mnt, pid=None):
         problems.append("still mounted: %s" % mnt)
     for p in pids:
         if not wait_until(lambda: not pid_alive(p), 15):
-            problems.append("daemon %d did not exit after unmount; killed it" % p)
+            problems.append("process %d did not exit after unmount; killed it" % p)
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
@@ -883,6 +909,8 @@ class Harness:
         for m in self.mounts:
             for pid in daemon_pids(m.mnt):
                 problems.append("daemon %d for %s still running" % (pid, m.mnt))
+            for pid in supervisor_pids(m.mnt):
+                problems.append("supervisor %d for %s still running" % (pid, m.mnt))
         return problems
 
 

@@ -1,6 +1,6 @@
 """The block cache under trouble: a working set twice the cache (caps hold, bytes stay right), a
 corrupted cache file (detected, dropped, refetched, never served), and a crash (kill -9 of the
-daemon: a remount on the same disk cache still finds what was cached).
+daemon: its successor, or a remount on the same disk cache, still finds what was cached).
 
 Origin requests are counted by ossemu (GET /stats, by_key)."""
 
@@ -42,9 +42,9 @@ def used_slots(path):
 class CacheTrouble(EfcTestCase):
     BUCKET_FILES = FILES
 
-    def mount_cached(self, cache_dir, mem_mb=16, disk_mb=64, mgmt=False):
+    def mount_cached(self, cache_dir, mem_mb=16, disk_mb=64, mgmt=False, extra=()):
         return self.h.mount(self.emu, log=True, mgmt=mgmt,
-                            extra=efctest.cache_options(cache_dir, mem_mb, disk_mb))
+                            extra=efctest.cache_options(cache_dir, mem_mb, disk_mb, extra))
 
     def test_working_set_twice_the_cache(self):
         # 4 MiB of memory and 12 MiB of disk for 30 MiB of data, read three times over.
@@ -104,6 +104,9 @@ class CacheTrouble(EfcTestCase):
         self.assert_unmounts_cleanly(m3)
 
     def test_crash_keeps_the_disk_cache(self):
+        """kill -9 of the daemon: the supervisor's new daemon takes the mount and the disk cache
+        over, and a read after the crash (the page cache dropped) does not go to the origin. And
+        without the supervisor, a remount on the same cache directory finds the blocks too."""
         cache_dir = self.h.cache_dir("crash")
         key = "crash.bin"
         m = self.mount_cached(cache_dir, mgmt=True)
@@ -116,7 +119,20 @@ class CacheTrouble(EfcTestCase):
         pids = efctest.daemon_pids(m.mnt)
         self.assertEqual(len(pids), 1, pids)
         os.kill(pids[0], signal.SIGKILL)
-        self.assertTrue(efctest.wait_until(lambda: not efctest.pid_alive(pids[0]), 10))
+        efctest.wait_for(lambda: efctest.serving_pid(m.mnt) not in (None, pids[0]) and
+                         efctest.pid_alive(efctest.serving_pid(m.mnt)), 60,
+                         "a new daemon for %s" % m.mnt)
+        drop_caches()
+        before = self.emu.gets(key)
+        self.assertEqual(self.read_shas([m.path(key)]), [sha(FILES[key])])
+        self.assertEqual(self.emu.gets(key), before, "the read after the crash went to the origin")
+        self.assert_unmounts_cleanly(m)
+
+        # Unsupervised: the mount dies with its daemon; a remount finds the blocks.
+        m = self.mount_cached(cache_dir, extra=["g_supervisor_Enable=false"])
+        pid = efctest.daemon_pids(m.mnt)[0]
+        os.kill(pid, signal.SIGKILL)
+        self.assertTrue(efctest.wait_until(lambda: not efctest.pid_alive(pid), 10))
         efctest.unmount(efctest.canon(m.mnt))  # the dead mount: lazily detached
         self.assertFalse(efctest.is_mounted(m.mnt))
         try:
@@ -127,7 +143,7 @@ class CacheTrouble(EfcTestCase):
         drop_caches()
         before = self.emu.gets(key)
         self.assertEqual(self.read_shas([m2.path(key)]), [sha(FILES[key])])
-        self.assertEqual(self.emu.gets(key), before, "the read after the crash went to the origin")
+        self.assertEqual(self.emu.gets(key), before, "the read after the remount went to the origin")
         self.assert_unmounts_cleanly(m2)
 
 
