@@ -79,28 +79,74 @@ struct daemon {
 
 static struct daemon *g_daemon;
 
+/* ---- the command line ----------------------------------------------------------------------
+ * The daemon's own arguments, one table: parsing, --help and the checks of their values all come
+ * from it. Everything else of the form --<name>=<value> is an option of util/opt's table (the
+ * mount helper's g_<name>=<value>). */
+
+enum arg_id {
+    A_FOREGROUND,
+    A_HELP,
+    A_VERSION,
+    A_READY_FD,
+    A_PROTOCOL,
+    A_PASSWD,
+    A_HANDOVER_FD,
+    A_FUSE_FD,
+    A_JOURNAL_FD
+};
+enum arg_kind { ARG_FLAG, ARG_FD, ARG_VALUE };
+
+struct daemon_arg {
+    const char *name; /* without "--" */
+    char short_name;  /* 0: none */
+    enum arg_kind kind;
+    enum arg_id id;
+    const char *meta; /* the value's name in --help */
+    const char *help; /* NULL: internal, not in --help */
+};
+
+static const struct daemon_arg daemon_args[] = {
+    {"foreground", 'f', ARG_FLAG, A_FOREGROUND, NULL, "stay in the foreground and log to stderr"},
+    {"ready-fd", 0, ARG_FD, A_READY_FD, "N",
+     "write one line to fd N: \"ok\" once mounted, else \"error: ...\""},
+    {"protocol", 0, ARG_VALUE, A_PROTOCOL, "P",
+     "oss (default: OSS API, signature V1/V4) or s3 (AWS SigV4)"},
+    {"passwd_file", 0, ARG_VALUE, A_PASSWD, "PATH",
+     "credentials file, AccessKeyId:AccessKeySecret"},
+    {"help", 'h', ARG_FLAG, A_HELP, NULL, "this text"},
+    {"version", 'V', ARG_FLAG, A_VERSION, NULL, "version"},
+    /* internal: a runtime update's or the supervisor's successor takes a mounted connection */
+    {"handover-fd", 0, ARG_FD, A_HANDOVER_FD, "N", NULL},
+    {"fuse-fd", 0, ARG_FD, A_FUSE_FD, "N", NULL},
+    {"journal-fd", 0, ARG_FD, A_JOURNAL_FD, "N", NULL},
+};
+#define N_DAEMON_ARGS (sizeof(daemon_args) / sizeof(daemon_args[0]))
+
 static void usage(FILE *f)
 {
-    fprintf(
-        f,
-        "usage: " EFC_PROGRAM " [-f|--foreground] [--ready-fd=N] [--protocol=oss|s3]\n"
-        "       [--passwd_file=PATH] [--<option>=<value>]... <source> <mountpoint>\n"
-        "\n"
-        "Mounts an OSS or S3 bucket read-only at <mountpoint>. <source> is\n"
-        "<bucket>.<endpoint>[:port]:/<path>, e.g. mybucket.oss-cn-hangzhou.aliyuncs.com:/\n"
-        "(the path, a key prefix, becomes the root of the mount).\n"
-        "\n"
-        "  -f, --foreground    stay in the foreground and log to stderr\n"
-        "  --ready-fd=N        write one line to fd N: \"ok\" once mounted, else \"error: ...\"\n"
-        "  --protocol=P        oss (default: OSS API, signature V1/V4) or s3 (AWS SigV4)\n"
-        "  --passwd_file=PATH  credentials file, AccessKeyId:AccessKeySecret\n"
-        "  -h, --help          this text\n"
-        "  -V, --version       version\n"
-        "  --handover-fd=N --fuse-fd=M [--journal-fd=J]\n"
-        "                      internal: take over a mounted connection (runtime updates,\n"
-        "                      restarts by the supervisor)\n"
-        "\n"
-        "Options (the mount helper's g_<name>=<value>):\n");
+    fprintf(f, "usage: " EFC_PROGRAM " [-f|--foreground] [--ready-fd=N] [--protocol=oss|s3]\n"
+               "       [--passwd_file=PATH] [--<option>=<value>]... <source> <mountpoint>\n"
+               "\n"
+               "Mounts an OSS or S3 bucket read-only at <mountpoint>. <source> is\n"
+               "<bucket>.<endpoint>[:port]:/<path>, e.g. mybucket.oss-cn-hangzhou.aliyuncs.com:/\n"
+               "(the path, a key prefix, becomes the root of the mount).\n"
+               "\n");
+    for (size_t i = 0; i < N_DAEMON_ARGS; i++) {
+        const struct daemon_arg *a = &daemon_args[i];
+        char head[64];
+        if (a->help == NULL)
+            continue;
+        int n = a->short_name ? snprintf(head, sizeof(head), "-%c, ", a->short_name) : 0;
+        snprintf(head + n, sizeof(head) - (size_t)n, "--%s%s%s", a->name, a->meta ? "=" : "",
+                 a->meta ? a->meta : "");
+        fprintf(f, "  %-18s  %s\n", head, a->help);
+    }
+    fprintf(f, "  --handover-fd=N --fuse-fd=M [--journal-fd=J]\n"
+               "                      internal: take over a mounted connection (runtime updates,\n"
+               "                      restarts by the supervisor)\n"
+               "\n"
+               "Options (the mount helper's g_<name>=<value>):\n");
     opt_print_help(f);
 }
 
@@ -195,14 +241,99 @@ static const char *fuse_last_error(struct daemon *d, const char *fallback)
 
 enum parse_result { PARSE_OK, PARSE_EXIT_OK, PARSE_ERROR };
 
-/* The value of "--NAME=VALUE" or "--NAME VALUE"; advances *I over a separate value. */
-static const char *arg_value(int argc, char **argv, int *i, const char *arg, size_t namelen)
+/* The entry of A ("-f", "--name", "--name=value"); NULL when it is none of the daemon's own.
+ * *VALUE points at the text after '=' (NULL without one). */
+static const struct daemon_arg *find_arg(const char *a, const char **value)
 {
-    if (arg[namelen] == '=')
-        return arg + namelen + 1;
-    if (arg[namelen] == '\0' && *i + 1 < argc)
-        return argv[++*i];
+    *value = NULL;
+    if (a[0] == '-' && a[1] != '-' && a[1] != '\0' && a[2] == '\0') {
+        for (size_t i = 0; i < N_DAEMON_ARGS; i++)
+            if (daemon_args[i].short_name == a[1])
+                return &daemon_args[i];
+        return NULL;
+    }
+    if (a[0] != '-' || a[1] != '-')
+        return NULL;
+    const char *name = a + 2, *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    for (size_t i = 0; i < N_DAEMON_ARGS; i++) {
+        if (strlen(daemon_args[i].name) == len && strncmp(daemon_args[i].name, name, len) == 0) {
+            *value = eq ? eq + 1 : NULL;
+            return &daemon_args[i];
+        }
+    }
     return NULL;
+}
+
+/* Applies one of the daemon's own arguments. Returns PARSE_OK, or another result (with a reason
+   in ERR for PARSE_ERROR). */
+static enum parse_result apply_arg(struct daemon *d, const struct daemon_arg *a, const char *v,
+                                   char *err, size_t errlen)
+{
+    struct efc *e = &d->e;
+
+    if (a->kind == ARG_FLAG && v != NULL) {
+        snprintf(err, errlen, "--%s takes no value", a->name);
+        return PARSE_ERROR;
+    }
+    if (a->kind != ARG_FLAG && (v == NULL || *v == '\0')) {
+        snprintf(err, errlen, "--%s needs a value (--%s=%s)", a->name, a->name, a->meta);
+        return PARSE_ERROR;
+    }
+    int fd = -1;
+    if (a->kind == ARG_FD) {
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (*end != '\0' || errno || x < 0 || x > INT_MAX || fcntl((int)x, F_GETFD) < 0) {
+            snprintf(err, errlen, "--%s: '%.200s' is not an open file descriptor", a->name, v);
+            return PARSE_ERROR;
+        }
+        fd = (int)x;
+        fcntl(fd, F_SETFD, FD_CLOEXEC); /* ours alone: no child inherits it by accident */
+    }
+    switch (a->id) {
+    case A_FOREGROUND:
+        e->foreground = true;
+        break;
+    case A_HELP:
+        usage(stdout);
+        return PARSE_EXIT_OK;
+    case A_VERSION:
+        printf(EFC_PROGRAM " %s (libfuse %s)\n", EFC_VERSION, fuse_pkgversion());
+        return PARSE_EXIT_OK;
+    case A_READY_FD:
+        e->ready_fd = fd;
+        break;
+    case A_HANDOVER_FD:
+        d->handover_fd = fd;
+        break;
+    case A_FUSE_FD:
+        d->fuse_fd = fd;
+        break;
+    case A_JOURNAL_FD:
+        d->journal_fd = fd;
+        break;
+    case A_PROTOCOL:
+        if (strcmp(v, "oss") == 0) {
+            e->protocol = OSS_PROTO_OSS;
+        } else if (strcmp(v, "s3") == 0) {
+            e->protocol = OSS_PROTO_S3;
+        } else {
+            snprintf(err, errlen, "unknown protocol '%.200s' (expected oss or s3)", v);
+            return PARSE_ERROR;
+        }
+        break;
+    case A_PASSWD:
+        free(e->passwd_file);
+        e->passwd_file = strdup(v);
+        if (e->passwd_file == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return PARSE_ERROR;
+        }
+        break;
+    }
+    return PARSE_OK;
 }
 
 static enum parse_result parse_args(struct daemon *d, int argc, char **argv, char *err,
@@ -215,10 +346,10 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v;
         if (opts_done || a[0] != '-' || a[1] == '\0') {
             if (npos == 2) {
-                snprintf(err, errlen, "unexpected argument '%s' (source and mountpoint given)", a);
+                snprintf(err, errlen, "unexpected argument '%.200s' (source and mountpoint given)",
+                         a);
                 return PARSE_ERROR;
             }
             pos[npos++] = a;
@@ -226,70 +357,19 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
         }
         if (strcmp(a, "--") == 0) {
             opts_done = true;
-        } else if (strcmp(a, "-f") == 0 || strcmp(a, "--foreground") == 0) {
-            e->foreground = true;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
-            return PARSE_EXIT_OK;
-        } else if (strcmp(a, "-V") == 0 || strcmp(a, "--version") == 0) {
-            printf(EFC_PROGRAM " %s (libfuse %s)\n", EFC_VERSION, fuse_pkgversion());
-            return PARSE_EXIT_OK;
-        } else if (strncmp(a, "--ready-fd", 10) == 0 && (a[10] == '=' || a[10] == '\0')) {
-            char *end;
-            v = arg_value(argc, argv, &i, a, 10);
-            long fd = v ? strtol(v, &end, 10) : -1;
-            if (v == NULL || *v == '\0' || *end != '\0' || fd < 0 || fd > INT_MAX ||
-                fcntl((int)fd, F_GETFD) < 0) {
-                snprintf(err, errlen, "--ready-fd: '%s' is not an open file descriptor",
-                         v ? v : "");
-                return PARSE_ERROR;
-            }
-            e->ready_fd = (int)fd;
-            fcntl(e->ready_fd, F_SETFD, FD_CLOEXEC);
-        } else if ((strncmp(a, "--handover-fd", 13) == 0 && (a[13] == '=' || a[13] == '\0')) ||
-                   (strncmp(a, "--fuse-fd", 9) == 0 && (a[9] == '=' || a[9] == '\0')) ||
-                   (strncmp(a, "--journal-fd", 12) == 0 && (a[12] == '=' || a[12] == '\0'))) {
-            size_t nl = a[2] == 'h' ? 13 : a[2] == 'f' ? 9 : 12;
-            char *end;
-            v = arg_value(argc, argv, &i, a, nl);
-            long fd = v ? strtol(v, &end, 10) : -1;
-            if (v == NULL || *v == '\0' || *end != '\0' || fd < 0 || fd > INT_MAX ||
-                fcntl((int)fd, F_GETFD) < 0) {
-                snprintf(err, errlen, "%.*s: '%s' is not an open file descriptor", (int)nl, a,
-                         v ? v : "");
-                return PARSE_ERROR;
-            }
-            fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-            if (nl == 13)
-                d->handover_fd = (int)fd;
-            else if (nl == 9)
-                d->fuse_fd = (int)fd;
-            else
-                d->journal_fd = (int)fd;
-        } else if (strncmp(a, "--protocol", 10) == 0 && (a[10] == '=' || a[10] == '\0')) {
-            v = arg_value(argc, argv, &i, a, 10);
-            if (v && strcmp(v, "oss") == 0) {
-                e->protocol = OSS_PROTO_OSS;
-            } else if (v && strcmp(v, "s3") == 0) {
-                e->protocol = OSS_PROTO_S3;
-            } else {
-                snprintf(err, errlen, "unknown protocol '%s' (expected oss or s3)", v ? v : "");
-                return PARSE_ERROR;
-            }
-        } else if (strncmp(a, "--passwd_file", 13) == 0 && (a[13] == '=' || a[13] == '\0')) {
-            v = arg_value(argc, argv, &i, a, 13);
-            if (v == NULL || *v == '\0') {
-                snprintf(err, errlen, "--passwd_file needs a path");
-                return PARSE_ERROR;
-            }
-            free(e->passwd_file);
-            e->passwd_file = strdup(v);
-            if (e->passwd_file == NULL) {
-                snprintf(err, errlen, "out of memory");
-                return PARSE_ERROR;
-            }
+            continue;
+        }
+        const char *v;
+        const struct daemon_arg *da = find_arg(a, &v);
+        if (da) {
+            /* "--name value" as well as "--name=value" */
+            if (da->kind != ARG_FLAG && v == NULL && a[1] == '-' && i + 1 < argc)
+                v = argv[++i];
+            enum parse_result pr = apply_arg(d, da, v, err, errlen);
+            if (pr != PARSE_OK)
+                return pr;
         } else if (a[1] == '-') {
-            /* --<option>=<value>, or --<option> alone for a boolean */
+            /* --<option>=<value>, or --<option> alone for a boolean: util/opt's table */
             char oerr[512];
             int rc = opt_set_kv(&e->opts, a + 2, oerr, sizeof(oerr));
             if (rc) {
@@ -297,7 +377,7 @@ static enum parse_result parse_args(struct daemon *d, int argc, char **argv, cha
                 return PARSE_ERROR;
             }
         } else {
-            snprintf(err, errlen, "unknown option '%s' (try --help)", a);
+            snprintf(err, errlen, "unknown option '%.200s' (try --help)", a);
             return PARSE_ERROR;
         }
     }
