@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -831,6 +832,12 @@ int main(int argc, char **argv)
     char err[1024];
     int rc;
 
+    /* No core dump, ever: a core of this process would hold the object store's credentials (the
+       secret, an STS token in a request's headers) and the P2P key, and land wherever the
+       machine's core_pattern says. Root can still attach a debugger. The supervisor too: it
+       carries the same environment, which may hold credentials. */
+    if (prctl(PR_SET_DUMPABLE, 0) != 0)
+        fprintf(stderr, EFC_PROGRAM ": cannot turn core dumps off: %s\n", strerror(errno));
     if (argc > 1 && strcmp(argv[1], "--supervise") == 0)
         return efc_supervise_main(argc, argv);
     /* First: every thread started from here on inherits the mask, so only the handover thread

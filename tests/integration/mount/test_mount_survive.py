@@ -6,6 +6,7 @@ Every byte a reader gets is checked against the object (sha256); every wait is f
 progress line of the reader, a new pid in the state file, a log line), with a deadline."""
 
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -174,12 +175,34 @@ class SurviveTest(EfcTestCase):
         # The first daemon is no child of the supervisor; the later ones are, their end is known.
         self.assertEqual(log.count("was killed by signal 9"), KILLS - 1, log[-4000:])
         self.assertEqual(log.count("serves '%s' again" % m.mnt), KILLS, log[-4000:])
-        # The reader waits on the capped origin nearly all the time: at some kill it had a read
-        # in the dead daemon's hands, which the kernel resent to the next one (Linux 6.9+).
-        if self.kernel_resends():
-            self.assertIn("answering requests the kernel resent", log, log[-4000:])
         # The last daemon serves on: a file never opened before reads right.
         self.assertEqual(self.read_sha(m.path("small/a.txt")), sha(FILES["small/a.txt"]))
+        self.assert_supervisor_ends_with_the_mount(m)
+
+    def test_read_in_flight_is_resent(self):
+        """A read the daemon has taken and not answered when it is killed (its GET held at the
+        origin) is resent by the kernel to the next daemon (Linux 6.9+), which answers it: the
+        reader never sees an error."""
+        m = self.mount(cache=False)
+        key = "small/a.txt"
+        before = self.emu.gets(key)
+        self.emu.faults({"latency_ms": 4000})
+        proc = subprocess.Popen([sys.executable, "-c", efctest.SHA_READER, m.path(key)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        # A GET of the object exists only for a read the daemon has taken.
+        efctest.wait_for(lambda: self.emu.gets(key) > before, 60, "the daemon's GET of %s" % key)
+        old = efctest.serving_pid(m.mnt)
+        os.kill(old, signal.SIGKILL)
+        self.emu.faults({})
+        self.new_pid(m, old)
+        out, err = proc.communicate(timeout=120)
+        if self.kernel_resends():
+            self.assertEqual(proc.returncode, 0, err[-800:])
+            self.assertEqual(out.split(), [sha(FILES[key])])
+            self.assertIn("answering requests the kernel resent", m.log_text())
+        else:  # the request dies with the daemon's descriptors: an error, not a hang
+            self.assertNotEqual(proc.returncode, 0)
         self.assert_supervisor_ends_with_the_mount(m)
 
     def test_wedged_daemon_is_replaced(self):
@@ -229,6 +252,37 @@ class SurviveTest(EfcTestCase):
         res, secs = efctest.probe("read", m.path("small/a.txt"), timeout=60)
         self.assertEqual(res, "ERR EIO")
         self.assertEqual(efctest.daemon_pids(m.mnt), [])
+        self.assert_supervisor_ends_with_the_mount(m)
+
+    def test_crash_leaves_no_core(self):
+        """A daemon that aborts (SIGABRT) leaves no core dump, which would hold the credentials,
+        even with core dumps on; the supervisor replaces it. The control: a process of the test
+        that aborts the same way does leave one."""
+        cores = self.h.dir("cores")
+        pattern_file = "/proc/sys/kernel/core_pattern"
+        with open(pattern_file) as f:
+            old_pattern = f.read().strip()
+        old_limit = resource.getrlimit(resource.RLIMIT_CORE)
+        try:
+            with open(pattern_file, "w") as f:
+                f.write(os.path.join(cores, "core.%p"))
+            resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY,
+                                                      resource.RLIM_INFINITY))
+            ctl = subprocess.run([sys.executable, "-c", "import os; os.abort()"])
+            self.assertEqual(ctl.returncode, -signal.SIGABRT)
+            efctest.wait_for(lambda: os.listdir(cores), 30, "the control's core in %s" % cores)
+            control = set(os.listdir(cores))
+            m = self.mount(cache=False)  # the daemon inherits the unlimited core size
+            old = efctest.serving_pid(m.mnt)
+            os.kill(old, signal.SIGABRT)
+            self.new_pid(m, old)
+            self.assertEqual(self.read_sha(m.path("small/c.txt")), sha(FILES["small/c.txt"]))
+            self.assertEqual(set(os.listdir(cores)) - control, set(), "a core of the daemon")
+        finally:
+            resource.setrlimit(resource.RLIMIT_CORE, old_limit)
+            with open(pattern_file, "w") as f:
+                f.write(old_pattern)
+        self.assertIn("is gone", m.log_text())
         self.assert_supervisor_ends_with_the_mount(m)
 
     def test_unsupervised_mount_dies_with_its_daemon(self):
