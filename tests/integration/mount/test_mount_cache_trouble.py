@@ -4,10 +4,13 @@ daemon: its successor, or a remount on the same disk cache, still finds what was
 
 Origin requests are counted by ossemu (GET /stats, by_key)."""
 
+import errno
 import os
 import re
+import shutil
 import signal
 import struct
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -102,6 +105,75 @@ class CacheTrouble(EfcTestCase):
         m3 = self.mount_cached(cache_dir)
         self.assertEqual(self.read_shas([m3.path(key)]), [sha(FILES[key])])
         self.assert_unmounts_cleanly(m3)
+
+    def test_disk_full_read_only_and_removed(self):
+        """The cache's file system fills up, turns read-only, and loses the cache file while
+        mounted: every read stays right (from memory and the origin), the failures are counted
+        and logged, and the disk tier takes writes again once the file system does."""
+        fs = self.h.dir("cachefs")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "efc-test-cachefs", fs],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.addCleanup(subprocess.run, ["umount", "-l", fs], capture_output=True, timeout=30)
+        cache_dir = os.path.join(fs, "cache") + "/"
+        os.mkdir(cache_dir)
+        m = self.mount_cached(cache_dir, mem_mb=4, disk_mb=32, mgmt=True)
+        keys = sorted(BIG)
+        want = [sha(BIG[k]) for k in keys]
+
+        def metric(name):
+            return efctest.metrics(m.port).get(name, 0)
+
+        # Full: a filler takes every free byte the cache file has not written yet.
+        fd = os.open(os.path.join(fs, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(1000):  # 48 MiB at most: bounded
+                os.write(fd, b"\1" * MIB)
+            self.fail("the 48 MiB file system never filled up")
+        except OSError as e:
+            self.assertEqual(e.errno, errno.ENOSPC)
+        finally:
+            os.close(fd)
+        drop_caches()
+        self.assertEqual(self.read_shas(m.path(k) for k in keys), want, "reading on a full disk")
+        efctest.wait_metric(m.port, "efc_cache_disk_errors_total", lambda v: v > 0,
+                            "disk errors counted on a full file system")
+        fails = m.log_text().count("disk cache write failed")
+        efctest.log("full disk: %d 'write failed' lines, %d errors counted" %
+                    (fails, metric("efc_cache_disk_errors_total")))
+        self.assertGreater(fails, 0)
+
+        # Room again: the disk tier takes blocks again (after its back-off).
+        os.unlink(os.path.join(fs, "filler"))
+        writes = metric("efc_cache_disk_writes_total")
+
+        def disk_takes_writes():
+            drop_caches()
+            self.assertEqual(self.read_shas(m.path(k) for k in keys), want)
+            return metric("efc_cache_disk_writes_total") > writes
+        efctest.wait_for(disk_takes_writes, efctest.WAIT_TIMEOUT,
+                         "disk writes after the file system is writable again", interval=1)
+
+        # The cache file removed under the daemon: its open descriptor still works; reads stay
+        # right.
+        shutil.rmtree(cache_dir)
+        drop_caches()
+        self.assertEqual(self.read_shas(m.path(k) for k in keys), want, "cache file removed")
+        self.assert_unmounts_cleanly(m)
+
+        # A read-only file system (as after an ext4 error): the mount serves from memory and the
+        # origin and says why the disk tier is off.
+        os.mkdir(cache_dir)
+        r = subprocess.run(["mount", "-o", "remount,ro", fs], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = self.mount_cached(cache_dir, mem_mb=4, disk_mb=32, mgmt=True)
+        drop_caches()
+        self.assertEqual(self.read_shas(m.path(k) for k in keys), want, "disk read-only")
+        self.assert_unmounts_cleanly(m)
+        log = m.log_text()
+        self.assertIn("Read-only file system; the disk tier goes on without it", log)
+        self.assertIn("no usable directory; the disk tier is off", log)
 
     def test_crash_keeps_the_disk_cache(self):
         """kill -9 of the daemon: the supervisor's new daemon takes the mount and the disk cache
