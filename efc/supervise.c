@@ -623,17 +623,26 @@ int efc_supervise_main(int argc, char **argv)
              s->mnt, (int)s->pid, s->watchdog_ms ? "" : "off, ",
              (unsigned long long)(s->watchdog_ms / 1000), s->max_restarts);
 
+    pid_t watched = 0;
     while (!g_quit) {
-        if (s->pidfd < 0) {
-            s->pidfd = pidfd_open_(s->pid);
+        bool dead;
+        if (s->pid != watched) { /* a new daemon to watch */
+            watched = s->pid;
             s->killed_by_watchdog = false;
             s->status_known = false;
+            if (s->pidfd >= 0)
+                close(s->pidfd);
+            s->pidfd = pidfd_open_(s->pid);
         }
-        bool dead = s->pidfd < 0;
-        if (!dead) {
+        if (s->pidfd >= 0) {
             struct pollfd p = {.fd = s->pidfd, .events = POLLIN};
-            int r = poll(&p, 1, 500);
-            dead = r == 1;
+            dead = poll(&p, 1, 500) == 1;
+        } else {
+            /* gone already (ESRCH), or Linux before 5.3: look every half second */
+            reap_children(s);
+            dead = !pid_alive(s->pid);
+            if (!dead)
+                nap(s, 500);
         }
         reap_children(s);
         uint64_t now = time_mono_ms();
@@ -653,6 +662,7 @@ int efc_supervise_main(int argc, char **argv)
         if (s->pidfd >= 0)
             close(s->pidfd);
         s->pidfd = -1;
+        watched = 0;
         if (efc_journal_read_header(s->jmem, s->jlen, &h, err, sizeof(err)) != 0) {
             log_error("the crash journal of '%s' is unreadable: %s", s->mnt, err);
             serve_eio(s, "its crash journal is unreadable");
