@@ -661,16 +661,12 @@ class Mount:
         self.source = source
         self.logf = logf  # the daemon's log file (Harness.mount(log=True))
         self.port = port  # the management port (Harness.mount(mgmt=True))
-        self.pid = None
-        pids = daemon_pids(self.mnt)
-        if pids:
-            self.pid = pids[0]
-        else:
-            try:
-                with open(state_file(self.mnt)) as f:
-                    self.pid = int(json.load(f)["pid"])
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+        # The state file names the process that serves (written before the daemon says "ok");
+        # a scan of /proc may still find the detaching parent, about to exit.
+        self.pid = serving_pid(self.mnt)
+        if self.pid is None:
+            pids = daemon_pids(self.mnt)
+            self.pid = pids[-1] if pids else None
 
     def path(self, *rel):
         return os.path.join(self.mnt, *rel)
