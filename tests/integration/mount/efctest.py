@@ -981,7 +981,8 @@ class EfcTestCase(unittest.TestCase):
         self.assertEqual(problems, [], "leftovers after unmount")
 
     def assert_unmounts_cleanly(self, m):
-        """Unmounts M with umount(8) and checks the daemon, the state file and the mount are gone."""
+        """Unmounts M with umount(8) and checks the daemon, its supervisor, the state file and the
+        mount are gone."""
         pid = m.pid
         r = subprocess.run(["umount", m.mnt], capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, "umount: %s" % r.stderr)
@@ -993,6 +994,10 @@ class EfcTestCase(unittest.TestCase):
         # the serving daemon itself is waited for by its command line too.
         wait_until(lambda: not daemon_pids(m.mnt), 15)
         self.assertEqual(daemon_pids(m.mnt), [])
+        # The supervisor ends with the mount (a sanitizer build's exit, its leak check, takes a
+        # moment).
+        self.assertTrue(wait_until(lambda: not supervisor_pids(m.mnt), 30),
+                        "supervisor %s still running 30 s after umount" % supervisor_pids(m.mnt))
         self.assertTrue(wait_until(lambda: not os.path.exists(state_file(m.mnt)), 5),
                         "state file %s left behind" % state_file(m.mnt))
 

@@ -83,10 +83,12 @@ print(json.dumps(tot))
 
 
 def daemon_sample(pid):
-    """(RSS in bytes, descriptors other than sockets, sockets) of PID."""
+    """(RSS in bytes, descriptors other than sockets and io_uring rings, sockets, io_uring rings,
+    threads) of PID."""
     with open("/proc/%d/status" % pid) as f:
-        rss = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:"))
-    files = sockets = 0
+        st = dict(l.split(":", 1) for l in f if ":" in l)
+    rss = int(st["VmRSS"].split()[0]) * 1024
+    files = sockets = rings = 0
     for fd in os.listdir("/proc/%d/fd" % pid):
         try:
             target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
@@ -94,9 +96,11 @@ def daemon_sample(pid):
             continue  # closed meanwhile
         if target.startswith("socket:"):
             sockets += 1
+        elif target == "anon_inode:[io_uring]":
+            rings += 1
         else:
             files += 1
-    return rss, files, sockets
+    return rss, files, sockets, rings, int(st["Threads"])
 
 
 class SoakTest(EfcTestCase):
@@ -122,9 +126,11 @@ class SoakTest(EfcTestCase):
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 0, err[-2000:])
         tot = json.loads(out)
-        efctest.log("soak: %d s, %d reads, %.0f MiB, RSS %s MiB, descriptors %s, sockets %s" % (
-            SECONDS, tot["reads"], tot["bytes"] / MIB, [s[0] // MIB for s in samples],
-            [s[1] for s in samples], [s[2] for s in samples]))
+        efctest.log("soak: %d s, %d reads, %.0f MiB, RSS %s MiB, descriptors %s, sockets %s, "
+                    "rings %s, threads %s" % (
+                        SECONDS, tot["reads"], tot["bytes"] / MIB, [s[0] // MIB for s in samples],
+                        [s[1] for s in samples], [s[2] for s in samples],
+                        [s[3] for s in samples], [s[4] for s in samples]))
         self.assertEqual(tot["bad"], [], "wrong bytes")
         self.assertEqual(tot["errors"], [], "read errors")
         self.assertGreater(tot["reads"], 0)
@@ -143,6 +149,10 @@ class SoakTest(EfcTestCase):
         self.assertLessEqual(max(sockets), 3 * MAX_CONNECTIONS + 4, samples)
         self.assertLessEqual(max(sockets[-q:]), max(max(sockets[q:2 * q]), 3 * MAX_CONNECTIONS),
                              samples)
+        # The disk tier's io_uring rings: one per thread that has read or written the disk at
+        # most (cache/disk.c), gone with the thread; threads come and go up to their bounds.
+        for smp in samples:
+            self.assertLessEqual(smp[3], smp[4], "more io_uring rings than threads: %s" % samples)
         if not efctest.SANITIZED:  # ASan's quarantine holds freed memory, by design
             rss_mid = max(s[0] for s in samples[q:2 * q])
             rss_end = max(s[0] for s in samples[-q:])
