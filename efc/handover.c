@@ -623,7 +623,6 @@ static int put_handle_cb(void *arg, const struct efc_fh_record *r)
     return efc_ho_put_handle(&c->b, r);
 }
 
-/* The blob of E in a new memfd (*FD). Returns 0 or -errno with a reason in ERR. */
 int efc_handover_memfd(const void *data, size_t len, char *err, size_t errlen)
 {
     int mfd = memfd_create("efc-handover", MFD_CLOEXEC);
@@ -648,6 +647,7 @@ int efc_handover_memfd(const void *data, size_t len, char *err, size_t errlen)
     return mfd;
 }
 
+/* The blob of E in a new memfd (*FD). Returns 0 or -errno with a reason in ERR. */
 static int make_blob(struct efc *e, const char *id, uint64_t hold_start, int *fd, char *err,
                      size_t errlen)
 {
