@@ -197,6 +197,20 @@ int warmup_normalize(const char *path, char *out, size_t outlen, char *err, size
     return 0;
 }
 
+static bool interval_digit(const char **pp, uint64_t *v)
+{
+    /* glibc reads the numbers of an interval token by token, and an escaped digit is a digit to
+       it: "a{1,1\\0314}" is "a{1,10314}" (fuzz_warmup_path found it: 840 MB in regcomp). */
+    const char *p = *pp;
+    if (*p == '\\')
+        p++;
+    if (*p < '0' || *p > '9')
+        return false;
+    *v = *v < 1000000 ? *v * 10 + (uint64_t)(*p - '0') : *v;
+    *pp = p + 1;
+    return true;
+}
+
 /* Reads "m}", "m,}", ",n}" or "m,n}" after a '{' at *P; returns the repetition's largest count
  * (m + 1 for "m,": the open bound costs glibc one more copy) and moves *P past the '}', or
  * returns 0 when it is no interval (regcomp then decides what the brace is). */
@@ -205,12 +219,13 @@ static uint64_t parse_interval(const char **pp)
     const char *p = *pp;
     uint64_t m = 0, n = 0;
     bool dm = false, dn = false, comma = false;
-    for (; *p >= '0' && *p <= '9'; p++, dm = true)
-        m = m < 1000000 ? m * 10 + (uint64_t)(*p - '0') : m;
-    if (*p == ',') {
+    while (interval_digit(&p, &m))
+        dm = true;
+    if (*p == ',' || (p[0] == '\\' && p[1] == ',')) { /* an escaped comma is one too */
         comma = true;
-        for (p++; *p >= '0' && *p <= '9'; p++, dn = true)
-            n = n < 1000000 ? n * 10 + (uint64_t)(*p - '0') : n;
+        p += *p == ',' ? 1 : 2;
+        while (interval_digit(&p, &n))
+            dn = true;
     }
     if (*p != '}' || (!dm && !dn))
         return 0;

@@ -428,6 +428,8 @@ static void test_pattern_check(void **state)
         "a**",
         "a{2}{3}",
         "a{20000}",
+        "a{1,1\\0314}", /* escaped digits are digits to glibc: a{1,10314}, 840 MB */
+        "a{1\\,20000}",  /* and an escaped comma a comma */
         "(a|b|c|d|){0,255}",
         "(a|){1,255}(a|){1,255}(a|){1,255}",
         "(a*)\\1",
