@@ -6,12 +6,12 @@
 #      and the in-process P2P cluster under TSan
 #   4. each libFuzzer target for a bounded time (clang), as many at once as there are cores
 #   5. ossemu's own tests (node --test) and the s3fs smoke test
-# Set EFC_FUZZ_SECONDS to change step 4's time per target (default 15).
+# Set EFC_FUZZ_SECONDS to change step 4's time per target (default 8).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 jobs=$(nproc 2>/dev/null || echo 2)
-fuzz_seconds=${EFC_FUZZ_SECONDS:-15}
+fuzz_seconds=${EFC_FUZZ_SECONDS:-8}
 failed=()
 
 step() { printf '\n==== %s ====\n' "$*"; }

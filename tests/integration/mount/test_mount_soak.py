@@ -1,6 +1,6 @@
 """A soak: readers in eight threads, each going over several files with random (O_DIRECT, so the
 daemon sees every one) and sequential reads, every byte checked, over a working set twice the
-cache, for EFC_SOAK_SECONDS (20 in CI; EFC_SOAK_SECONDS=3600 for the long run). The daemon's RSS
+cache, for EFC_SOAK_SECONDS (12 in CI; EFC_SOAK_SECONDS=3600 for the long run). The daemon's RSS
 and open descriptors are sampled every second and must stay flat once the cache is full, and the
 tier counters must add up at the end."""
 
@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import efctest  # noqa: E402
 from efctest import EfcTestCase, MIB, drop_caches  # noqa: E402
 
-SECONDS = int(os.environ.get("EFC_SOAK_SECONDS", "20"))
+SECONDS = int(os.environ.get("EFC_SOAK_SECONDS", "12"))
 NFILES = 24
 # Sizes that are no multiple of a block or a page: 3 MiB give or take.
 SIZES = [3 * MIB + 4099 * (i - NFILES // 2) for i in range(NFILES)]
