@@ -142,13 +142,11 @@ class SoakTest(EfcTestCase):
         fds_mid = max(s[1] for s in samples[q:2 * q])
         fds_end = max(s[1] for s in samples[-q:])
         self.assertLessEqual(fds_end, fds_mid, "open descriptors grew: %s" % samples)
-        # Sockets: the origin's connection pool fills up to its bound as it is needed; a pooled
-        # connection is its TCP socket and the socket pair of the easy handle's own libcurl multi
-        # handle (curl_multi_wakeup); then the management port's listener and our query.
-        sockets = [s[2] for s in samples]
-        self.assertLessEqual(max(sockets), 3 * MAX_CONNECTIONS + 4, samples)
-        self.assertLessEqual(max(sockets[-q:]), max(max(sockets[q:2 * q]), 3 * MAX_CONNECTIONS),
-                             samples)
+        # Sockets: the origin's connection pool fills up to its bound as it is needed, at any
+        # time of the run; a pooled connection is its TCP socket and the socket pair of the easy
+        # handle's own libcurl multi handle (curl_multi_wakeup); then the management port's
+        # listener and our query.
+        self.assertLessEqual(max(s[2] for s in samples), 3 * MAX_CONNECTIONS + 4, samples)
         # The disk tier's io_uring rings: one per thread that has read or written the disk at
         # most (cache/disk.c), gone with the thread; threads come and go up to their bounds.
         for smp in samples:
