@@ -37,11 +37,15 @@ class OriginFaults(EfcTestCase):
     def retries(self):
         return efctest.metrics(self.m.port).get("efc_oss_retries_total", 0)
 
-    def read_all_under(self, group, fault):
-        """Reads GROUP's files cold with FAULT injected; checks every byte. Returns the retries
-        the daemon counted meanwhile."""
+    def read_all_under(self, group, fault, first=None):
+        """Reads GROUP's files cold with FAULT injected on their requests, the first three of
+        them certainly (FIRST, an ossemu `next` entry), the others at FAULT's rates; checks every
+        byte. Returns the retries the daemon counted meanwhile."""
         keys = sorted(k for k in FILES if k.startswith(group + "/"))
         before = self.retries()
+        fault = dict(fault, match=group + "/")
+        if first:
+            fault["next"] = [first] * 3
         self.emu.faults(fault)
         drop_caches()
         got = self.read_shas([self.m.path(k) for k in keys], timeout=180)
@@ -50,23 +54,27 @@ class OriginFaults(EfcTestCase):
         return self.retries() - before
 
     def test_429_bursts(self):
-        self.assertGreater(self.read_all_under("burst429", {"error_rate": {"429": 0.4}}), 0)
+        self.assertGreater(self.read_all_under("burst429", {"error_rate": {"429": 0.4}},
+                                              {"kind": "error", "status": 429}), 0)
 
     def test_5xx_bursts(self):
         self.assertGreater(self.read_all_under(
-            "burst5xx", {"error_rate": {"500": 0.2, "502": 0.1, "503": 0.2}}), 0)
+            "burst5xx", {"error_rate": {"500": 0.2, "502": 0.1, "503": 0.2}},
+            {"kind": "error", "status": 502}), 0)
 
     def test_resets_mid_body(self):
-        self.assertGreater(self.read_all_under("resets", {"reset_rate": 0.3}), 0)
+        self.assertGreater(self.read_all_under("resets", {"reset_rate": 0.3}, {"kind": "reset"}), 0)
 
     def test_short_bodies(self):
-        self.assertGreater(self.read_all_under("short", {"truncate_rate": 0.3}), 0)
+        self.assertGreater(self.read_all_under("short", {"truncate_rate": 0.3},
+                                              {"kind": "truncate", "after": 4096}), 0)
 
     def test_corrupt_bodies(self):
         """A whole object's body whose bytes differ from the CRC64 the answer carries: caught,
         fetched again. (A ranged answer carries no checksum OSS or S3 would give: bytes changed
         on the way there only TLS can catch; the README says to use https.)"""
-        self.assertGreater(self.read_all_under("corrupt", {"corrupt_rate": 0.3}), 0)
+        self.assertGreater(self.read_all_under("corrupt", {"corrupt_rate": 0.3},
+                                              {"kind": "corrupt", "at": 100}), 0)
 
     def test_skewed_clock(self):
         """The server's clock 40 minutes ahead (OSS refuses requests more than 15 minutes off):
