@@ -81,6 +81,7 @@ struct efc_fh;
 struct efc_fh_table;
 struct efc_handover;
 struct efc_journal;
+struct efc_supwatch;
 struct fuse_session;
 struct mgmt;
 struct warmup;
@@ -147,6 +148,9 @@ struct efc {
     /* the crash journal the supervisor restarts a dead daemon from (journal_i.h, supervise.c);
        NULL: the mount is not supervised */
     struct efc_journal *journal;
+    /* the daemon's watch of its supervisor, which starts a new one if it dies (supervise.c);
+       NULL: not watched */
+    struct efc_supwatch *supwatch;
 };
 
 /* ---- fs.c ---------------------------------------------------------------------------------- */

@@ -65,6 +65,7 @@
 
 #include "efc/efc.h"
 #include "efc/journal_i.h"
+#include "efc/supervise_i.h"
 #include "util/log.h"
 #include "util/opt.h"
 #include "util/timeutil.h"
@@ -742,12 +743,34 @@ void efc_handover_argv_free(char **argv)
     free(argv);
 }
 
+int efc_spawn_self(char *const argv[], int blocked, pid_t *pid)
+{
+    static const int defaulted[] = {SIGTERM, SIGINT, SIGHUP, EFC_HO_TRIGGER_SIGNAL, 0};
+    posix_spawnattr_t attr;
+    sigset_t mask, def;
+
+    posix_spawnattr_init(&attr);
+    sigemptyset(&mask);
+    if (blocked)
+        sigaddset(&mask, blocked);
+    sigemptyset(&def);
+    for (int i = 0; defaulted[i]; i++)
+        sigaddset(&def, defaulted[i]);
+    sigaddset(&def, EFC_HO_WAKE_SIGNAL); /* not a constant expression: SIGRTMIN */
+    posix_spawnattr_setsigmask(&attr, &mask);
+    posix_spawnattr_setsigdefault(&attr, &def);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawn(pid, "/proc/self/exe", NULL, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
+    return rc;
+}
+
 /* Starts the new daemon with options O; returns its pid, or -1 with a reason in ERR. */
 static pid_t spawn_new(struct efc *e, const struct opt_set *o, int blob_fd, int ready_fd, char *err,
                        size_t errlen)
 {
     char *argv[OPT__COUNT + 16];
-    char fds[4][48];
+    char fds[5][48];
     int dups[4] = {-1, -1, -1, -1};
     int n = 0, nfds = e->journal ? 4 : 3;
     pid_t pid = -1;
@@ -776,22 +799,18 @@ static pid_t spawn_new(struct efc *e, const struct opt_set *o, int blob_fd, int 
     argv[n++] = rest[0];
     for (int i = 0; i < nfds; i++)
         argv[n++] = fds[i];
+    /* the supervisor's watch passes to the successor (no new supervisor while this is on) */
+    pid_t sup = efc_supervise_hold(e);
+    if (sup > 0) {
+        snprintf(fds[4], sizeof(fds[4]), "--supervisor-pid=%d", (int)sup);
+        argv[n++] = fds[4];
+    }
     for (size_t i = 1; rest[i] && n < (int)(sizeof(argv) / sizeof(argv[0])) - 1; i++)
         argv[n++] = rest[i];
     argv[n] = NULL;
 
-    posix_spawnattr_t attr;
-    sigset_t mask, def;
-    posix_spawnattr_init(&attr);
-    sigemptyset(&mask);
-    sigaddset(&mask, EFC_HO_TRIGGER_SIGNAL); /* pending until its handover thread takes it */
-    sigemptyset(&def);
-    sigaddset(&def, EFC_HO_WAKE_SIGNAL);
-    posix_spawnattr_setsigmask(&attr, &mask);
-    posix_spawnattr_setsigdefault(&attr, &def);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int rc = posix_spawn(&pid, "/proc/self/exe", NULL, &attr, argv, environ);
-    posix_spawnattr_destroy(&attr);
+    /* SIGUSR2 blocked: pending until its handover thread takes it */
+    int rc = efc_spawn_self(argv, EFC_HO_TRIGGER_SIGNAL, &pid);
     if (rc != 0) {
         pid = -1;
         snprintf(err, errlen, "cannot start '%s': %s", program_invocation_name, strerror(rc));
@@ -958,6 +977,7 @@ static void ho_update(struct efc_handover *h)
     /* The new process may have named itself in the journal before it failed: this one serves. */
     if (e->journal)
         efc_journal_set_pid(e->journal, getpid());
+    efc_supervise_release(e);
     log_error("update %s failed: %s; going on with the current options", req.id, err);
     char rerr[512];
     if (efc_fs_resume(e, rerr, sizeof(rerr)) != 0)

@@ -67,6 +67,12 @@ struct opt_set;
 char **efc_handover_argv(const struct efc *e, const struct opt_set *o);
 void efc_handover_argv_free(char **argv);
 
+/* Starts this program again (/proc/self/exe) with ARGV and the environment, as a runtime update's
+ * successor, the supervisor and its successors are started: the child's signal mask holds only
+ * BLOCKED (0: nothing), and SIGTERM, SIGINT, SIGHUP, SIGUSR2 and the handover's wake signal have
+ * their default actions. Returns 0 (the child's pid in PID) or an errno value. */
+int efc_spawn_self(char *const argv[], int blocked, pid_t *pid);
+
 /* A memfd holding the LEN bytes at DATA (a blob for a successor's --handover-fd). Returns the
  * fd (close-on-exec), or -errno with a reason in ERR. */
 int efc_handover_memfd(const void *data, size_t len, char *err, size_t errlen);

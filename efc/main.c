@@ -62,10 +62,11 @@
 
 struct daemon {
     struct efc e;
-    int sync_fd;     /* detached child: tells the waiting parent how the start went; else -1 */
-    int handover_fd; /* --handover-fd: taking a mount over from a previous process; else -1 */
-    int fuse_fd;     /* --fuse-fd: its /dev/fuse connection */
-    int journal_fd;  /* --journal-fd: the crash journal of a supervised mount; else -1 */
+    int sync_fd;          /* detached child: tells the waiting parent how the start went; else -1 */
+    int handover_fd;      /* --handover-fd: taking a mount over from a previous process; else -1 */
+    int fuse_fd;          /* --fuse-fd: its /dev/fuse connection */
+    int journal_fd;       /* --journal-fd: the crash journal of a supervised mount; else -1 */
+    pid_t supervisor_pid; /* --supervisor-pid, or the supervisor started here; 0: none known */
     char log_path[PATH_MAX]; /* the log file ("" stderr), for the supervisor */
     bool serving;            /* the session loop ran (an adopted mount is then ours to unmount) */
     bool mounted;            /* fuse_session_mount succeeded */
@@ -94,7 +95,8 @@ enum arg_id {
     A_PASSWD,
     A_HANDOVER_FD,
     A_FUSE_FD,
-    A_JOURNAL_FD
+    A_JOURNAL_FD,
+    A_SUPERVISOR_PID
 };
 enum arg_kind { ARG_FLAG, ARG_FD, ARG_VALUE };
 
@@ -121,6 +123,7 @@ static const struct daemon_arg daemon_args[] = {
     {"handover-fd", 0, ARG_FD, A_HANDOVER_FD, "N", NULL},
     {"fuse-fd", 0, ARG_FD, A_FUSE_FD, "N", NULL},
     {"journal-fd", 0, ARG_FD, A_JOURNAL_FD, "N", NULL},
+    {"supervisor-pid", 0, ARG_VALUE, A_SUPERVISOR_PID, "PID", NULL},
 };
 #define N_DAEMON_ARGS (sizeof(daemon_args) / sizeof(daemon_args[0]))
 
@@ -315,6 +318,17 @@ static enum parse_result apply_arg(struct daemon *d, const struct daemon_arg *a,
     case A_JOURNAL_FD:
         d->journal_fd = fd;
         break;
+    case A_SUPERVISOR_PID: {
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (*end != '\0' || errno || x <= 0 || x > INT_MAX) {
+            snprintf(err, errlen, "--%s: '%.200s' is not a process id", a->name, v);
+            return PARSE_ERROR;
+        }
+        d->supervisor_pid = (pid_t)x;
+        break;
+    }
     case A_PROTOCOL:
         if (strcmp(v, "oss") == 0) {
             e->protocol = OSS_PROTO_OSS;
@@ -739,6 +753,7 @@ static void cleanup(struct daemon *d)
         fuse_session_destroy(e->se);
         e->se = NULL;
     }
+    efc_supervise_unwatch(e); /* before the session it reads */
     /* After the session: its workers are gone, none is parked in handover.c any more. */
     efc_handover_free(e);
     efc_mgmt_stop(e); /* before the parts its requests use */
@@ -805,7 +820,8 @@ static int start_journal(struct daemon *d, bool adopt, char *err, size_t errlen)
     efc_handover_argv_free(args);
     if (rc == 0 && !adopt) {
         efc_journal_set_pid(e->journal, getpid());
-        rc = efc_supervise_spawn(e, d->log_to_file ? d->log_path : NULL, jerr, sizeof(jerr));
+        rc = efc_supervise_spawn(e, d->log_to_file ? d->log_path : NULL, &d->supervisor_pid, jerr,
+                                 sizeof(jerr));
         if (rc)
             log_warn("'%s' is not supervised: %s", e->mountpoint, jerr);
     } else if (rc) {
@@ -989,12 +1005,19 @@ int main(int argc, char **argv)
     d->serving = true;
     if (e->journal) /* named before "ok": the supervisor follows this pid from now on */
         efc_journal_set_pid(e->journal, getpid());
+    if (e->journal && d->supervisor_pid > 0 &&
+        efc_supervise_watch(e, d->supervisor_pid, d->log_to_file ? d->log_path : NULL) != 0)
+        log_warn("'%s': cannot watch its supervisor (pid %d): a supervisor that dies is not "
+                 "replaced",
+                 e->mountpoint, (int)d->supervisor_pid);
     ready_line(d, "ok\n");
     tell_parent(d, 0);
 
     rc = fuse_session_loop_mt(e->se, cfg);
     fuse_loop_cfg_destroy(cfg);
-    /* The mount ends (unmount or a signal): the supervisor is not to start another daemon. */
+    /* The mount ends (unmount or a signal): no new supervisor, and the supervisor is not to start
+       another daemon. */
+    efc_supervise_unwatch(e);
     if (e->journal)
         efc_journal_set_state(e->journal, EFC_JNL_EXITING);
     if (rc < 0)

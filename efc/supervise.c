@@ -1,7 +1,7 @@
 /* efc/supervise.c - the supervisor: a mount that outlives its daemon.
  *
- *     aliyun-alinas-efc-supervisor --supervise --fuse-fd=N --journal-fd=M --mount-time=T
- *         [--watchdog-sec=S] [--max-restarts=R] [--log-file=PATH] -- <mountpoint>
+ *     aliyun-alinas-efc-supervisor --supervise --fuse-fd=N --journal-fd=M [--pid-fd=P]
+ *         --mount-time=T [--watchdog-sec=S] [--max-restarts=R] [--log-file=PATH] -- <mountpoint>
  *
  * Why. A FUSE mount whose daemon dies answers ENOTCONN ("Transport endpoint is not connected")
  * until somebody runs `umount -l`, and every process that had a file open on it has lost it. The
@@ -27,6 +27,14 @@
  * pid there before it says "ok"), so a runtime update's successor is followed without a word.
  * The supervisor watches with a pidfd and ends when the daemon ends with the journal saying
  * EXITING (unmount, SIGTERM) or when the connection itself is gone (poll gives POLLERR).
+ *
+ * Who watches the supervisor. The daemon does (efc_supervise_watch): it learns the supervisor's
+ * pid when it starts it (--pid-fd) or from its own command line (--supervisor-pid, given by the
+ * supervisor to the daemons it starts and by a runtime update to its successor), and a thread
+ * polls the supervisor's pidfd. A supervisor that dies while the mount is served (kill -9, the
+ * OOM killer) is replaced at once; one that keeps dying (EFC_SUP_MAX_QUICK in a row within
+ * EFC_SUP_STABLE_MS of starting) leaves the mount unsupervised with a log line. A runtime update
+ * holds the watch while it hands over, so that old and new daemon never both start one.
  *
  * Requests in flight. On Linux 6.9 and later a FUSE_NOTIFY_RESEND puts every request that was
  * read and not answered back in the queue, where the next daemon finds it: a reader blocked in
@@ -66,6 +74,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -92,6 +101,7 @@ extern char **environ;
 #define EFC_SUP_READY_MS    120000 /* a successor may take this long to say "ok" */
 #define EFC_SUP_BACKOFF_MS  500    /* the first wait between failed restarts, doubling */
 #define EFC_SUP_BACKOFF_MAX 30000
+#define EFC_SUP_MAX_QUICK   5 /* supervisors in a row gone within EFC_SUP_STABLE_MS */
 #define EFC_SUP_EIO_BUF     ((16u << 20) + (64u << 10)) /* /dev/fuse reads: max_write + room */
 
 /* ---- the daemon's side ------------------------------------------------------------------------
@@ -106,21 +116,23 @@ bool efc_kernel_has_resend(void)
     return maj > 6 || (maj == 6 && min >= 9); /* FUSE_NOTIFY_RESEND: Linux 6.9 */
 }
 
-int efc_supervise_spawn(struct efc *e, const char *log_path, char *err, size_t errlen)
+int efc_supervise_spawn(struct efc *e, const char *log_path, pid_t *sup_pid, char *err,
+                        size_t errlen)
 {
-    char a_fuse[48], a_jnl[48], a_time[48], a_wd[48], a_max[48], *a_log = NULL;
+    char a_fuse[48], a_jnl[48], a_pid[48], a_time[48], a_wd[48], a_max[48], *a_log = NULL;
     char *argv[16];
-    int n = 0, fuse_dup = -1, jnl_dup = -1, rc = -1;
+    int n = 0, fuse_dup = -1, jnl_dup = -1, pfd[2] = {-1, -1}, pid_dup = -1, rc = -1;
     pid_t pid;
 
     fuse_dup = dup(fuse_session_fd(e->se)); /* without FD_CLOEXEC: for the supervisor */
     jnl_dup = dup(efc_journal_fd(e->journal));
-    if (fuse_dup < 0 || jnl_dup < 0) {
-        snprintf(err, errlen, "dup: %s", strerror(errno));
+    if (fuse_dup < 0 || jnl_dup < 0 || pipe2(pfd, O_CLOEXEC) != 0 || (pid_dup = dup(pfd[1])) < 0) {
+        snprintf(err, errlen, "cannot set up the supervisor's descriptors: %s", strerror(errno));
         goto out;
     }
     snprintf(a_fuse, sizeof(a_fuse), "--fuse-fd=%d", fuse_dup);
     snprintf(a_jnl, sizeof(a_jnl), "--journal-fd=%d", jnl_dup);
+    snprintf(a_pid, sizeof(a_pid), "--pid-fd=%d", pid_dup);
     snprintf(a_time, sizeof(a_time), "--mount-time=%lld", (long long)e->mount_time);
     snprintf(a_wd, sizeof(a_wd), "--watchdog-sec=%lld",
              (long long)opt_int(&e->opts, OPT_SUPERVISOR_WATCHDOGSEC));
@@ -130,6 +142,7 @@ int efc_supervise_spawn(struct efc *e, const char *log_path, char *err, size_t e
     argv[n++] = "--supervise";
     argv[n++] = a_fuse;
     argv[n++] = a_jnl;
+    argv[n++] = a_pid;
     argv[n++] = a_time;
     argv[n++] = a_wd;
     argv[n++] = a_max;
@@ -147,40 +160,226 @@ int efc_supervise_spawn(struct efc *e, const char *log_path, char *err, size_t e
 
     /* The daemon blocks SIGUSR2 everywhere and libfuse ignores SIGPIPE: the supervisor starts
        with nothing blocked and default dispositions for the signals it cares about. */
-    posix_spawnattr_t attr;
-    sigset_t none, def;
-    posix_spawnattr_init(&attr);
-    sigemptyset(&none);
-    sigemptyset(&def);
-    sigaddset(&def, SIGUSR2);
-    sigaddset(&def, SIGTERM);
-    sigaddset(&def, SIGINT);
-    sigaddset(&def, SIGHUP);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &def);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int src = posix_spawn(&pid, "/proc/self/exe", NULL, &attr, argv, environ);
-    posix_spawnattr_destroy(&attr);
+    int src = efc_spawn_self(argv, 0, &pid);
+    close(pid_dup);
+    pid_dup = -1;
+    close(pfd[1]);
+    pfd[1] = -1;
     if (src != 0) {
         snprintf(err, errlen, "cannot start the supervisor: %s", strerror(src));
         goto out;
     }
-    /* It forks at once and this child exits: reap it, so it is no zombie of ours. */
+    /* It forks at once, writes the pid of the process that goes on, and exits: reap it, so it is
+       no zombie of ours. */
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    char line[32];
+    ssize_t got = read(pfd[0], line, sizeof(line) - 1); /* written before it exited */
+    long sp = 0;
+    if (got > 0) {
+        line[got] = '\0';
+        sp = strtol(line, NULL, 10);
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || sp <= 0) {
         snprintf(err, errlen, "the supervisor did not start (status %d)", st);
         goto out;
     }
+    *sup_pid = (pid_t)sp;
     rc = 0;
 out:
+    for (int i = 0; i < 2; i++)
+        if (pfd[i] >= 0)
+            close(pfd[i]);
+    if (pid_dup >= 0)
+        close(pid_dup);
     if (fuse_dup >= 0)
         close(fuse_dup);
     if (jnl_dup >= 0)
         close(jnl_dup);
     free(a_log);
     return rc;
+}
+
+/* The watch of the supervisor (one per daemon). The thread sleeps in poll on the supervisor's
+ * pidfd (or looks every second where there is none) and an eventfd that ends it. */
+struct efc_supwatch {
+    struct efc *e;
+    char *log_path; /* NULL: stderr */
+    pthread_t thread;
+    int efd; /* eventfd: the watch is to end */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    pid_t pid; /* the supervisor watched; 0: none (the last start failed) */
+    bool held; /* a runtime update is on: start none */
+    bool stop; /* the watch ends */
+};
+
+static int pidfd_open_(pid_t pid);
+static bool pid_alive(pid_t pid);
+
+/* Whether PID runs the supervisor (its argv[0]): a pid handed over may have been reused. */
+static bool is_supervisor(pid_t pid)
+{
+    char path[64], cmd[sizeof(EFC_SUPERVISOR_NAME) + 1];
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, cmd, sizeof(cmd));
+    close(fd);
+    return n >= (ssize_t)sizeof(EFC_SUPERVISOR_NAME) &&
+           memcmp(cmd, EFC_SUPERVISOR_NAME, sizeof(EFC_SUPERVISOR_NAME)) == 0;
+}
+
+/* Waits until PID is gone or the watch ends. Returns false when the watch ends. */
+static bool watch_wait(struct efc_supwatch *w, pid_t pid)
+{
+    int pfd = pid > 0 ? pidfd_open_(pid) : -1;
+    /* the pidfd pins the process: checked after it, the name is that process's */
+    bool alive = pid > 0 && pid_alive(pid) && is_supervisor(pid);
+    while (alive) {
+        struct pollfd p[2] = {{.fd = w->efd, .events = POLLIN}, {.fd = pfd, .events = POLLIN}};
+        int r = poll(p, pfd >= 0 ? 2 : 1, pfd >= 0 ? -1 : 1000);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (p[0].revents)
+            break;
+        if (pfd >= 0 ? r > 0 && p[1].revents != 0 : !pid_alive(pid))
+            alive = false;
+    }
+    if (pfd >= 0)
+        close(pfd);
+    pthread_mutex_lock(&w->lock);
+    bool go_on = !w->stop;
+    pthread_mutex_unlock(&w->lock);
+    return go_on;
+}
+
+static void *watch_main(void *arg)
+{
+    struct efc_supwatch *w = arg;
+    struct efc *e = w->e;
+    unsigned quick = 0; /* supervisors in a row that were gone within EFC_SUP_STABLE_MS */
+    uint64_t since = time_mono_ms();
+    for (;;) {
+        pthread_mutex_lock(&w->lock);
+        pid_t pid = w->pid;
+        pthread_mutex_unlock(&w->lock);
+        if (!watch_wait(w, pid))
+            break;
+        pthread_mutex_lock(&w->lock);
+        while (w->held && !w->stop)
+            pthread_cond_wait(&w->cond, &w->lock);
+        bool end = w->stop || fuse_session_exited(e->se); /* the mount ends: none needed */
+        pthread_mutex_unlock(&w->lock);
+        if (end)
+            break;
+        quick = time_mono_ms() - since < EFC_SUP_STABLE_MS ? quick + 1 : 0;
+        if (quick >= EFC_SUP_MAX_QUICK) {
+            log_error("the supervisors of '%s' keep ending (%u in a row within %d s): the mount "
+                      "goes on unsupervised",
+                      e->mountpoint, quick, EFC_SUP_STABLE_MS / 1000);
+            break;
+        }
+        if (quick > 1) { /* the first at once, then 0.5 s doubling */
+            struct pollfd p = {.fd = w->efd, .events = POLLIN};
+            if (poll(&p, 1, EFC_SUP_BACKOFF_MS << (quick - 2)) > 0)
+                break;
+        }
+        if (pid > 0)
+            log_warn("the supervisor (pid %d) of '%s' is gone: starting another", (int)pid,
+                     e->mountpoint);
+        char err[512];
+        pid_t np = 0;
+        pthread_mutex_lock(&w->lock);
+        if (!w->held && !w->stop) {
+            if (efc_supervise_spawn(e, w->log_path, &np, err, sizeof(err)) == 0)
+                log_info("supervisor pid %d watches '%s' now", (int)np, e->mountpoint);
+            else
+                log_error("cannot start a supervisor for '%s': %s", e->mountpoint, err);
+            w->pid = np;
+        }
+        pthread_mutex_unlock(&w->lock);
+        since = time_mono_ms();
+    }
+    return NULL;
+}
+
+int efc_supervise_watch(struct efc *e, pid_t pid, const char *log_path)
+{
+    struct efc_supwatch *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    w->e = e;
+    w->pid = pid;
+    w->efd = eventfd(0, EFD_CLOEXEC);
+    w->log_path = log_path ? strdup(log_path) : NULL;
+    if (w->efd < 0 || (log_path && w->log_path == NULL)) {
+        int rc = w->efd < 0 ? -errno : -ENOMEM;
+        if (w->efd >= 0)
+            close(w->efd);
+        free(w->log_path);
+        free(w);
+        return rc;
+    }
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    int rc = pthread_create(&w->thread, NULL, watch_main, w);
+    if (rc != 0) {
+        close(w->efd);
+        free(w->log_path);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+        free(w);
+        return -rc;
+    }
+    e->supwatch = w;
+    return 0;
+}
+
+pid_t efc_supervise_hold(struct efc *e)
+{
+    struct efc_supwatch *w = e->supwatch;
+    if (w == NULL)
+        return 0;
+    pthread_mutex_lock(&w->lock); /* waits for a start under way */
+    w->held = true;
+    pid_t pid = w->pid;
+    pthread_mutex_unlock(&w->lock);
+    return pid;
+}
+
+void efc_supervise_release(struct efc *e)
+{
+    struct efc_supwatch *w = e->supwatch;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->held = false;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void efc_supervise_unwatch(struct efc *e)
+{
+    struct efc_supwatch *w = e->supwatch;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    uint64_t one = 1;
+    if (write(w->efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+        log_debug("supervisor watch: eventfd: %s", strerror(errno));
+    pthread_join(w->thread, NULL);
+    close(w->efd);
+    free(w->log_path);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cond);
+    free(w);
+    e->supwatch = NULL;
 }
 
 /* ---- the supervisor -------------------------------------------------------------------------- */
@@ -398,36 +597,23 @@ static int start_successor(struct sup *s, uint64_t died_ms, char *why, size_t wh
     }
     int rdup = dup(rfd[1]); /* the ready pipe's write end, without FD_CLOEXEC */
     int bdup = dup(blob);
-    char a[4][48];
+    char a[5][48];
     snprintf(a[0], sizeof(a[0]), "--handover-fd=%d", bdup);
     snprintf(a[1], sizeof(a[1]), "--fuse-fd=%d", fuse_dup);
     snprintf(a[2], sizeof(a[2]), "--ready-fd=%d", rdup);
     snprintf(a[3], sizeof(a[3]), "--journal-fd=%d", jnl_dup);
-    const char *argv[EFC_JNL_MAX_ARGC + 8];
+    snprintf(a[4], sizeof(a[4]), "--supervisor-pid=%d", (int)getpid());
+    char *argv[EFC_JNL_MAX_ARGC + 8];
     int n = 0;
-    argv[n++] = h.argv[0];
-    for (int i = 0; i < 4; i++)
+    argv[n++] = (char *)h.argv[0];
+    for (int i = 0; i < 5; i++)
         argv[n++] = a[i];
     for (int i = 1; i < h.argc; i++)
-        argv[n++] = h.argv[i];
+        argv[n++] = (char *)h.argv[i];
     argv[n] = NULL;
 
-    posix_spawnattr_t attr;
-    sigset_t mask, def;
-    posix_spawnattr_init(&attr);
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGUSR2); /* pending until the new daemon's handover thread takes it */
-    sigemptyset(&def);
-    sigaddset(&def, SIGTERM);
-    sigaddset(&def, SIGINT);
-    sigaddset(&def, SIGHUP);
-    posix_spawnattr_setsigmask(&attr, &mask);
-    posix_spawnattr_setsigdefault(&attr, &def);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int src = bdup >= 0 && rdup >= 0
-                  ? posix_spawn(&pid, "/proc/self/exe", NULL, &attr, (char *const *)argv, environ)
-                  : EBADF;
-    posix_spawnattr_destroy(&attr);
+    /* SIGUSR2 blocked: pending until the new daemon's handover thread takes it */
+    int src = bdup >= 0 && rdup >= 0 ? efc_spawn_self(argv, SIGUSR2, &pid) : EBADF;
     if (rdup >= 0)
         close(rdup);
     if (bdup >= 0)
@@ -525,6 +711,7 @@ int efc_supervise_main(int argc, char **argv)
     struct sup *s = &sv;
     const char *log_file = NULL;
     long long wd = 60, maxr = 5, mt = 0;
+    int pid_fd = -1; /* where the pid of the process that goes on is written */
 
     s->fuse_fd = s->jfd = s->pidfd = -1;
     for (int i = 2; i < argc; i++) {
@@ -540,6 +727,8 @@ int efc_supervise_main(int argc, char **argv)
             bad = parse_num(a + 15, 1, 1000, &maxr);
         else if (strncmp(a, "--mount-time=", 13) == 0)
             bad = parse_num(a + 13, 0, INT64_MAX, &mt);
+        else if (strncmp(a, "--pid-fd=", 9) == 0)
+            bad = parse_fd(a + 9, &pid_fd);
         else if (strncmp(a, "--log-file=", 11) == 0)
             log_file = a + 11;
         else if (strcmp(a, "--") == 0 && i + 1 == argc - 1)
@@ -582,8 +771,13 @@ int efc_supervise_main(int argc, char **argv)
         fprintf(stderr, EFC_SUPERVISOR_NAME ": fork: %s\n", strerror(errno));
         return 1;
     }
-    if (f > 0)
+    if (f > 0) {
+        if (pid_fd >= 0)
+            dprintf(pid_fd, "%d\n", (int)f);
         _exit(0);
+    }
+    if (pid_fd >= 0)
+        close(pid_fd);
     setsid();
     if (chdir("/") != 0)
         log_debug("chdir /: %s", strerror(errno));

@@ -285,6 +285,38 @@ class SurviveTest(EfcTestCase):
         self.assertIn("is gone", m.log_text())
         self.assert_supervisor_ends_with_the_mount(m)
 
+    def new_supervisor(self, m, old, timeout=60):
+        """Waits until M has one supervisor, not OLD, and the daemon has said it started it;
+        returns its pid."""
+        def fresh():
+            sup = efctest.supervisor_pids(m.mnt)
+            if len(sup) != 1 or sup[0] == old:
+                return None
+            return sup[0] if "supervisor pid %d watches '%s' now" % (sup[0], m.mnt) in \
+                m.log_text() else None
+        return efctest.wait_for(fresh, timeout, lambda: "a supervisor after pid %d for %s; log:"
+                                "\n%s" % (old, m.mnt, m.log_text()[-3000:]))
+
+    def test_supervisor_killed_is_replaced(self):
+        """A supervisor killed with SIGKILL is replaced by the daemon it watched, and the new one
+        supervises: the daemon killed next is restarted. Its successor (started by the new
+        supervisor) watches the supervisor in turn and replaces it too."""
+        m = self.mount(cache=False)
+        sup1 = efctest.supervisor_pids(m.mnt)[0]
+        os.kill(sup1, signal.SIGKILL)
+        sup2 = self.new_supervisor(m, sup1)
+        self.assertIn("the supervisor (pid %d) of '%s' is gone: starting another" %
+                      (sup1, m.mnt), m.log_text())
+        old = efctest.serving_pid(m.mnt)
+        os.kill(old, signal.SIGKILL)
+        new = self.new_pid(m, old)
+        self.assertEqual(self.read_sha(m.path("small/c.txt")), sha(FILES["small/c.txt"]))
+        os.kill(sup2, signal.SIGKILL)
+        self.new_supervisor(m, sup2)
+        self.assertEqual(efctest.serving_pid(m.mnt), new)
+        self.assertEqual(self.read_sha(m.path("small/b.txt")), sha(FILES["small/b.txt"]))
+        self.assert_supervisor_ends_with_the_mount(m)
+
     def test_unsupervised_mount_dies_with_its_daemon(self):
         """g_supervisor_Enable=false: no supervisor, and a killed daemon leaves the mount dead
         (ENOTCONN), as any FUSE file system's."""

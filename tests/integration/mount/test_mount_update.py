@@ -360,6 +360,29 @@ class UpdateMount(EfcTestCase):
 
     # -------------------------------------------------------------------------------- mgmt
 
+    def test_supervisor_follows_updates(self):
+        """The supervisor follows the daemon an update starts, and that daemon watches the
+        supervisor in turn: killed, the supervisor is replaced, and the new one restarts the
+        daemon when it is killed."""
+        m = self.mount_logged()
+        sup = efctest.wait_for(lambda: efctest.supervisor_pids(m.mnt), 30, "a supervisor")
+        self.update_ok(m, "g_fuse_AttrTimeoutSec=3")
+        self.assertEqual(efctest.supervisor_pids(m.mnt), sup)
+        efctest.wait_for(lambda: "is served by pid %d now" % m.pid in m.log_text(), 30,
+                         "the supervisor to follow pid %d" % m.pid)
+        os.kill(sup[0], signal.SIGKILL)
+        # the one the daemon says it started (not the first process of it, which forks and ends)
+        efctest.wait_for(
+            lambda: [p for p in efctest.supervisor_pids(m.mnt) if p != sup[0] and
+                     "supervisor pid %d watches '%s' now" % (p, m.mnt) in m.log_text()], 60,
+            lambda: "a new supervisor; log:\n%s" % m.log_text()[-3000:])
+        os.kill(m.pid, signal.SIGKILL)
+        efctest.wait_for(lambda: efctest.serving_pid(m.mnt) not in (None, m.pid), 60,
+                         lambda: "a daemon after pid %d; log:\n%s" % (m.pid,
+                                                                    m.log_text()[-3000:]))
+        with open(os.path.join(m.mnt, "d/sub/c.txt"), "rb") as f:
+            self.assertTrue(f.read() == FILES["d/sub/c.txt"])
+
     def test_management_port_follows(self):
         port, port2 = free_port(), free_port()
         m = self.mount_logged(["g_server_Port=%d" % port])
