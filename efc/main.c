@@ -485,9 +485,27 @@ static int setup_logging(struct daemon *d, char *err, size_t errlen)
                  strerror(-rc));
         return rc;
     }
+    log_set_rotation((uint64_t)opt_int(&e->opts, OPT_LOG_MAXBYTES),
+                     (unsigned)opt_int(&e->opts, OPT_LOG_FILECOUNT));
     d->log_to_file = true;
     snprintf(d->log_path, sizeof(d->log_path), "%s", file);
     return 0;
+}
+
+/* One line with every option the mount was given (no option holds a secret: credentials and the
+ * P2P key are in files, named by path). */
+static void log_options(const struct efc *e)
+{
+    char line[1900];
+    size_t n = 0;
+    for (int i = 0; i < OPT__COUNT && n < sizeof(line); i++) {
+        if (!e->opts.v[i].set)
+            continue;
+        int w = snprintf(line + n, sizeof(line) - n, " g_%s=%s", opt_table[i].name,
+                         opt_str(&e->opts, (enum opt_id)i));
+        n += w > 0 ? (size_t)w : 0;
+    }
+    log_info("options:%s", n ? line : " all defaults");
 }
 
 /* A relative credentials path would break after the daemon moves to "/". */
@@ -906,6 +924,7 @@ int main(int argc, char **argv)
     log_info("starting " EFC_PROGRAM " %s: '%s' on '%s' (%s)%s", EFC_VERSION, e->remote.text,
              e->mountpoint, e->protocol == OSS_PROTO_S3 ? "s3" : "oss",
              e->foreground ? ", foreground" : "");
+    log_options(e);
 
     bool adopt = d->fuse_fd >= 0;
     if (make_client(e, err, sizeof(err)) != 0 || check_bucket(e, err, sizeof(err)) != 0)

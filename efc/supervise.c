@@ -1,7 +1,8 @@
 /* efc/supervise.c - the supervisor: a mount that outlives its daemon.
  *
  *     aliyun-alinas-efc-supervisor --supervise --fuse-fd=N --journal-fd=M [--pid-fd=P]
- *         --mount-time=T [--watchdog-sec=S] [--max-restarts=R] [--log-file=PATH] -- <mountpoint>
+ *         --mount-time=T [--watchdog-sec=S] [--max-restarts=R] [--log-file=PATH]
+ *         [--log-rotate=MAX_BYTES:FILES] -- <mountpoint>
  *
  * Why. A FUSE mount whose daemon dies answers ENOTCONN ("Transport endpoint is not connected")
  * until somebody runs `umount -l`, and every process that had a file open on it has lost it. The
@@ -119,7 +120,8 @@ bool efc_kernel_has_resend(void)
 int efc_supervise_spawn(struct efc *e, const char *log_path, pid_t *sup_pid, char *err,
                         size_t errlen)
 {
-    char a_fuse[48], a_jnl[48], a_pid[48], a_time[48], a_wd[48], a_max[48], *a_log = NULL;
+    char a_fuse[48], a_jnl[48], a_pid[48], a_time[48], a_wd[48], a_max[48], a_rot[64];
+    char *a_log = NULL;
     char *argv[16];
     int n = 0, fuse_dup = -1, jnl_dup = -1, pfd[2] = {-1, -1}, pid_dup = -1, rc = -1;
     pid_t pid;
@@ -153,6 +155,10 @@ int efc_supervise_spawn(struct efc *e, const char *log_path, pid_t *sup_pid, cha
             goto out;
         }
         argv[n++] = a_log;
+        snprintf(a_rot, sizeof(a_rot), "--log-rotate=%lld:%lld",
+                 (long long)opt_int(&e->opts, OPT_LOG_MAXBYTES),
+                 (long long)opt_int(&e->opts, OPT_LOG_FILECOUNT));
+        argv[n++] = a_rot;
     }
     argv[n++] = "--";
     argv[n++] = e->mountpoint;
@@ -712,6 +718,7 @@ int efc_supervise_main(int argc, char **argv)
     const char *log_file = NULL;
     long long wd = 60, maxr = 5, mt = 0;
     int pid_fd = -1; /* where the pid of the process that goes on is written */
+    long long rot_bytes = 0, rot_files = 1;
 
     s->fuse_fd = s->jfd = s->pidfd = -1;
     for (int i = 2; i < argc; i++) {
@@ -729,7 +736,17 @@ int efc_supervise_main(int argc, char **argv)
             bad = parse_num(a + 13, 0, INT64_MAX, &mt);
         else if (strncmp(a, "--pid-fd=", 9) == 0)
             bad = parse_fd(a + 9, &pid_fd);
-        else if (strncmp(a, "--log-file=", 11) == 0)
+        else if (strncmp(a, "--log-rotate=", 13) == 0) {
+            char *colon = strchr(a + 13, ':');
+            if (colon == NULL)
+                bad = -1;
+            else {
+                *colon = '\0';
+                bad = parse_num(a + 13, 0, INT64_MAX, &rot_bytes) ||
+                      parse_num(colon + 1, 1, LOG_MAX_FILES, &rot_files);
+                *colon = ':';
+            }
+        } else if (strncmp(a, "--log-file=", 11) == 0)
             log_file = a + 11;
         else if (strcmp(a, "--") == 0 && i + 1 == argc - 1)
             s->mnt = argv[++i];
@@ -764,6 +781,7 @@ int efc_supervise_main(int argc, char **argv)
     log_set_ident("efc-supervisor");
     if (log_file && log_open_file(log_file) != 0)
         log_file = NULL; /* stderr, as the daemon's */
+    log_set_rotation((uint64_t)rot_bytes, (unsigned)rot_files);
 
     /* Leave the daemon without a child to reap: the grandchild goes on. */
     pid_t f = fork();

@@ -9,6 +9,7 @@
 #define EFC_UTIL_LOG_H
 
 #include <stdarg.h>
+#include <stdint.h>
 
 enum log_level {
     LOG_LVL_ERROR = 0,
@@ -25,6 +26,11 @@ int log_level_parse(const char *s);
 void log_set_level(enum log_level lvl);
 /* Sends later lines to PATH (appended); returns 0 or -errno. */
 int log_open_file(const char *path);
+/* Rotates the log file (log_open_file's) when a line would take it past MAX_BYTES (0: never),
+ * keeping FILES files in all (PATH, PATH.1, ..., PATH.<FILES-1>; 1 to LOG_MAX_FILES). Several
+ * processes may write and rotate one file. */
+#define LOG_MAX_FILES 1000
+void log_set_rotation(uint64_t max_bytes, unsigned files);
 /* Prefix each line with this program name (not copied: pass a static string). */
 void log_set_ident(const char *ident);
 

@@ -197,12 +197,16 @@ const struct opt_def opt_table[OPT__COUNT] = {
     [OPT_SUPERVISOR_WATCHDOGSEC] = {"supervisor_WatchdogSec", OPT_INT, "60", 0, 3600, false,
         "seconds a daemon may leave the supervisor's probe unanswered before it is replaced (0: no watchdog)", NULL},
     [OPT_SUPERVISOR_MAXRESTARTS] = {"supervisor_MaxRestarts", OPT_INT, "5", 1, 1000, false,
-        "restarts in a row that fail or die within 30 s before the mount is left answering EIO", NULL},
+        "restarts in a row that fail or die within 10 s before the mount is left answering EIO", NULL},
 
     [OPT_LOG_LEVEL] = {"log_Level", OPT_STRING, "info", 0, 0, true,
         "error, warn, info, debug or trace", v_log_level},
     [OPT_LOG_FILE] = {"log_File", OPT_STRING, "", 0, 0, true,
         "log file (default: /var/log/aliyun/alinas/efc-<bucket>.log when detached, stderr in the foreground)", v_abs_path},
+    [OPT_LOG_MAXBYTES] = {"log_MaxBytes", OPT_SIZE, "1048576", 0, I64MAX, true,
+        "size at which the log file is rotated, as the CPFS client's logging_max_bytes (0: never)", NULL},
+    [OPT_LOG_FILECOUNT] = {"log_FileCount", OPT_INT, "10", 1, 1000, true,
+        "log files kept, the current one included, as the CPFS client's logging_file_count", NULL},
 };
 /* clang-format on */
 

@@ -76,6 +76,8 @@ enum opt_id {
     /* logging */
     OPT_LOG_LEVEL,
     OPT_LOG_FILE,
+    OPT_LOG_MAXBYTES,
+    OPT_LOG_FILECOUNT,
     OPT__COUNT
 };
 

@@ -675,13 +675,27 @@ class Mount:
         ms = mounts_on(self.mnt)
         return ms[-1] if ms else None
 
+    def log_files(self):
+        """The daemon's log file and the rotated ones (g_log_MaxBytes), oldest first."""
+        if not self.logf:
+            return []
+        rotated = []
+        for n in os.listdir(os.path.dirname(self.logf)):
+            base, _, num = n.rpartition(".")
+            if base == os.path.basename(self.logf) and num.isdigit():
+                rotated.append((int(num), os.path.join(os.path.dirname(self.logf), n)))
+        return [p for _, p in sorted(rotated, reverse=True)] + [self.logf]
+
     def log_text(self):
-        """What the daemon logged to its file so far ("" when it has none)."""
-        try:
-            with open(self.logf or "", errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        """What the daemon logged to its files so far, oldest first ("" when it has none)."""
+        out = []
+        for p in self.log_files():
+            try:
+                with open(p, errors="replace") as f:
+                    out.append(f.read())
+            except OSError:
+                pass
+        return "".join(out)
 
     def unmount(self):
         problems = unmount(self.mnt, self.pid)

@@ -383,6 +383,32 @@ class UpdateMount(EfcTestCase):
         with open(os.path.join(m.mnt, "d/sub/c.txt"), "rb") as f:
             self.assertTrue(f.read() == FILES["d/sub/c.txt"])
 
+    def test_log_rotation_and_level(self):
+        """The log names every option the mount was given (never the secret); the level changes
+        with an update, without a remount; the file rotates at g_log_MaxBytes and keeps
+        g_log_FileCount files, the daemon and its supervisor writing it at once."""
+        m = self.mount_logged(["g_log_MaxBytes=16384", "g_log_FileCount=3"])
+        first = m.log_text()
+        opts = [l for l in first.splitlines() if " options: " in l]
+        self.assertEqual(len(opts), 1, first)
+        self.assertIn(" g_log_MaxBytes=16384 g_log_FileCount=3", opts[0])
+        self.assertNotIn(efctest.SK, first)
+        self.assertNotIn(" trace ", first)
+        self.update_ok(m, "g_log_Level=trace")
+        # trace lines (an open is one) fill three files of 16 KiB soon
+        for i in range(5000):
+            if len(m.log_files()) == 3 and os.path.getsize(m.log_files()[0]) > 8192:
+                break
+            with open(os.path.join(m.mnt, "d", "a.txt"), "rb"):
+                pass
+        files = m.log_files()
+        self.assertEqual([os.path.basename(p) for p in files],
+                         [os.path.basename(m.logf) + s for s in (".2", ".1", "")], files)
+        for p in files:
+            self.assertLessEqual(os.path.getsize(p), 16384 + 2048, p)
+        self.assertIn(" trace ", m.log_text())
+        self.assertNotIn(efctest.SK, m.log_text())
+
     def test_management_port_follows(self):
         port, port2 = free_port(), free_port()
         m = self.mount_logged(["g_server_Port=%d" % port])
