@@ -92,9 +92,10 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "bitmap bytes assume l
 #define RUN_MAX_BYTES   (4u << 20)    /* one prefetch request fetches at most this (or a block) */
 #define RUN_MAX_BLOCKS  (RUN_MAX_BYTES / CACHE_MIN_BLOCK)
 #define DISK_WRITERS    2 /* disk writes go through io_uring: two threads keep a disk busy */
-#define DIR_BACKOFF_NS                                                                             \
-    (2ull * 1000000000ull) /* a directory that failed a write rests this long                      \
-                            */
+/* A directory whose disk failed a read or a write rests this long (neither read nor written),
+   then is tried again. Its first failure of a bout is logged, at most once a minute. */
+#define DIR_BACKOFF_NS (2ull * 1000000000ull)
+#define DIR_WARN_NS    (60ull * 1000000000ull)
 
 enum {
     F_FILLING = 1,  /* a fill runs (its record is in the shard's list) */
@@ -141,6 +142,11 @@ struct cdir {
     struct s3fifo *q;
     uint64_t seq;        /* atomic */
     uint64_t down_until; /* atomic; CLOCK_MONOTONIC ns */
+    /* A bout of failures: from a failed read or write to the next write that succeeds. */
+    pthread_mutex_t state_lock;
+    int failing;        /* state_lock to change; read atomically */
+    int warned;         /* state_lock: this bout's first failure was logged */
+    uint64_t warned_at; /* state_lock: when the last bout was logged */
 };
 
 enum { JOB_WRITE, JOB_PREFETCH };
@@ -664,6 +670,54 @@ static int disk_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
     return S3FIFO_EVICTED;
 }
 
+/* ---- a failing disk ---- */
+
+/* DIR may be read and written: it has not failed in the last DIR_BACKOFF_NS. */
+static int dir_up(const struct cdir *dir)
+{
+    return __atomic_load_n(&dir->down_until, __ATOMIC_RELAXED) <= now_ns();
+}
+
+/* A read or write (OP) of DIR's slot file failed with RC: the directory rests, and the bout's
+ * first failure says so, once (a failing device must not fill the log). */
+static void dir_failed(struct cache *c, struct cdir *dir, const char *op, int rc)
+{
+    STAT(c, disk_errors, 1);
+    uint64_t now = now_ns();
+    __atomic_store_n(&dir->down_until, now + DIR_BACKOFF_NS, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&dir->state_lock);
+    if (!dir->failing) {
+        __atomic_store_n(&dir->failing, 1, __ATOMIC_RELAXED);
+        /* A disk that fails and recovers over and over (full but for the slots it already
+           has) is logged once a minute. */
+        if (dir->warned_at == 0 || now - dir->warned_at >= DIR_WARN_NS) {
+            dir->warned = 1;
+            dir->warned_at = now;
+            log_warn("disk cache %s failed on '%s': %s; reads go on from memory and the origin, "
+                     "the disk is tried again every %llu s",
+                     op, cdisk_path(dir->d), strerror(-rc),
+                     (unsigned long long)(DIR_BACKOFF_NS / 1000000000ull));
+        }
+    }
+    pthread_mutex_unlock(&dir->state_lock);
+}
+
+/* A write to DIR succeeded: a bout of failures ends (a read that works does not end it: a full
+ * disk reads well). */
+static void dir_worked(struct cdir *dir)
+{
+    if (!__atomic_load_n(&dir->failing, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&dir->state_lock);
+    if (dir->failing) {
+        __atomic_store_n(&dir->failing, 0, __ATOMIC_RELAXED);
+        if (dir->warned)
+            log_info("disk cache '%s' works again", cdisk_path(dir->d));
+        dir->warned = 0;
+    }
+    pthread_mutex_unlock(&dir->state_lock);
+}
+
 /* ---- the source ---- */
 
 /* One block of one object version. */
@@ -731,16 +785,17 @@ static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want
     memset(got, 0, 8ull * w);
     memset(fetched, 0, 8ull * w);
     memset(bad, 0, 8ull * w);
-    if (ondisk && bm_any(ondisk, w)) {
+    /* A resting directory is not read: its pages come from the source, and stay valid on disk
+       for when it works again. */
+    if (ondisk && bm_any(ondisk, w) && dir_up(&c->dirs[ddir])) {
         int rc = cdisk_read_pages(c->dirs[ddir].d, dslot, b->id, b->blen, ondisk, buf, bad);
         if (rc < 0) {
-            STAT(c, disk_errors, 1);
-            log_debug("disk cache read failed on '%s': %s", cdisk_path(c->dirs[ddir].d),
-                      strerror(-rc));
+            dir_failed(c, &c->dirs[ddir], "read", rc);
         } else if (bm_any(bad, w)) {
             STAT(c, corrupt_dropped, bm_count(bad, w));
-            log_warn("disk cache '%s' slot %u: %llu page(s) failed their CRC; refetching",
-                     cdisk_path(c->dirs[ddir].d), dslot, (unsigned long long)bm_count(bad, w));
+            log_warn(
+                "disk cache '%s' slot %u: %llu page(s) missing or failed their CRC; refetching",
+                cdisk_path(c->dirs[ddir].d), dslot, (unsigned long long)bm_count(bad, w));
         }
         for (uint32_t i = 0; i < w; i++)
             got[i] = ondisk[i] & ~bad[i];
@@ -1607,7 +1662,9 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
     pthread_mutex_unlock(&sh->lock);
 
     int fresh = dslot == NIL, rc = 0;
-    if (fresh) {
+    if (!fresh && !dir_up(&c->dirs[ddir])) {
+        rc = 1; /* its directory rests: not now (the pages it has stay valid) */
+    } else if (fresh) {
         ddir = pick_dir(c, id);
         if (ddir >= 0) {
             int evicted;
@@ -1660,10 +1717,9 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
         h.seq = __atomic_add_fetch(&dir->seq, 1, __ATOMIC_RELAXED);
         rc = cdisk_write(dir->d, dslot, &h, data, newp, blen);
         if (rc < 0) {
-            STAT(c, disk_errors, 1);
-            __atomic_store_n(&dir->down_until, now_ns() + DIR_BACKOFF_NS, __ATOMIC_RELAXED);
-            log_warn("disk cache write failed on '%s': %s", cdisk_path(dir->d), strerror(-rc));
+            dir_failed(c, dir, "write", rc);
         } else {
+            dir_worked(dir);
             STAT(c, disk_writes, 1);
             STAT(c, disk_write_bytes, bm_count(newp, w) * c->ps);
         }
@@ -1893,6 +1949,7 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
             }
             total_slots += cdisk_nslots(dk);
             c->disk_capacity += cdisk_file_bytes(dk);
+            pthread_mutex_init(&dir->state_lock, NULL);
             c->ndirs++;
         }
         free(list);
@@ -2085,6 +2142,7 @@ void cache_free(struct cache *c)
     for (int d = 0; d < c->ndirs; d++) {
         s3fifo_free(c->dirs[d].q);
         cdisk_close(c->dirs[d].d);
+        pthread_mutex_destroy(&c->dirs[d].state_lock);
     }
     s3fifo_free(c->mq);
     if (c->arena)

@@ -207,8 +207,8 @@ struct cache_stats {
     uint64_t index_bytes;              /* everything the index costs, allocated at cache_new */
     uint64_t blocks_mem, blocks_disk;
     uint64_t evictions_mem, evictions_disk, demotions;
-    uint64_t disk_errors;        /* failed or short disk reads and writes */
-    uint64_t corrupt_dropped;    /* disk pages whose CRC64 did not verify */
+    uint64_t disk_errors;        /* failed disk reads and writes (and short writes) */
+    uint64_t corrupt_dropped;    /* disk pages whose CRC64 did not verify, or cut off the file */
     uint64_t singleflight_waits; /* readers that waited for another's fill of their block */
     uint64_t source_fetches, source_errors; /* every fetch through the source, peer or origin */
     uint64_t disk_writes, disk_write_bytes, disk_writes_dropped; /* background queue */

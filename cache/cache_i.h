@@ -59,8 +59,9 @@ const char *cdisk_path(const struct cdisk *d);
 typedef int (*cdisk_scan_fn)(void *arg, uint32_t slot, const struct cslot_hdr *h);
 int cdisk_scan(struct cdisk *d, cdisk_scan_fn fn, void *arg);
 /* Reads the pages in MASK of SLOT (identity ID, block length BLEN) into BUF at their offsets in
- * the block and verifies each page's CRC; pages that fail are set in BAD. Returns 0 (check BAD)
- * or -errno for an I/O error or a short read (then every page is bad). */
+ * the block and verifies each page's CRC; pages that fail are set in BAD. Returns 0 (check BAD;
+ * a read short of the slot, the file cut short under us, leaves every page of MASK bad) or
+ * -errno for an I/O error (then every page is bad too). */
 int cdisk_read_pages(struct cdisk *d, uint32_t slot, const uint64_t id[2], uint64_t blen,
                      const uint64_t *mask, void *buf, uint64_t *bad);
 /* Reads and decodes SLOT's header into H (arrays sized by the caller). */

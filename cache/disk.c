@@ -258,7 +258,7 @@ static int io_fallback(int fd, int write, struct dio *ops, int n)
             if (r < 0)
                 return -errno;
             if (r == 0)
-                return -EIO;
+                return write ? -EIO : -ENODATA;
             done += (size_t)r;
         }
     }
@@ -266,7 +266,8 @@ static int io_fallback(int fd, int write, struct dio *ops, int n)
 }
 
 /* Runs N requests of one kind; with LINK each starts only after the previous one succeeded
- * (used to put data before the header). A short transfer is -EIO. */
+ * (used to put data before the header). A short write is -EIO; a short read is -ENODATA: the
+ * file ends early (truncated under us), which says nothing about the device. */
 static int io_batch(int fd, int write, struct dio *ops, int n, int link)
 {
     struct io_uring *ring = ring_get();
@@ -309,7 +310,7 @@ static int io_batch(int fd, int write, struct dio *ops, int n, int link)
                 if (res < 0)
                     rc = res == -ECANCELED ? -EIO : res;
                 else if ((size_t)res != ops[k].len)
-                    rc = -EIO; /* short: ENOSPC half-way, or the file was truncated under us */
+                    rc = write ? -EIO : -ENODATA; /* ENOSPC half-way; the file cut short */
             }
         }
     }
@@ -576,6 +577,7 @@ int cdisk_read_pages(struct cdisk *d, uint32_t slot, const uint64_t id[2], uint6
         p = q + 1;
     }
     rc = io_batch(d->fd, 0, ops, n, 0);
+    int cut = rc == -ENODATA; /* pages past the file's end: missing, as corrupt ones are */
     for (uint32_t p = first; p <= last; p++) {
         if (!bit(mask, p))
             continue;
@@ -585,6 +587,8 @@ int cdisk_read_pages(struct cdisk *d, uint32_t slot, const uint64_t id[2], uint6
             cslot_page_crc(id, p, (char *)buf + po, pl) != le_get64(raw + 8 * (p - first)))
             bad[p / 64] |= 1ull << (p % 64);
     }
+    if (cut)
+        rc = 0;
 out:
     if (raw && raw != raw_stack)
         free(raw);

@@ -83,9 +83,9 @@ int cache_write_metrics(const struct cache_stats *st, unsigned what, struct buf 
     prom_gauge(b, "efc_cache_index_bytes", "Memory used by the block index.",
                (double)st->index_bytes);
     prom_counter(b, "efc_cache_corrupt_pages_dropped_total",
-                 "Disk cache pages dropped because their CRC64 did not verify.",
+                 "Disk cache pages dropped: their CRC64 did not verify, or the file was cut short.",
                  st->corrupt_dropped);
-    prom_counter(b, "efc_cache_disk_errors_total", "Failed or short disk cache reads and writes.",
+    prom_counter(b, "efc_cache_disk_errors_total", "Failed disk cache reads and writes.",
                  st->disk_errors);
     prom_counter(b, "efc_cache_singleflight_waits_total",
                  "Reads that waited for another reader's fetch of their block.",

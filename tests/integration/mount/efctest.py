@@ -38,6 +38,7 @@ SOURCE_DIR = os.environ.get("EFC_SOURCE_DIR") or os.path.abspath(os.path.join(HE
 BUILD_DIR = os.environ.get("EFC_BUILD_DIR") or os.path.join(SOURCE_DIR, "build", "e")
 OSSEMU_DIR = os.environ.get("EFC_OSSEMU_DIR") or os.path.join(SOURCE_DIR, "tests", "ossemu")
 HELPER = os.path.join(BUILD_DIR, "efc", "mount.alinas")
+FAULTFS = os.path.join(BUILD_DIR, "tests", "tools", "faultfs")  # tests/tools/faultfs.c
 DAEMON = os.path.join(BUILD_DIR, "efc", "aliyun-alinas-efc")
 SBIN_HELPER = "/sbin/mount.alinas"
 FSTYPE = "fuse.aliyun-alinas-efc"
@@ -581,6 +582,23 @@ for p in sys.argv[1:]:
     print(sha_of(p))
 """
 
+# The same read with O_DIRECT: every read reaches the daemon, the page cache neither consulted
+# nor filled (as after drop_caches, without its cost for the whole machine).
+SHA_READER_DIRECT = r"""
+import hashlib, mmap, os, sys
+buf = mmap.mmap(-1, 1 << 20)  # page-aligned, for O_DIRECT
+for p in sys.argv[1:]:
+    h = hashlib.sha256()
+    fd = os.open(p, os.O_RDONLY | os.O_DIRECT)
+    while True:
+        n = os.readv(fd, [buf])
+        if not n:
+            break
+        h.update(buf[:n])
+    os.close(fd)
+    print(h.hexdigest())
+"""
+
 
 def probe(op, path, timeout=30):
     """(result line, seconds) of ERRNO_PROBE; result None when it hung past TIMEOUT."""
@@ -736,6 +754,60 @@ def cache_options(cache_dir, mem_mb=64, disk_mb=256, extra=()):
             "g_tier_DadiDiskCachePath=" + cache_dir] + list(extra)
 
 
+# ---------------------------------------------------------------- a failing disk
+
+
+class Faultfs:
+    """tests/tools/faultfs mounted on MNT over the directory BACKING: a file system that fails
+    every data operation with EIO while told to (a disk that dies; no device-mapper needed).
+    stop() unmounts it (lazily: a daemon may still hold a file of it) and ends the process by
+    its pid; bounded."""
+
+    def __init__(self, backing, mnt, log_path, add_cleanup):
+        self.backing, self.mnt = backing, canon(mnt)
+        self.ctl = os.path.join(self.mnt, ".faultfs")
+        with open(log_path, "wb") as logf:
+            self.proc = subprocess.Popen([FAULTFS, backing, self.mnt], stdin=subprocess.DEVNULL,
+                                         stdout=logf, stderr=subprocess.STDOUT,
+                                         preexec_fn=_pdeathsig)
+        add_cleanup(self.stop)
+        wait_for(lambda: is_mounted(self.mnt) or self.proc.poll() is not None, 30,
+                 "faultfs mounted on %s" % self.mnt)
+        if not is_mounted(self.mnt):
+            raise AssertionError("faultfs exited (%s): %s" % (self.proc.returncode,
+                                                             read_bytes(log_path)[-500:]))
+
+    def _tell(self, what):
+        fd = os.open(self.ctl, os.O_WRONLY)
+        try:
+            os.write(fd, what)
+        finally:
+            os.close(fd)
+
+    def fail(self):
+        """From now on (when this returns) data operations fail with EIO."""
+        self._tell(b"eio")
+
+    def recover(self):
+        self._tell(b"ok")
+
+    def failed(self):
+        """How many operations it has failed so far."""
+        with open(self.ctl) as f:
+            return int(f.read().split()[1])
+
+    def stop(self):
+        if is_mounted(self.mnt):
+            subprocess.run(["fusermount3", "-u", "-z", self.mnt], capture_output=True, timeout=30)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
 # ---------------------------------------------------------------- clusters
 
 # Several nodes on one machine: node I listens for its peers on 127.0.0.(21+I), all on one port.
@@ -845,6 +917,12 @@ class Harness:
         root = self.dir(name)
         write_tree(root, files)
         return root, self.ossemu(root, **kw)
+
+    def faultfs(self, name="faultfs"):
+        """A Faultfs mounted on NAME over NAME-backing, stopped at cleanup (after the mounts
+        made later, which may keep files on it)."""
+        return Faultfs(self.dir(name + "-backing"), self.dir(name),
+                       os.path.join(self.tmp, name + ".log"), self._add_cleanup)
 
     def passwd(self, ak=AK, sk=SK, name="passwd"):
         return write_secret(os.path.join(self.tmp, name), "%s:%s\n" % (ak, sk))
@@ -964,10 +1042,11 @@ class EfcTestCase(unittest.TestCase):
         self.h.abort_all()
         self.ch.abort_all()
 
-    def read_shas(self, paths, timeout=120):
-        """The sha256 of each of PATHS, read in a child process (bounded by TIMEOUT)."""
+    def read_shas(self, paths, timeout=120, direct=False):
+        """The sha256 of each of PATHS, read in a child process (bounded by TIMEOUT); with
+        DIRECT, read with O_DIRECT (past the page cache)."""
         paths = list(paths)
-        rc, out, err, _ = run_bounded(SHA_READER, timeout, paths)
+        rc, out, err, _ = run_bounded(SHA_READER_DIRECT if direct else SHA_READER, timeout, paths)
         self.assertEqual(rc, 0, "reading %s: %s" % (" ".join(paths), err[-500:]))
         shas = out.split()
         self.assertEqual(len(shas), len(paths), out)

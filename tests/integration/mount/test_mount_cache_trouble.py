@@ -23,6 +23,7 @@ FILES = dict(BIG)
 FILES["crash.bin"] = pattern(5 * MIB + 77, 60)
 FILES["corrupt.bin"] = pattern(4 * MIB + 5, 61)
 SLOTS = "efc-cache-v1.slots"
+PAGE = 16 << 10  # the cache page (g_tier_DadiCachePageSizeKB's default)
 
 
 def used_slots(path):
@@ -174,6 +175,124 @@ class CacheTrouble(EfcTestCase):
         log = m.log_text()
         self.assertIn("Read-only file system; the disk tier goes on without it", log)
         self.assertIn("no usable directory; the disk tier is off", log)
+
+    def gets(self, keys):
+        return sum(self.emu.gets(k) for k in keys)
+
+    def warm_disk(self, m, keys):
+        """Reads KEYS through M (no memory tier) until they are on its disk tier: a read past the
+        page cache then makes no origin request."""
+        want = [sha(FILES[k]) for k in keys]
+        self.assertEqual(self.read_shas((m.path(k) for k in keys), direct=True), want)
+        # The disk writes run in the background (whole pages: at least the objects' bytes).
+        efctest.wait_metric(m.port, "efc_cache_disk_write_bytes_total",
+                            lambda v: v >= sum(len(FILES[k]) for k in keys),
+                            "%s on the disk tier" % " ".join(keys))
+        self.assert_reads_from_disk(m, keys)
+
+    def assert_reads_from_disk(self, m, keys, what="read from the disk tier"):
+        """Reads KEYS past the page cache (O_DIRECT) until a read makes no origin request (the
+        disk writes of blocks just fetched run in the background); every read's bytes right."""
+        want = [sha(FILES[k]) for k in keys]
+
+        def from_disk():
+            before = self.gets(keys)
+            self.assertEqual(self.read_shas((m.path(k) for k in keys), direct=True), want)
+            return self.gets(keys) == before
+        efctest.wait_for(from_disk, efctest.WAIT_TIMEOUT, what, interval=0.2)
+
+    def test_slot_file_scribbled_while_running(self):
+        """While mounted, the slot file is cut short in the middle of one block's data and garbage
+        is written over another's: the next reads (O_DIRECT, no memory tier: every one reaches
+        the disk) get the right bytes; the bad pages are caught, counted, fetched again and
+        written back, after which the disk serves them again. A file cut short is not a failing
+        disk: the disk tier does not rest."""
+        keys = ["set/f00.bin", "set/f01.bin", "set/f02.bin"]
+        want = [sha(FILES[k]) for k in keys]
+        cache_dir = self.h.cache_dir("scribble")
+        m = self.mount_cached(cache_dir, mem_mb=0, disk_mb=32, mgmt=True)
+        self.warm_disk(m, keys)
+
+        def metric(name):
+            return efctest.metrics(m.port).get(name, 0)
+        corrupt0 = metric("efc_cache_corrupt_pages_dropped_total")
+        slots = os.path.join(cache_dir, SLOTS)
+        data_off, bs, used = used_slots(slots)
+        used.sort()
+        self.assertGreaterEqual(len(used), 9, "expected the objects' blocks on disk")
+        # Garbage over 40 KiB in the middle of the first slot's data (three 16 KiB pages), and
+        # the file cut in the middle of a later slot's data: the slots after it are gone too.
+        scribbled = next(u for u in used if u[1] == bs)  # a whole block
+        cut = used[len(used) // 2]
+        with open(slots, "r+b") as f:
+            f.seek(data_off + scribbled[0] * bs + scribbled[1] // 2)
+            f.write(b"\xa5\x5a" * (20 << 10))
+            f.truncate(data_off + cut[0] * bs + cut[1] // 2)
+        before = self.gets(keys)
+        self.assertEqual(self.read_shas((m.path(k) for k in keys), direct=True), want,
+                         "served scribbled or missing cache bytes")
+        self.assertGreater(self.gets(keys), before, "the bad blocks were not fetched again")
+        lost = [length for i, length in used if i > cut[0]]
+        corrupt = metric("efc_cache_corrupt_pages_dropped_total") - corrupt0
+        efctest.log("%d slots lost to the cut, %d pages dropped" % (len(lost), corrupt))
+        # At least the scribbled pages, one of the cut slot's and every later slot's pages.
+        self.assertGreaterEqual(corrupt, 3 + 1 + sum((n + PAGE - 1) // PAGE for n in lost))
+        self.assertIn("missing or failed their CRC; refetching", m.log_text())
+        self.assertEqual(metric("efc_cache_disk_errors_total"), 0,
+                         "a file cut short counted as a failing disk")
+        self.assertNotIn("reads go on from memory and the origin", m.log_text())
+        # Written back: the disk serves every block again.
+        self.assert_reads_from_disk(m, keys, "the refetched blocks read from the disk tier")
+        self.assert_unmounts_cleanly(m)
+
+    def test_device_eio(self):
+        """The cache's device fails every read and write with EIO while mounted (faultfs under
+        the cache directory), then recovers: every read stays right, served from the origin (no
+        memory tier here), the failures are counted and said once in the log (not once per
+        failure, nor once per retry of the resting disk), and once the device works again new
+        blocks are written to the disk tier and read back from it."""
+        ff = self.h.faultfs("eiofs")
+        cache_dir = os.path.join(ff.mnt, "cache") + "/"
+        os.mkdir(cache_dir)
+        keys = ["set/f03.bin", "set/f04.bin", "set/f05.bin"]
+        fresh = ["set/f06.bin"]
+        want = [sha(FILES[k]) for k in keys]
+        m = self.mount_cached(cache_dir, mem_mb=0, disk_mb=32, mgmt=True)
+        self.warm_disk(m, keys)
+
+        def metric(name):
+            return efctest.metrics(m.port).get(name, 0)
+
+        def failing_lines():
+            return m.log_text().count("reads go on from memory and the origin")
+        self.assertEqual(metric("efc_cache_disk_errors_total"), 0)
+        ff.fail()
+        before = self.gets(keys)
+        self.assertEqual(self.read_shas((m.path(k) for k in keys), direct=True), want,
+                         "reading on a failing disk")
+        self.assertGreater(self.gets(keys), before, "the blocks did not come from the origin")
+        self.assertGreater(ff.failed(), 0, "the daemon never reached the failing disk")
+        efctest.wait_for(lambda: failing_lines() == 1, 10, "the failing disk in the log")
+        self.assertIn("disk cache read failed on '%s" % cache_dir, m.log_text())
+
+        # The disk is tried again after its rest, and fails again: counted, not logged again.
+        def retried():
+            self.assertEqual(self.read_shas((m.path(k) for k in keys + fresh), direct=True),
+                             want + [sha(FILES[k]) for k in fresh])
+            return metric("efc_cache_disk_errors_total") >= 2
+        efctest.wait_for(retried, efctest.WAIT_TIMEOUT, "a second disk error", interval=0.2)
+        efctest.log("failing disk: %d errors counted, %d operations failed by faultfs" %
+                    (metric("efc_cache_disk_errors_total"), ff.failed()))
+        self.assertEqual(failing_lines(), 1, "a log line per failure")
+
+        # The device recovers: blocks fetched now are written to the disk tier and read from it.
+        ff.recover()
+        self.assert_reads_from_disk(m, ["set/f07.bin"], "new blocks read from the recovered disk")
+        self.assert_reads_from_disk(m, fresh, "blocks first read while failing, from disk")
+        self.assert_reads_from_disk(m, keys, "the blocks read from the recovered disk")
+        self.assertEqual(m.log_text().count("works again"), 1)
+        self.assertEqual(failing_lines(), 1)
+        self.assert_unmounts_cleanly(m)
 
     def test_crash_keeps_the_disk_cache(self):
         """kill -9 of the daemon: the supervisor's new daemon takes the mount and the disk cache
