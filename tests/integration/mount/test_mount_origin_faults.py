@@ -2,11 +2,16 @@
 and 5xx, connections reset mid-body, short bodies, corrupt bodies, and a server clock far from
 ours. Each reads files cold through the mount while ossemu injects the fault on a share of the
 requests, and checks every byte (sha256), the retries counted (efc_oss_retries_total), and, where
-the fault says something to the log, the line. The outages (origin down, stalled, 503 on every
-request) are in test_mount_errors: those end in EIO within the retry budget."""
+the fault says something to the log, the line. Then faults that come in the middle of a long
+read: an STS token the server calls expired before the credential agent has renewed the file.
+The outages (origin down, stalled, 503 on every request) are in test_mount_errors: those end in
+EIO within the retry budget."""
 
 import os
+import select
+import subprocess
 import sys
+import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -20,6 +25,116 @@ FILES = {"%s/f%d.bin" % (t, i): pattern(2 * MIB + 1000 * i + 7, 900 + 10 * n + i
 # Objects read whole in one GET, whose CRC64 the answer carries (corrupt bodies: see the test).
 FILES.update({"corrupt/f%d.bin" % i: pattern(200 * 1024 + 3 * i, 990 + i) for i in range(4)})
 
+
+# Child code: reads a file in 1 MiB pieces, printing "at <bytes> <CLOCK_MONOTONIC>" after each,
+# then "sha <hex>", or "ERR <errno name> <bytes>" when a read fails.
+PROGRESS_READER = r"""
+import errno, hashlib, os, sys, time
+h = hashlib.sha256()
+n = 0
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    while True:
+        b = os.read(fd, 1 << 20)
+        if not b:
+            break
+        h.update(b)
+        n += len(b)
+        print("at", n, "%.3f" % time.monotonic(), flush=True)
+    print("sha", h.hexdigest(), flush=True)
+except OSError as e:
+    print("ERR", errno.errorcode.get(e.errno, e.errno), n, flush=True)
+"""
+
+
+class Child:
+    """A python child running CODE with ARGS; its stdout lines are taken as they come (read
+    straight from the pipe: no buffer between select and read hides one). Killed at cleanup."""
+
+    def __init__(self, test, code, args):
+        self.proc = subprocess.Popen([sys.executable, "-c", code] + list(args),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        test.addCleanup(self.kill)
+        self.buf, self.eof = b"", False
+
+    def lines(self, timeout):
+        """The lines printed since the last call, waiting up to TIMEOUT for one if there is none
+        yet; at EOF, what is left (and .eof is set)."""
+        end = time.monotonic() + timeout
+        out = []
+        while not out and not self.eof:
+            left = end - time.monotonic()
+            if select.select([self.proc.stdout], [], [], max(left, 0))[0]:
+                data = os.read(self.proc.stdout.fileno(), 65536)
+                self.eof = not data
+                self.buf += data
+            *done, self.buf = self.buf.split(b"\n")
+            out += [line.decode() for line in done]
+            if left <= 0:
+                break
+        if self.eof and self.buf:
+            out.append(self.buf.decode())
+            self.buf = b""
+        return out
+
+    def stop(self, timeout=30):
+        """Closes the child's stdin and returns the lines it printed until it ended."""
+        self.proc.stdin.close()
+        out, end = [], time.monotonic() + timeout
+        while not self.eof:
+            if time.monotonic() >= end:
+                raise AssertionError("the reader did not end %d s after its stdin closed" %
+                                     timeout)
+            out += self.lines(end - time.monotonic())
+        self.proc.wait(timeout)
+        return out
+
+    def stderr(self):
+        return self.proc.stderr.read().decode(errors="replace")[-500:] if self.eof else ""
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()
+
+
+class Reader(Child):
+    """A PROGRESS_READER child of PATH: .at (bytes read), .times ([(bytes, monotonic time)]),
+    .sha once it is done, .err if a read failed."""
+
+    def __init__(self, test, path):
+        super().__init__(test, PROGRESS_READER, [path])
+        self.at, self.times, self.sha, self.err = 0, [(0, time.monotonic())], None, None
+
+    def done(self):
+        return self.sha is not None or self.err is not None
+
+    def wait(self, pred, timeout, what):
+        """Takes the reader's lines until PRED() holds; fails on a read error, at EOF or after
+        TIMEOUT."""
+        def check():
+            for line in self.lines(0.05):
+                word, *rest = line.split()
+                if word == "at":
+                    self.at = int(rest[0])
+                    self.times.append((self.at, float(rest[1])))
+                elif word == "sha":
+                    self.sha = rest[0]
+                else:
+                    self.err = line
+            if self.eof and not self.done():
+                self.err = "the reader ended without a result: %s" % self.stderr()
+            if self.err:
+                raise AssertionError("reader: %s (waiting for %s)" % (self.err, what))
+            return pred()
+        return efctest.wait_for(check, timeout, lambda: "%s (reader at %d)" % (what, self.at),
+                                interval=0)
+
+
+STS_SIZE = 32 * MIB
 
 class OriginFaults(EfcTestCase):
     BUCKET_FILES = FILES
@@ -82,6 +197,56 @@ class OriginFaults(EfcTestCase):
         self.emu.admin("POST", "/clock", {"skew_ms": 40 * 60 * 1000})
         self.read_all_under("skew", {})
         self.assertIn("clock differs from the server's", self.m.log_text())
+
+    def test_sts_expires_mid_read(self):
+        """A reader in the middle of a big file when the server starts calling the STS token
+        expired, and the credential agent rewrites the file only a while later: the calls the
+        server refused wait for the renewed file (within g_oss_RetryBudgetMs, re-reading it),
+        then go on with the new token. The reader gets every byte and no error; it stalls only
+        until the file is renewed; one line says the mount waits, one that it reloaded."""
+        data = pattern(STS_SIZE, 977)
+        _, emu = self.h.bucket({"big.bin": data}, "stssrc", creds=(),
+                               sts=("STSAK1:stssk1:TOKEN-ONE",))
+        sts = efctest.write_sts(os.path.join(self.h.tmp, "passwd-sts"), "STSAK1", "stssk1",
+                                "TOKEN-ONE")
+        # Small readahead GETs, so that the reader soon needs one sent after the expiry.
+        m = self.h.mount(emu, sts_file=sts, log=True, mgmt=True, extra=["g_read_AheadKB=2048"])
+        emu.faults({"bw_bucket": 8 * MIB})  # 4 s for the whole file
+        reader = Reader(self, m.path("big.bin"))
+        reader.wait(lambda: reader.at >= 8 * MIB, efctest.WAIT_TIMEOUT, "8 MiB read")
+
+        # The token expires: the server refuses it from now on and takes the renewed one.
+        emu.creds({"sts": ["STSAK1:stssk1:TOKEN-ONE", "STSAK2:stssk2:TOKEN-TWO"],
+                   "expired_tokens": ["TOKEN-ONE"]})
+        # The agent lags: the file is rewritten once the mount has been refused and the reader
+        # has been stalled for LAG seconds.
+        lag = 1.0
+        reader.wait(lambda: emu.stats()["auth_failures"] > 0 and
+                    time.monotonic() - reader.times[-1][1] >= lag,
+                    efctest.WAIT_TIMEOUT, "a refusal and the reader stalled for %g s" % lag)
+        self.assertLess(reader.at, STS_SIZE, "the reader finished before the token expired")
+        refused = emu.stats()["auth_failures"]
+        renewed = time.monotonic()
+        efctest.write_sts(sts, "STSAK2", "stssk2", "TOKEN-TWO")
+
+        reader.wait(reader.done, efctest.WAIT_TIMEOUT, "the reader to finish")
+        self.assertEqual(reader.proc.wait(30), 0)  # and its file closed
+        self.assertIsNone(reader.err)
+        self.assertEqual(reader.sha, sha(data), "content of big.bin")
+        # Bounded stall: the reader resumes within moments of the renewal.
+        resumed = min(t for _, t in reader.times if t > renewed) - renewed
+        self.assertLess(resumed, 10 if efctest.SANITIZED else 3,
+                        "the reader resumed %.1f s after the renewal" % resumed)
+        # While waiting, the mount re-read the file rather than asked the server again.
+        self.assertEqual(emu.stats()["auth_failures"], refused)
+        self.assertGreaterEqual(efctest.metrics(m.port)["efc_oss_credential_reloads_total"], 1)
+        log = m.log_text()
+        self.assertEqual(log.count("refused the token of STS file"), 1, log[-3000:])
+        self.assertEqual(log.count("reloaded credentials from STS file"), 1, log[-3000:])
+        self.assertNotIn("not renewed", log)
+        efctest.log("stalled %.1f s in all, %d refusals, resumed %.2f s after the renewal" % (
+            max(b[1] - a[1] for a, b in zip(reader.times, reader.times[1:])), refused, resumed))
+        self.assert_unmounts_cleanly(m)
 
 
 if __name__ == "__main__":
