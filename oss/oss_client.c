@@ -52,6 +52,7 @@
 #define RETRY_BASE_MS        50
 #define RETRY_CAP_MS         2000
 #define ENDPOINT_DOWN_MAX_MS 30000
+#define CRED_POLL_MS         100 /* a call refused for an expired token re-reads the file so often */
 #define MAX_HEADERS          16
 #define MAX_QUERY            10
 #define MAX_URL_LEN          (8u << 10)
@@ -101,7 +102,8 @@ struct oss_client {
     int neps;
 
     struct oss_cred_src *cred;
-    atomic_int_fast64_t clock_skew_s; /* server time - our time */
+    atomic_uint_fast64_t renew_warned; /* generation whose expiry was last logged */
+    atomic_int_fast64_t clock_skew_s;  /* server time - our time */
 
     CURLSH *share;
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
@@ -987,6 +989,25 @@ static void fix_clock(struct oss_client *cl, struct xfer *x)
     }
 }
 
+/* The token of CRED was refused as expired and the file still holds it: waits, until DEADLINE,
+ * for a renewed file (a credential agent may lag behind the expiry). Returns what
+ * oss_cred_reload last did: 1 once the credentials differ from CRED's. */
+static int await_renewed_cred(struct oss_client *cl, const struct oss_cred *cred, const char *code,
+                              uint64_t deadline)
+{
+    uint64_t gen = cred->generation, warned = atomic_load(&cl->renew_warned), now = time_mono_ms();
+    if (warned < gen && atomic_compare_exchange_strong(&cl->renew_warned, &warned, gen))
+        log_warn("oss: the store refused the token of %s as expired (%s); waiting up to %" PRIu64
+                 " ms for the file to be renewed",
+                 oss_cred_label(cl->cred), code, deadline > now ? deadline - now : 0);
+    int rr = 0;
+    while (rr != 1 && time_mono_ms() + CRED_POLL_MS < deadline) {
+        usleep(CRED_POLL_MS * 1000);
+        rr = oss_cred_reload(cl->cred, gen);
+    }
+    return rr;
+}
+
 typedef void (*xfer_prep_fn)(struct xfer *x, struct req *r, void *arg);
 
 /* Runs attempts until success or a final error. PREP (re)initialises X and R before each
@@ -995,7 +1016,7 @@ static int run(struct oss_client *cl, const char *what, struct xfer *x, struct r
                xfer_prep_fn prep, void *prep_arg)
 {
     uint64_t deadline = time_mono_ms() + (uint64_t)cl->retry_budget_ms;
-    bool cred_reloaded = false;
+    bool cred_reloaded = false, cred_stale = false;
     int clock_fixes = 0;
     struct oss_cred cred;
     struct attempt_out o;
@@ -1026,14 +1047,23 @@ static int run(struct oss_client *cl, const char *what, struct xfer *x, struct r
             wait = jitter_ms(n);
             break;
         case OSS_ERR_RELOAD_CRED:
-            if (!cred_reloaded) {
+        case OSS_ERR_RENEW_CRED:
+            /* A refused key or signature: the file is re-read once. An expired token: until
+               the file holds another, within the retry budget. (The reload itself is logged by
+               oss_cred.c, once however many calls notice it.) */
+            if (!cred_reloaded || o.action == OSS_ERR_RENEW_CRED) {
                 cred_reloaded = true;
                 int rr = oss_cred_reload(cl->cred, cred.generation);
+                if (rr != 1 && o.action == OSS_ERR_RENEW_CRED && oss_cred_from_file(cl->cred))
+                    rr = await_renewed_cred(cl, &cred, o.code, deadline);
                 if (rr == 1) {
                     atomic_fetch_add(&cl->st.cred_reloads, 1);
-                    log_info("oss: credentials reloaded after %s", o.code[0] ? o.code : "403");
+                    log_debug("oss: %s: credentials reloaded after %s", what,
+                              o.code[0] ? o.code : "403");
                     oss_cred_get(cl->cred, &cred);
                     again = true;
+                } else {
+                    cred_stale = o.action == OSS_ERR_RENEW_CRED && oss_cred_from_file(cl->cred);
                 }
             }
             break;
@@ -1062,7 +1092,10 @@ static int run(struct oss_client *cl, const char *what, struct xfer *x, struct r
             log_debug("oss: %s: %s", what, o.why);
         else
             log_warn("oss: %s: %s (request id %s)%s", what, o.why,
-                     x->request_id[0] ? x->request_id : "-", again ? "; retry budget spent" : "");
+                     x->request_id[0] ? x->request_id : "-",
+                     again        ? "; retry budget spent"
+                     : cred_stale ? "; the credentials were not renewed within the retry budget"
+                                  : "");
         explicit_bzero(&cred, sizeof(cred));
         if (again && x->status == 0)
             return -ETIMEDOUT; /* budget spent and the endpoints never answered */

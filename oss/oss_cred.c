@@ -697,6 +697,16 @@ void oss_cred_get(struct oss_cred_src *s, struct oss_cred *out)
     pthread_rwlock_unlock(&s->lock);
 }
 
+bool oss_cred_from_file(const struct oss_cred_src *s)
+{
+    return s->kind != CRED_ENV;
+}
+
+const char *oss_cred_label(const struct oss_cred_src *s)
+{
+    return s->label;
+}
+
 int oss_cred_reload(struct oss_cred_src *s, uint64_t seen)
 {
     char err[256];

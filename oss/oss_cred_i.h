@@ -4,7 +4,9 @@
  * A request takes a snapshot (oss_cred_get) and signs with it, so a reload never changes what a
  * request in flight was signed with. Reloads are driven by oss_cred_get noticing that the file's
  * (mtime, size, inode) changed (checked at most every OSS_CRED_CHECK_MS), or forced by
- * oss_cred_reload after the server answered SecurityTokenExpired or InvalidAccessKeyId.
+ * oss_cred_reload after the server answered SecurityTokenExpired or InvalidAccessKeyId (after
+ * SecurityTokenExpired, again and again while the file still holds the expired token: see run()
+ * in oss_client.c).
  */
 #ifndef EFC_OSS_CRED_I_H
 #define EFC_OSS_CRED_I_H
@@ -52,6 +54,11 @@ void oss_cred_set_clock_for_test(struct oss_cred_src *s, uint64_t (*now)(void *a
  * with them may help), 0 if unchanged, -errno if the file cannot be read or parsed (the old
  * credentials stay in force). */
 int oss_cred_reload(struct oss_cred_src *s, uint64_t seen);
+
+/* Whether the credentials come from a file that can be renewed (not the environment), and what
+ * to call the source in a message ("STS file '<path>'"). */
+bool oss_cred_from_file(const struct oss_cred_src *s);
+const char *oss_cred_label(const struct oss_cred_src *s);
 
 /* Parsers, exposed for tests and fuzzing. Each fills OUT (generation untouched) or returns
  * -EINVAL with a reason in ERR. Inputs are not NUL-terminated. */

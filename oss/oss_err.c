@@ -28,9 +28,10 @@ static const struct code_map code_table[] = {
     {"ObjectNotAppendable", -EACCES, OSS_ERR_FAIL},
     /* Credentials that may have been rotated under us: re-read the file once. */
     {"InvalidAccessKeyId", -EACCES, OSS_ERR_RELOAD_CRED},
-    {"SecurityTokenExpired", -EACCES, OSS_ERR_RELOAD_CRED},
     {"InvalidSecurityToken", -EACCES, OSS_ERR_RELOAD_CRED},
-    {"ExpiredToken", -EACCES, OSS_ERR_RELOAD_CRED},
+    /* A token past its time: its renewal is due, though the agent that writes it may lag. */
+    {"SecurityTokenExpired", -EACCES, OSS_ERR_RENEW_CRED},
+    {"ExpiredToken", -EACCES, OSS_ERR_RENEW_CRED},
     {"InvalidToken", -EACCES, OSS_ERR_RELOAD_CRED},
     {"SignatureDoesNotMatch", -EACCES, OSS_ERR_RELOAD_CRED},
     {"RequestTimeTooSkewed", -EACCES, OSS_ERR_FIX_CLOCK},

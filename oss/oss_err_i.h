@@ -6,10 +6,12 @@
 #include <stdbool.h>
 
 enum oss_err_action {
-    OSS_ERR_FAIL = 0,       /* give up with the errno */
-    OSS_ERR_RETRY,          /* transient: back off and retry (possibly on another endpoint) */
-    OSS_ERR_RELOAD_CRED,    /* re-read credentials once, then retry if they changed */
-    OSS_ERR_FIX_CLOCK,      /* correct the clock offset from the answer's Date, then retry */
+    OSS_ERR_FAIL = 0,    /* give up with the errno */
+    OSS_ERR_RETRY,       /* transient: back off and retry (possibly on another endpoint) */
+    OSS_ERR_RELOAD_CRED, /* re-read credentials once, then retry if they changed */
+    OSS_ERR_RENEW_CRED,  /* the token expired: wait, within the retry budget, for the
+                            credentials file to be renewed, then retry */
+    OSS_ERR_FIX_CLOCK,   /* correct the clock offset from the answer's Date, then retry */
 };
 
 struct oss_err_class {

@@ -344,6 +344,71 @@ static void test_sts_rotation(void **state)
     oss_client_free(cl);
 }
 
+#define AGENT_LAG_MS 400
+
+static uint64_t auth_failures(void)
+{
+    json_t *st = ossemu_admin(&emu, "GET", "/stats", NULL);
+    uint64_t n = (uint64_t)json_integer_value(json_object_get(st, "auth_failures"));
+    json_decref(st);
+    return n;
+}
+
+/* A credential agent that lags: renews the STS file AGENT_LAG_MS after the server first refused
+ * the expired token (the lag is the fault being played; the refusal is waited for). */
+static void *renew_late(void *arg)
+{
+    bool *refused = arg;
+    uint64_t end = time_mono_ms() + 10000;
+    while (!(*refused = auth_failures() > 0) && time_mono_ms() < end)
+        usleep(10 * 1000);
+    usleep(AGENT_LAG_MS * 1000);
+    free(scratch_file("sts.json", "{\"AccessKeyId\":\"stsak2\",\"AccessKeySecret\":\"stssk2\","
+                                  "\"SecurityToken\":\"token-two\","
+                                  "\"Expiration\":\"2099-01-01T00:00:00Z\"}"));
+    return NULL;
+}
+
+/* The server calls the token expired before the credential agent has renewed the file: the
+ * call waits for the renewed file (re-reading it, asking the server nothing meanwhile) and goes
+ * on with it; a file that is never renewed fails the call with EACCES once the retry budget is
+ * spent. */
+static void test_sts_expired_before_renewal(void **state)
+{
+    struct oss_client *cl = mk_client(&(struct mk){.cred = CRED_STS, .budget_ms = 1500});
+    struct oss_object_meta meta;
+    struct oss_stats st;
+    bool refused = false;
+    pthread_t th;
+
+    assert_int_equal(oss_head(cl, "hello.txt", &meta), 0);
+    json_decref(ossemu_admin(&emu, "POST", "/creds",
+                             "{\"sts\":[\"stsak:stssk:token-one\",\"stsak2:stssk2:token-two\"],"
+                             "\"expired_tokens\":[\"token-one\"]}"));
+    assert_int_equal(pthread_create(&th, NULL, renew_late, &refused), 0);
+    uint64_t t0 = time_mono_ms();
+    int rc = oss_head(cl, "hello.txt", &meta);
+    uint64_t took = time_mono_ms() - t0;
+    pthread_join(th, NULL);
+    assert_true(refused);
+    assert_int_equal(rc, 0);
+    assert_true(took >= AGENT_LAG_MS && took < 1500);
+    oss_get_stats(cl, &st);
+    assert_int_equal(st.cred_reloads, 1);
+    assert_int_equal(st.requests, 3); /* the first, the refused one, the one with token-two */
+
+    json_decref(ossemu_admin(&emu, "POST", "/creds", "{\"expired_tokens\":[\"token-two\"]}"));
+    t0 = time_mono_ms();
+    assert_int_equal(oss_head(cl, "hello.txt", &meta), -EACCES);
+    took = time_mono_ms() - t0;
+    assert_true(took >= 1300 && took < 3000);
+    struct oss_stats before = st;
+    oss_get_stats(cl, &st);
+    assert_int_equal(st.requests, before.requests + 1);
+    assert_int_equal(st.cred_reloads, before.cred_reloads);
+    oss_client_free(cl);
+}
+
 static void test_wrong_secret(void **state)
 {
     json_decref(ossemu_admin(&emu, "POST", "/creds", "{\"creds\":[\"testak:othersecret\"]}"));
@@ -966,6 +1031,7 @@ int main(void)
         cmocka_unit_test_setup(test_sts_v1_v4_s3, test_setup),
         cmocka_unit_test_setup(test_env_credentials, test_setup),
         cmocka_unit_test_setup(test_sts_rotation, test_setup),
+        cmocka_unit_test_setup(test_sts_expired_before_renewal, test_setup),
         cmocka_unit_test_setup(test_wrong_secret, test_setup),
         cmocka_unit_test_setup(test_pagination_5000, test_setup),
         cmocka_unit_test_setup(test_unicode_keys, test_setup),

@@ -29,7 +29,8 @@ static void test_err_table(void **state)
     expect(403, "AccessDenied", -EACCES, OSS_ERR_FAIL);
     expect(403, "InvalidObjectState", -EACCES, OSS_ERR_FAIL);
     expect(403, "InvalidAccessKeyId", -EACCES, OSS_ERR_RELOAD_CRED);
-    expect(403, "SecurityTokenExpired", -EACCES, OSS_ERR_RELOAD_CRED);
+    expect(403, "SecurityTokenExpired", -EACCES, OSS_ERR_RENEW_CRED);
+    expect(400, "ExpiredToken", -EACCES, OSS_ERR_RENEW_CRED);
     expect(403, "SignatureDoesNotMatch", -EACCES, OSS_ERR_RELOAD_CRED);
     expect(403, NULL, -EACCES, OSS_ERR_RELOAD_CRED);
     expect(403, "RequestTimeTooSkewed", -EACCES, OSS_ERR_FIX_CLOCK);
