@@ -341,8 +341,10 @@ static void test_sequential_bandwidth_cap(void **state)
             mbs, direct);
     print_stats("capped", p);
     efc_reader_pool_free(p);
+    /* The cap bounds one connection; readahead's GETs in parallel pass it. Both measured in this
+       run, so a slow or loaded machine (a sanitizer build, CI) slows both: a ratio, no MB/s. */
     assert_true(direct < 25);
-    assert_true(mbs > 60);
+    assert_true(mbs > 2 * direct);
 }
 
 /* Random 4 KiB reads fetch 4 KiB each: ossemu sends what was read, no chunk is fetched. */

@@ -248,10 +248,11 @@ class OriginFaults(EfcTestCase):
     def retries(self):
         return efctest.metrics(self.m.port).get("efc_oss_retries_total", 0)
 
-    def read_all_under(self, group, fault, first=None):
+    def read_all_under(self, group, fault, first=None, direct=False):
         """Reads GROUP's files cold with FAULT injected on their requests, the first three of
         them certainly (FIRST, an ossemu `next` entry), the others at FAULT's rates; checks every
-        byte. Returns the retries the daemon counted meanwhile."""
+        byte (with DIRECT, in 1 MiB O_DIRECT reads). Returns the retries the daemon counted
+        meanwhile."""
         keys = sorted(k for k in FILES if k.startswith(group + "/"))
         before = self.retries()
         fault = dict(fault, match=group + "/")
@@ -259,7 +260,7 @@ class OriginFaults(EfcTestCase):
             fault["next"] = [first] * 3
         self.emu.faults(fault)
         drop_caches()
-        got = self.read_shas([self.m.path(k) for k in keys], timeout=180)
+        got = self.read_shas([self.m.path(k) for k in keys], timeout=180, direct=direct)
         self.emu.faults({})
         self.assertEqual(got, [sha(FILES[k]) for k in keys], "%s under %s" % (group, fault))
         return self.retries() - before
@@ -283,9 +284,11 @@ class OriginFaults(EfcTestCase):
     def test_corrupt_bodies(self):
         """A whole object's body whose bytes differ from the CRC64 the answer carries: caught,
         fetched again. (A ranged answer carries no checksum OSS or S3 would give: bytes changed
-        on the way there only TLS can catch; the README says to use https.)"""
+        on the way there only TLS can catch; the README says to use https.) Each file, under
+        1 MiB, is read in one O_DIRECT read: one GET of the whole object, whatever way the kernel
+        would have split a buffered read (a first read of 128 KiB is a ranged GET)."""
         self.assertGreater(self.read_all_under("corrupt", {"corrupt_rate": 0.3},
-                                              {"kind": "corrupt", "at": 100}), 0)
+                                              {"kind": "corrupt", "at": 100}, direct=True), 0)
 
     def test_skewed_clock(self):
         """The server's clock 40 minutes ahead (OSS refuses requests more than 15 minutes off):
