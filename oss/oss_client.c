@@ -1248,13 +1248,22 @@ int oss_get(struct oss_client *cl, const struct oss_get *g, struct oss_get_resul
             break;
         uint64_t size = x.has_range ? x.range_total : x.has_length ? x.content_length : 0;
         if (x.crc_on && x.has_crc64 && x.cur == size && x.crc != x.crc64) {
+            /* Bytes changed on the way: read again, as for any transient fault, within the
+               attempts and the retry budget (a CRC that never matches ends there: EIO). */
+            uint64_t wait = jitter_ms((unsigned)crc_tries);
+            bool again = crc_tries + 1 < cl->max_attempts &&
+                         (time_mono_ns() - t0) / 1000000 + wait < (uint64_t)cl->retry_budget_ms;
             atomic_fetch_add(&cl->st.crc_mismatches, 1);
             log_warn("oss: GET '%s': CRC64 mismatch (got %" PRIu64 ", object says %" PRIu64
                      ", request id %s)%s",
-                     g->key, x.crc, x.crc64, x.request_id, crc_tries < 2 ? "; reading again" : "");
+                     g->key, x.crc, x.crc64, x.request_id,
+                     again ? "; reading again" : "; retry budget spent");
             rc = -EIO;
-            if (crc_tries < 2)
+            if (again) {
+                atomic_fetch_add(&cl->st.retries, 1);
+                usleep((useconds_t)(wait * 1000));
                 continue;
+            }
         }
         break;
     }

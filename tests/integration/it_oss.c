@@ -711,6 +711,33 @@ static void test_fault_corrupt_caught_by_crc(void **state)
     oss_client_free(cl);
 }
 
+/* Corrupt bodies in a row are transient faults like any other: read again within the attempts
+ * (10) and the retry budget; a CRC that never matches ends in EIO within them. */
+static void test_fault_corrupt_burst_and_for_good(void **state)
+{
+    struct oss_client *cl = mk_client(&(struct mk){0});
+    struct oss_stats st;
+    assert_int_equal(ossemu_faults(&emu, "{\"next\":[{\"kind\":\"corrupt\"},{\"kind\":"
+                                         "\"corrupt\"},{\"kind\":\"corrupt\"},{\"kind\":"
+                                         "\"corrupt\"}]}"),
+                     0);
+    read_small_ok(cl);
+    oss_get_stats(cl, &st);
+    assert_int_equal(st.crc_mismatches, 4);
+    assert_int_equal(ossemu_requests(&emu, "data/small.bin"), 5);
+    assert_true(st.retries >= 4);
+
+    assert_int_equal(ossemu_faults(&emu, "{\"corrupt_rate\":1}"), 0);
+    ossemu_reset_stats(&emu);
+    uint8_t *buf = NULL;
+    uint64_t got = 0;
+    assert_int_equal(read_range(cl, "data/small.bin", 0, 100000, &buf, &got), -EIO);
+    free(buf);
+    assert_int_equal(ossemu_requests(&emu, "data/small.bin"), 10); /* the attempts, no more */
+    assert_int_equal(ossemu_faults(&emu, "{}"), 0);
+    oss_client_free(cl);
+}
+
 static void test_fault_stall_and_latency(void **state)
 {
     struct oss_client *cl = mk_client(&(struct mk){.stall_ms = 1000});
@@ -1041,6 +1068,7 @@ int main(void)
         cmocka_unit_test_setup(test_fault_errors_recovered, test_setup),
         cmocka_unit_test_setup(test_fault_reset_and_truncate, test_setup),
         cmocka_unit_test_setup(test_fault_corrupt_caught_by_crc, test_setup),
+        cmocka_unit_test_setup(test_fault_corrupt_burst_and_for_good, test_setup),
         cmocka_unit_test_setup(test_fault_stall_and_latency, test_setup),
         cmocka_unit_test_setup(test_fault_persistent_bounded, test_setup),
         cmocka_unit_test_setup(test_fault_random_mix_recovered, test_setup),
