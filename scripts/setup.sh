@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything efc's build, tests and benchmarks need on Debian 12, then the test
 # server's npm packages from the committed package-lock.json. Idempotent: safe to run again.
+# The Debian package (packaging/deb.cmake) needs dpkg-dev (dpkg-shlibdeps) and help2man (its man
+# pages); its test, lintian and systemd (systemd-analyze verify of the unit; nothing is started).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -11,6 +13,7 @@ pkgs=(
   libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev liburing-dev
   libexpat1-dev libcmocka-dev libisal-dev libxxhash-dev
   s3fs rclone fio gnuplot-nox jq procps psmisc iproute2 util-linux
+  dpkg-dev help2man lintian systemd
 )
 
 missing=()

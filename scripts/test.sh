@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: what README's second command and .ci/run run.
 #   1. setup (idempotent): Debian packages and the test server's npm packages
-#   2. a -Werror build and every ctest (unit, fuzz-corpus replays, integration against ossemu)
+#   2. a -Werror build and every ctest (unit, fuzz-corpus replays, integration against ossemu,
+#      the Debian package built from that build, installed, used and removed: tests/package)
 #   3. the unit, integration and mount tests again under ASan+UBSan, and the cache's unit tests
 #      and the in-process P2P cluster under TSan
 #   4. each libFuzzer target for a bounded time (clang), as many at once as there are cores
@@ -24,12 +25,15 @@ step "setup"
 bash scripts/setup.sh
 
 step "build (-Werror)"
-cmake -S . -B build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFC_WERROR=ON >/dev/null
+# The /usr prefix: the package is made from this build (tests/package, in the first ctest below).
+cmake -S . -B build/ci -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFC_WERROR=ON \
+  -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
 cmake --build build/ci -j"$jobs"
 
 step "tests"
-# Everything but the mounts two at a time (each starts its own servers on ports of its own); the
-# mount tests one by one (they drop the page cache and measure what reaches the origin).
+# Everything but the mounts two at a time (each starts its own servers on ports of its own; the
+# package's test replaces /sbin/mount.alinas for a while, so it runs here, before any mount test);
+# the mount tests one by one (they drop the page cache and measure what reaches the origin).
 run bash -c "cd build/ci && ctest --output-on-failure --timeout 600 -LE mount -j$jobs" ||
   failed+=("ctest")
 run bash -c "cd build/ci && ctest --output-on-failure --timeout 600 -L mount" ||
