@@ -134,8 +134,9 @@ class ServiceTest(EfcTestCase):
                 efctest.serving_pid(m.mnt)), WAIT, "a daemon of %s other than %d" % (m.mnt, old))
 
     def test_lists_the_mounts_and_mounts_a_dead_one_again(self):
-        """Each mount's line and the unit's status; a mount that loses its supervisor is
-        reported, and when its daemon dies too the service mounts it again from its state file."""
+        """Each mount's line and the unit's status; a mount that loses its supervisor (while its
+        daemon is stopped, so that it does not start another) is reported, and when its daemon
+        dies too the service mounts it again from its state file."""
         m1, sup1 = self.supervised()
         m2 = self.h.mount(self.emu, extra=["g_supervisor_Enable=false"])
         svc = ServiceProc(self)
@@ -147,6 +148,9 @@ class ServiceTest(EfcTestCase):
         svc.wait_note(lambda n: "STATUS=watching 2 efc mounts: %s ok, %s ok" % tuple(
             sorted([m1.mnt, m2.mnt])) in n, "a status naming both mounts")
 
+        # The daemon would start another supervisor at once (supervise.c): stopped, it cannot.
+        os.kill(m1.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: efctest.pid_alive(m1.pid) and os.kill(m1.pid, signal.SIGCONT))
         os.kill(sup1, signal.SIGKILL)
         svc.wait_line(about(m1.mnt, "no supervisor", "daemon pid %d" % m1.pid),
                       "the supervisor's death reported")
