@@ -11,6 +11,7 @@ pkgs=(
   libcurl4-openssl-dev libssl-dev libjansson-dev libmicrohttpd-dev liburing-dev
   libexpat1-dev libcmocka-dev libisal-dev libxxhash-dev
   s3fs rclone fio gnuplot-nox jq procps psmisc iproute2 util-linux
+  yamllint python3-yaml shellcheck
 )
 
 missing=()
