@@ -339,7 +339,8 @@ else:
 
 
 def pod(node, ip, phase="Running", app="efc-node", deleting=False):
-    p = {"metadata": {"name": "efc-node-" + node[-5:], "labels": {"app.kubernetes.io/name": app}},
+    p = {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "efc-node-" + node[-5:], "labels": {"app.kubernetes.io/name": app}},
          "spec": {"nodeName": node}, "status": {"phase": phase}}
     if ip:
         p["status"]["hostIP"] = ip
@@ -369,7 +370,7 @@ class RootlistSync(unittest.TestCase):
 
     def sync(self, items, *args, **env):
         with open(self.pods, "w") as f:
-            json.dump({"items": items}, f)
+            json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
         open(self.log, "w").close()
         return run(["bash", os.path.join(K8S, "rootlist-sync.sh"), *args], env=dict(self.env, **env))
 
@@ -432,6 +433,27 @@ class RootlistSync(unittest.TestCase):
         self.assertIn("left as it is", r.stderr)
         self.assertEqual(self.rootlist(), before)
         self.assertEqual([c[0] for c in self.calls()], ["get"])
+
+    def test_fake_kubectl_matches_kubectl(self):
+        """The fake's jsonpath against a real kubectl's, on the same pods (offline: --local)."""
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            self.skipTest("no kubectl on PATH: the fake's jsonpath was not compared with one")
+        items = [pod("node-a", "10.0.0.11"), pod("node-b", "", phase="Pending"),
+                 pod("node-c", "10.0.0.13", deleting=True)]
+        r = self.sync(items, "--print")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        call = [c for c in self.calls() if c[:2] == ["get", "pods"]][0]
+        expr = call[call.index("-o") + 1][len("jsonpath="):]
+        m = re.fullmatch(r"\{range \.items\[\*\]\}(.*)\{end\}", expr)
+        self.assertIsNotNone(m, expr)
+        fake = run([os.path.join(self.tmp, "bin", "kubectl"), *call], env=self.env)
+        self.assertEqual(fake.returncode, 0, fake.stderr)
+        real = run([kubectl, "label", "--local", "-f", self.pods, "efc-check=1",
+                    "-o", "jsonpath=" + m.group(1)],
+                   env=dict(os.environ, KUBECONFIG="/nonexistent"))
+        self.assertEqual(real.returncode, 0, real.stderr)
+        self.assertEqual(fake.stdout, real.stdout)
 
     def test_kubectl_fails(self):
         r = self.sync([pod("node-a", "10.0.0.11")], FAKE_FAIL="1")
