@@ -22,6 +22,8 @@ log() { printf 'efc-node: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 mnt=${EFC_MOUNTPOINT:-/mnt/efc/oss_data}
+# Left by the preStop hook, so that the mount it removed ends the container cleanly (exit 0).
+stop_mark=${EFC_STOP_MARK:-/tmp/efc-node.stopping}
 
 # Unmounts MNT if it is mounted (also a dead FUSE mount left by a killed container: umount -l).
 unmount() {
@@ -31,6 +33,7 @@ unmount() {
 }
 
 if [ "${1:-}" = "--unmount" ]; then
+  touch "$stop_mark"
   unmount
   exit 0
 fi
@@ -63,6 +66,7 @@ if [ "${EFC_DRY_RUN:-0}" = 1 ]; then
 fi
 
 mkdir -p "$mnt" "${EFC_CACHE_DIR:-/mnt/efc-cache/}"
+rm -f "$stop_mark"
 unmount # a mount the previous container left (its daemon died with it)
 log "mounting $EFC_SOURCE on $mnt"
 "${cmd[@]}"
@@ -73,6 +77,7 @@ trap 'stopping=1' TERM INT
 # does, so that a mount that is gone restarts the container and one that is there keeps it.
 while [ "$stopping" = 0 ]; do
   if ! mountpoint -q "$mnt"; then
+    [ -e "$stop_mark" ] && { log "unmounted by the preStop hook"; exit 0; }
     die "$mnt is no longer mounted"
   fi
   sleep "${EFC_POLL_SEC:-5}" &

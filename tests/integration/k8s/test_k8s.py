@@ -491,6 +491,7 @@ class NodeScript(unittest.TestCase):
         self.mnt = os.path.join(self.tmp, "mnt", "oss_data")
         self.env = dict(os.environ, **data)
         self.env.update(PATH=bindir + ":" + os.environ["PATH"], STUB_DIR=self.tmp,
+                        EFC_STOP_MARK=os.path.join(self.tmp, "stopping"),
                         HOST_IP="10.0.0.11", EFC_POLL_SEC="0.2")
         self.procs = []
         self.addCleanup(self.reap)
@@ -573,11 +574,15 @@ class NodeScript(unittest.TestCase):
         self.assertIn("is no longer mounted", err)
 
     def test_prestop_unmounts(self):
-        open(os.path.join(self.tmp, "mounted"), "w").close()
+        """The preStop hook unmounts, and the container then ends cleanly (exit 0)."""
+        p = self.start()
         r = run(["bash", os.path.join(K8S, "efc-node.sh"), "--unmount"],
                 env=dict(self.env, EFC_MOUNTPOINT=self.mnt))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(f"umount {self.mnt}", self.calls())
+        out, err = p.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("unmounted by the preStop hook", err)
 
 
 class ImageRecipe(unittest.TestCase):
