@@ -296,7 +296,7 @@ class Manifests(unittest.TestCase):
 
 # The fake kubectl: answers `get pods -l k=v -o jsonpath=...` from FAKE_PODS (evaluating the
 # jsonpath's range, fields and quoted literals), keeps the ConfigMap in FAKE_CM, logs each call.
-FAKE_KUBECTL = r'''#!/usr/bin/env python3
+FAKE_KUBECTL = r'''#!PYTHON -S
 import json, os, re, sys
 a = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as f:
@@ -356,7 +356,8 @@ class RootlistSync(unittest.TestCase):
         bindir = os.path.join(self.tmp, "bin")
         os.mkdir(bindir)
         with open(os.path.join(bindir, "kubectl"), "w") as f:
-            f.write(FAKE_KUBECTL)
+            # This interpreter itself (not a pyenv shim, which costs a shell at each call).
+            f.write(FAKE_KUBECTL.replace("PYTHON", sys.executable, 1))
         os.chmod(os.path.join(bindir, "kubectl"), 0o755)
         self.pods = os.path.join(self.tmp, "pods.json")
         self.cm = os.path.join(self.tmp, "cm.json")
