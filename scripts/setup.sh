@@ -14,6 +14,7 @@ pkgs=(
   libexpat1-dev libcmocka-dev libisal-dev libxxhash-dev
   s3fs rclone fio gnuplot-nox jq procps psmisc iproute2 util-linux
   dpkg-dev help2man lintian systemd
+  yamllint python3-yaml shellcheck
 )
 
 missing=()
