@@ -10,11 +10,14 @@ options, is a bind mount of the first: one daemon, one cache.
 - unmounting the first mount point leaves the second working (the same daemon), and an update
   through it still works; the daemon, its supervisor, its state file and the link end with the
   last unmount;
+- with the first mount point unmounted, the supervisor's watchdog probes through the second: a
+  daemon that stops answering is still replaced, and a reader blocked on it gets its bytes;
 - different options, or trybind=no, give a daemon of its own.
 """
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -130,6 +133,38 @@ class Trybind(EfcTestCase):
             self.assertFalse(os.path.lexists(efctest.state_file(m.mnt)),
                              "state file %s left behind" % efctest.state_file(m.mnt))
         self.assert_no_leftovers()
+
+    def test_watchdog_probes_through_a_remaining_bind_mount(self):
+        opts = ["g_supervisor_WatchdogSec=2"]
+        a = self.h.mount(self.emu, extra=opts, log=True)  # the daemon's and supervisor's log
+        b = self.h.mount(self.emu, extra=opts, log=True)
+        old = efctest.serving_pid(a.mnt)
+        self.assertEqual(efctest.serving_pid(b.mnt), old)
+        self.umount(a.mnt)
+        os.kill(old, signal.SIGSTOP)
+        try:
+            proc = subprocess.Popen([sys.executable, "-c", efctest.SHA_READER,
+                                     b.path("d/sub/b.bin")], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            self.addCleanup(lambda: proc.poll() is None and proc.kill())
+            new = efctest.wait_for(
+                lambda: efctest.serving_pid(b.mnt) not in (None, old) and efctest.serving_pid(b.mnt),
+                30, "the watchdog to replace the stopped daemon %d" % old)
+        finally:
+            try:
+                os.kill(old, signal.SIGCONT)  # if it is still there at all
+            except ProcessLookupError:
+                pass
+        out, err = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 0, err[-800:])
+        self.assertEqual(out.split(), [efctest.sha256_bytes(FILES["d/sub/b.bin"])])
+        efctest.wait_for(lambda: not efctest.pid_alive(old), 15, "the stopped daemon to end")
+        log = a.log_text()
+        self.assertIn("watching its daemon through '%s'" % b.mnt, log)
+        self.assertIn("killed by the watchdog", log)
+        self.umount(b.mnt)
+        efctest.wait_for(lambda: not efctest.pid_alive(new), 15,
+                         "the daemon %d to end after the last unmount" % new)
 
     def test_other_options_or_trybind_no_get_a_daemon_of_their_own(self):
         a = self.h.mount(self.emu)
