@@ -485,6 +485,8 @@ static void link_state(const struct bind_target *t, const char *dir)
     snprintf(target, sizeof(target), "%s", t->state);
     if (statefile_path(statefile_dir(), dir, alias, sizeof(alias)) != 0)
         return;
+    if (strcmp(strrchr(alias, '/') + 1, basename(target)) == 0)
+        return; /* the daemon's own mount point, mounted again: its state file is this one */
     snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", alias, (long)getpid());
     unlink(tmp);
     if (symlink(basename(target), tmp) != 0 || rename(tmp, alias) != 0) {

@@ -12,6 +12,10 @@ options, is a bind mount of the first: one daemon, one cache.
   last unmount;
 - with the first mount point unmounted, the supervisor's watchdog probes through the second: a
   daemon that stops answering is still replaced, and a reader blocked on it gets its bytes;
+- the first mount point mounted again: with the same options it is a bind mount of the daemon it
+  was started for (its state file stays the daemon's own); with other options it gets a daemon of
+  its own, and efc_runtime_ops refuses to update through the remaining bind mount rather than
+  reach that other daemon;
 - different options, or trybind=no, give a daemon of its own.
 """
 
@@ -165,6 +169,37 @@ class Trybind(EfcTestCase):
         self.umount(b.mnt)
         efctest.wait_for(lambda: not efctest.pid_alive(new), 15,
                          "the daemon %d to end after the last unmount" % new)
+
+    def test_first_mount_point_mounted_again(self):
+        a = self.h.mount(self.emu)
+        b = self.h.mount(self.emu)
+        pid = efctest.serving_pid(a.mnt)
+        self.umount(a.mnt)
+        # the same options: a bind mount of the daemon it was started for
+        a2 = self.h.mount(self.emu, mnt=a.mnt)
+        self.assertEqual(a2.info()[4], b.info()[4])
+        self.assertFalse(os.path.islink(efctest.state_file(a.mnt)))
+        self.assertEqual(efctest.serving_pid(a.mnt), pid)
+        self.assertEqual(efctest.serving_pid(b.mnt), pid)
+        self.assertEqual(read(a.path("d/a.txt")), FILES["d/a.txt"])
+        self.umount(a.mnt)
+        # other options: a daemon of its own, which takes the name of the state file
+        a3 = self.h.mount(self.emu, mnt=a.mnt, extra=["g_fuse_AttrTimeoutSec=9"])
+        self.assertNotEqual(a3.info()[4], b.info()[4])
+        pid3 = efctest.serving_pid(a.mnt)
+        self.assertNotIn(pid3, (None, pid))
+        r = self.run_cmd([sys.executable, TOOL, "update", b.mnt, "-o", "g_fuse_AttrTimeoutSec=4"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("now another mount", r.stderr)
+        self.assertTrue(efctest.pid_alive(pid))
+        self.assertEqual(read(b.path("d/a.txt")), FILES["d/a.txt"])
+        # (not assert_unmounts_cleanly: the shared daemon names that mount point too)
+        self.umount(a3.mnt)
+        efctest.wait_for(lambda: not efctest.pid_alive(pid3), 15, "the daemon %d to end" % pid3)
+        self.assertTrue(efctest.pid_alive(pid))
+        self.umount(b.mnt)
+        efctest.wait_for(lambda: not efctest.pid_alive(pid), 15,
+                         "the daemon %d to end after the last unmount" % pid)
 
     def test_other_options_or_trybind_no_get_a_daemon_of_their_own(self):
         a = self.h.mount(self.emu)
