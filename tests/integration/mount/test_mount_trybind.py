@@ -59,7 +59,7 @@ class Trybind(EfcTestCase):
     def update(self, mnt, opt):
         """efc_runtime_ops update MNT -o OPT, which must succeed: (its stdout, the new state)."""
         old = read_state(mnt)["pid"]
-        r = self.run_cmd([sys.executable, TOOL, "update", mnt, "-o", opt])
+        r = self.run_cmd([sys.executable, TOOL, "update", mnt, "-o", opt, "--timeout", "30"])
         self.assertEqual(r.returncode, 0, "update through %s: %s" % (mnt, r.stderr))
         st = read_state(mnt)
         self.assertEqual(st["update"]["status"], "ok", st.get("update"))
@@ -200,6 +200,9 @@ class Trybind(EfcTestCase):
         self.umount(b.mnt)
         efctest.wait_for(lambda: not efctest.pid_alive(pid), 15,
                          "the daemon %d to end after the last unmount" % pid)
+        for m in (a, b):
+            self.assertFalse(os.path.lexists(efctest.state_file(m.mnt)),
+                             "state file %s left behind" % efctest.state_file(m.mnt))
 
     def test_other_options_or_trybind_no_get_a_daemon_of_their_own(self):
         a = self.h.mount(self.emu)
