@@ -361,6 +361,12 @@ static int find_mount(const char *arg, struct target *t)
     return 0;
 }
 
+static bool is_symlink(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+}
+
 /* Reads the mount's state file into T (port, host, pid). Prints why not and returns -1. */
 static int find_port(struct target *t)
 {
@@ -385,7 +391,9 @@ static int find_port(struct target *t)
     } else if (cli_state_parse(b.data ? b.data : "", b.len, &st, err, sizeof(err)) != 0) {
         fail("state file '%s': %s", path, err);
         rc = -EINVAL;
-    } else if (st.mountpoint[0] && strcmp(st.mountpoint, t->mountpoint) != 0) {
+    } else if (st.mountpoint[0] && strcmp(st.mountpoint, t->mountpoint) != 0 && !is_symlink(path)) {
+        /* (a symlink is a bind mount's, trybind: it names the daemon it shares, of another
+           mount point) */
         char clean[PATH_MAX];
         cli_sanitize(st.mountpoint, clean, sizeof(clean));
         fail("state file '%s' is for '%s', not '%s'", path, clean, t->mountpoint);

@@ -32,6 +32,7 @@
  * The one global of the daemon is g_daemon below: libfuse's log callback has no user pointer.
  */
 #define _GNU_SOURCE /* O_DIRECT, pipe2 */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -757,6 +758,35 @@ static void unmount_adopted(struct efc *e)
         log_warn("cannot run fusermount3 to unmount '%s'", e->mountpoint);
 }
 
+/* The bind mounts of this daemon's mount (trybind, mount_alinas.c) have state files that are
+   symlinks to its own, named relative to the state directory: they go with it. */
+static void remove_state_links(const struct efc *e)
+{
+    const char *mine = strrchr(e->state_path, '/');
+    DIR *dir = opendir(efc_state_dir());
+    struct dirent *de;
+    char target[PATH_MAX];
+
+    if (dir == NULL || mine == NULL) {
+        if (dir)
+            closedir(dir);
+        return;
+    }
+    mine++;
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
+            continue;
+        ssize_t n = readlinkat(dirfd(dir), de->d_name, target, sizeof(target) - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        if (strcmp(target, mine) == 0 && unlinkat(dirfd(dir), de->d_name, 0) != 0 &&
+            errno != ENOENT)
+            log_warn("cannot remove state file link '%s': %s", de->d_name, strerror(errno));
+    }
+    closedir(dir);
+}
+
 static void cleanup(struct daemon *d)
 {
     struct efc *e = &d->e;
@@ -795,6 +825,7 @@ static void cleanup(struct daemon *d)
         unlink(bak);
         snprintf(bak, sizeof(bak), "%s.lock", e->state_path);
         unlink(bak);
+        remove_state_links(e);
     }
     efc_remote_release(&e->remote);
     free(e->mountpoint);

@@ -11,6 +11,16 @@
  * prints one line (the file's last line is quoted when the daemon died without a ready line); with
  * -v they are passed through instead.
  *
+ * trybind (default yes): when efc already mounts the same source (bucket, host and prefix) on this
+ * host with the same options (mountopt.h says which count), the helper bind-mounts that mount on
+ * the mount point instead of starting a daemon: one daemon, one cache. The options of the existing
+ * mount are those of its daemon's state file (a mount without one, or whose daemon is gone, is
+ * not shared). The bind mount's state file is a symlink to the daemon's, so the CLI and
+ * efc_runtime_ops reach the shared daemon through any of its mount points. Unmounting one leaves
+ * the others served (the kernel keeps the FUSE connection while any mount of it exists); the
+ * daemon ends with the last one and removes the symlinks. A bind mount that fails (not root, say)
+ * falls back to a daemon of its own, with a warning: trybind is an attempt.
+ *
  * Daemon command line: <daemon> --ready-fd=3 --protocol=<p> [--passwd_file=<f>]
  * [--<name>=<value> for every g_<name> given] <source> <realpath of dir>. The daemon is
  * EFC_DAEMON_PATH, or $EFC_DAEMON when set (tests run the daemon of a build tree).
@@ -18,6 +28,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -26,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -35,6 +48,7 @@
 
 #include "util/mountopt.h"
 #include "util/opt.h"
+#include "util/statefile.h"
 #include "util/timeutil.h"
 
 #ifndef EFC_DAEMON_PATH
@@ -354,6 +368,162 @@ static int read_ready_line(int fd, char *line, size_t linelen, int timeout_ms)
 
 static int spawn_and_wait(const struct mountopt_cmd *cmd, char *const av[], const char *dir);
 
+/* ---- trybind ---- */
+
+/* An efc mount that this one may share. */
+struct bind_target {
+    char mountpoint[PATH_MAX];
+    char state[PATH_MAX]; /* its daemon's state file, symlinks resolved */
+    long pid;             /* its daemon */
+};
+
+/* The JSON value of a state file option as the text the option table parses; NULL if none. */
+static const char *json_opt_text(json_t *v, char *buf, size_t len)
+{
+    if (json_is_boolean(v))
+        return json_is_true(v) ? "true" : "false";
+    if (json_is_integer(v)) {
+        snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+        return buf;
+    }
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* Whether the daemon of the mount on MOUNTPOINT serves with M's options (its state file says):
+   fills T. With VERBOSE, says why not. */
+static bool same_options(const struct mountopt *m, const char *mountpoint, bool verbose,
+                         struct bind_target *t)
+{
+    char path[PATH_MAX], buf[32], err[256];
+    const char *why = NULL;
+    json_error_t jerr;
+    json_t *root = NULL;
+    struct opt_set theirs;
+    bool same = false;
+
+    if (opt_init(&theirs) != 0)
+        return false;
+    if (statefile_path(statefile_dir(), mountpoint, path, sizeof(path)) != 0 ||
+        realpath(path, t->state) == NULL || (root = json_load_file(t->state, 0, &jerr)) == NULL) {
+        why = "no readable state file";
+        goto out;
+    }
+    t->pid = (long)json_integer_value(json_object_get(root, "pid"));
+    if (t->pid <= 0 || (kill((pid_t)t->pid, 0) != 0 && errno == ESRCH)) {
+        why = "its daemon is not running";
+        goto out;
+    }
+    const char *proto = json_string_value(json_object_get(root, "protocol"));
+    const char *pw = json_string_value(json_object_get(root, "passwd_file"));
+    if (proto == NULL || strcmp(proto, m->protocol) != 0) {
+        why = "another protocol";
+        goto out;
+    }
+    if (strcmp(pw ? pw : "", m->passwd_file ? m->passwd_file : "") != 0) {
+        why = "another passwd_file";
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(root, "options"), key, v)
+    {
+        int id = opt_lookup(key, strlen(key));
+        const char *text = json_opt_text(v, buf, sizeof(buf));
+        if (id < 0 || text == NULL || opt_set_value(&theirs, id, text, err, sizeof(err)) != 0) {
+            why = "its state file has options this helper does not know";
+            goto out;
+        }
+    }
+    int d = mountopt_bind_differs(&m->opts, &theirs);
+    if (d >= 0) {
+        if (verbose)
+            printf(PROG ": not sharing '%s': g_%s differs\n", mountpoint, opt_table[d].name);
+        goto out;
+    }
+    snprintf(t->mountpoint, sizeof(t->mountpoint), "%s", mountpoint);
+    same = true;
+out:
+    if (why && verbose)
+        printf(PROG ": not sharing '%s': %s\n", mountpoint, why);
+    json_decref(root);
+    opt_release(&theirs);
+    return same;
+}
+
+/* Finds a whole (root "/") efc mount of SOURCE whose daemon has M's options. */
+static bool find_equal_mount(const struct mountopt *m, const struct mountopt_source *src,
+                             bool verbose, struct bind_target *t)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL;
+    size_t cap = 0;
+    bool found = false;
+
+    if (f == NULL)
+        return false;
+    while (!found && getline(&line, &cap, f) > 0) {
+        struct mountopt_mountinfo mi;
+        struct mountopt_source other;
+        if (mountopt_mountinfo_parse(line, &mi) != 0 || strcmp(mi.fstype, FSTYPE) != 0 ||
+            strcmp(mi.root, "/") != 0 || mountopt_source_parse(mi.source, &other, NULL, 0) != 0 ||
+            strcmp(other.bucket, src->bucket) != 0 || strcasecmp(other.host, src->host) != 0 ||
+            strcmp(other.prefix, src->prefix) != 0)
+            continue;
+        found = same_options(m, mi.mountpoint, verbose, t);
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
+/* Makes DIR's state file a symlink to T's, so that the tools find the shared daemon through DIR.
+   Relative: the daemon, ending, removes the symlinks in its directory that name its file. */
+static void link_state(const struct bind_target *t, const char *dir)
+{
+    char alias[PATH_MAX], tmp[PATH_MAX + 32], target[PATH_MAX];
+
+    snprintf(target, sizeof(target), "%s", t->state);
+    if (statefile_path(statefile_dir(), dir, alias, sizeof(alias)) != 0)
+        return;
+    if (strcmp(strrchr(alias, '/') + 1, basename(target)) == 0)
+        return; /* the daemon's own mount point, mounted again: its state file is this one */
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", alias, (long)getpid());
+    unlink(tmp);
+    if (symlink(basename(target), tmp) != 0 || rename(tmp, alias) != 0) {
+        fprintf(stderr,
+                PROG ": warning: cannot link the state file '%s' (%s): the management tools will "
+                     "not find the daemon through '%s'\n",
+                alias, strerror(errno), dir);
+        unlink(tmp);
+    }
+}
+
+/* trybind: bind-mounts an equal mount on DIR. 1 if done (or, with -f, would be), 0 if there is
+   none or the bind mount failed (a daemon of its own then). */
+static int try_bind(const struct mountopt_cmd *cmd, const struct mountopt *m,
+                    const struct mountopt_source *src, const char *dir)
+{
+    struct bind_target t;
+
+    if (!m->trybind || !find_equal_mount(m, src, cmd->verbose, &t))
+        return 0;
+    if (cmd->verbose || cmd->fake)
+        printf(PROG ": '%s' mounts this source with the same options (daemon pid %ld): "
+                    "bind-mounting it on '%s' (trybind)\n",
+               t.mountpoint, t.pid, dir);
+    if (cmd->fake)
+        return 1;
+    if (mount(t.mountpoint, dir, NULL, MS_BIND, NULL) != 0) {
+        fprintf(stderr,
+                PROG ": warning: cannot bind-mount '%s' on '%s' (trybind): %s; starting a "
+                     "daemon of its own\n",
+                t.mountpoint, dir, strerror(errno));
+        return 0;
+    }
+    link_state(&t, dir);
+    return 1;
+}
+
 /* Validates everything that can be checked before the daemon starts, then mounts. Returns the
    exit code. */
 static int validate_and_mount(const struct mountopt_cmd *cmd, struct mountopt *m)
@@ -370,12 +540,6 @@ static int validate_and_mount(const struct mountopt_cmd *cmd, struct mountopt *m
     }
     if (m->ignored[0])
         fprintf(stderr, PROG ": warning: ignoring unknown options %s (-s)\n", m->ignored);
-    /* trybind: Alibaba's helper may bind-mount an existing mount of the same bucket instead of
-       starting a second client. Every efc mount runs its own daemon (nodes already share one
-       cache through P2P), which is what trybind=no asks for and a correct answer to
-       trybind=yes, which is only an attempt; so the value is checked and otherwise ignored. */
-    (void)m->trybind;
-
     if (mountopt_source_parse(cmd->source, &src, err, sizeof(err)) != 0) {
         fprintf(stderr, PROG ": invalid source '%s': %s\n", cmd->source, err);
         return EXIT_FAIL;
@@ -409,6 +573,8 @@ static int validate_and_mount(const struct mountopt_cmd *cmd, struct mountopt *m
         fprintf(stderr, PROG ": '%s' is already mounted\n", dir);
         return EXIT_FAIL;
     }
+    if (try_bind(cmd, m, &src, dir))
+        return 0;
 
     const char *daemon = getenv("EFC_DAEMON");
     if (daemon == NULL || daemon[0] == '\0')

@@ -90,6 +90,7 @@
 #include "efc/journal_i.h"
 #include "efc/ns_i.h"
 #include "util/log.h"
+#include "util/mountopt.h"
 #include "util/timeutil.h"
 
 extern char **environ;
@@ -408,7 +409,9 @@ struct sup {
     bool killed_by_watchdog; /* PID was killed by us */
     unsigned failures;       /* restarts in a row that failed or did not last */
     unsigned restarts;       /* successful restarts so far */
-    char probe_path[PATH_MAX];
+    char probe_path[PATH_MAX + sizeof(EFC_WATCHDOG_NAME) + 1];
+    char dev[32];             /* the mount's device ("major:minor"), "" if unknown */
+    char probe_mnt[PATH_MAX]; /* the mount point probed */
 
     pthread_t probe;
     bool probe_started;
@@ -454,6 +457,70 @@ static void nap(const struct sup *s, uint64_t ms)
     }
 }
 
+/* The mount points of the connection (device DEV) in mountinfo: whether MNT is one of them, and
+   the first other one in OTHER ("" if none). */
+static bool mounts_of(const char *dev, const char *mnt, char *other, size_t otherlen)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL;
+    size_t cap = 0;
+    bool self = false;
+
+    other[0] = '\0';
+    if (f == NULL)
+        return true;
+    while (getline(&line, &cap, f) > 0) {
+        struct mountopt_mountinfo mi;
+        if (mountopt_mountinfo_parse(line, &mi) != 0 || strcmp(mi.majmin, dev) != 0 ||
+            strcmp(mi.fstype, "fuse." EFC_SUBTYPE) != 0)
+            continue;
+        if (strcmp(mi.mountpoint, mnt) == 0)
+            self = true;
+        else if (other[0] == '\0')
+            snprintf(other, otherlen, "%s", mi.mountpoint);
+    }
+    free(line);
+    fclose(f);
+    return self;
+}
+
+/* Probes through a mount point of the connection: the one it was started for while that is
+   mounted, else another (trybind's bind mounts keep the connection after the first mount point
+   is unmounted, and a stat of that directory would answer without the daemon). */
+static void choose_probe(struct sup *s)
+{
+    char other[PATH_MAX];
+
+    if (s->dev[0] == '\0')
+        return;
+    const char *mnt =
+        mounts_of(s->dev, s->mnt, other, sizeof(other)) || other[0] == '\0' ? s->mnt : other;
+    if (strcmp(mnt, s->probe_mnt) == 0)
+        return;
+    log_info("'%s' is unmounted: watching its daemon through '%s'", s->probe_mnt, mnt);
+    snprintf(s->probe_mnt, sizeof(s->probe_mnt), "%s", mnt);
+    snprintf(s->probe_path, sizeof(s->probe_path), "%s/%s", mnt, EFC_WATCHDOG_NAME);
+}
+
+/* The device of the mount on S->mnt (the last efc mount there, as the daemon's find_bdi). */
+static void find_dev(struct sup *s)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL;
+    size_t cap = 0;
+
+    if (f == NULL)
+        return;
+    while (getline(&line, &cap, f) > 0) {
+        struct mountopt_mountinfo mi;
+        if (mountopt_mountinfo_parse(line, &mi) == 0 && strcmp(mi.mountpoint, s->mnt) == 0 &&
+            strcmp(mi.fstype, "fuse." EFC_SUBTYPE) == 0)
+            snprintf(s->dev, sizeof(s->dev), "%s", mi.majmin);
+    }
+    free(line);
+    fclose(f);
+}
+
 static void *probe_main(void *arg)
 {
     struct sup *s = arg;
@@ -464,6 +531,7 @@ static void *probe_main(void *arg)
         every = 10000;
     while (!g_quit) {
         struct stat st;
+        choose_probe(s);
         atomic_store(&s->probe_start_ms, time_mono_ms());
         (void)stat(s->probe_path, &st); /* ENOENT is the answer; any answer will do */
         atomic_store(&s->probe_start_ms, 0);
@@ -766,6 +834,9 @@ int efc_supervise_main(int argc, char **argv)
     s->max_restarts = (unsigned)maxr;
     s->mount_time = mt;
     snprintf(s->probe_path, sizeof(s->probe_path), "%s/%s", s->mnt, EFC_WATCHDOG_NAME);
+    snprintf(s->probe_mnt, sizeof(s->probe_mnt), "%s", s->mnt);
+    s->dev[0] = '\0';
+    find_dev(s);
 
     struct stat st;
     if (fstat(s->jfd, &st) != 0 || st.st_size < EFC_JNL_HEADER_SIZE) {

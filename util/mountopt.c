@@ -348,6 +348,27 @@ int mountopt_parse(struct mountopt *m, const char *optstr, bool sloppy, char *er
     return opt_check(&m->opts, err, errlen);
 }
 
+/* ---- trybind ---- */
+
+bool mountopt_bind_ignores(int id)
+{
+    return id == OPT_LOG_FILE || id == OPT_LOG_LEVEL || id == OPT_LOG_MAXBYTES ||
+           id == OPT_LOG_FILECOUNT;
+}
+
+int mountopt_bind_differs(const struct opt_set *a, const struct opt_set *b)
+{
+    for (int i = 0; i < OPT__COUNT; i++) {
+        if (mountopt_bind_ignores(i))
+            continue;
+        if (opt_table[i].type == OPT_STRING
+                ? strcmp(a->v[i].s ? a->v[i].s : "", b->v[i].s ? b->v[i].s : "") != 0
+                : a->v[i].i != b->v[i].i)
+            return i;
+    }
+    return -1;
+}
+
 /* ---- source ---- */
 
 static bool is_lower_alnum(char c)
@@ -486,6 +507,10 @@ int mountopt_mountinfo_parse(char *line, struct mountopt_mountinfo *out)
     line[strcspn(line, "\n")] = '\0';
     for (tok = strtok_r(line, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
         field++;
+        if (field == 3)
+            out->majmin = tok;
+        if (field == 4)
+            out->root = tok;
         if (field == 5)
             out->mountpoint = tok;
         if (field > 6 && strcmp(tok, "-") == 0)
@@ -493,6 +518,7 @@ int mountopt_mountinfo_parse(char *line, struct mountopt_mountinfo *out)
     }
     if (tok == NULL || out->mountpoint == NULL)
         return -EINVAL;
+    unescape_octal(out->root);
     out->fstype = strtok_r(NULL, " ", &save);
     out->source = strtok_r(NULL, " ", &save);
     if (out->fstype == NULL || out->source == NULL)

@@ -62,7 +62,7 @@ struct mountopt {
     bool efc;            /* "efc" was given */
     char protocol[4];    /* "oss", "s3", or "" if not given */
     char *passwd_file;   /* malloc'd, NULL if not given */
-    bool trybind;        /* default yes; accepted and ignored (see mount_alinas.c) */
+    bool trybind;        /* default yes: share the daemon of an equal mount (see below) */
     struct opt_set opts; /* every g_* option, defaults for the rest */
     char ignored[256];   /* with SLOPPY: the unknown options that were ignored, ", "-separated */
 };
@@ -77,6 +77,23 @@ void mountopt_release(struct mountopt *m);
  * unknown g_* options fail, others are listed in M->ignored); -EINVAL with a one-line reason for
  * any other error; -ENOMEM. */
 int mountopt_parse(struct mountopt *m, const char *optstr, bool sloppy, char *err, size_t errlen);
+
+/* trybind: a mount of a source that efc already mounts on this host with the same options is a
+ * bind mount of the existing one (one daemon, one cache). "The same options" means: the same
+ * protocol, the same passwd_file (its path, as given), and the same value, given or default, of
+ * every option of the table except those that only say where the daemon writes its log
+ * (g_log_File, g_log_MaxBytes, g_log_FileCount) and how much (g_log_Level, which
+ * efc_runtime_ops can change anyway). Everything
+ * else (credentials, endpoint, cache sizes and paths, P2P, timeouts, the management port, the
+ * supervisor) changes what is served or how, and a difference gives the mount a daemon of its
+ * own. A new option counts unless it is added to the exceptions here. */
+
+/* Whether option ID is one of the exceptions above (does not keep two mounts from sharing). */
+bool mountopt_bind_ignores(int id);
+
+/* The first option (an opt_id) that keeps mounts with options A and B from sharing a daemon, or -1
+ * when they may share (protocol and passwd_file are the caller's to compare). */
+int mountopt_bind_differs(const struct opt_set *a, const struct opt_set *b);
 
 /* ---- the source ---- */
 
@@ -100,6 +117,8 @@ int mountopt_source_parse(const char *src, struct mountopt_source *out, char *er
 /* ---- /proc/self/mountinfo ---- */
 
 struct mountopt_mountinfo {
+    char *majmin;     /* the device, "major:minor" (a FUSE connection's own) */
+    char *root;       /* the file system's directory mounted there, "/" for the whole of it */
     char *mountpoint; /* octal escapes (\040 ...) decoded */
     char *fstype;     /* e.g. "fuse.aliyun-alinas-efc" */
     char *source;     /* decoded */

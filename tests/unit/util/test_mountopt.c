@@ -294,6 +294,8 @@ static void test_mountinfo(void **state)
                 "rw,errors=continue\n";
     assert_int_equal(mountopt_mountinfo_parse(l1, &mi), 0);
     assert_string_equal(mi.mountpoint, "/mnt/my dir");
+    assert_string_equal(mi.majmin, "98:0");
+    assert_string_equal(mi.root, "/mnt1");
     assert_string_equal(mi.fstype, "ext3");
     assert_string_equal(mi.source, "/dev/root");
 
@@ -301,6 +303,8 @@ static void test_mountinfo(void **state)
                 "b.oss-cn-hangzhou.aliyuncs.com:/ ro,user_id=0,group_id=0,allow_other";
     assert_int_equal(mountopt_mountinfo_parse(l2, &mi), 0);
     assert_string_equal(mi.mountpoint, "/tmp/m");
+    assert_string_equal(mi.majmin, "0:50");
+    assert_string_equal(mi.root, "/");
     assert_string_equal(mi.fstype, "fuse.aliyun-alinas-efc");
     assert_string_equal(mi.source, "b.oss-cn-hangzhou.aliyuncs.com:/");
 
@@ -316,6 +320,35 @@ static void test_mountinfo(void **state)
     assert_string_equal(mi.source, "s\\04");
 }
 
+static void test_bind_differs(void **state)
+{
+    struct opt_set a, b;
+    char err[256];
+    assert_int_equal(opt_init(&a), 0);
+    assert_int_equal(opt_init(&b), 0);
+    assert_int_equal(mountopt_bind_differs(&a, &b), -1);
+    /* where and how much the daemon logs does not count */
+    assert_int_equal(opt_set_kv(&a, "g_log_File=/tmp/x.log", err, sizeof(err)), 0);
+    assert_int_equal(opt_set_kv(&b, "g_log_Level=debug", err, sizeof(err)), 0);
+    assert_int_equal(opt_set_kv(&b, "g_log_MaxBytes=4096", err, sizeof(err)), 0);
+    assert_int_equal(opt_set_kv(&a, "g_log_FileCount=2", err, sizeof(err)), 0);
+    assert_int_equal(mountopt_bind_differs(&a, &b), -1);
+    assert_true(mountopt_bind_ignores(OPT_LOG_FILE));
+    assert_false(mountopt_bind_ignores(OPT_OSS_ENDPOINT));
+    /* a value given that equals the default is the same option */
+    assert_int_equal(opt_set_kv(&a, "g_tier_BlockSize=1M", err, sizeof(err)), 0);
+    assert_int_equal(opt_set_kv(&b, "g_tier_BlockSize=1048576", err, sizeof(err)), 0);
+    assert_int_equal(mountopt_bind_differs(&a, &b), -1);
+    /* anything else does */
+    assert_int_equal(opt_set_kv(&a, "g_tier_DadiMemCacheCapacityMB=64", err, sizeof(err)), 0);
+    assert_int_equal(mountopt_bind_differs(&a, &b), OPT_TIER_DADIMEMCACHECAPACITYMB);
+    assert_int_equal(opt_set_kv(&b, "g_tier_DadiMemCacheCapacityMB=64", err, sizeof(err)), 0);
+    assert_int_equal(opt_set_kv(&b, "g_oss_Endpoint=http://127.0.0.1:9", err, sizeof(err)), 0);
+    assert_int_equal(mountopt_bind_differs(&a, &b), OPT_OSS_ENDPOINT);
+    opt_release(&a);
+    opt_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_source),
         cmocka_unit_test(test_mountinfo),
+        cmocka_unit_test(test_bind_differs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
