@@ -19,6 +19,13 @@
  *
  * Locks: none; the INIT request is read and answered before any other request exists, and the
  * fields it uses are atomics for the rest of the session's life.
+ *
+ * ThreadSanitizer. The kernel orders requests after the replies they follow (a RELEASE after the
+ * replies to the handle's OPEN and its READs or READDIRs, a FORGET after its LOOKUP's), through
+ * its own locks on the connection. TSan sees that order through read(2) and writev(2) on a
+ * descriptor it saw opened, but not on one the process inherited: a runtime update's successor
+ * and a daemon the supervisor starts serve the --fuse-fd they were given, and TSan then reports
+ * the handlers of two such requests as a race. So a TSan build states the order here.
  */
 #include <errno.h>
 #include <fuse_lowlevel.h>
@@ -31,6 +38,23 @@
 #include "efc/handover_i.h"
 #include "util/log.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define EFC_FUSEIO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EFC_FUSEIO_TSAN 1
+#endif
+#endif
+#ifdef EFC_FUSEIO_TSAN
+#include <sanitizer/tsan_interface.h>
+static char kernel_order; /* its address stands for the connection's order */
+#define REPLY_SENT()       __tsan_release(&kernel_order)
+#define REQUEST_RECEIVED() __tsan_acquire(&kernel_order)
+#else
+#define REPLY_SENT()       ((void)0)
+#define REQUEST_RECEIVED() ((void)0)
+#endif
+
 #ifndef FUSE_UNIQUE_RESEND /* Linux 6.9's <linux/fuse.h>; Debian 12 has 6.1's */
 #define FUSE_UNIQUE_RESEND (1ull << 63)
 #endif
@@ -39,6 +63,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
 {
     struct efc *e = userdata;
     ssize_t n = e->handover ? efc_handover_read(e->handover, fd, buf, len) : read(fd, buf, len);
+    REQUEST_RECEIVED();
 
     if (n >= (ssize_t)sizeof(struct fuse_in_header) &&
         (((const struct fuse_in_header *)buf)->unique & FUSE_UNIQUE_RESEND) &&
@@ -90,6 +115,7 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
                 efc_handover_note_init_reply(e->handover, iov, count);
         }
     }
+    REPLY_SENT();
     return writev(fd, iov, count);
 }
 
