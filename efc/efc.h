@@ -202,6 +202,12 @@ void efc_mgmt_stop(struct efc *e);
  * -errno. */
 int efc_fuseio_install(struct efc *e);
 
+/* Reads the kernel's FUSE INIT request from E->se and answers it on this thread, before the FUSE
+ * workers start (main.c, a new mount): when the daemon says "ok" the kernel has its answer and
+ * the crash journal the INIT a successor replays, so a daemon that dies at once can be replaced.
+ * Returns 0 or -errno with ERR set. */
+int efc_fuseio_answer_init(struct efc *e, char *err, size_t errlen);
+
 /* ---- state.c ------------------------------------------------------------------------------- */
 
 /* Directory of the state files: EFC_STATE_DIR in the environment, else /run/efc. */

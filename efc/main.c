@@ -1041,6 +1041,13 @@ int main(int argc, char **argv)
     /* Idle workers are kept (up to the maximum): creating a thread per burst costs more than
        the stacks of sleeping ones. */
     fuse_loop_cfg_set_idle_threads(cfg, threads);
+    /* A new mount answers the kernel's INIT before it says "ok" (a process taking over has
+       replayed it already): the crash journal then holds it, and a daemon that dies right after
+       "ok" is replaced like any other, instead of leaving the supervisor unable to. */
+    if (!adopt && efc_fuseio_answer_init(e, err, sizeof(err)) != 0) {
+        fuse_loop_cfg_destroy(cfg);
+        goto failed;
+    }
 
     if (efc_handover_start(e) != 0) {
         log_warn("runtime updates are off for '%s': cannot start their thread", e->mountpoint);

@@ -413,8 +413,6 @@ struct sup {
     char dev[32];             /* the mount's device ("major:minor"), "" if unknown */
     char probe_mnt[PATH_MAX]; /* the mount point probed */
 
-    pthread_t probe;
-    bool probe_started;
     _Atomic uint64_t probe_start_ms; /* a probe in flight since; 0: none */
 };
 
@@ -899,8 +897,11 @@ int efc_supervise_main(int argc, char **argv)
     }
     s->pid = (pid_t)h.pid;
     s->since_ms = time_mono_ms();
-    if (s->watchdog_ms && pthread_create(&s->probe, NULL, probe_main, s) == 0)
-        s->probe_started = true;
+    /* Detached: nothing waits for the probe, which may be blocked in a lookup of a wedged daemon
+       when we exit (the exit ends it; it touches nothing but the static S). */
+    pthread_t probe;
+    if (s->watchdog_ms && pthread_create(&probe, NULL, probe_main, s) == 0)
+        pthread_detach(probe);
     log_info("supervising '%s' (daemon pid %d; watchdog %s%llu s; at most %u failed restarts in a "
              "row)",
              s->mnt, (int)s->pid, s->watchdog_ms ? "" : "off, ",

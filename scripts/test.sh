@@ -3,8 +3,8 @@
 #   1. setup (idempotent): Debian packages and the test server's npm packages
 #   2. a -Werror build and every ctest (unit, fuzz-corpus replays, integration against ossemu,
 #      the Debian package built from that build, installed, used and removed: tests/package)
-#   3. the unit, integration and mount tests again under ASan+UBSan, and the cache's unit tests
-#      and the in-process P2P cluster under TSan
+#   3. the unit, integration and mount tests again under ASan+UBSan; under TSan the tests that
+#      start threads in the daemon's code (ctest label tsan) and a few mounts of a TSan daemon
 #   4. each libFuzzer target for a bounded time (clang), as many at once as there are cores
 #   5. ossemu's own tests (node --test) and the s3fs smoke test
 # Set EFC_FUZZ_SECONDS to change step 4's time per target (default 8).
@@ -49,13 +49,18 @@ run bash -c "cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 # (a detached daemon has no stderr), so it must not inherit ASAN_OPTIONS from here.
 run bash -c 'cd build/asan && ctest --output-on-failure --timeout 900 -L mount' || failed+=("asan-mount")
 
-step "TSan build: the cache's unit tests (threads hammering one cache) and the P2P cluster"
+step "TSan build: the tests that start threads in the daemon's code, and the daemon itself"
 cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DEFC_WERROR=ON -DEFC_TSAN=ON >/dev/null
 cmake --build build/tsan -j"$jobs" --target unit_cache_test_cache unit_cache_test_fill \
-  unit_cache_test_stress unit_cache_test_source unit_p2p_test_p2p
-# Two at a time: the cache's biggest test takes as long as the others together.
+  unit_cache_test_stress unit_cache_test_source unit_p2p_test_p2p unit_efc_test_meta \
+  unit_efc_test_ns unit_efc_test_journal unit_mgmt_test_server unit_mgmt_test_warmup \
+  unit_oss_test_cred unit_util_test_histo it_read it_oss aliyun-alinas-efc mount.alinas
+# The label tsan (tests/CMakeLists.txt): the cache's and the P2P cluster's unit tests, the other
+# threaded unit tests, the read path's and the OSS client's threaded integration tests, and a few
+# mount tests with the daemon under TSan (the harness collects its reports). Two at a time: the
+# cache's biggest test takes as long as the others together.
 run bash -c "cd build/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure \
-  --timeout 900 -j$jobs -R 'unit/cache|unit/p2p/test_p2p'" || failed+=("tsan")
+  --timeout 900 -j$jobs -L tsan" || failed+=("tsan")
 
 step "fuzz targets (${fuzz_seconds}s each)"
 CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DEFC_FUZZ=ON \

@@ -23,6 +23,7 @@
 
 #include "oss/oss.h"
 #include "ossemu_ctl.h"
+#include "tests/select_tests.h"
 #include "tests/unit/mgmt/promcheck.h"
 #include "util/buf.h"
 #include "util/histo.h"
@@ -1047,10 +1048,10 @@ static void test_bad_config(void **state)
     free(pw);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     log_set_level(getenv("EFC_TEST_LOG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
-    const struct CMUnitTest tests[] = {
+    struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_sign_v1, test_setup),
         cmocka_unit_test_setup(test_sign_v4, test_setup),
         cmocka_unit_test_setup(test_sign_s3_vhost, test_setup),
@@ -1079,5 +1080,8 @@ int main(void)
         cmocka_unit_test_setup(test_https, test_setup),
         cmocka_unit_test_setup(test_bad_config, test_setup),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    size_t n = select_tests(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+    if (n == 0)
+        return 1;
+    return _cmocka_run_group_tests("tests", tests, n, group_setup, group_teardown);
 }

@@ -29,6 +29,7 @@
 #include "efc/read.h"
 #include "oss/oss.h"
 #include "ossemu_ctl.h"
+#include "tests/select_tests.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -223,8 +224,7 @@ static int group_setup(void **state)
     big_expect = malloc(BIG_SIZE);
     if (!big_expect)
         return -1;
-    for (uint64_t i = 0; i < BIG_SIZE; i++)
-        big_expect[i] = pattern_byte(i, 1);
+    pattern_fill(big_expect, 0, BIG_SIZE, 1);
     if (asprintf(&passwd, "%s/passwd", scratch) < 0 ||
         write_file(scratch, "passwd", "testak:testsk\n", 14))
         return -1;
@@ -1138,10 +1138,10 @@ static void test_origin_rate_cap(void **state)
     cache_free(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     log_set_level(getenv("EFC_TEST_LOG") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
-    const struct CMUnitTest tests[] = {
+    struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_sequential, test_setup),
         cmocka_unit_test_setup(test_sequential_bandwidth_cap, test_setup),
         cmocka_unit_test_setup(test_random_4k, test_setup),
@@ -1160,5 +1160,8 @@ int main(void)
         cmocka_unit_test_setup(test_cache_tiny_memory, test_setup),
         cmocka_unit_test_setup(test_origin_rate_cap, test_setup),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    size_t n = select_tests(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+    if (n == 0)
+        return 1;
+    return _cmocka_run_group_tests("tests", tests, n, group_setup, group_teardown);
 }

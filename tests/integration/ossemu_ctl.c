@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/le.h"
+
 #define READY_TIMEOUT_MS 20000
 
 int ossemu_start(const char *root, const char *const *args, struct ossemu *out)
@@ -239,13 +241,38 @@ int write_file(const char *dir, const char *rel, const void *data, size_t len)
     return (fclose(f) == 0 && w == len) ? 0 : -1;
 }
 
-uint8_t pattern_byte(uint64_t i, uint32_t seed)
+/* The pattern's 8-byte word W, little-endian: byte I is byte I % 8 of word I / 8. */
+static uint64_t pattern_word(uint64_t w, uint32_t seed)
 {
-    uint64_t x = (i / 8) * 0x9E3779B97F4A7C15ULL ^ seed;
+    uint64_t x = w * 0x9E3779B97F4A7C15ULL ^ seed;
     x ^= x >> 31;
     x *= 0xBF58476D1CE4E5B9ULL;
     x ^= x >> 29;
-    return (uint8_t)(x >> ((i % 8) * 8));
+    return x;
+}
+
+uint8_t pattern_byte(uint64_t i, uint32_t seed)
+{
+    return (uint8_t)(pattern_word(i / 8, seed) >> ((i % 8) * 8));
+}
+
+/* A word at a time: the sanitizer builds fill the integration tests' 200 MB of files and
+ * expected bytes many times faster than byte by byte. */
+void pattern_fill(uint8_t *dst, uint64_t off, size_t n, uint32_t seed)
+{
+    size_t i = 0;
+    for (; i < n && (off + i) % 8; i++)
+        dst[i] = pattern_byte(off + i, seed);
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x = pattern_word((off + i) / 8, seed);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        memcpy(dst + i, &x, 8); /* one store: a sanitizer checks it once, not 8 times */
+#else
+        le_put64(dst + i, x);
+#endif
+    }
+    for (; i < n; i++)
+        dst[i] = pattern_byte(off + i, seed);
 }
 
 int write_pattern_file(const char *dir, const char *rel, uint64_t size, uint32_t seed)
@@ -256,8 +283,7 @@ int write_pattern_file(const char *dir, const char *rel, uint64_t size, uint32_t
         return -1;
     for (uint64_t off = 0; off < size;) {
         size_t n = size - off < sizeof(chunk) ? (size_t)(size - off) : sizeof(chunk);
-        for (size_t i = 0; i < n; i++)
-            chunk[i] = pattern_byte(off + i, seed);
+        pattern_fill(chunk, off, n, seed);
         if (fwrite(chunk, 1, n, f) != n) {
             fclose(f);
             return -1;

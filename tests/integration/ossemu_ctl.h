@@ -40,5 +40,7 @@ int write_file(const char *dir, const char *rel, const void *data, size_t len); 
 int write_pattern_file(const char *dir, const char *rel, uint64_t size, uint32_t seed);
 /* Byte I of the pattern written by write_pattern_file with SEED. */
 uint8_t pattern_byte(uint64_t i, uint32_t seed);
+/* Bytes OFF .. OFF + N - 1 of that pattern into DST. */
+void pattern_fill(uint8_t *dst, uint64_t off, size_t n, uint32_t seed);
 
 #endif

@@ -53,12 +53,13 @@ MIB = 1 << 20
 def _sanitized():
     try:
         with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
-            return "EFC_SANITIZE:BOOL=ON" in f.read()
+            cache = f.read()
+        return "EFC_SANITIZE:BOOL=ON" in cache or "EFC_TSAN:BOOL=ON" in cache
     except OSError:
         return False
 
 
-SANITIZED = _sanitized()  # an ASan+UBSan build: about ten times slower
+SANITIZED = _sanitized()  # an ASan+UBSan or a TSan build: about ten times slower
 MOUNT_TIMEOUT = 150  # the helper itself gives up after 120 s
 TEST_WATCHDOG = 240  # seconds one test may take before its FUSE connections are aborted
 
@@ -134,6 +135,8 @@ def mount_env():
     san = os.path.join(sanitizer_dir(), "report")
     env.setdefault("ASAN_OPTIONS", "log_path=%s:abort_on_error=0" % san)
     env.setdefault("UBSAN_OPTIONS", "log_path=%s:print_stacktrace=1" % san)
+    # TSan's options from the caller (scripts/test.sh's halt_on_error) are kept, the log moved.
+    env["TSAN_OPTIONS"] = ":".join(o for o in (env.get("TSAN_OPTIONS"), "log_path=" + san) if o)
     for k in ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"):
         env.pop(k, None)
     return env

@@ -25,6 +25,7 @@
 #include "efc/hoblob_i.h"
 #include "efc/journal_i.h"
 #include "efc/ns_i.h"
+#include "tests/select_tests.h"
 #include "util/buf.h"
 #include "util/le.h"
 
@@ -922,9 +923,9 @@ static void test_header_round_trip(void **state)
     efc_journal_free(NULL);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const struct CMUnitTest tests[] = {
+    struct CMUnitTest tests[] = {
         cmocka_unit_test(test_replay_live_set), cmocka_unit_test(test_attach_continues),
         cmocka_unit_test(test_compaction),      cmocka_unit_test(test_compaction_of_dead_records),
         cmocka_unit_test(test_threads),         cmocka_unit_test(test_overflow_turns_off),
@@ -932,5 +933,8 @@ int main(void)
         cmocka_unit_test(test_corrupt_refused), cmocka_unit_test(test_blob),
         cmocka_unit_test(test_blob_empty),      cmocka_unit_test(test_header_round_trip),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    size_t n = select_tests(tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+    if (n == 0)
+        return 1;
+    return _cmocka_run_group_tests("tests", tests, n, NULL, NULL);
 }
