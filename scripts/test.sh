@@ -39,7 +39,10 @@ trap 'bg_stop; rm -f "$log"; rm -rf "$bgdir"' EXIT
 bg_start() {
   local name=$1
   shift
-  (nice -n 19 "$@") >"$bgdir/$name.log" 2>&1 &
+  (
+    renice -n 19 -p "$BASHPID" >/dev/null # this subshell and what it starts
+    "$@"
+  ) >"$bgdir/$name.log" 2>&1 &
   bg_pids[$name]=$!
 }
 bg_wait() {
