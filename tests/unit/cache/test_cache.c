@@ -17,17 +17,18 @@
  * moving after WAIT_SECONDS. */
 #define QUIET_POLLS 5
 
-/* Under ThreadSanitizer (ten times slower, and in CI only for the races) the single-threaded
-   repetitions of the crash and capacity tests run once; the dev and ASan runs do them all. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
+/* Under a sanitizer (ASan: several times slower, TSan: ten; in CI for memory errors and races,
+   which one pass of the code finds as well as four) the single-threaded repetitions of the crash
+   and capacity tests run once; the dev build's run does them all. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define UNDER_SANITIZER 1
 #elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define UNDER_SANITIZER 1
 #endif
 #endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
+#ifndef UNDER_SANITIZER
+#define UNDER_SANITIZER 0
 #endif
 
 static void settle(struct cache *c)
@@ -239,7 +240,7 @@ static void test_caps(void **state)
     /* Working set ~2x memory + disk. */
     const int nobj = 10;
     const uint64_t size = 4 * MiB;
-    for (int round = 0; round < (UNDER_TSAN ? 1 : 3); round++) {
+    for (int round = 0; round < (UNDER_SANITIZER ? 1 : 3); round++) {
         for (int i = 0; i < 300; i++) {
             char key[32];
             int o = (int)(fake_rand() % nobj);
@@ -322,7 +323,7 @@ static void test_kill9(void **state)
        being reused and written when it is killed. */
     const uint64_t size = 24 * MiB;
     const int versions = 6;
-    for (int trial = 0; trial < (UNDER_TSAN ? 1 : 4); trial++) {
+    for (int trial = 0; trial < (UNDER_SANITIZER ? 1 : 4); trial++) {
         int fds[2];
         if (fork_reporting_child(e, fds) == 0) {
             /* The child: reads for ever, reporting each time its count of completed disk writes
