@@ -265,20 +265,24 @@ class OriginFaults(EfcTestCase):
         self.assertEqual(got, [sha(FILES[k]) for k in keys], "%s under %s" % (group, fault))
         return self.retries() - before
 
+    # The rates: the daemon makes at most 10 attempts a request (as mountpoint-s3 does), and
+    # the first request of a test meets three certain faults, so a fault rate r fails it with
+    # r^7 and the others with r^10. At 0.5 the first failed one run in 128; at 0.2 to 0.25
+    # fewer than one in 10^4, while every test still retries (the three certain faults).
     def test_429_bursts(self):
-        self.assertGreater(self.read_all_under("burst429", {"error_rate": {"429": 0.4}},
+        self.assertGreater(self.read_all_under("burst429", {"error_rate": {"429": 0.25}},
                                               {"kind": "error", "status": 429}), 0)
 
     def test_5xx_bursts(self):
         self.assertGreater(self.read_all_under(
-            "burst5xx", {"error_rate": {"500": 0.2, "502": 0.1, "503": 0.2}},
+            "burst5xx", {"error_rate": {"500": 0.1, "502": 0.05, "503": 0.1}},
             {"kind": "error", "status": 502}), 0)
 
     def test_resets_mid_body(self):
-        self.assertGreater(self.read_all_under("resets", {"reset_rate": 0.3}, {"kind": "reset"}), 0)
+        self.assertGreater(self.read_all_under("resets", {"reset_rate": 0.2}, {"kind": "reset"}), 0)
 
     def test_short_bodies(self):
-        self.assertGreater(self.read_all_under("short", {"truncate_rate": 0.3},
+        self.assertGreater(self.read_all_under("short", {"truncate_rate": 0.2},
                                               {"kind": "truncate", "after": 4096}), 0)
 
     def test_corrupt_bodies(self):
@@ -287,7 +291,7 @@ class OriginFaults(EfcTestCase):
         on the way there only TLS can catch; the README says to use https.) Each file, under
         1 MiB, is read in one O_DIRECT read: one GET of the whole object, whatever way the kernel
         would have split a buffered read (a first read of 128 KiB is a ranged GET)."""
-        self.assertGreater(self.read_all_under("corrupt", {"corrupt_rate": 0.3},
+        self.assertGreater(self.read_all_under("corrupt", {"corrupt_rate": 0.2},
                                               {"kind": "corrupt", "at": 100}, direct=True), 0)
 
     def test_skewed_clock(self):
