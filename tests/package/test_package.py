@@ -26,6 +26,9 @@ import time
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration", "mount"))
+# This test installs the package's own /sbin/mount.alinas: it runs in the host's mount name space,
+# not in the private one where efctest bind-mounts the build tree's helper over that file.
+os.environ["EFC_TEST_MOUNT_NS"] = "host"
 import efctest  # noqa: E402
 from efctest import EfcTestCase, pattern  # noqa: E402
 

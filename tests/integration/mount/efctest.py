@@ -53,7 +53,8 @@ MIB = 1 << 20
 # Each test process runs in a mount namespace of its own (unshare(1) re-executes it once), where
 # /sbin/mount.alinas is its build tree's helper, bind-mounted over whatever the host has there:
 # tests of several trees at once (CI, a developer's single test, a valgrind run) no longer swap
-# each other's helper, and their mounts are not seen (nor wedged on) by the others.
+# each other's helper, and their mounts are not seen (nor wedged on) by the others. A test that
+# installs a helper of its own (tests/package) sets EFC_TEST_MOUNT_NS=host before the import.
 MOUNT_NS_ENV = "EFC_TEST_MOUNT_NS"
 
 
