@@ -309,8 +309,11 @@ static void test_sequential(void **state)
     efc_reader_pool_free(p);
 }
 
-/* Under a 20 MB/s per-connection cap one stream must go clearly faster than one connection:
- * several chunk GETs are in flight. Without readahead it is held to the cap. */
+/* Under a 20 MB/s per-connection cap one stream goes faster than one connection because
+ * several chunk GETs are in flight: the server sees them at once. Without readahead it sees one
+ * at a time and the stream is held to the cap. (No throughput ratio is asserted: on a machine
+ * short of CPU, a sanitizer build under load, neither run reaches the cap and the ratio says
+ * nothing about readahead; the figures are printed.) */
 static void test_sequential_bandwidth_cap(void **state)
 {
     assert_int_equal(ossemu_faults(&emu, "{\"bw_per_conn\":20000000}"), 0);
@@ -319,10 +322,12 @@ static void test_sequential_bandwidth_cap(void **state)
     struct efc_reader_pool *p = mk_pool(cl, 0, 8, 0, 0);
     struct efc_reader *r = open_key(p, "big.bin", NULL);
     uint8_t *buf = malloc(128 * KiB);
+    assert_int_equal(ossemu_reset_stats(&emu), 0);
     uint64_t t0 = time_mono_ns();
     for (uint64_t off = 0; off < 8 * MiB; off += 128 * KiB)
         assert_int_equal(efc_reader_read(r, off, 128 * KiB, buf), 128 * KiB);
     double direct = 8.0 * MiB / 1e6 / ((double)(time_mono_ns() - t0) / 1e9);
+    assert_int_equal(ossemu_max_inflight(&emu), 1);
     struct efc_read_stats s;
     efc_reader_pool_stats(p, &s);
     assert_int_equal(s.chunk_gets, 0);
@@ -333,18 +338,18 @@ static void test_sequential_bandwidth_cap(void **state)
 
     p = default_pool();
     r = open_key(p, "big.bin", NULL);
+    assert_int_equal(ossemu_reset_stats(&emu), 0);
     double mbs = read_all_big(r, 128 * KiB);
+    uint64_t inflight = ossemu_max_inflight(&emu);
     efc_reader_close(r);
     fprintf(stderr,
             "# sequential 64 MiB under a 20 MB/s per-connection cap: readahead (8 in flight) "
-            "%.0f MB/s, readahead off %.1f MB/s\n",
-            mbs, direct);
+            "%.0f MB/s, readahead off %.1f MB/s; at most %" PRIu64 " GETs at once\n",
+            mbs, direct, inflight);
     print_stats("capped", p);
     efc_reader_pool_free(p);
-    /* The cap bounds one connection; readahead's GETs in parallel pass it. Both measured in this
-       run, so a slow or loaded machine (a sanitizer build, CI) slows both: a ratio, no MB/s. */
-    assert_true(direct < 25);
-    assert_true(mbs > 2 * direct);
+    assert_true(direct < 25); /* the cap holds one connection */
+    assert_true(inflight >= 4); /* several GETs at once: readahead at work */
 }
 
 /* Random 4 KiB reads fetch 4 KiB each: ossemu sends what was read, no chunk is fetched. */

@@ -180,6 +180,16 @@ uint64_t ossemu_requests(const struct ossemu *e, const char *key)
     return n;
 }
 
+uint64_t ossemu_max_inflight(const struct ossemu *e)
+{
+    json_t *j = ossemu_admin(e, "GET", "/stats", NULL);
+    if (j == NULL)
+        return UINT64_MAX;
+    uint64_t n = (uint64_t)json_integer_value(json_object_get(j, "max_inflight"));
+    json_decref(j);
+    return n;
+}
+
 char *tmpdir_new(const char *tag)
 {
     const char *base = getenv("TMPDIR");

@@ -32,6 +32,8 @@ int ossemu_faults(const struct ossemu *e, const char *body);
 /* Requests counted for KEY (GET + HEAD), or for the whole server when KEY is NULL. */
 uint64_t ossemu_requests(const struct ossemu *e, const char *key);
 int ossemu_reset_stats(const struct ossemu *e);
+/* The most requests the server answered at once since the last reset (UINT64_MAX on failure). */
+uint64_t ossemu_max_inflight(const struct ossemu *e);
 
 /* Temporary directories and files for a served root. */
 char *tmpdir_new(const char *tag); /* mkdtemp under $TMPDIR or /tmp; free() it */

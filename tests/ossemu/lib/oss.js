@@ -276,6 +276,8 @@ class OssServer {
     const { stats, faults, opts, auth } = this.ctx;
     const rc = this.rcOf(req, res);
     const method = req.method;
+    stats.begin();
+    res.once('close', () => stats.end());
     rc.s3 = schemeOf(req.headers.authorization) === 's3';
     rc.closeAfter = method !== 'GET' && method !== 'HEAD';
 

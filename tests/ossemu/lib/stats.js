@@ -3,8 +3,10 @@
  * Request and byte counters of the S3/OSS port, served as JSON by the admin API (GET /stats):
  *   {"total":{"requests":N,"bytes":N},
  *    "by_key":{"<key>":{"requests":N,"get":N,"head":N,"bytes":N}},
- *    "list_requests":N,"stat_requests":N,"auth_failures":N,"by_status":{"200":N,...}}
- * bytes are response-body bytes actually handed to the socket (headers excluded); a truncated or
+ *    "list_requests":N,"stat_requests":N,"auth_failures":N,"by_status":{"200":N,...},
+ *    "inflight":N,"max_inflight":N}
+ * inflight counts the requests being answered now, max_inflight the most at once since the last
+ * reset: the witness that a client really has several requests in flight. bytes are response-body bytes actually handed to the socket (headers excluded); a truncated or
  * aborted body counts only what was written. Admin calls are never counted.
  */
 
@@ -20,6 +22,18 @@ class Stats {
     this.statRequests = 0;
     this.authFailures = 0;
     this.byStatus = new Map();
+    this.maxInflight = this.inflight || 0;
+    if (this.inflight === undefined) this.inflight = 0;
+  }
+
+  /** A request's answer began (begin) or its connection let go of it (end). */
+  begin() {
+    this.inflight++;
+    if (this.inflight > this.maxInflight) this.maxInflight = this.inflight;
+  }
+
+  end() {
+    this.inflight--;
   }
 
   keyEntry(key) {
@@ -64,6 +78,8 @@ class Stats {
       stat_requests: this.statRequests,
       auth_failures: this.authFailures,
       by_status: byStatus,
+      inflight: this.inflight,
+      max_inflight: this.maxInflight,
     };
   }
 }

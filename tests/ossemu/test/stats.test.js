@@ -53,8 +53,21 @@ describe('stats', () => {
   it('reset zeroes everything', async () => {
     await H.signedRequest(srv, { key: 'a.bin' });
     await H.admin(srv, 'POST', '/stats/reset', {});
-    const s = (await H.admin(srv, 'GET', '/stats')).json;
+    const { inflight, max_inflight: maxInflight, ...s } = (await H.admin(srv, 'GET', '/stats')).json;
     assert.deepEqual(s, { total: { requests: 0, bytes: 0 }, by_key: {}, list_requests: 0, stat_requests: 0, auth_failures: 0, by_status: {} });
+    assert.equal(inflight, 0);
+    assert.ok(maxInflight <= 1, `max_inflight ${maxInflight} after a reset with nothing in flight`);
+  });
+
+  it('max_inflight is the most requests answered at once', async () => {
+    await H.admin(srv, 'POST', '/faults', { latency_ms: 300 });
+    await H.admin(srv, 'POST', '/stats/reset', {});
+    await Promise.all([0, 1, 2].map(() => H.signedRequest(srv, { key: 'a.bin' })));
+    await H.signedRequest(srv, { key: 'a.bin' });
+    await H.admin(srv, 'POST', '/faults', {});
+    const s = (await H.admin(srv, 'GET', '/stats')).json;
+    assert.equal(s.max_inflight, 3);
+    assert.equal(s.total.requests, 4);
   });
 
   it('admin answers 404 for unknown calls and validates input', async () => {
