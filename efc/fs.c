@@ -61,8 +61,6 @@
 #include "util/timeutil.h"
 
 #define EFC_LCACHE_DIRS 4096
-/* How old a lookup's own answer may be for the open that follows it to use it (op_open). */
-#define EFC_OPEN_AFTER_LOOKUP_MS 500
 #define EFC_META_BYTES           (64ull << 20)  /* the metadata cache's memory bound */
 #define EFC_DIRMEM_LIMIT         (256ull << 20) /* directory pages in memory, all directories */
 #define EFC_PROBE_KEYS           16             /* keys asked for by a lookup's probe */
@@ -205,7 +203,6 @@ static void attr_from_meta(struct efc_attr *a, const struct oss_object_meta *m, 
     a->mtime = m->mtime;
     a->sc = m->storage_class;
     a->restored = m->restored;
-    a->probed = false;
     a->fetched_ms = t_ms;
     snprintf(a->etag, sizeof(a->etag), "%s", m->etag);
 }
@@ -494,7 +491,6 @@ static int probe_entry(void *arg, const struct oss_list_entry *le)
         p->attr->mtime = le->mtime;
         p->attr->sc = le->storage_class;
         p->attr->restored = false;
-        p->attr->probed = true;
         p->attr->fetched_ms = p->t_ms;
         snprintf(p->attr->etag, sizeof(p->attr->etag), "%s", le->etag ? le->etag : "");
         return 0;
@@ -864,17 +860,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EISDIR);
         return;
     }
-    /* Close-to-open: whatever the kernel or the listing said, ask the store now; with the
-       metadata cache on, it answers instead until cleared (the seed's consistency table). The
-       one exception: a lookup that asked the store itself moments ago (the lookup of this very
-       open(2), when the kernel had no entry) answered with the same ETag, size and class a HEAD
-       would give, so asking again would only double the round trips of a cold open. */
+    /* Close-to-open: whatever the kernel, a lookup or the listing said, ask the store now; with
+       the metadata cache on, it answers instead until cleared (the seed's consistency table).
+       No lookup's answer is taken instead, however recent: FUSE does not say which lookup an
+       open follows, and one made for a stat(2) just before the object changed would serve the
+       old version to the open after the change. */
     uint64_t t = time_mono_ms();
-    if (n.attr.probed && t - n.attr.fetched_ms <= EFC_OPEN_AFTER_LOOKUP_MS &&
-        oss_storage_class_readable(n.attr.sc)) {
-        a = n.attr;
-        a.probed = false;
-    } else if (!meta_file(e, n.key, &a, t)) {
+    if (!meta_file(e, n.key, &a, t)) {
         rc = oss_head(e->oss, n.key, &m);
         if (rc) {
             if (rc != -ENOENT)

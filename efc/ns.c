@@ -51,7 +51,6 @@ struct node {
     uint16_t namelen;
     uint8_t sc;
     bool restored;
-    bool probed; /* see struct efc_attr */
     bool is_dir;
     bool named;           /* linked in the name table (false for the root and for replaced nodes) */
     bool lookups_unknown; /* see struct efc_ns_record */
@@ -267,7 +266,6 @@ static void store_attr(struct node *n, const struct efc_attr *a)
     n->mtime = (int64_t)a->mtime;
     n->sc = (uint8_t)a->sc;
     n->restored = a->restored;
-    n->probed = a->probed;
     n->fetched_ms = a->fetched_ms;
 }
 
@@ -277,7 +275,6 @@ static void load_attr(const struct node *n, struct efc_attr *a)
     a->mtime = (time_t)n->mtime;
     a->sc = (enum oss_storage_class)n->sc;
     a->restored = n->restored;
-    a->probed = n->probed;
     a->fetched_ms = n->fetched_ms;
     if (n->etag)
         snprintf(a->etag, sizeof(a->etag), "%s", n->etag);

@@ -32,10 +32,6 @@ struct efc_attr {
     time_t mtime;
     enum oss_storage_class sc;
     bool restored; /* an Archive-class object with a finished restore */
-    /* Learnt by a lookup's own LIST just now, not by a listing replayed from the readdir cache:
-       the open(2) that caused the lookup may take it instead of asking again (op_open). Any
-       later store of attributes without it clears it. */
-    bool probed;
     uint64_t fetched_ms;             /* time_mono_ms() when the origin said so; 0: never asked */
     char etag[OSS_MAX_ETAG_LEN + 1]; /* "" for directories */
 };
