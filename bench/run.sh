@@ -28,7 +28,7 @@ build="$here/build/release" nobuild=0 epoch_threads=16 efc_extra=""
 all_groups="ttfb,seq,epoch,ls,direct,epoch-md,dataset" groups=$all_groups
 n_small="" n_dataset="" dataset_mem_mb="" direct_engine=psync
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 if [ "${1:-}" = --cluster ]; then
@@ -74,6 +74,9 @@ case "$runs" in ''|*[!0-9]*|0) echo "run.sh: --runs must be a positive integer" 
 case "$bw$lat$epoch_threads$n_small$n_dataset$dataset_mem_mb" in
   *[!0-9]*) echo "run.sh: numeric options expected" >&2; exit 2 ;;
 esac
+for v in "$n_small" "$n_dataset" "$dataset_mem_mb"; do
+  [ "$v" -gt 0 ] || { echo "run.sh: --small-files, --dataset-files and --dataset-mem-mb must be positive" >&2; exit 2; }
+done
 case "$direct_engine" in psync|libaio|io_uring) ;; *) echo "run.sh: --direct-engine: psync, libaio or io_uring" >&2; exit 2 ;; esac
 [ "$groups" = new ] && groups="direct,epoch,epoch-md,dataset"
 [ "$groups" = all ] && groups=$all_groups
