@@ -191,7 +191,7 @@ def workloads(meta):
         ("seq-warm", "seq 1 MiB reads, warm (second read)", "seq warm", True),
         ("seq-warm-nopc", "seq 1 MiB reads, warm, page cache dropped", "seq warm, pc dropped", True),
         ("rand-warm", "random 4 KiB reads, depth 32, warm", "rand 4K warm", True),
-        ("rand-direct", "random 4 KiB reads, O_DIRECT, depth 32, warm (%s file)" % big, "rand 4K O_DIRECT", True),
+        ("rand-direct", "random 4 KiB reads, O_DIRECT, depth 32, warm (%s file)" % big, "rand 4K direct", True),
         ("epoch-cold", "%s, epoch 1 (cold)%s" % (files, bound), "files cold", True),
         ("epoch-warm", "%s, epoch 2 (warm)%s" % (files, bound), "files warm", True),
         ("epoch-md-cold", "%s, metadata cache on, epoch 1 (cold)%s" % (files, bound), "files md cold", True),
