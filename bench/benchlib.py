@@ -13,10 +13,17 @@ Subcommands (each prints one JSON object on stdout, or writes the report files):
   fio JSON [--expect-bytes N]       the figures of one fio --output-format=json run
   report OUTDIR                     OUTDIR/raw.jsonl + meta.json -> results.json, results.md,
                                     plot.dat, plot.gp, plot.png (gnuplot)
-  gen ROOT BIG TTFB NSMALL SMALL NMANY   the origin's data set (sizes in bytes)
+  gen ROOT BIG TTFB NSMALL SMALL NMANY [NDATASET]
+                                    the origin's data set (sizes in bytes; 0 leaves a part out)
+  origin-stats                      ossemu's GET /stats (stdin) -> "REQUESTS BYTES GETS HEADS LISTS"
   record RAW key=value...           append one measurement (run, system, workload, unit, better,
-                                    field, result=FILE, rc, stderr=FILE, origin="REQ BYTES",
-                                    value, error) to the JSON-lines file RAW
+                                    field, result=FILE, rc, stderr=FILE, origin="REQ BYTES GET HEAD LIST",
+                                    cpu_ticks, value, error) to the JSON-lines file RAW
+
+Derived in the report: the dataset epoch's hit ratio (1 - origin bytes / bytes read, epoch 2),
+the daemon's CPU seconds per GB read (its CPU ticks during a workload / the bytes the workload
+read) and the small-file epochs' bound from the origin's latency (threads / (round trips x
+latency)).
 """
 import concurrent.futures
 import json
@@ -148,13 +155,35 @@ SYSTEMS = ["efc", "s3fs", "rclone", "null"]
 PEERS = ["s3fs", "rclone"]
 
 
+def epoch_bound(meta, round_trips):
+    """The most files/s an epoch can reach when each file waits round_trips requests of the
+    origin's latency: threads / (round trips x latency). None without latency."""
+    lat = meta.get("latency_ms") or 0
+    if lat <= 0 or round_trips <= 0:
+        return None
+    return meta.get("epoch_threads", 16) / (round_trips * lat / 1e3)
+
+
+# Workloads whose figure has no ceiling to divide by (null has no origin or does not apply).
+NO_CEILING = ("rss", "dataset-hit")
+# Small-file epochs that must wait at least one origin round trip per file: one GET for a cold file
+# (metadata and data in one answer), one revalidation for a warm one under the default consistency.
+BOUND_ROUND_TRIPS = {"epoch-cold": 1, "epoch-warm": 1, "epoch-md-cold": 1, "dataset-cold": 1}
+CPU_MIN_BYTES = 16 << 20  # below this the 10 ms clock tick dominates: no CPU-per-GB figure
+
+
 def workloads(meta):
     s = meta["sizes"]
     def size(b):
         return "%g GiB" % (b / (1 << 30)) if b >= (1 << 30) else "%g MiB" % (b / (1 << 20))
     big, ttfb = size(s["big_bytes"]), size(s["ttfb_bytes"])
     n_small, n_many = s["small_count"], s["many_count"]
+    n_data = s.get("dataset_count", 0)
     kib = s["small_bytes"] >> 10
+    b1 = epoch_bound(meta, 1)
+    bound = " (origin bound {:,.0f}/s)".format(b1) if b1 else ""
+    files = "{:,} × {} KiB files".format(n_small, kib)
+    data = "{:,} × {} KiB files, {} MiB memory cache".format(n_data, kib, meta.get("dataset_mem_mb", "?"))
     # id, label, short label (plot), in the plot?
     return [
         ("ttfb-cold", "time to first byte, %s object, cold" % ttfb, "TTFB cold", True),
@@ -162,12 +191,36 @@ def workloads(meta):
         ("seq-warm", "seq 1 MiB reads, warm (second read)", "seq warm", True),
         ("seq-warm-nopc", "seq 1 MiB reads, warm, page cache dropped", "seq warm, pc dropped", True),
         ("rand-warm", "random 4 KiB reads, depth 32, warm", "rand 4K warm", True),
-        ("epoch-cold", "{:,} × {} KiB files, epoch 1 (cold)".format(n_small, kib), "files cold", True),
-        ("epoch-warm", "{:,} × {} KiB files, epoch 2 (warm)".format(n_small, kib), "files warm", True),
+        ("rand-direct", "random 4 KiB reads, O_DIRECT, depth 32, warm (%s file)" % big, "rand 4K direct", True),
+        ("epoch-cold", "%s, epoch 1 (cold)%s" % (files, bound), "files cold", True),
+        ("epoch-warm", "%s, epoch 2 (warm)%s" % (files, bound), "files warm", True),
+        ("epoch-md-cold", "%s, metadata cache on, epoch 1 (cold)%s" % (files, bound), "files md cold", True),
+        ("epoch-md-warm", "%s, metadata cache on, epoch 2 (warm)" % files, "files md warm", True),
+        ("dataset-cold", "%s, epoch 1 (cold)%s" % (data, bound), "dataset cold", True),
+        ("dataset-warm", "%s, epoch 2, page cache dropped" % data, "dataset warm", True),
+        ("dataset-hit", "%s, epoch 2 hit ratio (bytes not fetched)" % data, "dataset hit", False),
         ("ls-cold", "ls -l of a {:,}-entry dir, cold".format(n_many), "ls -l cold", True),
         ("ls-warm", "ls -l of a {:,}-entry dir, warm".format(n_many), "ls -l warm", True),
         ("rss", "daemon peak RSS (VmHWM, max over the mounts of a run)", "RSS", False),
     ]
+
+
+def derive(raw):
+    """Records computed from others: the dataset's epoch-2 hit ratio, from the origin's bytes."""
+    extra = []
+    for r in raw:
+        if r["workload"] != "dataset-warm" or r["system"] == "null":
+            continue
+        d = {"run": r["run"], "system": r["system"], "workload": "dataset-hit", "unit": "%",
+             "better": "higher", "value": None, "error": r.get("error"), "origin_requests": None,
+             "origin_bytes": None, "cpu_s": None, "bytes_read": None, "detail": None}
+        if not d["error"]:
+            if r.get("origin_bytes") is None or not r.get("bytes_read"):
+                d["error"] = "no origin bytes or no bytes read"
+            else:
+                d["value"] = 100.0 * max(0.0, 1.0 - r["origin_bytes"] / r["bytes_read"])
+        extra.append(d)
+    return extra
 
 
 def ratio(a, b, better):
@@ -199,6 +252,8 @@ def fmt_num(v):
 def fmt_ratio(r):
     if r is None:
         return "—"
+    if r == 0:
+        return "0×"
     if r >= 100:
         return "%.0f×" % r
     if r >= 10:
@@ -224,6 +279,102 @@ def fmt_bytes(b):
     return "%.1f MiB" % (b / (1 << 20))
 
 
+def plain(label):
+    """A workload's label without the bound note."""
+    return label.split(" (origin bound")[0]
+
+
+# Issue 15's targets for the rows past the page cache: (workload, what efc's figure is divided by,
+# at least). "bound": the one-round-trip bound of bound_section.
+TARGETS = [("rand-direct", "ceiling", 0.9), ("epoch-md-warm", "ceiling", 0.8),
+           ("epoch-md-warm", "best peer", 5.0), ("epoch-cold", "bound", 0.8),
+           ("epoch-warm", "bound", 0.8)]
+
+
+def targets_section(meta, summary, wls):
+    names = {wid: label for wid, label, _, _ in wls}
+    L = []
+    for wid, against, want in TARGETS:
+        if wid not in names or "efc" not in summary[wid]:
+            continue
+        e = summary[wid]["efc"]
+        if against == "ceiling":
+            r = e.get("vs_ceiling")
+        elif against == "best peer":
+            r = e.get("vs_best_peer")
+        else:
+            r = ratio(e["median"], epoch_bound(meta, BOUND_ROUND_TRIPS[wid]), "higher")
+        verdict = "no figure" if r is None else ("met" if r >= want else "not met")
+        L.append("- %s: efc ÷ %s %s, target ≥ %g× — %s" % (plain(names[wid]), against, fmt_ratio(r), want, verdict))
+    return ["## Targets (issue 15)", ""] + L + [""] if L else []
+
+
+def bound_section(meta, summary, wls, systems):
+    """The small-file epochs against threads / (round trips x latency)."""
+    rows = [(wid, label) for wid, label, _, _ in wls if wid in BOUND_ROUND_TRIPS]
+    b1 = epoch_bound(meta, 1)
+    if not rows or not b1:
+        return []
+    peers = [s for s in systems if s != "null"]
+    L = ["## Small-file epochs against the origin's latency", ""]
+    L.append("With %d reader threads and %s ms per origin request, an epoch that waits for r round "
+             "trips per file cannot pass threads ÷ (r × latency) files/s: **{:,.0f} files/s** at one "
+             "round trip (a cold file: one GET answering metadata and data; a warm file under the "
+             "default consistency: one revalidation), {:,.0f} at two. Each cell: files/s (÷ the "
+             "one-round-trip bound; origin requests per file, by kind)."
+             .format(b1, epoch_bound(meta, 2)) % (meta.get("epoch_threads", 16), meta["latency_ms"]))
+    L.append("")
+    L.append("| epoch | bound (files/s) | %s |" % " | ".join(peers))
+    L.append("|---|--:|%s" % ("--:|" * len(peers)))
+    files = {w: meta["sizes"]["dataset_count" if w.startswith("dataset") else "small_count"]
+             for w, _ in rows}
+    for wid, label in rows:
+        b = epoch_bound(meta, BOUND_ROUND_TRIPS[wid])
+        cells = []
+        for s in peers:
+            e = summary[wid][s]
+            if e["median"] is None:
+                cells.append("n/a")
+                continue
+            n = files[wid]
+            rpf = "—"
+            if e["origin_requests"] is not None and n:
+                rpf = "%.2f" % (e["origin_requests"] / n)
+                if e.get("origin_gets") is not None:
+                    rpf += " = %.2f GET + %.2f HEAD + %.2f LIST" % (
+                        e["origin_gets"] / n, e["origin_heads"] / n, e["origin_lists"] / n)
+            cells.append("%s (%s; %s)" % (fmt_num(e["median"]), fmt_ratio(ratio(e["median"], b, "higher")), rpf))
+        L.append("| %s | %s | %s |" % (plain(label), fmt_count(b), " | ".join(cells)))
+    L.append("")
+    return L
+
+
+def cpu_section(summary, wls, systems):
+    """The daemons' CPU seconds per GB read, per workload."""
+    rows = [(wid, label) for wid, label, _, _ in wls
+            if any(summary[wid][s].get("cpu_s_per_GB") is not None for s in systems)]
+    if not rows:
+        return []
+    L = ["## Daemon CPU seconds per GB read", ""]
+    L.append("The FUSE daemon's user + system CPU time (`/proc/PID/stat`, all its threads) during the "
+             "workload ÷ the bytes the application read (from the page cache, the daemon or the "
+             "origin); lower is better, the median over the runs; workloads that read less than "
+             "%d MiB are left out (the clock tick is 10 ms). `efc ÷ best peer` is inverted: above 1, "
+             "efc spends less." % (CPU_MIN_BYTES >> 20))
+    L.append("")
+    hdr = [s if s != "null" else "null (ceiling)" for s in systems]
+    L.append("| workload | %s | efc ÷ best peer |" % " | ".join(hdr))
+    L.append("|---|%s--:|" % ("--:|" * len(systems)))
+    for wid, label in rows:
+        vals = {s: summary[wid][s].get("cpu_s_per_GB") for s in systems}
+        pv = [vals[p] for p in PEERS if vals.get(p) is not None]
+        bp = ratio(vals.get("efc"), min(pv), "lower") if pv else None
+        L.append("| %s | %s | %s |" % (plain(label), " | ".join(fmt_num(vals[s]) if vals[s] is not None else "—"
+                                                          for s in systems), fmt_ratio(bp)))
+    L.append("")
+    return L
+
+
 def cmd_report(args):
     outdir = args[0]
     with open(os.path.join(outdir, "meta.json")) as f:
@@ -236,13 +387,15 @@ def cmd_report(args):
                 line = line.strip()
                 if line:
                     raw.append(json.loads(line))
+    raw_all = raw + derive(raw)
     systems = [s for s in SYSTEMS if s in meta["systems"]]
-    wls = workloads(meta)
+    ran = {r["workload"] for r in raw_all}
+    wls = [w for w in workloads(meta) if w[0] in ran]
     summary = {}
     for wid, _, _, _ in wls:
         summary[wid] = {}
         for s in systems:
-            recs = [r for r in raw if r["workload"] == wid and r["system"] == s]
+            recs = [r for r in raw_all if r["workload"] == wid and r["system"] == s]
             vals = [r["value"] for r in recs if r.get("value") is not None and not r.get("error")]
             errs = [r["error"] for r in recs if r.get("error")]
             ent = {"n": len(vals), "values": vals, "unit": recs[0]["unit"] if recs else None,
@@ -250,17 +403,22 @@ def cmd_report(args):
                    "median": statistics.median(vals) if vals else None,
                    "cv": (statistics.pstdev(vals) / statistics.mean(vals)
                           if len(vals) >= 2 and statistics.mean(vals) > 0 else None),
-                   "errors": errs}
-            for k in ("origin_requests", "origin_bytes"):
+                   "errors": errs, "records": len(recs)}
+            for k in ("origin_requests", "origin_bytes", "origin_gets", "origin_heads", "origin_lists"):
                 ov = [r[k] for r in recs if r.get(k) is not None and not r.get("error")]
                 ent[k] = statistics.median(ov) if ov else None
+            # the daemon's CPU seconds per GB the workload read, the median over the runs
+            cg = [r["cpu_s"] / (r["bytes_read"] / 1e9) for r in recs
+                  if r.get("cpu_s") is not None and (r.get("bytes_read") or 0) >= CPU_MIN_BYTES
+                  and not r.get("error")]
+            ent["cpu_s_per_GB"] = statistics.median(cg) if cg else None
             summary[wid][s] = ent
         for s in systems:
             e = summary[wid][s]
             better = e["better"] or next((summary[wid][x]["better"] for x in systems if summary[wid][x]["better"]), "higher")
             e["better"] = better
             e["vs_ceiling"] = (ratio(e["median"], summary[wid]["null"]["median"], better)
-                               if "null" in summary[wid] and wid != "rss" else None)
+                               if "null" in summary[wid] and wid not in NO_CEILING else None)
         if "efc" in summary[wid]:
             peers = [summary[wid][p]["median"] for p in PEERS if p in summary[wid] and summary[wid][p]["median"] is not None]
             e = summary[wid]["efc"]
@@ -297,22 +455,27 @@ def cmd_report(args):
         cells = []
         for s in systems:
             e = summary[wid][s]
-            cells.append("n/a" if e["median"] is None else fmt_num(e["median"]))
+            cells.append(("n/a" if e["records"] else "—") if e["median"] is None else fmt_num(e["median"]))
         unit = next((summary[wid][s]["unit"] for s in systems if summary[wid][s]["unit"]), "")
         efc = summary[wid].get("efc", {})
         L.append("| %s | %s | %s | %s | %s |" % (
             label, unit, " | ".join(cells),
-            "—" if wid == "rss" else fmt_ratio(efc.get("vs_ceiling")), fmt_ratio(efc.get("vs_best_peer"))))
+            "—" if wid in NO_CEILING else fmt_ratio(efc.get("vs_ceiling")), fmt_ratio(efc.get("vs_best_peer"))))
     L.append("")
+    L.extend(targets_section(meta, summary, wls))
+    L.extend(bound_section(meta, summary, wls, systems))
+    L.extend(cpu_section(summary, wls, systems))
     L.append("## All figures")
     L.append("")
-    L.append("| workload | system | figure | unit | CV | ÷ ceiling | efc ÷ best peer | origin requests | origin bytes |")
-    L.append("|---|---|--:|---|--:|--:|--:|--:|--:|")
+    L.append("| workload | system | figure | unit | CV | ÷ ceiling | efc ÷ best peer | origin requests | origin bytes | daemon CPU s/GB |")
+    L.append("|---|---|--:|---|--:|--:|--:|--:|--:|--:|")
     for wid, label, _, _ in wls:
         for s in systems:
             e = summary[wid][s]
             if e["median"] is None and s in meta.get("unavailable", {}):
                 fig = "n/a (not available, above)"
+            elif e["median"] is None and not e["records"]:
+                fig = "—"
             elif e["median"] is None:
                 why = e["errors"][0] if e["errors"] else "no figure"
                 fig = "n/a (%s)" % why.replace("|", "/")[:120]
@@ -323,10 +486,10 @@ def cmd_report(args):
             bp = fmt_ratio(e.get("vs_best_peer")) if s == "efc" else ""
             oreq = "—" if s == "null" or e["origin_requests"] is None else fmt_count(e["origin_requests"])
             ob = "—" if s == "null" or e["origin_bytes"] is None else fmt_bytes(e["origin_bytes"])
-            if wid == "rss":
+            if wid in NO_CEILING:
                 oreq = ob = ""
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                label, s, fig, e["unit"] or "", cv, ceil, bp, oreq, ob))
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                label, s, fig, e["unit"] or "", cv, ceil, bp, oreq, ob, fmt_num(e.get("cpu_s_per_GB"))))
     L.append("")
     cvs = [summary[w][s]["cv"] for w in summary for s in summary[w] if summary[w][s]["cv"] is not None]
     cvnote = ("median CV over all figures %.0f%%, largest %.0f%%" % (statistics.median(cvs) * 100, max(cvs) * 100)
@@ -416,26 +579,45 @@ plot %s
 
 
 def cmd_gen(args):
-    """gen ROOT BIG_BYTES TTFB_BYTES N_SMALL SMALL_BYTES N_MANY: the origin's data set."""
+    """gen ROOT BIG_BYTES TTFB_BYTES N_SMALL SMALL_BYTES N_MANY [N_DATASET]: the origin's data set.
+    A size or count of 0 leaves that part out."""
     root = args[0]
     big, ttfb, n_small, small, n_many = (int(a) for a in args[1:6])
-    os.makedirs(os.path.join(root, "small"), exist_ok=True)
-    os.makedirs(os.path.join(root, "many"), exist_ok=True)
-    with open(os.path.join(root, "big.bin"), "wb") as f:
-        chunk = 1 << 20
-        left = big
-        while left > 0:
-            f.write(os.urandom(min(chunk, left)))
-            left -= chunk
-    # time to first byte only needs the object's size: a sparse file costs no memory on tmpfs
-    with open(os.path.join(root, "ttfb.bin"), "wb") as f:
-        f.truncate(ttfb)
-    for k in range(n_small):
-        with open(os.path.join(root, "small", "f%07u" % k), "wb") as f:
-            f.write(os.urandom(small))
-    for k in range(n_many):
-        open(os.path.join(root, "many", "f%07u" % k), "wb").close()
+    n_dataset = int(args[6]) if len(args) > 6 else 0
+    if big:
+        with open(os.path.join(root, "big.bin"), "wb") as f:
+            chunk = 1 << 20
+            left = big
+            while left > 0:
+                f.write(os.urandom(min(chunk, left)))
+                left -= chunk
+    if ttfb:
+        # time to first byte only needs the object's size: a sparse file costs no memory on tmpfs
+        with open(os.path.join(root, "ttfb.bin"), "wb") as f:
+            f.truncate(ttfb)
+    for sub, count, size in (("small", n_small, small), ("many", n_many, 0), ("dataset", n_dataset, small)):
+        if not count:
+            continue
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+        for k in range(count):
+            with open(os.path.join(root, sub, "f%07u" % k), "wb") as f:
+                if size:
+                    f.write(os.urandom(size))
     out({"ok": True})
+
+
+def cmd_origin_stats(args):
+    """origin-stats: ossemu's /stats JSON on stdin -> "requests bytes gets heads lists" (nothing
+    printed if it cannot be read: the workload's origin columns stay empty)."""
+    try:
+        j = json.load(sys.stdin)
+        keys = j.get("by_key", {}).values()
+        sys.stdout.write("%d %d %d %d %d\n" % (j["total"]["requests"], j["total"]["bytes"],
+                                               sum(k.get("get", 0) for k in keys),
+                                               sum(k.get("head", 0) for k in keys),
+                                               j.get("list_requests", 0)))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
 
 
 def cmd_record(args):
@@ -443,7 +625,8 @@ def cmd_record(args):
     raw, kv = args[0], dict(a.split("=", 1) for a in args[1:])
     rec = {"run": int(kv["run"]), "system": kv["system"], "workload": kv["workload"],
            "unit": kv["unit"], "better": kv["better"], "value": None, "error": None,
-           "origin_requests": None, "origin_bytes": None, "detail": None, "t": time.time()}
+           "origin_requests": None, "origin_bytes": None, "cpu_s": None, "bytes_read": None,
+           "detail": None, "t": time.time()}
     res = {}
     if kv.get("result"):
         try:
@@ -478,20 +661,32 @@ def cmd_record(args):
     if rec["error"]:
         rec["value"] = None
     o = kv.get("origin", "").split()
-    if len(o) == 2:
+    if len(o) >= 2:
         rec["origin_requests"], rec["origin_bytes"] = int(o[0]), int(o[1])
+    if len(o) == 5:
+        rec["origin_gets"], rec["origin_heads"], rec["origin_lists"] = int(o[2]), int(o[3]), int(o[4])
+    if not rec["error"]:
+        b = res.get("bytes", res.get("io_bytes"))
+        rec["bytes_read"] = int(b) if b is not None else None
+        if kv.get("cpu_ticks"):
+            rec["cpu_s"] = int(kv["cpu_ticks"]) / os.sysconf("SC_CLK_TCK")
     with open(raw, "a") as f:
         f.write(json.dumps(rec) + "\n")
     v = "%.4g %s" % (rec["value"], rec["unit"]) if rec["value"] is not None else "ERROR: %s" % rec["error"]
     extra = ""
     if rec["origin_requests"] is not None:
         extra = "  (origin: %d requests, %.1f MiB)" % (rec["origin_requests"], rec["origin_bytes"] / 1048576)
+        if rec.get("origin_gets") is not None:
+            extra = extra[:-1] + "; %d GET, %d HEAD, %d LIST)" % (
+                rec["origin_gets"], rec["origin_heads"], rec["origin_lists"])
+    if rec["cpu_s"] is not None:
+        extra += "  (daemon CPU %.2f s)" % rec["cpu_s"]
     sys.stdout.write("%-7s %-14s %s%s\n" % (rec["system"], rec["workload"], v, extra))
 
 
 def main():
     cmds = {"ttfb": cmd_ttfb, "epoch": cmd_epoch, "ls": cmd_ls, "fio": cmd_fio, "report": cmd_report,
-            "gen": cmd_gen, "record": cmd_record}
+            "gen": cmd_gen, "record": cmd_record, "origin-stats": cmd_origin_stats}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.stderr.write(__doc__)
         sys.exit(2)
