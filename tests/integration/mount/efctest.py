@@ -51,7 +51,7 @@ STATE_DIR = "/run/efc"
 MIB = 1 << 20
 
 # Each test process runs in a mount namespace of its own (unshare(1) re-executes it once), where
-# /sbin/mount.alinas is its build tree's helper, bind-mounted over whatever the host has there:
+# /sbin/mount.alinas is its build tree's helper, laid over whatever the host has there:
 # tests of several trees at once (CI, a developer's single test, a valgrind run) no longer swap
 # each other's helper, and their mounts are not seen (nor wedged on) by the others. A test that
 # installs a helper of its own (tests/package) sets EFC_TEST_MOUNT_NS=host before the import.
@@ -67,12 +67,25 @@ def _enter_private_mount_namespace():
         os.execvp("unshare", ["unshare", "--mount", "--propagation", "private", "--"] + argv)
     if os.environ.get(MOUNT_NS_ENV) != "entering":
         return
-    if not os.path.exists(SBIN_HELPER):  # a bind mount needs a file to cover
-        shutil.copyfile(HELPER, SBIN_HELPER)
-        os.chmod(SBIN_HELPER, 0o755)
-    r = subprocess.run(["mount", "--bind", HELPER, SBIN_HELPER], capture_output=True, text=True)
+    # An overlay on the helper's directory, whose upper layer holds the tree's helper: nothing
+    # on the host changes, and the host replacing or removing its own helper meanwhile (the
+    # package test, another tree) does not reach in. Failing that, a bind mount over the file.
+    sbin = os.path.dirname(os.path.realpath(SBIN_HELPER))
+    top = tempfile.mkdtemp(prefix="efc-sbin-")
+    atexit.register(shutil.rmtree, top, True)
+    os.mkdir(os.path.join(top, "upper"))
+    os.mkdir(os.path.join(top, "work"))
+    shutil.copy2(HELPER, os.path.join(top, "upper", os.path.basename(SBIN_HELPER)))
+    r = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=%s,upperdir=%s,workdir=%s"
+                        % (sbin, os.path.join(top, "upper"), os.path.join(top, "work")), sbin],
+                       capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError("bind-mounting %s over %s: %s" % (HELPER, SBIN_HELPER, r.stderr.strip()))
+        if not os.path.exists(SBIN_HELPER):  # a bind mount needs a file to cover
+            shutil.copyfile(HELPER, SBIN_HELPER)
+            os.chmod(SBIN_HELPER, 0o755)
+        r = subprocess.run(["mount", "--bind", HELPER, SBIN_HELPER], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("bind-mounting %s over %s: %s" % (HELPER, SBIN_HELPER, r.stderr.strip()))
     os.environ[MOUNT_NS_ENV] = HELPER
 
 
