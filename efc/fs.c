@@ -51,10 +51,12 @@
 #include "cache/cache.h"
 #include "efc/dir_i.h"
 #include "efc/efc.h"
+#include "efc/first_i.h"
 #include "efc/handover_i.h"
 #include "efc/journal_i.h"
 #include "efc/meta_i.h"
 #include "efc/ns_i.h"
+#include "efc/origin.h"
 #include "efc/read.h"
 #include "efc/supervise_i.h"
 #include "util/log.h"
@@ -841,11 +843,72 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /* ---- files --------------------------------------------------------------------------------- */
 
+/* Whether the cache holds the first bytes of the version N's attributes name (an object of no
+   bytes has none to hold: its ETag alone is the question). */
+static bool holds_first(struct efc *e, const struct efc_node_info *n)
+{
+    uint8_t b;
+    if (n->attr.size == 0)
+        return true;
+    return e->cache &&
+           cache_read_local(e->cache, n->key, n->attr.etag, n->attr.size, 0, 1, &b) == 1;
+}
+
+/* open's question to the store about file N, in one request (close-to-open), into *A:
+ * - N's attributes name an archived object (a listing cannot say whether it was restored):
+ *   HEAD, which tells;
+ * - the first block of the version N knows is not held and is all of a small object's bytes (or
+ *   N knows no ETag): a GET of the first block, whose answer is both the object's metadata and
+ *   those bytes;
+ * - else a GET of the first block with If-None-Match on the known ETag: 304 says N's attributes
+ *   (and every block the cache holds of that version) are current; an object that changed
+ *   answers with its new version's first block instead.
+ * A first block that came goes to the first-block layer (first_i.h), with the cache's prefetch
+ * of it: the read that follows finds it there. Returns 0 or -errno (-ENOENT: no such object). */
+static int ask_store(struct efc *e, const struct efc_node_info *n, struct efc_attr *a, uint64_t t)
+{
+    struct oss_object_meta m;
+    struct oss_get_result res;
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    if (!oss_storage_class_readable(n->attr.sc) || e->origin == NULL) {
+        rc = oss_head(e->oss, n->key, &m);
+        if (rc == 0)
+            attr_from_meta(a, &m, t);
+        return rc;
+    }
+    uint32_t bs = efc_origin_src(e->origin)->block_size;
+    bool cond = n->attr.etag[0] && (e->first == NULL || n->attr.size > bs || holds_first(e, n));
+    void *buf = malloc(bs);
+    if (buf == NULL)
+        return -ENOMEM;
+    rc = efc_origin_get_first(e->origin, n->key, cond ? n->attr.etag : NULL, buf, bs, &res);
+    if (rc == 0 && res.not_modified) {
+        *a = n->attr;
+        a->probed = false;
+        a->fetched_ms = t;
+    } else if (rc == 0) {
+        attr_from_meta(a, &res.meta, t);
+    }
+    uint64_t whole = res.meta.size < bs ? res.meta.size : bs;
+    if (rc == 0 && !res.not_modified && e->first && whole > 0 && res.bytes == whole) {
+        if (whole < bs / 2) {
+            void *small = realloc(buf, (size_t)whole); /* give the rest of the block back */
+            buf = small ? small : buf;
+        }
+        if (efc_first_put(e->first, n->key, a->etag, a->size, buf, (size_t)whole) == 0 && e->cache)
+            cache_prefetch(e->cache, n->key, a->etag, a->size, 0, whole, 0);
+        buf = NULL; /* efc_first_put owns it */
+    }
+    free(buf);
+    return rc;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct efc *e = ctx(req);
     struct efc_node_info n;
-    struct oss_object_meta m;
     struct efc_attr a;
     bool same = false, changed = false;
     int rc;
@@ -864,27 +927,27 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EISDIR);
         return;
     }
-    /* Close-to-open: whatever the kernel or the listing said, ask the store now; with the
-       metadata cache on, it answers instead until cleared (the seed's consistency table). The
-       one exception: a lookup that asked the store itself moments ago (the lookup of this very
-       open(2), when the kernel had no entry) answered with the same ETag, size and class a HEAD
-       would give, so asking again would only double the round trips of a cold open. */
+    /* Close-to-open: whatever the kernel or the listing said, ask the store now (ask_store);
+       with the metadata cache on, it answers instead until cleared (the seed's consistency
+       table). The one exception: a lookup that asked the store itself moments ago (the lookup
+       of this very open(2), when the kernel had no entry) answered with the same ETag, size and
+       class a HEAD would give, so asking again would only double the round trips of a cold
+       open. */
     uint64_t t = time_mono_ms();
     if (n.attr.probed && t - n.attr.fetched_ms <= EFC_OPEN_AFTER_LOOKUP_MS &&
         oss_storage_class_readable(n.attr.sc)) {
         a = n.attr;
         a.probed = false;
     } else if (!meta_file(e, n.key, &a, t)) {
-        rc = oss_head(e->oss, n.key, &m);
+        rc = ask_store(e, &n, &a, t);
         if (rc) {
-            if (rc != -ENOENT)
+            if (rc != -ENOENT && rc != -EACCES)
                 log_warn("open of '%s' failed: %s", n.key, oss_last_error());
-            else
+            else if (rc == -ENOENT)
                 meta_remember(e, n.key, n.keylen, false, false, NULL, true);
             fuse_reply_err(req, reply_errno(rc));
             return;
         }
-        attr_from_meta(&a, &m, t);
         meta_remember(e, n.key, n.keylen, true, false, &a, true);
     }
     if (!oss_storage_class_readable(a.sc) && !a.restored) {
