@@ -25,9 +25,13 @@
  *   registers each entry it actually puts in the reply (one lookup each, as FUSE counts) with the
  *   listing's size, mtime and ETag, and takes them back if the reply cannot be sent.
  * - getattr serves a file's attributes while younger than the attribute timeout, else HEADs it.
- * - open revalidates with HEAD (close-to-open), refuses Archive-class objects not restored
- *   (EACCES), keeps the kernel's page cache only while the ETag is the one of the last open, and
- *   when the object changed invalidates the kernel's attributes (so the new size is read).
+ * - open revalidates (close-to-open) with one ranged GET of the first block (ask_store): for a
+ *   small object whose first block the cache lacks, unconditional, its answer both the metadata
+ *   and the bytes, which the read that follows finds in the cache (first_i.h); else with
+ *   If-None-Match on the known ETag, 304 when nothing changed (HEAD only for archived objects).
+ *   It refuses Archive-class objects not restored (EACCES), keeps the kernel's page cache only
+ *   while the ETag is the one of the last open, and when the object changed invalidates the
+ *   kernel's attributes (so the new size is read).
  * - Anything that writes answers EROFS, chmod/chown EPERM (on a read-only mount the kernel
  *   answers EROFS first), xattrs ENOSYS (the kernel then stops asking; callers see ENOTSUP).
  *
