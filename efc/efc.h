@@ -25,8 +25,8 @@
  * Lock order of the daemon (never taken the other way round):
  *     directory handle mutex (fs.c)  ->  inode-table shard lock (ns.c)
  *                                    ->  listing cache lock (dir.c)
- * Shard locks, the listing cache lock, statfs_lock and fh_lock are leaves: nothing is locked or
- * sent on the network while one is held. The only lock held across a network call is a
+ * Shard locks, the listing cache lock, statfs_lock, probe_lock and fh_lock are leaves: nothing is
+ * locked or sent on the network while one is held. The only lock held across a network call is a
  * directory handle's mutex while that handle fetches its next listing page (other readers of the
  * same handle need that page anyway). The read path's locks (read.c) are its own, below all these.
  */
@@ -80,6 +80,7 @@ struct buf;
 struct cache;
 struct cache_stats;
 struct efc_fh;
+struct efc_probe_slot;
 struct efc_fh_table;
 struct efc_handover;
 struct efc_journal;
@@ -130,6 +131,11 @@ struct efc {
     bool statfs_busy;        /* a thread is fetching it */
     uint64_t statfs_ms;      /* when st (or the last failure) was learnt */
     struct oss_bucket_stat statfs;
+
+    /* directories whose names lookups probed one by one lately, see fs.c's probes_in(); each
+       slot protected by probe_lock (a leaf) */
+    pthread_mutex_t probe_lock;
+    struct efc_probe_slot *probe_slots;
 
     /* open files, so teardown can close what the kernel never released; protected by fh_lock */
     pthread_mutex_t fh_lock;

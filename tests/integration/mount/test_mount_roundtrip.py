@@ -20,6 +20,10 @@ SMALL = {"small/f%02d.bin" % i: pattern(1000 + 9000 * i, 40 + i) for i in range(
 FILES = dict(SMALL)
 FILES["small/empty"] = b""
 FILES["big/big.bin"] = pattern(3 * MIB + 11, 60)
+# Opened by name without a listing first, as a training loader does with an index of its files.
+BYNAME = {"byname/s%02d" % i: pattern(2000 + 100 * i, 70 + i) for i in range(30)}
+FILES.update(BYNAME)
+PROBE_LIST_AFTER = 4  # fs.c's EFC_PROBE_LIST_AFTER
 
 
 def report(what, st):
@@ -50,7 +54,7 @@ class RoundTrip(EfcTestCase):
                                                                disk_mb=64))
         # Listings of the root and of small/ answer every lookup below for the readdir cache's
         # hour, however long the kernel keeps its entries.
-        self.assertEqual(sorted(os.listdir(m.path())), ["big", "small"])
+        self.assertEqual(sorted(os.listdir(m.path())), ["big", "byname", "small"])
         self.assertEqual(sorted(os.listdir(m.path("small"))),
                          sorted([os.path.basename(k) for k in SMALL] + ["empty"]))
         names = sorted(SMALL)
@@ -97,6 +101,24 @@ class RoundTrip(EfcTestCase):
         self.assertEqual(read(m.path("big", "big.bin")), FILES["big/big.bin"])
         st = self.emu.stats()
         self.assertEqual(st["by_status"], {"304": 1}, "a warm big file was read again")
+        self.assert_unmounts_cleanly(m)
+
+    def test_names_of_one_directory_by_one_listing(self):
+        # Names of one directory opened one by one, never listed by the application: after a few
+        # lookups have probed single names, one listing of the directory answers the rest; each
+        # file then costs its one GET.
+        m = self.h.mount(self.emu, extra=efctest.cache_options(self.h.cache_dir("cache"), mem_mb=32,
+                                                               disk_mb=64))
+        names = sorted(BYNAME)
+        os.listdir(m.path())  # the root's listing answers the lookups of byname/ itself
+        self.emu.reset_stats()
+        self.read_all(m, names)
+        st = self.emu.stats()
+        report("open+read of %d files by name, no ls" % len(names), st)
+        self.assertEqual(self.per_key(st, names, "get"), {k: 1 for k in names})
+        self.assertEqual(self.per_key(st, names, "head"), {k: 0 for k in names})
+        # The probes of names in byname/ before the listing, then the listing.
+        self.assertEqual(st["list_requests"], PROBE_LIST_AFTER, st)
         self.assert_unmounts_cleanly(m)
 
     def test_without_cache(self):
