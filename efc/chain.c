@@ -229,6 +229,8 @@ void efc_chain_write_metrics(struct efc *e, struct buf *out)
         cache_write_metrics(&st, e->cache ? CACHE_METRICS_TIERS : 0, out);
     if (e->origin)
         efc_origin_write_metrics(e->origin, out);
+    if (e->first)
+        efc_first_write_metrics(e->first, out);
     if (e->p2p)
         p2p_write_metrics(e->p2p, out);
 }

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
+#include "util/prom.h"
 #include "util/timeutil.h"
 
 #define FIRST_DEFAULT_BYTES (64ull << 20)
@@ -280,4 +282,28 @@ void efc_first_get_stats(struct efc_first *f, struct efc_first_stats *st)
     st->entries = f->entries;
     st->bytes = f->bytes;
     pthread_mutex_unlock(&f->lock);
+}
+
+int efc_first_write_metrics(struct efc_first *f, struct buf *out)
+{
+    struct efc_first_stats st;
+
+    efc_first_get_stats(f, &st);
+    int rc = prom_counter(out, "efc_first_block_puts_total",
+                          "First blocks that open's GET brought, kept for the read that follows.",
+                          st.puts);
+    if (rc == 0)
+        rc = prom_counter(out, "efc_first_block_served_total",
+                          "Fetches of the cache (or of a reader) answered from those blocks, no "
+                          "request sent.",
+                          st.served);
+    if (rc == 0)
+        rc = prom_counter(out, "efc_first_block_dropped_total",
+                          "Those blocks that left before a fetch took them whole (aged, over the "
+                          "bound, replaced).",
+                          st.dropped);
+    if (rc == 0)
+        rc = prom_gauge(out, "efc_first_block_bytes", "Bytes of first blocks held.",
+                        (double)st.bytes);
+    return rc;
 }

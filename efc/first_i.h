@@ -57,5 +57,10 @@ struct efc_first_stats {
     uint64_t entries, bytes; /* gauges */
 };
 void efc_first_get_stats(struct efc_first *f, struct efc_first_stats *st);
+/* Appends efc_first_block_puts_total, efc_first_block_served_total,
+ * efc_first_block_dropped_total and efc_first_block_bytes (held) to OUT. 0 or the buffer's
+ * error. */
+struct buf;
+int efc_first_write_metrics(struct efc_first *f, struct buf *out);
 
 #endif

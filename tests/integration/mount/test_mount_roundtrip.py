@@ -50,8 +50,9 @@ class RoundTrip(EfcTestCase):
         return {k: st["by_key"].get(k, {}).get(field, 0) for k in names}
 
     def test_cached_cold_warm_changed(self):
-        m = self.h.mount(self.emu, extra=efctest.cache_options(self.h.cache_dir("cache"), mem_mb=32,
-                                                               disk_mb=64))
+        m = self.h.mount(self.emu, mgmt=True,
+                         extra=efctest.cache_options(self.h.cache_dir("cache"), mem_mb=32,
+                                                     disk_mb=64))
         # Listings of the root and of small/ answer every lookup below for the readdir cache's
         # hour, however long the kernel keeps its entries.
         self.assertEqual(sorted(os.listdir(m.path())), ["big", "byname", "small"])
@@ -68,6 +69,14 @@ class RoundTrip(EfcTestCase):
         self.assertEqual(self.per_key(st, names, "head"), {k: 0 for k in names})
         self.assertEqual(st["list_requests"], 0)
         self.assertEqual(st["total"]["requests"], N)
+        # Every first block went to the cache: the layer holds none (its prefetch runs behind
+        # the open, so it may lag the reads a moment).
+        efctest.wait_metric(m.port, "efc_first_block_bytes", lambda v: v == 0,
+                            "every first block taken by the cache")
+        mt = efctest.metrics(m.port)
+        self.assertEqual(mt["efc_first_block_puts_total"], N)
+        self.assertGreaterEqual(mt["efc_first_block_served_total"], N)
+        self.assertEqual(mt["efc_first_block_dropped_total"], 0)
 
         # Warm: one conditional GET each, answered 304 with no body.
         self.emu.reset_stats()
