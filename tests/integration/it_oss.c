@@ -643,6 +643,20 @@ static uint64_t status_count(const char *status)
     return n;
 }
 
+/* RES answers a GET of the first LEN bytes of data/edge.bin (SIZE bytes, seed 2) with those bytes
+ * in BUF and the metadata HEAD gave. */
+static void check_first_answer(const struct oss_get_result *res, const uint8_t *buf, size_t len,
+                               uint64_t size, const struct oss_object_meta *head)
+{
+    assert_false(res->not_modified);
+    assert_int_equal(res->bytes, len);
+    check_pattern(buf, 0, len, 2);
+    assert_int_equal(res->meta.size, size);
+    assert_string_equal(res->meta.etag, head->etag);
+    assert_int_equal(res->meta.mtime, head->mtime);
+    assert_int_equal(res->meta.storage_class, head->storage_class);
+}
+
 /* One GET of an object's first bytes answers what a HEAD would (size from Content-Range), and
  * If-None-Match with the ETag it gave answers 304 with nothing delivered, on OSS and S3 alike;
  * a stale ETag gets the bytes. */
@@ -658,13 +672,7 @@ static void check_first_bytes_and_revalidation(const struct mk *m)
     ossemu_reset_stats(&emu);
     struct oss_get g = {.key = "data/edge.bin", .length = sizeof(buf), .buf = buf};
     assert_int_equal(oss_get(cl, &g, &res), 0);
-    assert_false(res.not_modified);
-    assert_int_equal(res.bytes, sizeof(buf));
-    check_pattern(buf, 0, sizeof(buf), 2);
-    assert_int_equal(res.meta.size, size);
-    assert_string_equal(res.meta.etag, head.etag);
-    assert_int_equal(res.meta.mtime, head.mtime);
-    assert_int_equal(res.meta.storage_class, head.storage_class);
+    check_first_answer(&res, buf, sizeof(buf), size, &head);
     assert_int_equal(ossemu_requests(&emu, "data/edge.bin"), 1);
 
     /* Revalidation: the ETag still holds. */
@@ -680,11 +688,7 @@ static void check_first_bytes_and_revalidation(const struct mk *m)
     /* Another ETag: the bytes come, with the object's metadata. */
     g.if_none_match = "\"0123456789ABCDEF0123456789ABCDEF-1\"";
     assert_int_equal(oss_get(cl, &g, &res), 0);
-    assert_false(res.not_modified);
-    assert_int_equal(res.bytes, sizeof(buf));
-    check_pattern(buf, 0, sizeof(buf), 2);
-    assert_int_equal(res.meta.size, size);
-    assert_string_equal(res.meta.etag, head.etag);
+    check_first_answer(&res, buf, sizeof(buf), size, &head);
 
     /* A small object whole in the first range: its size, its CRC checked. */
     g = (struct oss_get){.key = "hello.txt", .length = sizeof(buf), .buf = buf};
