@@ -215,7 +215,8 @@ def one_run(h, emu, n, cluster, model, small, mem_mb, disk_mb, timeout, efc_opts
             errs = {k: v for k, v in errs.items() if v}
             st = emu.stats()["by_key"]
             origin = sum(st.get(r, {}).get("bytes", 0) for r in rels)
-            gets = sum(st.get(r, {}).get("get", 0) for r in rels)
+            gets = sum(st.get(r, {}).get("get", 0) - st.get(r, {}).get("not_modified", 0)
+                       for r in rels)
             if got != size * n:
                 raise RuntimeError("%s: the readers got %d bytes, not %d" % (phase, got, size * n))
             mean = sum(sent) / n

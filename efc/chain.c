@@ -2,8 +2,8 @@
  *
  * What a read goes through depends on the options, and only this file decides it:
  *
- *     no cache (g_tier_EnableClusterCache=false, or no capacity):   readers -> origin
- *     single-node cache (g_tier_DadiIsDistributed=false):           readers -> cache -> origin
+ *     no cache (g_tier_EnableClusterCache=false, or no capacity):   readers -> first -> origin
+ *     single-node cache (g_tier_DadiIsDistributed=false):  readers -> cache -> first -> origin
  *     distributed, g_tier_DadiRootClientType=0:               readers -> cache -> p2p -> origin
  *                                                          (p2p also serves peers from the cache)
  *     distributed, type 1 (serves, reads from the origin itself):   readers -> cache -> origin
@@ -11,10 +11,12 @@
  *     distributed, type 2 (an agent: stores nothing):               readers -> p2p -> origin
  *
  * Each layer is a struct blksrc (cache/blksrc.h); e->top is the one the cache, or a cacheless
- * reader, fetches from. The origin (origin.c) owns the bandwidth cap and the origin counters; the
- * cache owns the tier_* counters (on an agent, the readers count them); p2p/ its own. Teardown
- * goes top down: the P2P server first (no peer reads the cache any more), then the cache (it
- * waits for its queued disk writes, so what was fetched persists), the sources after it.
+ * reader, fetches from. "first" (first.c) serves block 0 of an object from the bytes the open's
+ * GET brought; in a cluster blocks come from their owners, so it is not stacked there. The origin
+ * (origin.c) owns the bandwidth cap and the origin counters; the cache owns the tier_* counters (on
+ * an agent, the readers count them); p2p/ its own. Teardown goes top down: the P2P server first (no
+ * peer reads the cache any more), then the cache (it waits for its queued disk writes, so what was
+ * fetched persists), the sources after it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,11 +25,16 @@
 
 #include "cache/cache.h"
 #include "efc/efc.h"
+#include "efc/first_i.h"
 #include "efc/origin.h"
 #include "efc/read.h"
 #include "p2p/p2p.h"
 #include "util/buf.h"
 #include "util/log.h"
+
+/* The first blocks held for the reads that follow their open: with a cache they leave at once
+   (its prefetch takes them), without one at the first read of the whole block. */
+#define EFC_FIRST_BYTES (64ull << 20)
 
 /* "<bucket>.<host>": the name space of every block identity (cache.h), shared by the nodes of
  * a cluster. 0 or -ENAMETOOLONG. */
@@ -132,6 +139,13 @@ int efc_chain_start(struct efc *e, char *err, size_t errlen)
            the P2P layer only serves its peers. */
         if (pc.role != 1)
             e->top = p2p_src(e->p2p);
+    } else {
+        rc = efc_first_new(e->top, EFC_FIRST_BYTES, &e->first);
+        if (rc) {
+            snprintf(err, errlen, "cannot set up the read path: %s", strerror(-rc));
+            goto fail;
+        }
+        e->top = efc_first_src(e->first);
     }
     rc = cache_start(e, err, errlen);
     if (rc)
@@ -170,6 +184,8 @@ void efc_chain_stop(struct efc *e)
     e->top = NULL;
     p2p_free(e->p2p);
     e->p2p = NULL;
+    efc_first_free(e->first);
+    e->first = NULL;
     efc_origin_free(e->origin);
     e->origin = NULL;
 }
@@ -213,6 +229,8 @@ void efc_chain_write_metrics(struct efc *e, struct buf *out)
         cache_write_metrics(&st, e->cache ? CACHE_METRICS_TIERS : 0, out);
     if (e->origin)
         efc_origin_write_metrics(e->origin, out);
+    if (e->first)
+        efc_first_write_metrics(e->first, out);
     if (e->p2p)
         p2p_write_metrics(e->p2p, out);
 }

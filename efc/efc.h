@@ -10,7 +10,8 @@
  *     read.c    the read path: ranged reads with readahead, or through the block cache (read.h,
  *               cache/cache.h)
  *     chain.c   the block sources and the cache, stacked in one place (cache/blksrc.h):
- *               reads -> [block cache] -> [P2P] -> origin
+ *               reads -> [block cache] -> [first blocks | P2P] -> origin
+ *     first.c   first blocks that open's GET brought, served to the cache's fill (first_i.h)
  *     origin.c  the origin block source: ranged GETs on the object store (origin.h)
  *     fuseio.c  the session's /dev/fuse I/O (makes FUSE_PARALLEL_DIROPS reach the kernel)
  *     remote.c  the remote: the mount source "<bucket>.<host>:/<prefix>"
@@ -24,8 +25,8 @@
  * Lock order of the daemon (never taken the other way round):
  *     directory handle mutex (fs.c)  ->  inode-table shard lock (ns.c)
  *                                    ->  listing cache lock (dir.c)
- * Shard locks, the listing cache lock, statfs_lock and fh_lock are leaves: nothing is locked or
- * sent on the network while one is held. The only lock held across a network call is a
+ * Shard locks, the listing cache lock, statfs_lock, probe_lock and fh_lock are leaves: nothing is
+ * locked or sent on the network while one is held. The only lock held across a network call is a
  * directory handle's mutex while that handle fetches its next listing page (other readers of the
  * same handle need that page anyway). The read path's locks (read.c) are its own, below all these.
  */
@@ -72,12 +73,14 @@ struct efc_meta;
 struct efc_dirmem;
 struct efc_reader_pool;
 struct efc_origin;
+struct efc_first;
 struct p2p;
 struct blksrc;
 struct buf;
 struct cache;
 struct cache_stats;
 struct efc_fh;
+struct efc_probe_slot;
 struct efc_fh_table;
 struct efc_handover;
 struct efc_journal;
@@ -114,6 +117,7 @@ struct efc {
     /* the block sources and the cache (chain.c) */
     struct efc_origin *origin; /* the object store as a block source */
     struct p2p *p2p;           /* the distributed cache (p2p/p2p.h); NULL: not distributed */
+    struct efc_first *first;   /* first blocks open's GET brought (first_i.h); NULL in a cluster */
     struct blksrc *top;        /* the source the cache (else the readers) fetch from */
     struct cache *cache;       /* the block cache (cache/cache.h); NULL: none */
     struct fuse_session *se;
@@ -127,6 +131,11 @@ struct efc {
     bool statfs_busy;        /* a thread is fetching it */
     uint64_t statfs_ms;      /* when st (or the last failure) was learnt */
     struct oss_bucket_stat statfs;
+
+    /* directories whose names lookups probed one by one lately, see fs.c's probes_in(); each
+       slot protected by probe_lock (a leaf) */
+    pthread_mutex_t probe_lock;
+    struct efc_probe_slot *probe_slots;
 
     /* open files, so teardown can close what the kernel never released; protected by fh_lock */
     pthread_mutex_t fh_lock;
@@ -172,7 +181,8 @@ void efc_fs_teardown(struct efc *e);
 /* Builds the block sources and the block cache from E's options: the origin always; the P2P
  * layer in distributed mode (opt_distributed: it reads the rootlist, and serves peers from the
  * cache); the cache when g_tier_EnableClusterCache is on, a memory or disk capacity is set and
- * g_tier_DadiRootClientType is not 2 (an agent stores nothing). Sets e->origin, e->p2p, e->cache
+ * g_tier_DadiRootClientType is not 2 (an agent stores nothing); the first-block layer
+ * (first_i.h) over the origin when not distributed. Sets e->origin, e->p2p, e->first, e->cache
  * and e->top. Returns 0, or -errno with a one-line reason naming the option at fault in ERR. A
  * disk cache directory that cannot be used is not an error: the cache goes on without it (a
  * warning is logged). */

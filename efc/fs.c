@@ -11,11 +11,15 @@
  *   among them and the directory "<key>/" follows, unless names such as "<key>-a" (bytes below
  *   '/') fill the page first, in which case a second listing of prefix "<key>/" settles the
  *   directory question. One request answers most lookups, for files and directories alike, and
- *   the directory wins over a file of the same name as the listing does. A name missing from a
- *   listing is asked of the store unless the metadata cache is on: negative answers are cached
- *   only with it. The seed's consistency table follows: with the metadata cache off, reopening
- *   a file shows its new content and a new file is openable at once but shows in `ls` only
- *   after the readdir cache expires or is cleared; with it on, neither shows until it is cleared.
+ *   the directory wins over a file of the same name as the listing does. When names of one
+ *   directory are probed one by one (EFC_PROBE_LIST_AFTER of them within EFC_PROBE_WINDOW_MS: a
+ *   loader opening the files of an index), the directory is listed whole instead (up to
+ *   EFC_PROBE_LIST_MAX entries) into the listing cache, which then answers the lookups of its
+ *   other names as if `ls` had listed it. A name missing from a listing is asked of the store
+ *   unless the metadata cache is on: negative answers are cached only with it. The seed's
+ * consistency table follows: with the metadata cache off, reopening a file shows its new content
+ * and a new file is openable at once but shows in `ls` only after the readdir cache expires or is
+ * cleared; with it on, neither shows until it is cleared.
  * - opendir replays the directory's cached listing while it is younger than
  *   g_readdircache_RemainTime (the readdir cache: at most MaxCount listings, MaxSize bytes),
  *   else starts a fresh listing stream, which fills the cache once complete.
@@ -25,9 +29,13 @@
  *   registers each entry it actually puts in the reply (one lookup each, as FUSE counts) with the
  *   listing's size, mtime and ETag, and takes them back if the reply cannot be sent.
  * - getattr serves a file's attributes while younger than the attribute timeout, else HEADs it.
- * - open revalidates with HEAD (close-to-open), refuses Archive-class objects not restored
- *   (EACCES), keeps the kernel's page cache only while the ETag is the one of the last open, and
- *   when the object changed invalidates the kernel's attributes (so the new size is read).
+ * - open revalidates (close-to-open) with one ranged GET of the first block (ask_store): for a
+ *   small object whose first block the cache lacks, unconditional, its answer both the metadata
+ *   and the bytes, which the read that follows finds in the cache (first_i.h); else with
+ *   If-None-Match on the known ETag, 304 when nothing changed (HEAD only for archived objects).
+ *   It refuses Archive-class objects not restored (EACCES), keeps the kernel's page cache only
+ *   while the ETag is the one of the last open, and when the object changed invalidates the
+ *   kernel's attributes (so the new size is read).
  * - Anything that writes answers EROFS, chmod/chown EPERM (on a read-only mount the kernel
  *   answers EROFS first), xattrs ENOSYS (the kernel then stops asking; callers see ENOTSUP).
  *
@@ -51,10 +59,12 @@
 #include "cache/cache.h"
 #include "efc/dir_i.h"
 #include "efc/efc.h"
+#include "efc/first_i.h"
 #include "efc/handover_i.h"
 #include "efc/journal_i.h"
 #include "efc/meta_i.h"
 #include "efc/ns_i.h"
+#include "efc/origin.h"
 #include "efc/read.h"
 #include "efc/supervise_i.h"
 #include "util/log.h"
@@ -64,7 +74,14 @@
 #define EFC_META_BYTES           (64ull << 20)  /* the metadata cache's memory bound */
 #define EFC_DIRMEM_LIMIT         (256ull << 20) /* directory pages in memory, all directories */
 #define EFC_PROBE_KEYS           16             /* keys asked for by a lookup's probe */
-#define EFC_STATFS_TTL_MS        60000
+/* A directory whose names were probed one by one this often within EFC_PROBE_WINDOW_MS is listed
+   whole instead (if it has at most EFC_PROBE_LIST_MAX entries), and the listing answers the
+   lookups of its other names. */
+#define EFC_PROBE_LIST_AFTER 4
+#define EFC_PROBE_WINDOW_MS  10000
+#define EFC_PROBE_LIST_MAX   5000
+#define EFC_PROBE_SLOTS      64
+#define EFC_STATFS_TTL_MS    60000
 /* When GetBucketStat says nothing (S3, errors): 1 PiB, all of it free. */
 #define EFC_STATFS_UNKNOWN_BLOCKS (1ull << 38)
 #define EFC_STATFS_UNKNOWN_FILES  (1ull << 32)
@@ -540,6 +557,77 @@ static int probe_key(struct efc *e, const char *key, size_t keylen, bool *found,
     return 0;
 }
 
+static int list_page(void *arg, struct oss_list *l, oss_list_fn fn, void *fnarg);
+
+/* Lookups that probed names of one directory (fs.c's probes_in). */
+struct efc_probe_slot {
+    uint64_t dir;      /* the directory's inode; 0: free */
+    unsigned probes;   /* names probed since FIRST_MS */
+    uint64_t first_ms; /* start of the window */
+    bool busy;         /* a lookup is listing the directory */
+    bool given_up;     /* too big or failed: not listed again in this window */
+};
+
+/* A lookup is about to probe a name of directory DIR. True when it should list DIR whole
+   instead: the EFC_PROBE_LIST_AFTER-th probe within the window, no other lookup listing it. The
+   caller then calls probes_listed(). */
+static bool probes_in(struct efc *e, uint64_t dir, uint64_t now)
+{
+    struct efc_probe_slot *ps = &e->probe_slots[dir % EFC_PROBE_SLOTS];
+    bool list = false;
+
+    pthread_mutex_lock(&e->probe_lock);
+    if (ps->busy && ps->dir != dir) {
+        pthread_mutex_unlock(&e->probe_lock); /* the slot is another directory's for now */
+        return false;
+    }
+    if (ps->dir != dir || (!ps->busy && now - ps->first_ms > EFC_PROBE_WINDOW_MS)) {
+        memset(ps, 0, sizeof(*ps));
+        ps->dir = dir;
+        ps->first_ms = now;
+    }
+    if (++ps->probes >= EFC_PROBE_LIST_AFTER && !ps->busy && !ps->given_up) {
+        ps->busy = true;
+        list = true;
+    }
+    pthread_mutex_unlock(&e->probe_lock);
+    return list;
+}
+
+/* The listing of DIR that probes_in() asked for is done (OK: it is in the listing cache). */
+static void probes_listed(struct efc *e, uint64_t dir, bool ok)
+{
+    struct efc_probe_slot *ps = &e->probe_slots[dir % EFC_PROBE_SLOTS];
+
+    pthread_mutex_lock(&e->probe_lock);
+    if (ps->dir == dir) {
+        ps->busy = false;
+        ps->given_up = !ok;
+        ps->probes = 0;
+    }
+    pthread_mutex_unlock(&e->probe_lock);
+}
+
+/* Lists directory DKEY whole, if it has at most EFC_PROBE_LIST_MAX entries, into the listing
+   cache: the listing (a new reference), or NULL. */
+static struct efc_listing *list_for_lookups(struct efc *e, const char *dkey)
+{
+    struct efc_dir *d;
+    struct efc_listing *l = NULL;
+
+    if (efc_dir_new(dkey, list_page, e->oss, e->dirmem, &d) != 0)
+        return NULL;
+    if (efc_dir_seek(d, EFC_PROBE_LIST_MAX) == 0 && efc_dir_complete(d)) {
+        l = efc_dir_listing(d);
+        if (l)
+            efc_lcache_put(e->lcache, dkey, l);
+    }
+    efc_dir_free(d);
+    log_debug("lookups of names in '%s': %s", dkey,
+              l ? "listed whole for them" : "too big or failed to list; probing on");
+    return l;
+}
+
 static void reply_negative(fuse_req_t req, struct efc *e)
 {
     if (opt_bool(&e->opts, OPT_METADATA_CACHEENABLE) && e->attr_timeout > 0) {
@@ -610,6 +698,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     if (!answered && e->listing_ttl_ms > 0) {
         struct efc_listing *l = efc_lcache_get(e->lcache, p.key, e->listing_ttl_ms, now);
+        if (l == NULL && probes_in(e, parent, now)) {
+            /* Many names of this directory asked one by one: one listing answers them all. */
+            l = list_for_lookups(e, p.key);
+            probes_listed(e, parent, l != NULL);
+        }
         if (l) {
             const struct efc_dirent *d = efc_listing_find(l, name, nl);
             if (d) {
@@ -837,11 +930,71 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 /* ---- files --------------------------------------------------------------------------------- */
 
+/* Whether the cache holds the first bytes of the version N's attributes name (an object of no
+   bytes has none to hold: its ETag alone is the question). */
+static bool holds_first(struct efc *e, const struct efc_node_info *n)
+{
+    uint8_t b;
+    if (n->attr.size == 0)
+        return true;
+    return e->cache &&
+           cache_read_local(e->cache, n->key, n->attr.etag, n->attr.size, 0, 1, &b) == 1;
+}
+
+/* open's question to the store about file N, in one request (close-to-open), into *A:
+ * - N's attributes name an archived object (a listing cannot say whether it was restored):
+ *   HEAD, which tells;
+ * - the first block of the version N knows is not held and is all of a small object's bytes (or
+ *   N knows no ETag): a GET of the first block, whose answer is both the object's metadata and
+ *   those bytes;
+ * - else a GET of the first block with If-None-Match on the known ETag: 304 says N's attributes
+ *   (and every block the cache holds of that version) are current; an object that changed
+ *   answers with its new version's first block instead.
+ * A first block that came goes to the first-block layer (first_i.h), with the cache's prefetch
+ * of it: the read that follows finds it there. Returns 0 or -errno (-ENOENT: no such object). */
+static int ask_store(struct efc *e, const struct efc_node_info *n, struct efc_attr *a, uint64_t t)
+{
+    struct oss_object_meta m;
+    struct oss_get_result res;
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    if (!oss_storage_class_readable(n->attr.sc) || e->origin == NULL) {
+        rc = oss_head(e->oss, n->key, &m);
+        if (rc == 0)
+            attr_from_meta(a, &m, t);
+        return rc;
+    }
+    uint32_t bs = efc_origin_src(e->origin)->block_size;
+    bool cond = n->attr.etag[0] && (e->first == NULL || n->attr.size > bs || holds_first(e, n));
+    void *buf = malloc(bs);
+    if (buf == NULL)
+        return -ENOMEM;
+    rc = efc_origin_get_first(e->origin, n->key, cond ? n->attr.etag : NULL, buf, bs, &res);
+    if (rc == 0 && res.not_modified) {
+        *a = n->attr;
+        a->fetched_ms = t;
+    } else if (rc == 0) {
+        attr_from_meta(a, &res.meta, t);
+    }
+    uint64_t whole = res.meta.size < bs ? res.meta.size : bs;
+    if (rc == 0 && !res.not_modified && e->first && whole > 0 && res.bytes == whole) {
+        if (whole < bs / 2) {
+            void *small = realloc(buf, (size_t)whole); /* give the rest of the block back */
+            buf = small ? small : buf;
+        }
+        if (efc_first_put(e->first, n->key, a->etag, a->size, buf, (size_t)whole) == 0 && e->cache)
+            cache_prefetch(e->cache, n->key, a->etag, a->size, 0, whole, 0);
+        buf = NULL; /* efc_first_put owns it */
+    }
+    free(buf);
+    return rc;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct efc *e = ctx(req);
     struct efc_node_info n;
-    struct oss_object_meta m;
     struct efc_attr a;
     bool same = false, changed = false;
     int rc;
@@ -860,23 +1013,22 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EISDIR);
         return;
     }
-    /* Close-to-open: whatever the kernel, a lookup or the listing said, ask the store now; with
-       the metadata cache on, it answers instead until cleared (the seed's consistency table).
-       No lookup's answer is taken instead, however recent: FUSE does not say which lookup an
-       open follows, and one made for a stat(2) just before the object changed would serve the
-       old version to the open after the change. */
+    /* Close-to-open: whatever the kernel, a lookup or the listing said, ask the store now
+       (ask_store); with the metadata cache on, it answers instead until cleared (the seed's
+       consistency table). No lookup's answer is taken instead, however recent: FUSE does not
+       say which lookup an open follows, and one made for a stat(2) just before the object
+       changed would serve the old version to the open after the change. */
     uint64_t t = time_mono_ms();
     if (!meta_file(e, n.key, &a, t)) {
-        rc = oss_head(e->oss, n.key, &m);
+        rc = ask_store(e, &n, &a, t);
         if (rc) {
-            if (rc != -ENOENT)
+            if (rc != -ENOENT && rc != -EACCES)
                 log_warn("open of '%s' failed: %s", n.key, oss_last_error());
-            else
+            else if (rc == -ENOENT)
                 meta_remember(e, n.key, n.keylen, false, false, NULL, true);
             fuse_reply_err(req, reply_errno(rc));
             return;
         }
-        attr_from_meta(&a, &m, t);
         meta_remember(e, n.key, n.keylen, true, false, &a, true);
     }
     if (!oss_storage_class_readable(a.sc) && !a.restored) {
@@ -1350,8 +1502,10 @@ int efc_fs_setup(struct efc *e)
     e->listing_ttl_ms = e->readdir_ttl_ms > e->attr_ttl_ms ? e->readdir_ttl_ms : e->attr_ttl_ms;
     pthread_mutex_init(&e->statfs_lock, NULL);
     pthread_mutex_init(&e->fh_lock, NULL);
+    pthread_mutex_init(&e->probe_lock, NULL);
     e->fh_table = calloc(1, sizeof(*e->fh_table));
-    if (e->fh_table == NULL)
+    e->probe_slots = calloc(EFC_PROBE_SLOTS, sizeof(*e->probe_slots));
+    if (e->fh_table == NULL || e->probe_slots == NULL)
         return -ENOMEM;
 
     e->dirmem = calloc(1, sizeof(*e->dirmem));
@@ -1445,8 +1599,11 @@ void efc_fs_teardown(struct efc *e)
                   (unsigned long long)atomic_load(&e->dirmem->bytes));
     free(e->dirmem);
     e->dirmem = NULL;
+    free(e->probe_slots);
+    e->probe_slots = NULL;
     pthread_mutex_destroy(&e->statfs_lock);
     pthread_mutex_destroy(&e->fh_lock);
+    pthread_mutex_destroy(&e->probe_lock);
 }
 
 /* ---- runtime update (handover.c): handles out and in, read path off and on ----------------- */

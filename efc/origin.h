@@ -6,7 +6,8 @@
  * changed answers -ESTALE, never bytes of another version; a range is streamed to the caller's
  * sink as it arrives. The bandwidth cap of g_tier_DadiSdkGetTrafficLimit (a token bucket on the
  * bytes asked for) applies here and only here: traffic between peers is not origin traffic.
- * Every fetch reports BLK_FROM_ORIGIN.
+ * Every fetch reports BLK_FROM_ORIGIN. open's first-block GET (efc_origin_get_first) goes through
+ * here too, under the same cap and counters.
  *
  * Thread-safe. The client must outlive the origin.
  */
@@ -30,8 +31,18 @@ void efc_origin_free(struct efc_origin *o);
 /* The block source (lives as long as O). */
 struct blksrc *efc_origin_src(struct efc_origin *o);
 
+/* What open asks the store (fs.c): one GET of the first LEN bytes of KEY into BUF, of whatever
+ * version the object has now, or nothing when it still has the ETag IF_NONE_MATCH (NULL: no
+ * condition): RES->not_modified. RES->meta is the object's metadata (size included) as a HEAD
+ * would give it. Throttled (after the answer: the bytes it brought) and counted as a fetch (a 304
+ * as a fetch of no bytes). Returns 0 or oss_get's error (-ENOENT, -EACCES, ...). */
+struct oss_get_result;
+int efc_origin_get_first(struct efc_origin *o, const char *key, const char *if_none_match,
+                         void *buf, uint64_t len, struct oss_get_result *res);
+
 struct efc_origin_stats {
-    uint64_t fetches;      /* GETs asked of the object store (fetch and fetch_range calls) */
+    uint64_t fetches;      /* GETs asked of the object store (fetch and fetch_range calls, and
+                              open's first-block GETs) */
     uint64_t bytes;        /* body bytes they delivered */
     uint64_t errors;       /* fetches that failed (not counting -ESTALE) */
     uint64_t stale;        /* fetches answered -ESTALE: the object changed */

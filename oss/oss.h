@@ -119,6 +119,11 @@ struct oss_get {
     uint64_t offset;
     uint64_t length;     /* bytes wanted from offset; UINT64_MAX: to the end of the object */
     const char *if_match; /* ETag (quotes included) the bytes must come from, or NULL */
+    /* ETag (quotes included) the caller already holds, or NULL: when the object still has it,
+       the store answers 304 and the call returns 0 with result.not_modified set, no byte
+       delivered (a revalidation that costs one round trip and brings the new bytes when the
+       object changed). */
+    const char *if_none_match;
     /* Where the bytes go: into BUF (which must hold LENGTH bytes; LENGTH must be finite), or
        to SINK when BUF is NULL. */
     void *buf;
@@ -129,12 +134,17 @@ struct oss_get {
 struct oss_get_result {
     uint64_t bytes;                /* bytes delivered; equals the range asked for, clipped at EOF */
     struct oss_object_meta meta;   /* from the response headers */
+    /* If-None-Match matched (304): nothing was delivered, and META holds only what a 304 carries
+       (ETag, Last-Modified; size 0). */
+    bool not_modified;
 };
 
 /* Ranged GetObject (sends x-oss-range-behavior: standard). A body cut short is resumed from where
  * it stopped, pinned to the first response's ETag, so the caller never sees a short read except
  * at the end of the object. A range starting at or past the end answers -EINVAL unless offset is 0
- * (a zero-byte object reads as 0 bytes). When the whole object was read and the server sent its
+ * (a zero-byte object reads as 0 bytes: the store answers 416 to any range of it, and a HEAD then
+ * gives its metadata, a second request). RES->meta.size is the object's size (Content-Range's
+ * total), so a GET of the first bytes also answers what a HEAD would. When the whole object was read and the server sent its
  * CRC64, the bytes are checked against it (-EIO on mismatch). RES may be NULL. */
 int oss_get(struct oss_client *cl, const struct oss_get *g, struct oss_get_result *res);
 

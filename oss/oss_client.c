@@ -660,6 +660,7 @@ struct req {
     size_t nheaders;
     char range[64];
     const char *if_match;
+    const char *if_none_match;
 };
 
 static void req_query(struct req *r, const char *k, const char *v)
@@ -816,6 +817,11 @@ static void attempt(struct oss_client *cl, int epi, const struct oss_cred *cred,
         buf_printf(&hdr, "If-Match: %s", r->if_match);
         hl = curl_slist_append(hl, hdr.data);
     }
+    if (r->if_none_match) {
+        buf_reset(&hdr);
+        buf_printf(&hdr, "If-None-Match: %s", r->if_none_match);
+        hl = curl_slist_append(hl, hdr.data);
+    }
 
     c = conn_get(cl);
     if (c == NULL) {
@@ -896,6 +902,8 @@ static void attempt(struct oss_client *cl, int epi, const struct oss_cred *cred,
         snprintf(o->why, sizeof(o->why), "%s", curl_easy_strerror(cc));
         goto out;
     }
+    if (x->status == 304 && r->if_none_match)
+        goto out; /* not modified: the answer the caller asked for, not an error */
     if (x->status >= 300) {
         const char *code = NULL;
         if (x->xml && x->xml_err == 0 && oss_xml_feed(x->xml, "", 0, true) == 0)
@@ -1199,6 +1207,8 @@ static void prep_get(struct xfer *x, struct req *r, void *arg)
     x->crc = gs->crc;
     x->crc_on = gs->crc_on;
     r->if_match = gs->etag[0] ? gs->etag : gs->g->if_match;
+    /* A resumed body continues the version the first answer began: no second question. */
+    r->if_none_match = gs->etag[0] ? NULL : gs->g->if_none_match;
     if (gs->end != UINT64_MAX)
         snprintf(r->range, sizeof(r->range), "bytes=%" PRIu64 "-%" PRIu64, gs->cur, gs->end - 1);
     else if (gs->cur != 0)
@@ -1232,6 +1242,8 @@ int oss_get(struct oss_client *cl, const struct oss_get *g, struct oss_get_resul
             .crc_on = cl->verify_crc64 && g->offset == 0,
         };
         rc = run(cl, "GET", &x, &r, prep_get, &gs);
+        if (rc == 0 && x.status == 304)
+            break;
         if (rc == -EINVAL && x.status == 416 && g->offset == 0) {
             /* A range on an empty object is unsatisfiable: it reads as nothing. */
             struct oss_object_meta m;
@@ -1271,7 +1283,11 @@ int oss_get(struct oss_client *cl, const struct oss_get *g, struct oss_get_resul
         histo_observe(&cl->st.get_latency, (time_mono_ns() - t0) / 1000);
     if (rc == 0 && res) {
         meta_from_xfer(&x, &res->meta);
-        res->bytes = x.cur - g->offset;
+        res->not_modified = x.status == 304;
+        if (res->not_modified)
+            res->meta.size = 0; /* a 304's Content-Length, if any, is not the object's */
+        else
+            res->bytes = x.cur - g->offset;
     }
     oss_xml_free(x.xml);
     return rc;

@@ -634,6 +634,96 @@ static void test_zero_byte_and_whole_streams(void **state)
     oss_client_free(cl);
 }
 
+static uint64_t status_count(const char *status)
+{
+    json_t *st = ossemu_admin(&emu, "GET", "/stats", NULL);
+    uint64_t n =
+        (uint64_t)json_integer_value(json_object_get(json_object_get(st, "by_status"), status));
+    json_decref(st);
+    return n;
+}
+
+/* RES answers a GET of the first LEN bytes of data/edge.bin (SIZE bytes, seed 2) with those bytes
+ * in BUF and the metadata HEAD gave. */
+static void check_first_answer(const struct oss_get_result *res, const uint8_t *buf, size_t len,
+                               uint64_t size, const struct oss_object_meta *head)
+{
+    assert_false(res->not_modified);
+    assert_int_equal(res->bytes, len);
+    check_pattern(buf, 0, len, 2);
+    assert_int_equal(res->meta.size, size);
+    assert_string_equal(res->meta.etag, head->etag);
+    assert_int_equal(res->meta.mtime, head->mtime);
+    assert_int_equal(res->meta.storage_class, head->storage_class);
+}
+
+/* One GET of an object's first bytes answers what a HEAD would (size from Content-Range), and
+ * If-None-Match with the ETag it gave answers 304 with nothing delivered, on OSS and S3 alike;
+ * a stale ETag gets the bytes. */
+static void check_first_bytes_and_revalidation(const struct mk *m)
+{
+    struct oss_client *cl = mk_client(m);
+    struct oss_object_meta head;
+    struct oss_get_result res;
+    uint8_t buf[4096];
+    const uint64_t size = (1 << 20) + 7;
+
+    assert_int_equal(oss_head(cl, "data/edge.bin", &head), 0);
+    ossemu_reset_stats(&emu);
+    struct oss_get g = {.key = "data/edge.bin", .length = sizeof(buf), .buf = buf};
+    assert_int_equal(oss_get(cl, &g, &res), 0);
+    check_first_answer(&res, buf, sizeof(buf), size, &head);
+    assert_int_equal(ossemu_requests(&emu, "data/edge.bin"), 1);
+
+    /* Revalidation: the ETag still holds. */
+    g.if_none_match = head.etag;
+    memset(buf, 0, sizeof(buf));
+    assert_int_equal(oss_get(cl, &g, &res), 0);
+    assert_true(res.not_modified);
+    assert_int_equal(res.bytes, 0);
+    assert_string_equal(res.meta.etag, head.etag);
+    assert_int_equal(buf[0], 0);
+    assert_int_equal(status_count("304"), 1);
+
+    /* Another ETag: the bytes come, with the object's metadata. */
+    g.if_none_match = "\"0123456789ABCDEF0123456789ABCDEF-1\"";
+    assert_int_equal(oss_get(cl, &g, &res), 0);
+    check_first_answer(&res, buf, sizeof(buf), size, &head);
+
+    /* A small object whole in the first range: its size, its CRC checked. */
+    g = (struct oss_get){.key = "hello.txt", .length = sizeof(buf), .buf = buf};
+    assert_int_equal(oss_get(cl, &g, &res), 0);
+    assert_int_equal(res.bytes, 13);
+    assert_int_equal(res.meta.size, 13);
+    assert_memory_equal(buf, "hello, world\n", 13);
+
+    /* An empty object: the range is unsatisfiable (416), a HEAD gives the metadata; revalidated
+       with its ETag it is one 304. */
+    g = (struct oss_get){.key = "empty.bin", .length = sizeof(buf), .buf = buf};
+    assert_int_equal(oss_get(cl, &g, &res), 0);
+    assert_false(res.not_modified);
+    assert_int_equal(res.bytes, 0);
+    assert_int_equal(res.meta.size, 0);
+    assert_true(res.meta.etag[0] == '"');
+    char etag[OSS_MAX_ETAG_LEN + 1];
+    snprintf(etag, sizeof(etag), "%s", res.meta.etag);
+    g.if_none_match = etag;
+    assert_int_equal(oss_get(cl, &g, &res), 0);
+    assert_true(res.not_modified);
+
+    /* A missing key is -ENOENT whatever the condition. */
+    g = (struct oss_get){
+        .key = "no/such.bin", .length = sizeof(buf), .buf = buf, .if_none_match = etag};
+    assert_int_equal(oss_get(cl, &g, &res), -ENOENT);
+    oss_client_free(cl);
+}
+
+static void test_first_bytes_and_revalidation(void **state)
+{
+    check_first_bytes_and_revalidation(&(struct mk){0});
+    check_first_bytes_and_revalidation(&(struct mk){.protocol = OSS_PROTO_S3});
+}
+
 /* ---- faults ------------------------------------------------------------------------------- */
 
 static void read_small_ok(struct oss_client *cl)
@@ -1066,6 +1156,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_errors, test_setup),
         cmocka_unit_test_setup(test_ranges_at_edges, test_setup),
         cmocka_unit_test_setup(test_zero_byte_and_whole_streams, test_setup),
+        cmocka_unit_test_setup(test_first_bytes_and_revalidation, test_setup),
         cmocka_unit_test_setup(test_fault_errors_recovered, test_setup),
         cmocka_unit_test_setup(test_fault_reset_and_truncate, test_setup),
         cmocka_unit_test_setup(test_fault_corrupt_caught_by_crc, test_setup),

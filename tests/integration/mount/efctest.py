@@ -483,8 +483,10 @@ class Ossemu:
         return self.stats()["by_key"].get(key, {})
 
     def gets(self, key):
-        """GET requests for KEY so far (origin reads of the object)."""
-        return self.key_stats(key).get("get", 0)
+        """GET requests for KEY so far that read the object: not those answered 304 (an open's
+        revalidation with If-None-Match, which reads nothing)."""
+        ks = self.key_stats(key)
+        return ks.get("get", 0) - ks.get("not_modified", 0)
 
     def put_object(self, key, data=None, storage_class=None, restore=None):
         spec = {"key": key}

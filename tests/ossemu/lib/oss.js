@@ -207,7 +207,7 @@ class OssServer {
     if (action && action.kind === 'corrupt') {
       o.corruptAt = action.at !== undefined ? action.at : Math.floor(len / 2);
     }
-    stats.status(status);
+    stats.status(status, rc.key, rc.req.method);
     rc.status = status;
     if (this.ctx.opts.verbose) {
       this.ctx.log(`${rc.rid} ${rc.req.method} ${rc.req.url} -> ${status}${action ? ` [${action.kind}]` : ''}`);

@@ -2,12 +2,15 @@
 /*
  * Request and byte counters of the S3/OSS port, served as JSON by the admin API (GET /stats):
  *   {"total":{"requests":N,"bytes":N},
- *    "by_key":{"<key>":{"requests":N,"get":N,"head":N,"bytes":N}},
+ *    "by_key":{"<key>":{"requests":N,"get":N,"head":N,"not_modified":N,"bytes":N}},
  *    "list_requests":N,"stat_requests":N,"auth_failures":N,"by_status":{"200":N,...},
  *    "inflight":N,"max_inflight":N}
+ * bytes are response-body bytes actually handed to the socket (headers excluded); a truncated or
+ * aborted body counts only what was written. not_modified counts the GETs answered 304 (a
+ * conditional GET that found the ETag it named: a revalidation, not a read of the object).
  * inflight counts the requests being answered now, max_inflight the most at once since the last
- * reset: the witness that a client really has several requests in flight. bytes are response-body bytes actually handed to the socket (headers excluded); a truncated or
- * aborted body counts only what was written. Admin calls are never counted.
+ * reset: the witness that a client really has several requests in flight. Admin calls are never
+ * counted.
  */
 
 class Stats {
@@ -39,7 +42,7 @@ class Stats {
   keyEntry(key) {
     let e = this.byKey.get(key);
     if (!e) {
-      e = { requests: 0, get: 0, head: 0, bytes: 0 };
+      e = { requests: 0, get: 0, head: 0, not_modified: 0, bytes: 0 };
       this.byKey.set(key, e);
     }
     return e;
@@ -61,7 +64,11 @@ class Stats {
     if (typeof key === 'string' && key !== '') this.keyEntry(key).bytes += n;
   }
 
-  status(code) {
+  /** An answer of status CODE was sent; KEY and METHOD are its request's (undefined if unknown). */
+  status(code, key, method) {
+    if (code === 304 && method === 'GET' && typeof key === 'string' && key !== '') {
+      this.keyEntry(key).not_modified++;
+    }
     const k = String(code);
     this.byStatus.set(k, (this.byStatus.get(k) || 0) + 1);
   }

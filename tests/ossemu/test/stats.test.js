@@ -28,8 +28,8 @@ describe('stats', () => {
     const stat = await H.signedRequest(srv, { query: { stat: null } });
     await H.admin(srv, 'GET', '/health'); // admin calls never count
     const s = (await H.admin(srv, 'GET', '/stats')).json;
-    assert.deepEqual(s.by_key['a.bin'], { requests: 3, get: 2, head: 1, bytes: 1100 });
-    assert.deepEqual(s.by_key['dir/b'], { requests: 1, get: 1, head: 0, bytes: 4 });
+    assert.deepEqual(s.by_key['a.bin'], { requests: 3, get: 2, head: 1, not_modified: 0, bytes: 1100 });
+    assert.deepEqual(s.by_key['dir/b'], { requests: 1, get: 1, head: 0, not_modified: 0, bytes: 4 });
     assert.equal(s.by_key.missing.requests, 1);
     assert.equal(s.by_key.missing.bytes, nf.body.length);
     assert.equal(s.total.requests, 7);
@@ -40,13 +40,28 @@ describe('stats', () => {
     assert.deepEqual(s.by_status, { 200: 5, 206: 1, 404: 1 });
   });
 
+  it('counts GETs answered 304 per key, with no body bytes', async () => {
+    await H.admin(srv, 'POST', '/stats/reset', {});
+    const first = await H.signedRequest(srv, { key: 'a.bin', headers: { Range: 'bytes=0-9' } });
+    const etag = first.headers.etag;
+    const nm = await H.signedRequest(srv, { key: 'a.bin', headers: { Range: 'bytes=0-9', 'If-None-Match': etag } });
+    assert.equal(nm.status, 304);
+    assert.equal(nm.headers.etag, etag);
+    const other = await H.signedRequest(srv, { key: 'a.bin', headers: { Range: 'bytes=0-9', 'If-None-Match': '"0"' } });
+    assert.equal(other.status, 206);
+    await H.signedRequest(srv, { key: 'a.bin', method: 'HEAD', headers: { 'If-None-Match': etag } });
+    const s = (await H.admin(srv, 'GET', '/stats')).json;
+    assert.deepEqual(s.by_key['a.bin'], { requests: 4, get: 3, head: 1, not_modified: 1, bytes: 20 });
+    assert.deepEqual(s.by_status, { 206: 2, 304: 2 });
+  });
+
   it('a truncated body counts only the bytes written; faulted requests still count', async () => {
     await H.admin(srv, 'POST', '/stats/reset', {});
     await H.admin(srv, 'POST', '/faults', { next: [{ kind: 'truncate', after: 300 }, { kind: 'reset' }] });
     await assert.rejects(H.signedRequest(srv, { key: 'a.bin' }));
     await assert.rejects(H.signedRequest(srv, { key: 'a.bin' }));
     const s = (await H.admin(srv, 'GET', '/stats')).json;
-    assert.deepEqual(s.by_key['a.bin'], { requests: 2, get: 2, head: 0, bytes: 300 });
+    assert.deepEqual(s.by_key['a.bin'], { requests: 2, get: 2, head: 0, not_modified: 0, bytes: 300 });
     assert.deepEqual(s.by_status, { 200: 1 });
   });
 
