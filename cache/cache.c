@@ -84,7 +84,9 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "bitmap bytes assume l
 #define NSHARDS         256
 #define NIL             UINT32_MAX
 #define MAXW            (CSLOT_MAX_PAGES / 64) /* bitmap words for the largest geometry */
-#define POOL_SLACK      4096          /* entries beyond the tiers' slots: fills in flight */
+#define POOL_SLACK      4096 /* entries beyond the tiers' blocks: fills in flight */
+#define CHUNK_SHIFT     12   /* the index grows by 4096 entries at a time */
+#define CHUNK           (1u << CHUNK_SHIFT)
 #define COPY_UNDER_LOCK (64u << 10)   /* hits up to this size copy with the lock held */
 #define WQ_MIN_BYTES    (64ull << 20) /* disk-write queue: bytes of copies waiting */
 #define WBUF_KEEP_BYTES (16ull << 20) /* idle disk-write copies kept for reuse */
@@ -109,7 +111,8 @@ struct centry {
     uint64_t id[2];
     uint32_t hnext; /* hash chain, or the pool's free list */
     uint32_t mslot; /* memory slot or NIL */
-    uint32_t dslot; /* disk slot in dirs[ddir] or NIL */
+    uint32_t dreg;  /* the region of its disk item in dirs[ddir], or NIL */
+    uint32_t doff;  /* the item's offset in that region */
     uint32_t blen;  /* block length */
     uint16_t pins;  /* readers, fillers and writers using the entry: at most one per thread */
     uint8_t ddir;
@@ -133,15 +136,15 @@ struct shard {
     pthread_cond_t cond; /* a fill or a disk write on this shard ended, a waiter left */
     uint32_t *buckets;
     uint32_t mask;
+    uint32_t count; /* entries in the table; the buckets double past 2 a bucket */
     struct fill *fills;
 } __attribute__((aligned(64)));
 
 struct cdir {
     struct cache *c;
     struct cdisk *d;
-    struct s3fifo *q;
-    uint64_t seq;        /* atomic */
-    uint64_t down_until; /* atomic; CLOCK_MONOTONIC ns */
+    uint64_t items, bytes; /* atomic: items the index names, and their bytes on disk */
+    uint64_t down_until;   /* atomic; CLOCK_MONOTONIC ns */
     /* A bout of failures: from a failed read or write to the next write that succeeds. */
     pthread_mutex_t state_lock;
     int failing;        /* state_lock to change; read atomically */
@@ -196,9 +199,9 @@ struct cache {
     struct shard shards[NSHARDS];
 
     pthread_mutex_t pool_lock;
-    uint8_t *pool;
+    uint8_t **chunks; /* the entries, CHUNK of them a chunk, allocated as needed */
     size_t estride;
-    uint32_t nentries, pool_free; /* free list through hnext; under pool_lock */
+    uint32_t nchunks, maxchunks, pool_free; /* free list through hnext; under pool_lock */
 
     uint8_t *arena; /* mslots * bs */
     size_t arena_len;
@@ -332,14 +335,14 @@ static void *scratch_get(size_t n)
 
 static struct centry *E(struct cache *c, uint32_t i)
 {
-    return (struct centry *)(c->pool + (size_t)i * c->estride);
+    return (struct centry *)(c->chunks[i >> CHUNK_SHIFT] + (size_t)(i & (CHUNK - 1)) * c->estride);
 }
 
 /* Loads bitmap WHICH of E into OUT (c->w words); a tier the entry has no slot in reads empty. */
 static void ent_get(struct cache *c, const struct centry *e, int which, uint64_t *out)
 {
     memset(out, 0, 8ull * c->w);
-    if ((which == MV ? e->mslot : e->dslot) != NIL)
+    if ((which == MV ? e->mslot : e->dreg) != NIL)
         memcpy(out, e->bits + (size_t)which * c->mb, c->mb);
 }
 
@@ -357,7 +360,7 @@ static void ent_clear(struct cache *c, struct centry *e, int which)
 static int ent_covers(struct cache *c, const struct centry *e, int which, const uint64_t *need)
 {
     uint64_t have[MAXW];
-    if ((which == MV ? e->mslot : e->dslot) == NIL)
+    if ((which == MV ? e->mslot : e->dreg) == NIL)
         return 0;
     ent_get(c, e, which, have);
     return bm_covers(have, need, c->w);
@@ -405,10 +408,52 @@ static uint32_t lookup(struct cache *c, struct shard *sh, const uint64_t id[2])
     return NIL;
 }
 
+/* One more chunk of entries on the free list. pool_lock held. */
+static void pool_grow_locked(struct cache *c)
+{
+    if (c->nchunks == c->maxchunks)
+        return;
+    uint8_t *m = calloc(CHUNK, c->estride);
+    if (!m)
+        return;
+    uint32_t base = c->nchunks << CHUNK_SHIFT;
+    c->chunks[c->nchunks++] = m;
+    for (uint32_t k = 0; k < CHUNK; k++)
+        ((struct centry *)(m + (size_t)k * c->estride))->hnext =
+            k + 1 < CHUNK ? base + k + 1 : c->pool_free;
+    c->pool_free = base;
+    __atomic_fetch_add(&c->index_bytes, (uint64_t)CHUNK * c->estride, __ATOMIC_RELAXED);
+}
+
+/* Doubles the shard's buckets (the table went past 2 entries a bucket). Lock held. */
+static void shard_grow(struct cache *c, struct shard *sh)
+{
+    uint32_t nb = (sh->mask + 1) * 2;
+    uint32_t *nbk = malloc(sizeof(uint32_t) * nb);
+    if (!nbk)
+        return; /* longer chains, still correct */
+    memset(nbk, 0xff, sizeof(uint32_t) * nb);
+    for (uint32_t b = 0; b <= sh->mask; b++) {
+        for (uint32_t i = sh->buckets[b]; i != NIL;) {
+            struct centry *e = E(c, i);
+            uint32_t next = e->hnext;
+            e->hnext = nbk[e->id[0] & (nb - 1)];
+            nbk[e->id[0] & (nb - 1)] = i;
+            i = next;
+        }
+    }
+    free(sh->buckets);
+    __atomic_fetch_add(&c->index_bytes, (uint64_t)(nb / 2) * sizeof(uint32_t), __ATOMIC_RELAXED);
+    sh->buckets = nbk;
+    sh->mask = nb - 1;
+}
+
 /* A new entry in the hash table, or NIL when the pool is empty. Shard lock held. */
 static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2], uint32_t blen)
 {
     pthread_mutex_lock(&c->pool_lock);
+    if (c->pool_free == NIL)
+        pool_grow_locked(c);
     uint32_t i = c->pool_free;
     if (i != NIL)
         c->pool_free = E(c, i)->hnext;
@@ -419,8 +464,10 @@ static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2
     memset(e, 0, c->estride);
     e->id[0] = id[0];
     e->id[1] = id[1];
-    e->mslot = e->dslot = NIL;
+    e->mslot = e->dreg = NIL;
     e->blen = blen;
+    if (++sh->count > 2 * (sh->mask + 1))
+        shard_grow(c, sh);
     uint32_t *b = &sh->buckets[id[0] & sh->mask];
     e->hnext = *b;
     *b = i;
@@ -431,7 +478,7 @@ static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2
 static void entry_maybe_free(struct cache *c, struct shard *sh, uint32_t i)
 {
     struct centry *e = E(c, i);
-    if (e->mslot != NIL || e->dslot != NIL || e->pins || (e->flags & (F_FILLING | F_DWRITING)))
+    if (e->mslot != NIL || e->dreg != NIL || e->pins || (e->flags & (F_FILLING | F_DWRITING)))
         return;
     for (uint32_t *p = &sh->buckets[e->id[0] & sh->mask]; *p != NIL; p = &E(c, *p)->hnext) {
         if (*p == i) {
@@ -439,6 +486,7 @@ static void entry_maybe_free(struct cache *c, struct shard *sh, uint32_t i)
             break;
         }
     }
+    sh->count--;
     pthread_mutex_lock(&c->pool_lock);
     e->hnext = c->pool_free;
     c->pool_free = i;
@@ -650,24 +698,53 @@ static int mem_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
     return S3FIFO_EVICTED;
 }
 
-static int disk_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
+/* Bytes the disk item of E takes (its valid bitmap is the entry's DV). Lock held. */
+static uint64_t item_bytes_locked(struct cache *c, const struct centry *e)
+{
+    uint64_t dv[MAXW];
+    ent_get(c, e, DV, dv);
+    uint32_t nv = (uint32_t)bm_count(dv, c->w);
+    return citem_len(citem_hdr_len(c->np, nv), citem_data_len(e->blen, c->ps, c->np, dv));
+}
+
+/* E names the disk item it has (DV set): counted in its directory. Lock held. */
+static void disk_count_locked(struct cache *c, const struct centry *e, int sign)
+{
+    struct cdir *dir = &c->dirs[e->ddir];
+    uint64_t n = item_bytes_locked(c, e);
+    __atomic_fetch_add(&dir->items, (uint64_t)(int64_t)sign, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&dir->bytes, sign > 0 ? n : (uint64_t) - (int64_t)n, __ATOMIC_RELAXED);
+}
+
+/* E forgets its disk item (its region is reused, or a page of it failed its CRC: the item's
+ * layout follows its valid bitmap, so it goes whole). Lock held. */
+static void disk_drop_locked(struct cache *c, struct centry *e)
+{
+    if (e->dreg == NIL)
+        return;
+    disk_count_locked(c, e, -1);
+    e->dreg = NIL;
+    ent_clear(c, e, DV);
+}
+
+/* The region log reuses the region holding the item (REGION, OFF) of block ID (disk.c): the
+ * entry forgets it if it still names it (a block written again since names its newer item). */
+static void disk_forget(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
 {
     struct cdir *dir = arg;
     struct cache *c = dir->c;
-    struct centry *e = E(c, owner);
-    struct shard *sh = shard_of(c, e->id);
-    if (pthread_mutex_trylock(&sh->lock) != 0)
-        return S3FIFO_BUSY;
-    if (e->dslot != slot || &c->dirs[e->ddir] != dir || e->pins || (e->flags & F_DWRITING)) {
-        pthread_mutex_unlock(&sh->lock);
-        return S3FIFO_BUSY;
+    struct shard *sh = shard_of(c, id);
+    pthread_mutex_lock(&sh->lock);
+    uint32_t i = lookup(c, sh, id);
+    if (i != NIL) {
+        struct centry *e = E(c, i);
+        if (e->dreg == region && e->doff == off && &c->dirs[e->ddir] == dir) {
+            disk_drop_locked(c, e);
+            STAT(c, evictions_disk, 1);
+            entry_maybe_free(c, sh, i);
+        }
     }
-    *fp = e->id[0];
-    e->dslot = NIL;
-    ent_clear(c, e, DV);
-    entry_maybe_free(c, sh, owner);
     pthread_mutex_unlock(&sh->lock);
-    return S3FIFO_EVICTED;
 }
 
 /* ---- a failing disk ---- */
@@ -777,8 +854,15 @@ static int worst(int a, int b)
  * to the pages now in BUF and FETCHED to those that came from the source, and *FROM to the worst
  * origin of the fetched ones (left alone when nothing was fetched). Returns 0 or the source's
  * -errno. No lock held. */
+/* Where a block's disk item is, as an entry named it (the region held: cdisk_hold). */
+struct dloc {
+    uint32_t reg, off;
+    int dir;
+    uint64_t valid[MAXW];
+};
+
 static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want,
-                      const uint64_t *ondisk, uint32_t dslot, int ddir, uint8_t *buf, uint64_t *got,
+                      const uint64_t *ondisk, const struct dloc *dl, uint8_t *buf, uint64_t *got,
                       uint64_t *fetched, uint64_t *bad, unsigned flags, int *from)
 {
     uint32_t w = c->w;
@@ -787,20 +871,20 @@ static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want
     memset(bad, 0, 8ull * w);
     /* A resting directory is not read: its pages come from the source, and stay valid on disk
        for when it works again. */
-    if (ondisk && bm_any(ondisk, w) && dir_up(&c->dirs[ddir])) {
-        int rc = cdisk_read_pages(c->dirs[ddir].d, dslot, b->id, b->blen, ondisk, buf, bad);
+    if (ondisk && bm_any(ondisk, w) && dir_up(&c->dirs[dl->dir])) {
+        struct cdir *dir = &c->dirs[dl->dir];
+        int rc =
+            cdisk_read_pages(dir->d, dl->reg, dl->off, b->id, b->blen, dl->valid, ondisk, buf, bad);
         if (rc < 0) {
-            dir_failed(c, &c->dirs[ddir], "read", rc);
+            dir_failed(c, dir, "read", rc);
         } else if (bm_any(bad, w)) {
             STAT(c, corrupt_dropped, bm_count(bad, w));
-            log_warn(
-                "disk cache '%s' slot %u: %llu page(s) missing or failed their CRC; refetching",
-                cdisk_path(c->dirs[ddir].d), dslot, (unsigned long long)bm_count(bad, w));
+            log_warn("disk cache '%s' region %u offset %u: %llu page(s) missing or failed their "
+                     "CRC; refetching",
+                     cdisk_path(dir->d), dl->reg, dl->off, (unsigned long long)bm_count(bad, w));
         }
         for (uint32_t i = 0; i < w; i++)
             got[i] = ondisk[i] & ~bad[i];
-        if (bm_any(got, w))
-            s3fifo_touch(c->dirs[ddir].q, dslot);
     }
     /* The rest from the source, one request per contiguous run of missing pages. */
     uint32_t have = (b->blen + c->ps - 1) >> c->ps_shift;
@@ -914,8 +998,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
     for (;;) {
         ent_get(c, e, MV, inmem);
         ent_get(c, e, DV, indisk);
-        if (todisk && e->dslot != NIL && bm_covers(indisk, need, w)) {
-            s3fifo_touch(c->dirs[e->ddir].q, e->dslot);
+        if (todisk && e->dreg != NIL && bm_covers(indisk, need, w)) {
             entry_maybe_free(c, sh, i);
             pthread_mutex_unlock(&sh->lock);
             return from_class(from);
@@ -1025,8 +1108,8 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
     /* This thread fills the block. */
     struct fill fr;
     fill_begin_locked(sh, e, i, &fr);
-    uint32_t mslot = e->mslot, dslot = e->dslot;
-    int ddir = e->ddir;
+    uint32_t mslot = e->mslot;
+    struct dloc dl = {e->dreg, e->doff, e->ddir, {0}};
     if (todisk) {
         /* The pages the disk lacks; those memory holds are copied, the rest fetched. */
         for (uint32_t k = 0; k < w; k++) {
@@ -1038,6 +1121,12 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
             want[k] = need[k] & ~inmem[k];
             ondisk[k] = want[k] & indisk[k];
         }
+    }
+    /* The region of the disk item is held while we read it (not reused under us). */
+    int held = !todisk && dl.reg != NIL && bm_any(ondisk, w);
+    if (held) {
+        ent_get(c, e, DV, dl.valid);
+        cdisk_hold(c->dirs[dl.dir].d, dl.reg);
     }
     pthread_mutex_unlock(&sh->lock);
 
@@ -1071,7 +1160,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
         /* F_FILLING keeps the memory slot ours to read: mem_evict skips filling entries. */
         if (bm_any(frommem, w))
             copy_pages(c, b->blen, frommem, buf, c->arena + (size_t)mslot * c->bs);
-        err = fill_pages(c, b, rest, NULL, NIL, 0, buf, got, fetched, bad, flags, &ffrom);
+        err = fill_pages(c, b, rest, NULL, NULL, buf, got, fetched, bad, flags, &ffrom);
         for (uint32_t k = 0; k < w; k++)
             got[k] |= frommem[k];
         if (err == 0 && disk_write_block(c, b->id, b->blen, buf, want, 1) != 0) {
@@ -1097,9 +1186,11 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
             }
         }
     } else if (err == 0) {
-        err = fill_pages(c, b, want, dslot != NIL ? ondisk : NULL, dslot, ddir, buf, got, fetched,
-                         bad, flags, &ffrom);
+        err = fill_pages(c, b, want, held ? ondisk : NULL, &dl, buf, got, fetched, bad, flags,
+                         &ffrom);
     }
+    if (held)
+        cdisk_unhold(c->dirs[dl.dir].d, dl.reg);
     if (fetched_bytes)
         *fetched_bytes = pages_bytes(c, b->blen, fetched);
 
@@ -1113,12 +1204,11 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
         if (mode == MODE_PREFETCH && err == 0)
             ahead_set_locked(c, e);
     }
-    if (e->dslot != NIL && bm_any(bad, w)) {
-        uint64_t dv[MAXW];
-        ent_get(c, e, DV, dv);
-        for (uint32_t k = 0; k < w; k++)
-            dv[k] &= ~bad[k];
-        ent_put(c, e, DV, dv);
+    /* A bad page drops the whole item; what the fill has of the block is written anew. */
+    int dropped = 0;
+    if (bm_any(bad, w) && e->dreg == dl.reg && e->doff == dl.off && e->ddir == dl.dir) {
+        disk_drop_locked(c, e);
+        dropped = 1;
     }
     /* Waiters get the source's error; a fill that found no room, or that could not fetch
        (CACHE_LOCAL: a disk page failed its CRC), is not theirs to fail: they fill for
@@ -1128,8 +1218,8 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
     pthread_mutex_unlock(&sh->lock);
 
     int rc;
-    if (!todisk && err == 0 && bm_any(fetched, w))
-        queue_write(c, b->id, b->blen, fetched, buf);
+    if (!todisk && err == 0 && bm_any(dropped ? got : fetched, w))
+        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf);
     if (err == 0) {
         if (mode == MODE_READ)
             memcpy(dst, buf + boff, len);
@@ -1617,20 +1707,18 @@ static int pick_dir(struct cache *c, const uint64_t id[2])
 }
 
 /* Writes the pages in PAGES of block ID (BLEN long) from DATA (a block buffer) to the disk tier,
- * synchronously: into the block's slot, or a new one (HOT: admitted as wanted, see
- * s3fifo_alloc). Pages already on disk are skipped. Returns 0 when the pages are on disk, 1 when
- * there was no place for them, -errno when the write failed. No lock held. */
+ * synchronously: as a new item (disk.c) holding them and the pages the block's item already has
+ * (read back and checked), whose old item becomes dead space in its region. Pages already on
+ * disk are skipped. HOT (a warm-up's) is not used: the region log evicts by age alone. Returns 0
+ * when the pages are on disk, 1 when there was no place for them, -errno when the write failed.
+ * No lock held. */
 static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen,
                             const uint8_t *data, const uint64_t *pages, int hot)
 {
+    (void)hot;
     uint32_t w = c->w;
-    uint64_t newp[MAXW], valid[MAXW];
-    uint64_t *crc = malloc(8ull * c->np);
+    uint64_t newp[MAXW], dv[MAXW], oldonly[MAXW], all[MAXW], bad[MAXW];
     struct shard *sh = shard_of(c, id);
-    if (!crc) {
-        STAT(c, disk_writes_dropped, 1);
-        return -ENOMEM;
-    }
     pthread_mutex_lock(&sh->lock);
     uint32_t i = lookup(c, sh, id);
     if (i == NIL)
@@ -1638,7 +1726,6 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
     if (i == NIL) {
         pthread_mutex_unlock(&sh->lock);
         STAT(c, disk_writes_dropped, 1);
-        free(crc);
         return 1;
     }
     struct centry *e = E(c, i);
@@ -1646,102 +1733,93 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
     while (e->flags & F_DWRITING)
         pthread_cond_wait(&sh->cond, &sh->lock);
     e->pins--;
-    uint64_t dv[MAXW];
     ent_get(c, e, DV, dv);
-    for (uint32_t k = 0; k < w; k++)
+    int more = 0;
+    for (uint32_t k = 0; k < w; k++) {
         newp[k] = pages[k] & ~dv[k];
+        oldonly[k] = dv[k] & ~pages[k];
+        more |= oldonly[k] != 0;
+    }
     if (!bm_any(newp, w)) {
         entry_maybe_free(c, sh, i);
         pthread_mutex_unlock(&sh->lock);
-        free(crc);
         return 0;
     }
     e->flags |= F_DWRITING;
-    uint32_t dslot = e->dslot;
-    int ddir = e->ddir;
+    struct dloc old = {e->dreg, e->doff, e->ddir, {0}};
+    memcpy(old.valid, dv, sizeof(dv));
+    more = more && old.reg != NIL;
+    if (more)
+        cdisk_hold(c->dirs[old.dir].d, old.reg);
     pthread_mutex_unlock(&sh->lock);
 
-    int fresh = dslot == NIL, rc = 0;
-    if (!fresh && !dir_up(&c->dirs[ddir])) {
-        rc = 1; /* its directory rests: not now (the pages it has stay valid) */
-    } else if (fresh) {
-        ddir = pick_dir(c, id);
-        if (ddir >= 0) {
-            int evicted;
-            dslot =
-                s3fifo_alloc(c->dirs[ddir].q, id[0], i, hot, disk_evict, &c->dirs[ddir], &evicted);
-            if (evicted)
-                STAT(c, evictions_disk, 1);
-        }
-        if (ddir < 0 || dslot == NIL) {
-            rc = 1; /* nowhere to put it: not an error */
-        } else {
-            pthread_mutex_lock(&sh->lock);
-            e->dslot = dslot;
-            e->ddir = (uint8_t)ddir;
-            ent_clear(c, e, DV);
-            pthread_mutex_unlock(&sh->lock);
-        }
-    }
+    /* The block's directory, or (a new block) the first of its turn that is up. */
+    int ddir = old.reg != NIL ? old.dir : pick_dir(c, id), rc = 0;
     struct cdir *dir = ddir >= 0 ? &c->dirs[ddir] : NULL;
-    struct cslot_hdr h = {.id = {id[0], id[1]},
-                          .blen = blen,
-                          .block_size = c->bs,
-                          .page_size = c->ps,
-                          .npages = c->np,
-                          .valid = valid,
-                          .crc = crc};
-    if (rc == 0 && !fresh) {
-        /* Adding pages to a slot we own: keep the CRCs of the pages already there. */
-        int r = cdisk_read_hdr(dir->d, dslot, &h);
-        if (r != 0 || h.id[0] != id[0] || h.id[1] != id[1] || h.blen != blen) {
-            fresh = 1;
-            h.id[0] = id[0];
-            h.id[1] = id[1];
-            h.blen = blen;
+    const uint8_t *src = data;
+    uint8_t *tmp = NULL;
+    uint64_t *crc = NULL;
+    memcpy(all, pages, 8ull * w);
+    if (!dir || !dir_up(dir)) {
+        rc = 1; /* nowhere to put it, or its directory rests: not now, not an error */
+    } else if (more) {
+        /* Pages on disk that PAGES lacks: read back into a copy, to go into the new item. */
+        tmp = malloc(c->bs);
+        if (!tmp) {
+            rc = -ENOMEM;
+        } else {
+            memset(bad, 0, sizeof(bad));
+            copy_pages(c, blen, pages, tmp, data);
+            int r =
+                cdisk_read_pages(dir->d, old.reg, old.off, id, blen, old.valid, oldonly, tmp, bad);
+            if (r < 0)
+                dir_failed(c, dir, "read", r);
+            for (uint32_t k = 0; k < w; k++)
+                all[k] |= r < 0 ? 0 : oldonly[k] & ~bad[k];
+            src = tmp;
         }
     }
+    if (more)
+        cdisk_unhold(c->dirs[old.dir].d, old.reg);
+    uint32_t reg = NIL, off = 0;
+    if (rc == 0 && (crc = malloc(8ull * c->np)) == NULL)
+        rc = -ENOMEM;
     if (rc == 0) {
-        if (fresh) {
-            memset(valid, 0, 8ull * w);
-            memset(crc, 0, 8ull * c->np);
-        }
         for (uint32_t p = 0; p < c->np; p++) {
-            if (!bm_test(newp, p))
+            if (!bm_test(all, p))
                 continue;
             uint64_t o = (uint64_t)p * c->ps;
-            uint64_t l = blen - o < c->ps ? blen - o : c->ps;
-            crc[p] = cslot_page_crc(id, p, data + o, l);
-            bm_set(valid, p);
+            crc[p] = cslot_page_crc(id, p, src + o, blen - o < c->ps ? blen - o : c->ps);
         }
-        h.seq = __atomic_add_fetch(&dir->seq, 1, __ATOMIC_RELAXED);
-        rc = cdisk_write(dir->d, dslot, &h, data, newp, blen);
+        struct citem_hdr h = {.id = {id[0], id[1]}, .blen = blen, .valid = all, .crc = crc};
+        rc = cdisk_append(dir->d, &h, src, disk_forget, dir, &reg, &off);
         if (rc < 0) {
             dir_failed(c, dir, "write", rc);
-        } else {
+        } else if (rc == 0) {
             dir_worked(dir);
             STAT(c, disk_writes, 1);
-            STAT(c, disk_write_bytes, bm_count(newp, w) * c->ps);
+            STAT(c, disk_write_bytes, h.item_len);
         }
     }
+    if (rc == -ENOMEM)
+        STAT(c, disk_writes_dropped, 1);
 
     pthread_mutex_lock(&sh->lock);
     if (rc == 0) {
-        ent_get(c, e, DV, dv);
-        for (uint32_t k = 0; k < w; k++)
-            dv[k] = fresh ? newp[k] : (dv[k] | newp[k]);
-        ent_put(c, e, DV, dv);
-    } else if (rc < 0 || (fresh && e->dslot != NIL)) {
-        if (e->dslot != NIL) {
-            s3fifo_release(c->dirs[e->ddir].q, e->dslot);
-            e->dslot = NIL;
-        }
-        ent_clear(c, e, DV);
+        disk_drop_locked(c, e); /* the old item, if the index still names it: dead space now */
+        e->dreg = reg;
+        e->doff = off;
+        e->ddir = (uint8_t)ddir;
+        ent_put(c, e, DV, all);
+        disk_count_locked(c, e, 1);
     }
     e->flags &= (uint8_t)~F_DWRITING;
     pthread_cond_broadcast(&sh->cond);
     entry_maybe_free(c, sh, i);
     pthread_mutex_unlock(&sh->lock);
+    if (rc == 0)
+        cdisk_append_done(dir->d, reg); /* after the index names it: see cdisk_append */
+    free(tmp);
     free(crc);
     return rc;
 }
@@ -1814,34 +1892,35 @@ static void *prefetcher_main(void *arg)
 
 /* ---- start-up scan ---- */
 
-static int scan_one(void *arg, uint32_t slot, const struct cslot_hdr *h)
+/* An item found on disk at start-up (regions oldest first, so a later item of a block replaces
+ * an earlier one of the same directory; a copy in another directory is left alone: the first
+ * found serves). */
+static int scan_one(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
 {
     struct cdir *dir = arg;
     struct cache *c = dir->c;
-    if (h->seq > dir->seq)
-        dir->seq = h->seq;
-    if (!bm_any(h->valid, c->w))
-        return 0;
     struct shard *sh = shard_of(c, h->id);
     pthread_mutex_lock(&sh->lock);
     uint32_t i = lookup(c, sh, h->id);
     if (i != NIL) {
-        /* A second copy (left behind when the block moved slots before a crash): both verify
-           against the same identity, so either serves the same bytes; keep the first. */
+        struct centry *e = E(c, i);
+        if (e->dreg == NIL || &c->dirs[e->ddir] != dir || e->blen != h->blen) {
+            pthread_mutex_unlock(&sh->lock);
+            return 0;
+        }
+        disk_drop_locked(c, e);
+        c->scan_blocks--;
+    } else if ((i = entry_new(c, sh, h->id, h->blen)) == NIL) {
         pthread_mutex_unlock(&sh->lock);
         return 0;
     }
-    i = entry_new(c, sh, h->id, h->blen);
-    if (i != NIL) {
-        struct centry *e = E(c, i);
-        if (s3fifo_claim(dir->q, slot, i) == 0) {
-            e->dslot = slot;
-            e->ddir = (uint8_t)(dir - c->dirs);
-            ent_put(c, e, DV, h->valid);
-            c->scan_blocks++;
-        }
-        entry_maybe_free(c, sh, i);
-    }
+    struct centry *e = E(c, i);
+    e->dreg = region;
+    e->doff = off;
+    e->ddir = (uint8_t)(dir - c->dirs);
+    ent_put(c, e, DV, h->valid);
+    disk_count_locked(c, e, 1);
+    c->scan_blocks++;
     pthread_mutex_unlock(&sh->lock);
     return 0;
 }
@@ -1919,8 +1998,8 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
     }
     int rc = -ENOMEM;
 
-    /* Disk directories first: their slot counts size the index. */
-    uint64_t total_slots = 0;
+    /* Disk directories first: the most items they can hold bounds the index. */
+    uint64_t disk_items = 0;
     if (cfg->disk_dirs && cfg->disk_dirs[0]) {
         char *list = strdup(cfg->disk_dirs), *save = NULL;
         if (!list)
@@ -1941,13 +2020,7 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
             struct cdir *dir = &c->dirs[c->ndirs];
             dir->c = c;
             dir->d = dk;
-            dir->q = s3fifo_new(cdisk_nslots(dk));
-            if (!dir->q) {
-                cdisk_close(dk);
-                free(list);
-                goto fail;
-            }
-            total_slots += cdisk_nslots(dk);
+            disk_items += cdisk_items_fit(dk, 1);
             c->disk_capacity += cdisk_file_bytes(dk);
             pthread_mutex_init(&dir->state_lock, NULL);
             c->ndirs++;
@@ -1978,23 +2051,17 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
             goto fail;
     }
 
-    /* The index: entries for every slot of every tier, plus fills in flight. */
-    uint64_t ne = mslots + total_slots + POOL_SLACK;
-    if (ne >= NIL) {
-        snprintf(err, errlen, "cache: too many blocks for one index");
-        rc = -EINVAL;
+    /* The index: entries as blocks come, up to one for every slot of memory and the smallest
+       item of every disk, plus fills in flight. */
+    uint64_t ne = mslots + disk_items + POOL_SLACK;
+    if (ne >= NIL - CHUNK)
+        ne = NIL - CHUNK; /* beyond 4 billion blocks the index refuses more (BLK_UNCACHED) */
+    c->maxchunks = (uint32_t)((ne + CHUNK - 1) / CHUNK);
+    c->chunks = calloc(c->maxchunks, sizeof(*c->chunks));
+    if (!c->chunks)
         goto fail;
-    }
-    c->nentries = (uint32_t)ne;
-    c->pool = calloc(ne, c->estride);
-    if (!c->pool)
-        goto fail;
-    for (uint32_t k = 0; k < c->nentries; k++)
-        E(c, k)->hnext = k + 1 < c->nentries ? k + 1 : NIL;
-    c->pool_free = 0;
-    uint32_t nb = 4; /* per shard: chains of 1 to 2 entries when the index is full */
-    while ((uint64_t)nb * NSHARDS * 2 < ne)
-        nb <<= 1;
+    c->pool_free = NIL;
+    uint32_t nb = 4; /* per shard, at first; doubled past 2 entries a bucket (shard_grow) */
     for (int s = 0; s < NSHARDS; s++) {
         c->shards[s].buckets = malloc(sizeof(uint32_t) * nb);
         if (!c->shards[s].buckets)
@@ -2002,10 +2069,10 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
         memset(c->shards[s].buckets, 0xff, sizeof(uint32_t) * nb);
         c->shards[s].mask = nb - 1;
     }
-    c->index_bytes = sizeof(*c) + ne * c->estride + (uint64_t)NSHARDS * nb * sizeof(uint32_t) +
-                     (c->mq ? s3fifo_bytes(c->mq) : 0);
+    c->index_bytes = sizeof(*c) + (uint64_t)c->maxchunks * sizeof(*c->chunks) +
+                     (uint64_t)NSHARDS * nb * sizeof(uint32_t) + (c->mq ? s3fifo_bytes(c->mq) : 0);
     for (int d = 0; d < c->ndirs; d++)
-        c->index_bytes += s3fifo_bytes(c->dirs[d].q);
+        c->index_bytes += cdisk_mem_bytes(c->dirs[d].d);
 
     /* What earlier runs left on disk. */
     uint64_t t0 = now_ns();
@@ -2127,7 +2194,7 @@ void cache_free(struct cache *c)
     for (unsigned t = c->nprefetchers; t < c->nthreads; t++)
         pthread_join(c->threads[t], NULL);
     free(c->threads);
-    if (c->pool)
+    if (c->chunks)
         flush_memory(c);
     while (c->wq_head) { /* only if no worker ever started */
         struct job *j = c->wq_head;
@@ -2140,7 +2207,6 @@ void cache_free(struct cache *c)
         free(p);
     }
     for (int d = 0; d < c->ndirs; d++) {
-        s3fifo_free(c->dirs[d].q);
         cdisk_close(c->dirs[d].d);
         pthread_mutex_destroy(&c->dirs[d].state_lock);
     }
@@ -2152,7 +2218,9 @@ void cache_free(struct cache *c)
         pthread_mutex_destroy(&c->shards[s].lock);
         pthread_cond_destroy(&c->shards[s].cond);
     }
-    free(c->pool);
+    for (uint32_t k = 0; c->chunks && k < c->nchunks; k++)
+        free(c->chunks[k]);
+    free(c->chunks);
     pthread_mutex_destroy(&c->pool_lock);
     free(c->ns);
     pthread_mutex_destroy(&c->job_lock);
@@ -2188,10 +2256,11 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
     st->blocks_mem = c->mq ? s3fifo_used(c->mq) : 0;
     st->mem_used = st->blocks_mem * c->bs;
     st->disk_capacity = c->disk_capacity;
-    for (int d = 0; d < c->ndirs; d++)
-        st->blocks_disk += s3fifo_used(c->dirs[d].q);
-    st->disk_used = st->blocks_disk * c->bs;
-    st->index_bytes = c->index_bytes;
+    for (int d = 0; d < c->ndirs; d++) {
+        st->blocks_disk += __atomic_load_n(&c->dirs[d].items, __ATOMIC_RELAXED);
+        st->disk_used += __atomic_load_n(&c->dirs[d].bytes, __ATOMIC_RELAXED);
+    }
+    st->index_bytes = __atomic_load_n(&c->index_bytes, __ATOMIC_RELAXED);
     st->evictions_mem = SUM(c, evictions_mem);
     st->evictions_disk = SUM(c, evictions_disk);
     st->demotions = SUM(c, demotions);
