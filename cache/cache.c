@@ -225,6 +225,7 @@ struct cache {
 
     struct counters n[NSTRIPES]; /* atomics */
     uint64_t index_bytes, disk_capacity, scan_blocks, scan_usec;
+    uint64_t index_fixed; /* index_bytes before the first entry */
 };
 
 static unsigned stripe_next;
@@ -2073,6 +2074,7 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
                      (uint64_t)NSHARDS * nb * sizeof(uint32_t) + (c->mq ? s3fifo_bytes(c->mq) : 0);
     for (int d = 0; d < c->ndirs; d++)
         c->index_bytes += cdisk_mem_bytes(c->dirs[d].d);
+    c->index_fixed = c->index_bytes;
 
     /* What earlier runs left on disk. */
     uint64_t t0 = now_ns();
@@ -2228,6 +2230,23 @@ void cache_free(struct cache *c)
     pthread_cond_destroy(&c->wq_cond);
     pthread_cond_destroy(&c->pq_cond);
     free(c);
+}
+
+uint64_t cache_index_bytes_for(const struct cache *c, uint64_t nblocks)
+{
+    uint64_t chunks = (nblocks + CHUNK - 1) / CHUNK, nb = 4,
+             per = (nblocks + NSHARDS - 1) / NSHARDS;
+    while (per > 2 * nb) /* as shard_grow doubles them */
+        nb *= 2;
+    return c->index_fixed + chunks * CHUNK * c->estride + (nb - 4) * NSHARDS * sizeof(uint32_t);
+}
+
+uint64_t cache_disk_items_fit(const struct cache *c, uint64_t data_len)
+{
+    uint64_t n = 0;
+    for (int d = 0; d < c->ndirs; d++)
+        n += cdisk_items_fit(c->dirs[d].d, data_len);
+    return n;
 }
 
 /* Sums one counter over the stripes. */

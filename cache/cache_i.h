@@ -108,4 +108,9 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf, cdisk_ev
                  void *arg, uint32_t *region, uint32_t *off);
 void cdisk_append_done(struct cdisk *d, uint32_t region);
 
+/* What the index costs (cache_stats.index_bytes) once it holds NBLOCKS blocks, and how many
+ * blocks of DATA_LEN bytes the disk tier holds: for the tests and efc-cachebench (cache.c). */
+uint64_t cache_index_bytes_for(const struct cache *c, uint64_t nblocks);
+uint64_t cache_disk_items_fit(const struct cache *c, uint64_t data_len);
+
 #endif

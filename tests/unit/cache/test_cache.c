@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "cache/cache_i.h"
+#include "util/crc64.h"
 
 #define GiB (1024ull * MiB)
 
@@ -502,19 +503,31 @@ static void test_no_tiers(void **state)
 static void test_index_overhead(void **state)
 {
     struct env *e = *state;
-    /* 1 GiB of memory and 100 GiB of disk, as the issue asks. The slot file is sparse. */
+    /* 1 GiB of memory and 100 GiB of disk, as the issue asks. The cache file is sparse. The index
+       grows with the blocks held: its cost full is cache_index_bytes_for (checked against a real
+       fill in test_small_objects). */
     struct cache *c = mk(e, 1 * GiB, e->d1, 100 * GiB, 1 << 20);
     struct cache_stats st;
     cache_get_stats(c, &st);
     uint64_t cap = st.mem_capacity + st.disk_capacity;
-    double per_gib = (double)st.index_bytes / ((double)cap / (double)GiB);
-    print_message("index: %llu bytes for %.1f GiB configured = %.0f bytes/GiB (%.4f%%)\n",
-                  (unsigned long long)st.index_bytes, (double)cap / (double)GiB, per_gib,
-                  100.0 * (double)st.index_bytes / (double)cap);
+    uint64_t full = cache_index_bytes_for(c, GiB / MiB + cache_disk_items_fit(c, MiB));
+    print_message("index full of 1 MiB blocks: %llu bytes for %.1f GiB configured (%.4f%%)\n",
+                  (unsigned long long)full, (double)cap / (double)GiB,
+                  100.0 * (double)full / (double)cap);
     assert_true(st.mem_capacity == 1 * GiB);
     assert_true(st.disk_capacity > 99 * GiB && st.disk_capacity <= 100 * GiB);
-    assert_true(st.index_bytes * 1000 <= 101 * GiB);
+    assert_true(full * 10000 <= cap); /* 0.01% */
+    assert_true(st.index_bytes < full);
     assert_true(file_bytes_on_disk(e->d1) <= 100 * GiB);
+    /* Objects of 16 KiB: the disk holds them by their bytes. 0.1% is the issue's target for the
+       index; an entry of 56 bytes costs 0.35% (not met: see cache.c's top). */
+    uint64_t small = cache_disk_items_fit(c, 16 * KiB);
+    full = cache_index_bytes_for(c, GiB / MiB + small);
+    print_message("index full of 16 KiB objects: %llu objects on disk, %llu bytes (%.4f%%)\n",
+                  (unsigned long long)small, (unsigned long long)full,
+                  100.0 * (double)full / (double)cap);
+    assert_true(small >= st.disk_capacity / (16 * KiB) * 96 / 100);
+    assert_true(full * 1000 <= cap * 4);
     cache_free(c);
     /* Smaller blocks cost more per byte, and smaller pages more bitmap: the bound holds at every
        allowed block size, with the default (16 KiB) and the smallest (4 KiB) pages. */
@@ -531,15 +544,112 @@ static void test_index_overhead(void **state)
             assert_int_equal(cache_new(&cfg, src, &c, err, sizeof(err)), 0);
             cache_get_stats(c, &st);
             cap = st.mem_capacity + st.disk_capacity;
-            double pct = 100.0 * (double)st.index_bytes / (double)cap;
-            print_message("index with %5u KiB blocks, %2u KiB pages: %9llu bytes, %8.0f bytes/GiB "
+            full = cache_index_bytes_for(c, GiB / bs + cache_disk_items_fit(c, bs));
+            double pct = 100.0 * (double)full / (double)cap;
+            print_message("index full, %5u KiB blocks, %2u KiB pages: %9llu bytes, %8.0f bytes/GiB "
                           "(%.4f%%)\n",
-                          bs / 1024, ps / 1024, (unsigned long long)st.index_bytes,
-                          (double)st.index_bytes / ((double)cap / (double)GiB), pct);
+                          bs / 1024, ps / 1024, (unsigned long long)full,
+                          (double)full / ((double)cap / (double)GiB), pct);
             assert_true(pct <= 0.1);
             cache_free(c);
         }
     }
+}
+
+/* Objects of 16 KiB take 16.5 KiB of disk each, not a block: the tier holds what
+ * cache_disk_items_fit says, every one of them readable, and the index grows as it said. A
+ * 10 GiB tier holds at least 600,000 (the issue's target). */
+static void test_small_objects(void **state)
+{
+    struct env *e = *state;
+    const uint64_t obj = 16 * KiB;
+    struct cache *c = mk(e, 0, e->d1, 10 * GiB, 1 << 20);
+    uint64_t big = cache_disk_items_fit(c, obj);
+    print_message("a 10 GiB disk tier holds %llu objects of 16 KiB\n", (unsigned long long)big);
+    assert_true(big >= 600000);
+    cache_free(c);
+    rm_rf(e->d1);
+    assert_int_equal(mkdir(e->d1, 0700), 0);
+
+    c = mk(e, 0, e->d1, 40 * MiB, 1 << 20);
+    struct cache_stats st;
+    cache_get_stats(c, &st);
+    uint64_t n = cache_disk_items_fit(c, obj), idx0 = st.index_bytes;
+    assert_true(n >= st.disk_capacity / obj * 9 / 10);
+    for (uint64_t i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "small/%llu", (unsigned long long)i);
+        read_ok(c, key, "e", obj, 0, obj);
+        if (i % 512 == 511)
+            settle(c);
+    }
+    settle(c);
+    cache_get_stats(c, &st);
+    print_message("%llu objects of 16 KiB in a %llu-byte tier: %llu held, %llu bytes used, "
+                  "index %llu -> %llu bytes\n",
+                  (unsigned long long)n, (unsigned long long)st.disk_capacity,
+                  (unsigned long long)st.blocks_disk, (unsigned long long)st.disk_used,
+                  (unsigned long long)idx0, (unsigned long long)st.index_bytes);
+    assert_int_equal(st.blocks_disk, n);
+    assert_int_equal(st.evictions_disk, 0);
+    assert_true(st.disk_used <= st.disk_capacity);
+    assert_true(st.index_bytes <= cache_index_bytes_for(c, n));
+    cache_free(c);
+    /* All of them again after a restart, from disk. */
+    e->f.fetches = 0;
+    c = mk(e, 0, e->d1, 40 * MiB, 1 << 20);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.scan_blocks, n);
+    for (uint64_t i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "small/%llu", (unsigned long long)i);
+        read_ok(c, key, "e", obj, 0, obj);
+    }
+    assert_int_equal(fake_fetches(&e->f), 0);
+    /* One more evicts the oldest region, whole. */
+    read_ok(c, "small/more", "e", obj, 0, obj);
+    settle(c);
+    cache_get_stats(c, &st);
+    assert_true(st.evictions_disk > 0);
+    assert_int_equal(st.blocks_disk, n + 1 - st.evictions_disk);
+    cache_free(c);
+}
+
+/* A directory written by the block-slot format (superblock version 2) starts empty, reformatted:
+ * never read as the new one. */
+static void test_old_format(void **state)
+{
+    struct env *e = *state;
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s", e->d1, CDISK_FILE_NAME);
+    uint8_t sb[CDISK_SB_SIZE] = {0};
+    memcpy(sb, "EFCCACHE", 8);
+    sb[8] = 2;
+    sb[12] = 0x10; /* 4096 */
+    uint64_t crc = crc64_update(0, sb, 56);
+    for (int i = 0; i < 8; i++)
+        sb[56 + i] = (uint8_t)(crc >> (8 * i));
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(sb, 1, sizeof(sb), fp), sizeof(sb));
+    for (int i = 0; i < 64; i++) /* slot headers and data of the old format */
+        assert_int_equal(fwrite(sb, 1, sizeof(sb), fp), sizeof(sb));
+    fclose(fp);
+    struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    struct cache_stats st;
+    cache_get_stats(c, &st);
+    assert_int_equal(st.scan_blocks, 0);
+    read_ok(c, "o", "e", 3 * MiB, 0, 3 * MiB);
+    cache_free(c);
+    fp = fopen(p, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fread(sb, 1, 16, fp), 16);
+    fclose(fp);
+    assert_int_equal(sb[8], 3);
+    c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.scan_blocks, 3);
+    cache_free(c);
 }
 
 static void test_stats(void **state)
@@ -743,6 +853,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enospc_tmpfs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dir_removed_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_objects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_tiny_memory, setup, teardown),
     };
