@@ -1782,7 +1782,7 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
     }
     if (more)
         cdisk_unhold(c->dirs[old.dir].d, old.reg);
-    uint32_t reg = NIL, off = 0;
+    uint32_t reg = NIL, off = 0, ilen = 0;
     if (rc == 0 && (crc = malloc(8ull * c->np)) == NULL)
         rc = -ENOMEM;
     if (rc == 0) {
@@ -1798,8 +1798,7 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
             dir_failed(c, dir, "write", rc);
         } else if (rc == 0) {
             dir_worked(dir);
-            STAT(c, disk_writes, 1);
-            STAT(c, disk_write_bytes, h.item_len);
+            ilen = h.item_len;
         }
     }
     if (rc == -ENOMEM)
@@ -1818,8 +1817,11 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
     pthread_cond_broadcast(&sh->cond);
     entry_maybe_free(c, sh, i);
     pthread_mutex_unlock(&sh->lock);
-    if (rc == 0)
+    if (rc == 0) {
         cdisk_append_done(dir->d, reg); /* after the index names it: see cdisk_append */
+        STAT(c, disk_writes, 1);        /* counted once the index names it (tests wait on it) */
+        STAT(c, disk_write_bytes, ilen);
+    }
     free(tmp);
     free(crc);
     return rc;
