@@ -1,21 +1,31 @@
 /* cache/cache.c - the block index, the memory tier, the read path with single-flight, and the
  * background workers that write blocks to the disk tier (disk.c) and run prefetches.
  *
- * The index is a fixed pool of entries (one per block held anywhere, sized at cache_new for the
- * tiers' slot counts plus slack) in 256 shards, each a chained hash table under its own mutex.
- * An entry names its memory slot (a block-sized buffer in one mmap'd arena of mem_bytes) and
- * its disk slot (directory + slot), and carries one valid-page bitmap per tier. Each tier's slots
- * are replaced by S3-FIFO (s3fifo.c); a memory victim whose pages are not on disk yet is demoted
- * (queued for writing) before it goes.
+ * The index is a pool of entries (one per block held anywhere), grown 4096 at a time as blocks
+ * come (up to one per memory slot and per smallest item the disk tier can hold, plus fills in
+ * flight), in 256 shards, each a chained hash table under its own mutex whose buckets double
+ * past 2 entries a bucket. An entry names its memory slot (a block-sized buffer in one mmap'd
+ * arena of mem_bytes) and its disk item (directory, region, offset: disk.c's region log, where a
+ * block takes its own bytes), and carries one valid-page bitmap per tier; the disk bitmap is the
+ * item's own, so a read finds a page's place in the item from it (item.c). Memory slots are
+ * replaced by S3-FIFO (s3fifo.c); a memory victim whose pages are not on disk yet is demoted
+ * (queued for writing) before it goes. The disk tier evicts whole regions, oldest first: the
+ * region log calls disk_forget for each of the region's items, and the entry forgets the item
+ * if it still names it. A disk read holds the item's region (cdisk_hold, taken under the shard
+ * lock) so that it is not reused under the read. An item whose page fails its CRC is dropped
+ * whole, and the fill writes what it has of the block as a new item.
  *
- * The index must cost at most 0.1% of the capacity it describes, down to 64 KiB blocks (65
- * bytes a block, everything included). So an entry is only what every cached block needs: the
- * identity, the hash chain, both slots, the length, a pin count, flags, and the two bitmaps
- * stored in ceil(pages/8) bytes each (1 byte at 64 KiB / 16 KiB pages); 40 bytes at 64 KiB
+ * The index must cost at most 0.1% of the capacity it describes when full of blocks, down to
+ * 64 KiB blocks. So an entry is only what every cached block needs: the identity, the hash
+ * chain, the memory slot, the disk item, the length, a pin count, flags, and the two bitmaps
+ * stored in ceil(pages/8) bytes each (1 byte at 64 KiB / 16 KiB pages); 48 bytes at 64 KiB
  * blocks, 56 at 1 MiB / 16 KiB. What only a block being filled needs (its waiters, the fill's
  * result, a buffer lent to the waiters) lives in a `struct fill` on the filler's stack, listed in
- * the shard while the fill runs. Hash buckets are 4 bytes per 1-2 entries, and the S3-FIFO
- * queues about 11 bytes a slot. Measured by test_index_overhead.
+ * the shard while the fill runs. Hash buckets are 4 bytes per 1-2 entries, and the memory
+ * S3-FIFO queue about 11 bytes a slot. Measured by test_index_overhead and test_small_objects.
+ * Not met yet: the issue's 0.1% for a disk full of 16 KiB objects (an entry of 56 bytes is 0.34%
+ * of 16.5 KiB); that needs a compact entry for small objects (Kangaroo's partial keys, checked
+ * against the identity in the item header).
  *
  * A read hashes (key, etag, index) to the block identity, takes the shard lock and either copies
  * the pages from memory (the hit path: one lock, one memcpy; large copies pin the entry and copy
@@ -43,12 +53,15 @@
  * A warm-up fill (cache_fill) is the same fill with another target: with a disk tier it fills a
  * scratch block (pages memory holds are copied, the rest fetched) and writes it synchronously
  * while still the block's filler, so readers of the block join it and it is on disk when the
- * call returns; without one, it fills a memory slot. Its slots are admitted as hot (s3fifo.h):
- * a warm-up is a statement that the data is wanted, not a one-time scan to be put on probation.
+ * call returns; without one, it fills a memory slot. Its memory slots are admitted as hot
+ * (s3fifo.h): a warm-up is a statement that the data is wanted, not a one-time scan to be put
+ * on probation. (The disk's region log has no probation: it evicts by age alone.)
  *
  * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock}. The
  * s3fifo eviction callbacks run under an s3fifo lock and only *try* shard locks (a busy shard's
- * block is skipped), so the order is never inverted. No lock is held across I/O or a source call.
+ * block is skipped), so the order is never inverted. The region log calls disk_forget with none
+ * of its locks held (disk.c), and cdisk_append is called with no shard lock held. No lock is held
+ * across I/O or a source call.
  *
  * Identity: XXH3-128 of ns NUL key NUL etag NUL index(8 bytes LE), ns naming the bucket and its
  * endpoint (cache_config.ns). Peers compute the same one for the same block. Only the hash is
@@ -339,7 +352,7 @@ static struct centry *E(struct cache *c, uint32_t i)
     return (struct centry *)(c->chunks[i >> CHUNK_SHIFT] + (size_t)(i & (CHUNK - 1)) * c->estride);
 }
 
-/* Loads bitmap WHICH of E into OUT (c->w words); a tier the entry has no slot in reads empty. */
+/* Loads bitmap WHICH of E into OUT (c->w words); a tier the entry has nothing in reads empty. */
 static void ent_get(struct cache *c, const struct centry *e, int which, uint64_t *out)
 {
     memset(out, 0, 8ull * c->w);
@@ -756,7 +769,7 @@ static int dir_up(const struct cdir *dir)
     return __atomic_load_n(&dir->down_until, __ATOMIC_RELAXED) <= now_ns();
 }
 
-/* A read or write (OP) of DIR's slot file failed with RC: the directory rests, and the bout's
+/* A read or write (OP) of DIR's cache file failed with RC: the directory rests, and the bout's
  * first failure says so, once (a failing device must not fill the log). */
 static void dir_failed(struct cache *c, struct cdir *dir, const char *op, int rc)
 {
@@ -766,7 +779,7 @@ static void dir_failed(struct cache *c, struct cdir *dir, const char *op, int rc
     pthread_mutex_lock(&dir->state_lock);
     if (!dir->failing) {
         __atomic_store_n(&dir->failing, 1, __ATOMIC_RELAXED);
-        /* A disk that fails and recovers over and over (full but for the slots it already
+        /* A disk that fails and recovers over and over (full but for the room it already
            has) is logged once a minute. */
         if (dir->warned_at == 0 || now - dir->warned_at >= DIR_WARN_NS) {
             dir->warned = 1;
