@@ -3,8 +3,8 @@
  * their bytes allow (a 10 GiB directory: 630,000 objects of 16 KiB, where block-sized slots of
  * 1 MiB held 10,240).
  *
- * Design (after CacheLib's Navy BlockCache): the file is cut into regions of about 16 MiB (an
- * eighth of the file when that is smaller, and at least two of the largest items). Items are
+ * Design (after CacheLib's Navy BlockCache): the file is cut into regions of about 16 MiB (a
+ * sixteenth of the file when that is smaller, and at least two of the largest items). Items are
  * appended to the one open region; a block that gains pages is written again as a new item and
  * its old one becomes dead space. A full region is sealed: once the appends into it are done,
  * its summary (every item's place, identity, length and valid bitmap) is written at its end, so
@@ -77,19 +77,20 @@
 #include "util/le.h"
 #include "util/log.h"
 
-#define SB_MAGIC        "EFCCACHE"
-#define SB_VERSION      3
-#define RING_DEPTH      64
-#define MAX_BATCH       32          /* I/O requests submitted together */
-#define FS_MARGIN_BASE  (64u << 10) /* room left under the cap for the file system's metadata */
-#define REGION_TARGET   (16u << 20)
-#define RHDR            512u
-#define FOOTER          64u
-#define REG_MAGIC       "EFCREGN1"
-#define SUM_MAGIC       "EFCRSUM1"
-#define NIL             UINT32_MAX
-#define READERS_WAIT_US 10000000ull /* an evictor waits this long at most for a region's readers   \
-                                     */
+#define SB_MAGIC       "EFCCACHE"
+#define SB_VERSION     3
+#define RING_DEPTH     64
+#define MAX_BATCH      32          /* I/O requests submitted together */
+#define FS_MARGIN_BASE (64u << 10) /* room left under the cap for the file system's metadata */
+#define REGION_TARGET  (16u << 20)
+#define RHDR           512u
+#define FOOTER         64u
+#define REG_MAGIC      "EFCREGN1"
+#define SUM_MAGIC      "EFCRSUM1"
+#define NIL            UINT32_MAX
+#define READERS_WAIT_US                                                                            \
+    10000000ull /* an evictor waits this long at most for a region's readers                       \
+                 */
 
 enum { R_FREE, R_OPEN, R_SEALED, R_SUMMARY, R_EVICTING };
 
@@ -331,11 +332,12 @@ int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page
     }
     sprintf(d->path, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", CDISK_FILE_NAME);
 
-    /* Regions of about REGION_TARGET (an eighth of the cap when smaller), each holding at least
+    /* Regions of about REGION_TARGET (a sixteenth of the cap when smaller: what rounding to whole
+       regions and the open region leave unused stays small), each holding at least
        two of the largest items with their summary entries. The regions, the superblock and a
        margin for the file system's own blocks all fit under the cap. */
     uint64_t maxitem = citem_len(citem_hdr_len(d->npages, d->npages), block_size) + d->se;
-    uint64_t target = cap / 8 < REGION_TARGET ? cap / 8 : REGION_TARGET;
+    uint64_t target = cap / 16 < REGION_TARGET ? cap / 16 : REGION_TARGET;
     uint64_t k = target / block_size > 2 ? target / block_size : 2;
     uint64_t rs = round_up(RHDR + k * maxitem + FOOTER, 4096);
     uint64_t margin = FS_MARGIN_BASE + cap / 4096;

@@ -312,7 +312,7 @@ static void test_persistence(void **state)
 }
 
 /* The blocks the child must have written before it is killed, per trial: at first one, at last
- * about twice what its disk tier holds (28 blocks in 7 regions), so that regions are being reused
+ * about twice what its disk tier holds (30 blocks in 15 regions), so that regions are being reused
  * and rewritten when it dies (from the second trial on, the tier starts full anyway: the parent's
  * checking reads of the trial before filled it). */
 static const uint64_t KILL9_AFTER_WRITES[] = {1, 12, 40, 64};
@@ -395,10 +395,10 @@ static void test_corruption(void **state)
     struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
     read_ok(c, "c", "e", size, 0, size);
     cache_free(c);
-    /* The file: 4 KiB of superblock, then regions of region_size (superblock offset 24); this
-       one holds 4 items of one full block each, the 8 blocks in regions 0 and 1. Flip a byte of
-       page 0 of every item; in region 1, flip one of its first item's header and one of its
-       summary's footer: the scan then walks region 1 and stops at that first item. */
+    /* The file: 4 KiB of superblock, then regions of region_size (superblock offset 24), each
+       holding PER items of one full block, the 8 blocks in the first 8 / PER regions. Flip a
+       byte of page 0 of every item; in region 1, flip one of its first item's header and one of
+       its summary's footer: the scan then walks region 1 and stops at that first item. */
     char p[256];
     snprintf(p, sizeof(p), "%s/%s", e->d1, CDISK_FILE_NAME);
     FILE *fp = fopen(p, "r+b");
@@ -407,12 +407,12 @@ static void test_corruption(void **state)
     assert_int_equal(fread(sb, 1, sizeof(sb), fp), sizeof(sb));
     long rs = (long)(sb[24] | sb[25] << 8 | sb[26] << 16 | (uint32_t)sb[27] << 24);
     long hl = (long)citem_hdr_len(64, 64), ilen = (long)citem_len((uint32_t)hl, MiB);
-    assert_true(rs >= 4 * ilen && rs < 5 * ilen);
+    long per = rs / ilen;
+    assert_true(per >= 2 && 8 % per == 0);
     long flips[12];
     int nf = 0;
-    for (int r = 0; r < 2; r++)
-        for (int k = 0; k < 4; k++)
-            flips[nf++] = CDISK_SB_SIZE + r * rs + 512 + k * ilen + hl + 1000;
+    for (long k = 0; k < 8; k++)
+        flips[nf++] = CDISK_SB_SIZE + k / per * rs + 512 + k % per * ilen + hl + 1000;
     flips[nf++] = CDISK_SB_SIZE + rs + 512 + 100;
     flips[nf++] = CDISK_SB_SIZE + 2 * rs - 64 + 10;
     for (int i = 0; i < nf; i++) {
@@ -427,7 +427,7 @@ static void test_corruption(void **state)
     c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
     struct cache_stats st;
     cache_get_stats(c, &st);
-    assert_int_equal(st.scan_blocks, 4); /* region 1's walk stopped at its first item */
+    assert_int_equal(st.scan_blocks, 8 - per); /* region 1's walk stopped at its first item */
     read_ok(c, "c", "e", size, 0, size);
     cache_get_stats(c, &st);
     assert_true(st.corrupt_dropped > 0);
