@@ -127,7 +127,7 @@ static void bench_hits(void)
     rm_rf(dir);
 }
 
-static void no_evict(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
+static int no_evict(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
 {
     (void)arg;
     (void)region;
@@ -135,6 +135,8 @@ static void no_evict(void *arg, uint32_t region, uint32_t off, const uint64_t id
     (void)id;
     abort(); /* the file is sized to hold every item */
 }
+
+static const struct cdisk_owner no_owner = {no_evict, NULL, NULL};
 
 static void bench_scan(void)
 {
@@ -152,7 +154,7 @@ static void bench_scan(void)
     for (uint32_t i = 0; i < nblocks; i++) {
         struct citem_hdr h = {.id = {i * 7919ull + 1, i}, .blen = bs, .valid = valid, .crc = crc};
         uint32_t r, off;
-        CHECK(cdisk_append(d, &h, data, no_evict, NULL, &r, &off) == 0);
+        CHECK(cdisk_append(d, &h, data, &no_owner, &r, &off) == 0);
         cdisk_append_done(d, r);
     }
     free(data);

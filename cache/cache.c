@@ -11,9 +11,10 @@
  * replaced by S3-FIFO (s3fifo.c); a memory victim whose pages are not on disk yet is demoted
  * (queued for writing) before it goes. The disk tier evicts whole regions, oldest first: the
  * region log calls disk_forget for each of the region's items, and the entry forgets the item
- * if it still names it. A disk read holds the item's region (cdisk_hold, taken under the shard
- * lock) so that it is not reused under the read. An item whose page fails its CRC is dropped
- * whole, and the fill writes what it has of the block as a new item.
+ * if it still names it; an item read since it was written (F_DHIT) is kept, written again by
+ * the log, and disk_moved names its new place. A disk read holds the item's region (cdisk_hold,
+ * taken under the shard lock) so that it is not reused under the read. An item whose page fails its
+ * CRC is dropped whole, and the fill writes what it has of the block as a new item.
  *
  * The index must cost at most 0.1% of the capacity it describes when full of blocks, down to
  * 64 KiB blocks. So an entry is only what every cached block needs: the identity, the hash
@@ -55,7 +56,7 @@
  * while still the block's filler, so readers of the block join it and it is on disk when the
  * call returns; without one, it fills a memory slot. Its memory slots are admitted as hot
  * (s3fifo.h): a warm-up is a statement that the data is wanted, not a one-time scan to be put
- * on probation. (The disk's region log has no probation: it evicts by age alone.)
+ * on probation. (The disk's region log has no probation: it keeps what was read again.)
  *
  * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock}. The
  * s3fifo eviction callbacks run under an s3fifo lock and only *try* shard locks (a busy shard's
@@ -116,6 +117,7 @@ enum {
     F_FILLING = 1,  /* a fill runs (its record is in the shard's list) */
     F_DWRITING = 2, /* a disk write of the block runs */
     F_AHEAD = 4,    /* in memory by prefetch, not read yet; bits 4-7: its ahead_stamp */
+    F_DHIT = 8,     /* its disk item was read since the item was written (or moved) */
 };
 enum { MV = 0, DV = 1 }; /* the entry's bitmaps: memory-valid, disk-valid */
 
@@ -156,8 +158,9 @@ struct shard {
 struct cdir {
     struct cache *c;
     struct cdisk *d;
-    uint64_t items, bytes; /* atomic: items the index names, and their bytes on disk */
-    uint64_t down_until;   /* atomic; CLOCK_MONOTONIC ns */
+    struct cdisk_owner own; /* disk_forget, disk_moved, this */
+    uint64_t items, bytes;  /* atomic: items the index names, and their bytes on disk */
+    uint64_t down_until;    /* atomic; CLOCK_MONOTONIC ns */
     /* A bout of failures: from a failed read or write to the next write that succeeds. */
     pthread_mutex_t state_lock;
     int failing;        /* state_lock to change; read atomically */
@@ -742,21 +745,52 @@ static void disk_drop_locked(struct cache *c, struct centry *e)
 }
 
 /* The region log reuses the region holding the item (REGION, OFF) of block ID (disk.c): the
- * entry forgets it if it still names it (a block written again since names its newer item). */
-static void disk_forget(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
+ * entry forgets it if it still names it (a block written again since names its newer item).
+ * Returns 1 to keep it (read since written: disk.c writes it again, then calls disk_moved). */
+static int disk_forget(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
 {
     struct cdir *dir = arg;
     struct cache *c = dir->c;
     struct shard *sh = shard_of(c, id);
+    int keep = 0;
     pthread_mutex_lock(&sh->lock);
     uint32_t i = lookup(c, sh, id);
     if (i != NIL) {
         struct centry *e = E(c, i);
         if (e->dreg == region && e->doff == off && &c->dirs[e->ddir] == dir) {
+            keep = (e->flags & F_DHIT) != 0;
+            e->flags &= (uint8_t)~F_DHIT;
             disk_drop_locked(c, e);
-            STAT(c, evictions_disk, 1);
+            if (!keep)
+                STAT(c, evictions_disk, 1);
             entry_maybe_free(c, sh, i);
         }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return keep;
+}
+
+/* A kept item H is at (REGION, OFF) now: the entry names it again, unless the block has a newer
+ * item (or one being written) meanwhile. */
+static void disk_moved(void *arg, const struct citem_hdr *h, uint32_t region, uint32_t off)
+{
+    struct cdir *dir = arg;
+    struct cache *c = dir->c;
+    struct shard *sh = shard_of(c, h->id);
+    pthread_mutex_lock(&sh->lock);
+    uint32_t i = lookup(c, sh, h->id);
+    if (i == NIL)
+        i = entry_new(c, sh, h->id, h->blen);
+    if (i != NIL) {
+        struct centry *e = E(c, i);
+        if (e->dreg == NIL && !(e->flags & F_DWRITING) && e->blen == h->blen) {
+            e->dreg = region;
+            e->doff = off;
+            e->ddir = (uint8_t)(dir - c->dirs);
+            ent_put(c, e, DV, h->valid);
+            disk_count_locked(c, e, 1);
+        }
+        entry_maybe_free(c, sh, i);
     }
     pthread_mutex_unlock(&sh->lock);
 }
@@ -1013,6 +1047,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
         ent_get(c, e, MV, inmem);
         ent_get(c, e, DV, indisk);
         if (todisk && e->dreg != NIL && bm_covers(indisk, need, w)) {
+            e->flags |= F_DHIT; /* wanted again: kept when its region is reused */
             entry_maybe_free(c, sh, i);
             pthread_mutex_unlock(&sh->lock);
             return from_class(from);
@@ -1218,8 +1253,11 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
         if (mode == MODE_PREFETCH && err == 0)
             ahead_set_locked(c, e);
     }
-    /* A bad page drops the whole item; what the fill has of the block is written anew. */
+    /* A bad page drops the whole item; what the fill has of the block is written anew. A read
+       from the item marks it for keeping when its region is reused. */
     int dropped = 0;
+    if (held && !bm_any(bad, w) && e->dreg == dl.reg && e->doff == dl.off && e->ddir == dl.dir)
+        e->flags |= F_DHIT;
     if (bm_any(bad, w) && e->dreg == dl.reg && e->doff == dl.off && e->ddir == dl.dir) {
         disk_drop_locked(c, e);
         dropped = 1;
@@ -1723,8 +1761,8 @@ static int pick_dir(struct cache *c, const uint64_t id[2])
 /* Writes the pages in PAGES of block ID (BLEN long) from DATA (a block buffer) to the disk tier,
  * synchronously: as a new item (disk.c) holding them and the pages the block's item already has
  * (read back and checked), whose old item becomes dead space in its region. Pages already on
- * disk are skipped. HOT (a warm-up's) is not used: the region log evicts by age alone. Returns 0
- * when the pages are on disk, 1 when there was no place for them, -errno when the write failed.
+ * disk are skipped. HOT (a warm-up's) is not used: the region log keeps what is read again. Returns
+ * 0 when the pages are on disk, 1 when there was no place for them, -errno when the write failed.
  * No lock held. */
 static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen,
                             const uint8_t *data, const uint64_t *pages, int hot)
@@ -1806,7 +1844,7 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
             crc[p] = cslot_page_crc(id, p, src + o, blen - o < c->ps ? blen - o : c->ps);
         }
         struct citem_hdr h = {.id = {id[0], id[1]}, .blen = blen, .valid = all, .crc = crc};
-        rc = cdisk_append(dir->d, &h, src, disk_forget, dir, &reg, &off);
+        rc = cdisk_append(dir->d, &h, src, &dir->own, &reg, &off);
         if (rc < 0) {
             dir_failed(c, dir, "write", rc);
         } else if (rc == 0) {
@@ -2036,6 +2074,7 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
             struct cdir *dir = &c->dirs[c->ndirs];
             dir->c = c;
             dir->d = dk;
+            dir->own = (struct cdisk_owner){disk_forget, disk_moved, dir};
             disk_items += cdisk_items_fit(dk, 1);
             c->disk_capacity += cdisk_file_bytes(dk);
             pthread_mutex_init(&dir->state_lock, NULL);

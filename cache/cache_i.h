@@ -94,18 +94,26 @@ int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint6
                      uint64_t blen, const uint64_t *valid, const uint64_t *mask, void *buf,
                      uint64_t *bad);
 
-/* Called for each item of a region being reused, with no lock held: the index forgets the
- * item if it still names it. */
-typedef void (*cdisk_evict_fn)(void *arg, uint32_t region, uint32_t off, const uint64_t id[2]);
+/* What owns the items (the index), told of a region's reuse with no lock held: EVICT is called
+ * for each item of the region, and the index forgets the item if it still names it; it returns 1
+ * when the item was read since it was written (and the index named it), to keep it: the item is
+ * then written again at the start of the reused region (Navy's reinsertion: a block read from
+ * disk survives one more pass of the log), and MOVED tells the index its new place (H: its
+ * identity, length and pages; no CRCs). */
+struct cdisk_owner {
+    int (*evict)(void *arg, uint32_t region, uint32_t off, const uint64_t id[2]);
+    void (*moved)(void *arg, const struct citem_hdr *h, uint32_t region, uint32_t off);
+    void *arg;
+};
 
 /* Appends the item H (its CRCs filled for the pages in h->valid) with those pages' bytes from
- * BUF (block offsets) to the open region, evicting the oldest region through EVICT when no
+ * BUF (block offsets) to the open region, reusing the oldest region through OWNER when no
  * region has room. On 0, *REGION and *OFF say where it went, and the caller must call
  * cdisk_append_done once the index names the item (the region is not sealed before). Returns 0,
  * -errno for a failed write (then the append is done already), or 1 when there is no place
- * (every region busy). No lock may be held that EVICT takes. */
-int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf, cdisk_evict_fn evict,
-                 void *arg, uint32_t *region, uint32_t *off);
+ * (every region busy). No lock may be held that OWNER's callbacks take. */
+int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
+                 const struct cdisk_owner *owner, uint32_t *region, uint32_t *off);
 void cdisk_append_done(struct cdisk *d, uint32_t region);
 
 /* What the index costs (cache_stats.index_bytes) once it holds NBLOCKS blocks, and how many

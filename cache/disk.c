@@ -10,9 +10,13 @@
  * its summary (every item's place, identity, length and valid bitmap) is written at its end, so
  * that the start-up scan reads one summary per region rather than every item header. When no
  * region is free, the oldest sealed one is reused whole (FIFO): the index forgets its items
- * (through the caller's evict callback), its readers drain (cdisk_hold), and it becomes the new
- * open region. Eviction therefore weighs bytes: a region of small items gives back the same
- * space as a region of large ones.
+ * (through the owner's evict callback), its readers drain (cdisk_hold), and it becomes the new
+ * open region. Items read since they were written are kept (Navy's reinsertion): copied,
+ * compacted, to the start of the reused region under its new sequence number, and the index
+ * told their new place, so that a stream as large as the tier passes through it without
+ * flushing what is read again (a kept item must be read again to survive the next pass).
+ * Eviction therefore weighs bytes: a region of small items gives back the same space as a
+ * region of large ones.
  *
  * Nothing is fsync'd. A crash or power loss may leave an item whose pages never landed; the
  * per-page CRC (seeded with the block identity and page number) rejects them at read time. The
@@ -766,15 +770,37 @@ static void seal_locked(struct cdisk *d)
     summary_locked(d, r);
 }
 
+/* The items of a region being reused that its owner keeps (read since written). */
 struct evict_ctx {
-    cdisk_evict_fn fn;
-    void *arg;
+    struct cdisk *d;
+    const struct cdisk_owner *o;
+    uint32_t n, cap;
+    struct kept {
+        uint32_t off, len, blen;
+        uint64_t id[2];
+    } * k;
+    uint64_t *valid; /* n x W words */
 };
 
 static int evict_item(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
 {
     struct evict_ctx *x = arg;
-    x->fn(x->arg, region, off, h->id);
+    if (!x->o->evict(x->o->arg, region, off, h->id))
+        return 0;
+    if (x->n == x->cap) {
+        uint32_t cap = x->cap ? 2 * x->cap : 64;
+        struct kept *k = realloc(x->k, sizeof(*k) * cap);
+        uint64_t *v = k ? realloc(x->valid, 8ull * x->d->w * cap) : NULL;
+        if (k)
+            x->k = k;
+        if (!v)
+            return 0; /* not kept after all: the index has forgotten it already */
+        x->valid = v;
+        x->cap = cap;
+    }
+    x->k[x->n] = (struct kept){off, h->item_len, h->blen, {h->id[0], h->id[1]}};
+    memcpy(x->valid + (size_t)x->n * x->d->w, h->valid, 8ull * x->d->w);
+    x->n++;
     return 0;
 }
 
@@ -807,19 +833,70 @@ static int open_region_locked(struct cdisk *d)
     return 0;
 }
 
-/* Reuses the oldest sealed region: its items are forgotten, its readers drained. Lock held
- * (dropped meanwhile), d->busy set by the caller. */
-static void evict_region_locked(struct cdisk *d, cdisk_evict_fn fn, void *arg)
+/* Reopens region R (its items forgotten, its readers gone) with the items X kept written again
+ * at its start, compacted, under sequence number SEQ: one write of the new region's head. Returns
+ * the bytes used, or 0 when it could not (then no item is kept). No lock held. */
+static uint64_t reinsert(struct cdisk *d, uint32_t r, uint64_t oldseq, uint64_t seq,
+                         struct evict_ctx *x, uint8_t *sum)
+{
+    uint64_t ro = region_off(d, r), pos = RHDR;
+    uint8_t *buf = malloc(d->region_size);
+    if (!buf)
+        return 0;
+    memset(buf, 0, RHDR);
+    memcpy(buf, REG_MAGIC, 8);
+    le_put64(buf + 8, seq);
+    le_put32(buf + 16, r);
+    le_put32(buf + 20, d->region_size);
+    le_put64(buf + 56, crc64_update(0, buf, 56));
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < x->n; i++) {
+        struct kept *k = &x->k[i];
+        uint8_t *it = buf + pos;
+        if (k->len < CITEM_FIXED || read_full(d->fd, it, k->len, ro + k->off) != 0)
+            continue;
+        uint32_t hl = le_get32(it + 8);
+        if (hl < CITEM_FIXED + 8 || hl > k->len || le_get64(it + 16) != oldseq ||
+            le_get64(it + hl - 8) != crc64_update(0, it, hl - 8))
+            continue; /* not the item the summary said: not kept */
+        le_put64(it + 16, seq);
+        le_put64(it + hl - 8, crc64_update(0, it, hl - 8));
+        x->k[n] = *k;
+        x->k[n].off = (uint32_t)pos;
+        memmove(x->valid + (size_t)n * d->w, x->valid + (size_t)i * d->w, 8ull * d->w);
+        uint8_t *e = sum + (size_t)n * d->se;
+        memset(e, 0, d->se);
+        le_put32(e, (uint32_t)pos);
+        le_put32(e + 4, k->blen);
+        le_put64(e + 8, k->id[0]);
+        le_put64(e + 16, k->id[1]);
+        le_put32(e + 24, k->len);
+        for (uint32_t w = 0; w < d->w; w++)
+            le_put64(e + 32 + 8 * w, x->valid[(size_t)n * d->w + w]);
+        pos += k->len;
+        n++;
+    }
+    struct dio op = {buf, pos, ro};
+    int rc = io_batch(d->fd, 1, &op, 1, 0);
+    free(buf);
+    x->n = rc == 0 ? n : 0;
+    return rc == 0 ? pos : 0;
+}
+
+/* Reuses the oldest sealed region: its items are forgotten (those read since written are kept
+ * and written again at its start), its readers drained; it becomes the open region, or a free
+ * one. Lock held (dropped meanwhile), d->busy set by the caller. */
+static void evict_region_locked(struct cdisk *d, const struct cdisk_owner *o)
 {
     uint32_t r = d->fifo[d->fifo_head];
     d->fifo_head = (d->fifo_head + 1) % d->nregions;
     d->fifo_n--;
     struct creg *g = &d->regs[r];
     g->state = R_EVICTING;
-    uint64_t seq = g->seq;
+    uint64_t oldseq = g->seq;
     pthread_mutex_unlock(&d->lock);
-    struct evict_ctx x = {fn, arg};
-    int rc = region_items(d, r, seq, evict_item, &x);
+    struct evict_ctx x = {.d = d, .o = o};
+    int rc = region_items(d, r, oldseq, evict_item, &x);
     if (rc != 0)
         log_warn("disk cache '%s': region %u's items could not be listed (%s); reads of them fail "
                  "their CRC and are refetched",
@@ -828,13 +905,42 @@ static void evict_region_locked(struct cdisk *d, cdisk_evict_fn fn, void *arg)
     for (uint64_t us = 0;
          __atomic_load_n(&g->readers, __ATOMIC_ACQUIRE) > 0 && us < READERS_WAIT_US; us += 100)
         usleep(100);
+    uint64_t used = 0, seq = 0;
+    uint8_t *sum = NULL;
+    if (x.n > 0) {
+        pthread_mutex_lock(&d->lock);
+        seq = ++d->seq;
+        pthread_mutex_unlock(&d->lock);
+        size_t scap = ((size_t)x.n + 64) / 64 * 64;
+        sum = malloc(scap * d->se);
+        used = sum ? reinsert(d, r, oldseq, seq, &x, sum) : 0;
+        for (uint32_t i = 0; used && i < x.n; i++) {
+            struct citem_hdr h = {.id = {x.k[i].id[0], x.k[i].id[1]},
+                                  .seq = seq,
+                                  .blen = x.k[i].blen,
+                                  .block_size = d->block_size,
+                                  .page_size = d->page_size,
+                                  .npages = d->npages,
+                                  .item_len = x.k[i].len,
+                                  .valid = x.valid + (size_t)i * d->w};
+            o->moved(o->arg, &h, r, x.k[i].off);
+        }
+    }
+    free(x.k);
+    free(x.valid);
     pthread_mutex_lock(&d->lock);
-    *g = (struct creg){.state = R_FREE};
-    d->freeq[d->nfree++] = r;
+    if (used) {
+        *g = (struct creg){.seq = seq, .used = used, .sum = sum, .nsum = x.n, .state = R_OPEN};
+        d->open = r;
+    } else {
+        free(sum);
+        *g = (struct creg){.state = R_FREE};
+        d->freeq[d->nfree++] = r;
+    }
 }
 
-int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf, cdisk_evict_fn evict,
-                 void *arg, uint32_t *region, uint32_t *off)
+int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
+                 const struct cdisk_owner *owner, uint32_t *region, uint32_t *off)
 {
     h->block_size = d->block_size;
     h->page_size = d->page_size;
@@ -905,7 +1011,7 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf, cdisk_ev
             continue;
         }
         d->busy = 1;
-        evict_region_locked(d, evict, arg);
+        evict_region_locked(d, owner);
         d->busy = 0;
         pthread_cond_broadcast(&d->cond);
     }

@@ -127,8 +127,7 @@ int citem_hdr_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_
         return -ENOENT;
     uint32_t np = block_size / page_size, w = CSLOT_WORDS(np);
     if (magic != CITEM_MAGIC || le_get16(in + 4) != CITEM_VERSION || le_get16(in + 6) != 0 ||
-        le_get32(in + 44) != block_size || le_get32(in + 48) != page_size ||
-        le_get64(in + 56) != 0)
+        le_get32(in + 44) != block_size || le_get32(in + 48) != page_size || le_get64(in + 56) != 0)
         return -EBADMSG;
     uint32_t nv = le_get32(in + 52);
     if (nv == 0 || nv > np)

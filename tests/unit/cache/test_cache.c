@@ -614,6 +614,42 @@ static void test_small_objects(void **state)
     cache_free(c);
 }
 
+/* A block read from disk since it was written is kept when its region is reused (written again
+ * at the region's start), so that a stream as large as the tier does not flush what is read
+ * again; the stream's own old blocks go instead. */
+static void test_disk_reinsertion(void **state)
+{
+    struct env *e = *state;
+    struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    uint64_t cap = cache_disk_items_fit(c, MiB);
+    assert_true(cap >= 16);
+    struct cache_stats st;
+    read_ok(c, "hot", "e", 4 * MiB, 0, 4 * MiB);
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes >= 4));
+    read_ok(c, "hot", "e", 4 * MiB, 0, 4 * MiB); /* from disk: read since written */
+    assert_int_equal(fake_fetches(&e->f), 4);
+    /* A stream of as many blocks as the tier holds, one block at a time. */
+    for (uint64_t b = 0; b < cap; b++) {
+        read_ok(c, "stream", "e", cap * MiB, b * MiB, MiB);
+        WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes + st.disk_writes_dropped >= 5 + b));
+    }
+    cache_get_stats(c, &st);
+    assert_true(st.evictions_disk >= 4);
+    uint8_t *buf = malloc(MiB);
+    for (uint64_t off = 0; off < 4 * MiB; off += MiB)
+        assert_int_equal(cache_read_local(c, "hot", "e", 4 * MiB, off, MiB, buf), MiB);
+    assert_int_equal(cache_read_local(c, "stream", "e", cap * MiB, 0, MiB, buf), -ENOENT);
+    free(buf);
+    read_ok(c, "hot", "e", 4 * MiB, 0, 4 * MiB);
+    cache_free(c);
+    /* And after a restart: the kept items are where the summary says. */
+    e->f.fetches = 0;
+    c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    read_ok(c, "hot", "e", 4 * MiB, 0, 4 * MiB);
+    assert_int_equal(fake_fetches(&e->f), 0);
+    cache_free(c);
+}
+
 /* A directory written by the block-slot format (superblock version 2) starts empty, reformatted:
  * never read as the new one. */
 static void test_old_format(void **state)
@@ -853,6 +889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dir_removed_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_objects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_tiny_memory, setup, teardown),
