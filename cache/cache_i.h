@@ -55,6 +55,17 @@ void citem_hdr_encode(struct citem_hdr *h, uint8_t *out);
 int citem_hdr_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_t page_size,
                      struct citem_hdr *h);
 
+/* Bytes of one summary entry for NPAGES pages (see item.c). */
+uint32_t citem_sum_len(uint32_t npages);
+/* Writes H's summary entry, the item being at OFF in its region, into OUT (citem_sum_len). */
+void citem_sum_encode(const struct citem_hdr *h, uint32_t off, uint8_t *out);
+/* Parses a summary entry of LEN bytes (read from disk) into *OFF and H (no CRCs, no seq; valid
+ * sized by the caller): 0, -ENOENT for a dead entry, or -EBADMSG when it is malformed: bits past
+ * the block's end, an item length that does not match its pages, an offset before FIRST or an
+ * item running past LIMIT. Never reads past LEN. */
+int citem_sum_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_t page_size,
+                     uint64_t first, uint64_t limit, uint32_t *off, struct citem_hdr *h);
+
 /* One directory's cache file (disk.c): a log of regions. Thread-safe. All data I/O goes
  * through a per-thread io_uring (pread/pwrite if io_uring is unavailable). */
 struct cdisk;

@@ -324,7 +324,7 @@ int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page
     d->page_size = page_size;
     d->npages = block_size / page_size;
     d->w = CSLOT_WORDS(d->npages);
-    d->se = 32 + 8 * d->w;
+    d->se = citem_sum_len(d->npages);
     d->ns_hash = XXH3_64bits(ns, strlen(ns));
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
@@ -502,34 +502,13 @@ static int region_summary(struct cdisk *d, uint32_t r, uint64_t seq, cdisk_item_
         return -ENOENT;
     }
     for (uint64_t i = 0; i < n && rc == 0; i++) {
-        const uint8_t *x = e + i * d->se;
-        struct citem_hdr h = {.seq = seq,
-                              .blen = le_get32(x + 4),
-                              .block_size = d->block_size,
-                              .page_size = d->page_size,
-                              .npages = d->npages,
-                              .item_len = le_get32(x + 24),
-                              .valid = valid};
-        uint32_t off = le_get32(x);
-        if (off == 0)
-            continue; /* an append that failed */
-        h.id[0] = le_get64(x + 8);
-        h.id[1] = le_get64(x + 16);
-        uint32_t nv = 0, have = (h.blen + d->page_size - 1) / d->page_size;
-        int bad = h.blen == 0 || h.blen > d->block_size || off < RHDR;
-        for (uint32_t k = 0; k < d->w; k++) {
-            valid[k] = le_get64(x + 32 + 8 * k);
-            nv += (uint32_t)__builtin_popcountll(valid[k]);
-            if (k * 64 + 64 > have && (have <= k * 64 ? valid[k] : valid[k] >> (have - k * 64)))
-                bad = 1;
-        }
-        h.nvalid = nv;
-        if (bad || nv == 0 ||
-            h.item_len != citem_len(citem_hdr_len(d->npages, nv),
-                                    citem_data_len(h.blen, d->page_size, d->npages, valid)) ||
-            (uint64_t)off + h.item_len > sum_off)
-            continue; /* cannot be: the summary verified; skip rather than trust it */
-        rc = fn(arg, r, off, &h);
+        struct citem_hdr h = {.seq = seq, .valid = valid};
+        uint32_t off;
+        /* A dead entry (an append that failed) is skipped; a malformed one cannot be (the
+           summary's CRC verified), and is skipped rather than trusted. */
+        if (citem_sum_decode(e + i * d->se, d->se, d->block_size, d->page_size, RHDR, sum_off, &off,
+                             &h) == 0)
+            rc = fn(arg, r, off, &h);
     }
     free(e);
     return rc;
@@ -864,15 +843,12 @@ static uint64_t reinsert(struct cdisk *d, uint32_t r, uint64_t oldseq, uint64_t 
         x->k[n] = *k;
         x->k[n].off = (uint32_t)pos;
         memmove(x->valid + (size_t)n * d->w, x->valid + (size_t)i * d->w, 8ull * d->w);
-        uint8_t *e = sum + (size_t)n * d->se;
-        memset(e, 0, d->se);
-        le_put32(e, (uint32_t)pos);
-        le_put32(e + 4, k->blen);
-        le_put64(e + 8, k->id[0]);
-        le_put64(e + 16, k->id[1]);
-        le_put32(e + 24, k->len);
-        for (uint32_t w = 0; w < d->w; w++)
-            le_put64(e + 32 + 8 * w, x->valid[(size_t)n * d->w + w]);
+        struct citem_hdr h = {.id = {k->id[0], k->id[1]},
+                              .blen = k->blen,
+                              .npages = d->npages,
+                              .item_len = k->len,
+                              .valid = x->valid + (size_t)n * d->w};
+        citem_sum_encode(&h, (uint32_t)pos, sum + (size_t)n * d->se);
         pos += k->len;
         n++;
     }
@@ -974,15 +950,8 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
                 g->used += ilen;
                 g->inflight++;
                 h->seq = g->seq;
-                uint8_t *e = g->sum + (size_t)k * d->se;
-                memset(e, 0, d->se);
-                le_put32(e, *off);
-                le_put32(e + 4, h->blen);
-                le_put64(e + 8, h->id[0]);
-                le_put64(e + 16, h->id[1]);
-                le_put32(e + 24, (uint32_t)ilen);
-                for (uint32_t x = 0; x < d->w; x++)
-                    le_put64(e + 32 + 8 * x, h->valid[x]);
+                h->item_len = (uint32_t)ilen;
+                citem_sum_encode(h, *off, g->sum + (size_t)k * d->se);
                 break;
             }
             seal_locked(d);

@@ -27,6 +27,15 @@
  *
  * The index keeps each item's valid bitmap (cache.c), so a read finds page p's bytes and CRC
  * from the bitmap alone, without reading the header first.
+ *
+ * Summary entry (a sealed region's list of its items, disk.c; SE = 32 + 8W bytes):
+ *
+ *   0   4  the item's offset in its region (0: a dead entry, an append that failed)
+ *   4   4  block length
+ *   8   16 identity
+ *   24  4  item_len
+ *   28  4  zero
+ *   32  8W valid-page bitmap
  */
 #include <errno.h>
 #include <string.h>
@@ -170,5 +179,60 @@ int citem_hdr_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_
             h->crc[p] = 0;
         }
     }
+    return 0;
+}
+
+uint32_t citem_sum_len(uint32_t npages)
+{
+    return 32 + 8 * CSLOT_WORDS(npages);
+}
+
+void citem_sum_encode(const struct citem_hdr *h, uint32_t off, uint8_t *out)
+{
+    memset(out, 0, citem_sum_len(h->npages));
+    le_put32(out, off);
+    le_put32(out + 4, h->blen);
+    le_put64(out + 8, h->id[0]);
+    le_put64(out + 16, h->id[1]);
+    le_put32(out + 24, h->item_len);
+    for (uint32_t k = 0; k < CSLOT_WORDS(h->npages); k++)
+        le_put64(out + 32 + 8 * k, h->valid[k]);
+}
+
+int citem_sum_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_t page_size,
+                     uint64_t first, uint64_t limit, uint32_t *off, struct citem_hdr *h)
+{
+    if (page_size == 0 || block_size < page_size || block_size % page_size != 0 ||
+        block_size / page_size > CSLOT_MAX_PAGES)
+        return -EINVAL;
+    uint32_t np = block_size / page_size, w = CSLOT_WORDS(np);
+    if (len < citem_sum_len(np))
+        return -EBADMSG;
+    *off = le_get32(in);
+    if (*off == 0)
+        return -ENOENT;
+    h->block_size = block_size;
+    h->page_size = page_size;
+    h->npages = np;
+    h->blen = le_get32(in + 4);
+    h->id[0] = le_get64(in + 8);
+    h->id[1] = le_get64(in + 16);
+    h->item_len = le_get32(in + 24);
+    if (le_get32(in + 28) != 0 || h->blen == 0 || h->blen > block_size || *off < first ||
+        *off % CITEM_ALIGN != 0)
+        return -EBADMSG;
+    uint32_t have = (h->blen + page_size - 1) / page_size;
+    for (uint32_t k = 0; k < w; k++) {
+        uint64_t v = le_get64(in + 32 + 8 * k);
+        if (k * 64 + 64 > have && (have <= k * 64 ? v : v >> (have - k * 64)) != 0)
+            return -EBADMSG;
+        h->valid[k] = v;
+    }
+    h->nvalid = popcount(h->valid, w);
+    if (h->nvalid == 0 ||
+        h->item_len != citem_len(citem_hdr_len(np, h->nvalid),
+                                 citem_data_len(h->blen, page_size, np, h->valid)) ||
+        (uint64_t)*off + h->item_len > limit)
+        return -EBADMSG;
     return 0;
 }

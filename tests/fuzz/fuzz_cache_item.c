@@ -1,10 +1,11 @@
 // fuzz-links: efc_cache
-/* tests/fuzz/fuzz_cache_item.c - the disk cache's item header decoder (citem_hdr_decode): its
- * input is read from a cache file, i.e. from outside. Byte 0 picks the geometry (the largest has
- * CSLOT_MAX_PAGES pages) and, with bit 7, patches the header CRC so the fuzzer gets past it; the
- * rest is the header. A success must describe a block within the geometry whose item length
- * matches its pages, and must survive an encode/decode round trip unchanged; -EAGAIN must name a
- * header longer than the input. */
+/* tests/fuzz/fuzz_cache_item.c - the disk cache's decoders of what it reads from its file, i.e.
+ * from outside: the item header (citem_hdr_decode) and, with bit 6 of byte 0, a region summary's
+ * entry (citem_sum_decode). Byte 0 picks the geometry (the largest has CSLOT_MAX_PAGES pages)
+ * and, with bit 7, patches the header CRC so the fuzzer gets past it; the rest is the header or
+ * the entry. A success must describe a block within the geometry whose item length matches its
+ * pages (and, for an entry, lies within its region), and must survive an encode/decode round trip
+ * unchanged; -EAGAIN must name a header longer than the input. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -34,6 +35,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size -= 1;
     uint8_t *in = malloc(size ? size : 1);
     memcpy(in, data + 1, size);
+    if (data[0] & 0x40) {
+        const uint64_t first = 512, limit = 16u << 20;
+        struct citem_hdr h = {.valid = valid};
+        uint32_t off;
+        int rc = citem_sum_decode(in, size, bs, ps, first, limit, &off, &h);
+        if (rc == 0) {
+            uint32_t sl = citem_sum_len(np);
+            if (size < sl || off < first || off + (uint64_t)h.item_len > limit || h.blen == 0 ||
+                h.blen > bs || h.nvalid == 0 ||
+                h.item_len !=
+                    citem_len(citem_hdr_len(np, h.nvalid), citem_data_len(h.blen, ps, np, valid)))
+                abort();
+            uint8_t *out = malloc(sl);
+            citem_sum_encode(&h, off, out);
+            if (memcmp(out, in, sl) != 0)
+                abort();
+            free(out);
+        } else if (rc != -EBADMSG && rc != -ENOENT) {
+            abort();
+        }
+        free(in);
+        return 0;
+    }
     if (fix && size >= CITEM_FIXED) {
         uint32_t nv = le_get32(in + 52);
         uint64_t hl = nv <= np ? citem_hdr_len(np, nv) : 0;
