@@ -1,9 +1,10 @@
 /* bench/cachebench.c (efc-cachebench) - a small in-process benchmark of cache/, not a test:
  * memory-hit and disk-hit throughput and mean latency for 4 KiB and 1 MiB reads, on one and two
- * threads, the start-up scan time of a directory holding 10,000 blocks (warm, and with the
- * file dropped from the page cache), and what the index costs for 1 GiB of memory and 100 GiB
- * of disk (a sparse slot file) at 1 MiB and at the smallest block size. It prints its numbers;
- * each measurement runs ~0.4 s.
+ * threads, the start-up scan time of a directory holding 10,000 items (warm, and with the file
+ * dropped from the page cache), what the index costs full for 1 GiB of memory and 100 GiB of
+ * disk (a sparse cache file) at 1 MiB and at the smallest block size, and for objects of 16 KiB:
+ * how many a 10 GiB disk tier holds, the index per object (computed, and measured on a fill of
+ * 20,000), disk hits of whole objects. It prints its numbers; each measurement runs ~0.4 s.
  */
 #include "tests/unit/cache/fake_source.h"
 
@@ -126,28 +127,37 @@ static void bench_hits(void)
     rm_rf(dir);
 }
 
+static int no_evict(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
+{
+    (void)arg;
+    (void)region;
+    (void)off;
+    (void)id;
+    abort(); /* the file is sized to hold every item */
+}
+
+static const struct cdisk_owner no_owner = {no_evict, NULL, NULL};
+
 static void bench_scan(void)
 {
+    /* 10,000 items of one 16 KiB page (their data is not needed to measure the scan, but the
+       region log writes it: 165 MiB). */
     const uint32_t nblocks = 10000, bs = 1 << 20, ps = 16 << 10;
     char dir[64] = "/tmp/efc-cache-bench-XXXXXX", err[256];
     CHECK((mkdtemp(dir)) != NULL);
-    uint64_t cap = (uint64_t)nblocks * (bs + 1024) + 16 * MiB;
-    /* Headers only (data pages are not needed to measure the scan). */
+    uint64_t cap = (uint64_t)nblocks * (ps + 1024) * 9 / 8 + 64 * MiB;
     struct cdisk *d;
     CHECK(cdisk_open(dir, cap, bs, ps, "", &d, err, sizeof(err)) == 0);
-    CHECK(cdisk_nslots(d) >= nblocks);
-    uint64_t valid[1] = {~0ull}, crc[64] = {0}, none[1] = {0};
+    CHECK(cdisk_items_fit(d, ps) >= nblocks);
+    uint8_t *data = calloc(1, ps);
+    uint64_t valid[1] = {1}, crc[64] = {0};
     for (uint32_t i = 0; i < nblocks; i++) {
-        struct cslot_hdr h = {.id = {i * 7919ull + 1, i},
-                              .blen = bs,
-                              .seq = i,
-                              .block_size = bs,
-                              .page_size = ps,
-                              .npages = bs / ps,
-                              .valid = valid,
-                              .crc = crc};
-        CHECK(cdisk_write(d, i, &h, NULL, none, bs) == 0);
+        struct citem_hdr h = {.id = {i * 7919ull + 1, i}, .blen = bs, .valid = valid, .crc = crc};
+        uint32_t r, off;
+        CHECK(cdisk_append(d, &h, data, &no_owner, &r, &off) == 0);
+        cdisk_append_done(d, r);
     }
+    free(data);
     cdisk_close(d);
     struct fake f = {.block_size = bs};
     struct blksrc *src = fake_source(&f, 1);
@@ -157,7 +167,7 @@ static void bench_scan(void)
     CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
     cache_get_stats(c, &st);
     CHECK((st.scan_blocks) == (nblocks));
-    printf("scan of %u blocks (page cache warm): %.1f ms\n", nblocks, st.scan_usec / 1e3);
+    printf("scan of %u items (page cache warm): %.1f ms\n", nblocks, st.scan_usec / 1e3);
     cache_free(c);
     char p[128];
     snprintf(p, sizeof(p), "%s/%s", dir, CDISK_FILE_NAME);
@@ -168,7 +178,7 @@ static void bench_scan(void)
     CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
     cache_get_stats(c, &st);
     CHECK((st.scan_blocks) == (nblocks));
-    printf("scan of %u blocks (file dropped from the page cache): %.1f ms\n", nblocks,
+    printf("scan of %u items (file dropped from the page cache): %.1f ms\n", nblocks,
            st.scan_usec / 1e3);
     cache_free(c);
     rm_rf(dir);
@@ -191,15 +201,80 @@ static void bench_index(void)
         CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
         cache_get_stats(c, &st);
         double cap = (double)(st.mem_capacity + st.disk_capacity);
-        printf("index, 1 GiB memory + 100 GiB disk, %4u KiB blocks: %llu bytes (%.1f MiB), "
+        /* The index grows with the blocks held: its cost when both tiers are full of blocks. */
+        uint64_t full = cache_index_bytes_for(c, st.mem_capacity / sizes[i] +
+                                                     cache_disk_items_fit(c, sizes[i]));
+        printf("index full, 1 GiB memory + 100 GiB disk, %4u KiB blocks: %llu bytes (%.1f MiB), "
                "%.0f bytes per GiB, %.4f%% of the capacity\n",
-               sizes[i] / 1024, (unsigned long long)st.index_bytes, (double)st.index_bytes / MiB,
-               (double)st.index_bytes / (cap / (1024.0 * MiB)),
-               100.0 * (double)st.index_bytes / cap);
+               sizes[i] / 1024, (unsigned long long)full, (double)full / MiB,
+               (double)full / (cap / (1024.0 * MiB)), 100.0 * (double)full / cap);
         cache_free(c);
         rm_rf(dir);
         CHECK(mkdir(dir, 0700) == 0);
     }
+    rm_rf(dir);
+}
+
+/* Objects of 16 KiB: how many a 10 GiB disk tier holds and what the index costs full of them
+ * (computed for the sparse file), then a real fill of 20,000 into a 1 GiB tier: the index's
+ * growth per object, and disk hits of whole objects. */
+static void bench_small(void)
+{
+    const uint64_t obj = 16 * KiB;
+    const unsigned nobj = 20000;
+    char dir[64] = "/tmp/efc-cache-bench-XXXXXX", err[256];
+    CHECK((mkdtemp(dir)) != NULL);
+    struct fake f = {.block_size = 1 << 20};
+    struct blksrc *src = fake_source(&f, 1);
+    struct cache_config cfg = {
+        .disk_dirs = dir, .disk_bytes_per_dir = 10 * 1024 * MiB, .block_size = 1 << 20};
+    struct cache *c;
+    struct cache_stats st;
+    CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
+    cache_get_stats(c, &st);
+    uint64_t n = cache_disk_items_fit(c, obj), idx = cache_index_bytes_for(c, n);
+    printf("16 KiB objects, 10 GiB disk tier: %llu objects held (in 1 MiB slots: %llu); index "
+           "full of them %.1f MiB, %.1f bytes per object, %.4f%% of the capacity\n",
+           (unsigned long long)n, (unsigned long long)(st.disk_capacity >> 20), (double)idx / MiB,
+           (double)idx / (double)n, 100.0 * (double)idx / (double)st.disk_capacity);
+    cache_free(c);
+    rm_rf(dir);
+    CHECK(mkdir(dir, 0700) == 0);
+
+    cfg.disk_bytes_per_dir = 1024 * MiB;
+    CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
+    cache_get_stats(c, &st);
+    uint64_t idx0 = st.index_bytes;
+    uint8_t *buf = malloc(obj);
+    char key[32];
+    double t0 = now_sec();
+    for (unsigned i = 0; i < nobj; i++) {
+        snprintf(key, sizeof(key), "small/%u", i);
+        CHECK(cache_read(c, key, "e", obj, 0, obj, buf) == (ssize_t)obj);
+    }
+    double fill = now_sec() - t0;
+    cache_free(c); /* waits for the writes */
+    CHECK(cache_new(&cfg, src, &c, err, sizeof(err)) == 0);
+    cache_get_stats(c, &st);
+    CHECK(st.scan_blocks == nobj);
+    printf("16 KiB objects, 1 GiB disk tier: %u written in %.2f s, found again in %.1f ms; index "
+           "%.1f bytes per object held\n",
+           nobj, fill, st.scan_usec / 1e3, (double)(st.index_bytes - idx0) / nobj);
+    uint64_t f0 = fake_fetches(&f), ops = 0;
+    t0 = now_sec();
+    double t;
+    do {
+        for (int i = 0; i < 256; i++, ops++) {
+            snprintf(key, sizeof(key), "small/%u", (unsigned)(fake_rand() % nobj));
+            CHECK(cache_read(c, key, "e", obj, 0, obj, buf) == (ssize_t)obj);
+        }
+        t = now_sec() - t0;
+    } while (t < 0.4);
+    CHECK(fake_fetches(&f) == f0);
+    printf("disk hit    16 KiB objects x 1 thread(s): %9.0f reads/s  mean %7.2f us\n",
+           (double)ops / t, t / (double)ops * 1e6);
+    free(buf);
+    cache_free(c);
     rm_rf(dir);
 }
 
@@ -208,5 +283,6 @@ int main(void)
     bench_index();
     bench_hits();
     bench_scan();
+    bench_small();
     return 0;
 }

@@ -40,7 +40,9 @@ struct buf;
 struct cache_config {
     uint64_t mem_bytes;          /* memory tier capacity: a hard cap on block memory; 0 = none */
     const char *disk_dirs;       /* "/a/:/b/"; NULL or "" = no disk tier (copied) */
-    uint64_t disk_bytes_per_dir; /* hard cap per directory, headers included */
+    uint64_t disk_bytes_per_dir; /* hard cap per directory, headers included; a block takes
+                                    its own bytes (see disk.c), so the cap holds many more
+                                    small objects than large blocks */
     uint32_t block_size;         /* power of two, CACHE_MIN_BLOCK..CACHE_MAX_BLOCK; 0 = 1 MiB */
     uint32_t page_size;  /* power of two >= CACHE_MIN_PAGE dividing block_size; 0 = 16 KiB */
     const char *ns;      /* the bucket's name space, "<bucket>.<host>": part of every block's
@@ -52,11 +54,12 @@ struct cache_config {
 
 /* Creates a cache whose misses are fetched from SRC (not owned: it must outlive the cache, and
  * its block_size must be cfg->block_size). Disk directories that cannot be used (missing,
- * unwritable, locked by another cache, too small for one block) are skipped with a warning, not
- * an error: the cache then runs on the tiers it has. Blocks left in the directories by an
- * earlier cache of the same name space, block and page size are found again (their headers are
- * scanned here); a directory written for another geometry, another name space or by an older
- * format starts empty, with a log line saying which. Starts the io_threads workers. Returns 0
+ * unwritable, locked by another cache, too small for two regions of blocks) are skipped with a
+ * warning, not an error: the cache then runs on the tiers it has. Blocks left in the directories
+ * by an earlier cache of the same name space, block and page size are found again (the region
+ * summaries are read here); a directory written for another geometry, another name space or by
+ * an older format (the block-slot file of efc before the region log) starts empty, with a log
+ * line saying which. Starts the io_threads workers. Returns 0
  * with *out set (free with cache_free), or -EINVAL/-ENOMEM with a message in err. */
 int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache **out, char *err,
               size_t errlen);
@@ -195,23 +198,27 @@ uint64_t cache_page_crc(const uint64_t id[2], uint32_t page, const void *data, s
  * Memory: block data lives in the mem_bytes arena only. Beyond it, transiently: copies queued for
  * the disk writer (at most max(64 MiB, 4 blocks)), one scratch buffer per thread that ever filled
  * a block without a memory slot (a block) or ran a prefetch (a run: max(4 MiB, a block)), and the
- * index (index_bytes, allocated at cache_new: 40 bytes a block of capacity at 64 KiB blocks, 56 at
- * 1 MiB with 16 KiB pages, plus about 15 for the hash table and the replacement queues; under
- * 0.1% of the capacity at every block and page size, 0.082% at 64 KiB blocks). */
+ * index (index_bytes: it grows with the blocks held, 4096 entries at a time, up to one entry per
+ * memory slot and per smallest disk item: 48 bytes a block at 64 KiB blocks, 56 at 1 MiB with
+ * 16 KiB pages, plus 1 to 2 for the hash table and 11 a memory slot for its replacement queue.
+ * Full of blocks it is under 0.1% of the capacity at every block and page size, 0.0064% at
+ * 1 MiB; full of 16 KiB objects on disk, 0.34%). */
 struct cache_stats {
     uint64_t read, read_bytes, read_hit, read_hit_bytes, read_miss, read_miss_bytes;
     uint64_t direct_read, direct_read_bytes, root_read_source, root_read_source_bytes;
 
     uint64_t mem_used, mem_capacity;   /* bytes of block buffers in use / the cap */
-    uint64_t disk_used, disk_capacity; /* bytes of slots in use / sum of the slot files' sizes */
-    uint64_t index_bytes;              /* everything the index costs, allocated at cache_new */
-    uint64_t blocks_mem, blocks_disk;
+    uint64_t disk_used, disk_capacity; /* bytes of the items the index names (headers and
+                                          padding included) / sum of the cache files' sizes */
+    uint64_t index_bytes;              /* everything the index costs, as allocated now */
+    uint64_t blocks_mem, blocks_disk;  /* blocks in memory slots / items on disk */
     uint64_t evictions_mem, evictions_disk, demotions;
     uint64_t disk_errors;        /* failed disk reads and writes (and short writes) */
     uint64_t corrupt_dropped;    /* disk pages whose CRC64 did not verify, or cut off the file */
     uint64_t singleflight_waits; /* readers that waited for another's fill of their block */
     uint64_t source_fetches, source_errors; /* every fetch through the source, peer or origin */
-    uint64_t disk_writes, disk_write_bytes, disk_writes_dropped; /* background queue */
+    uint64_t disk_writes, disk_write_bytes, disk_writes_dropped; /* items written (bytes with
+                                                                   headers), queue drops */
     uint64_t prefetch_queued, prefetch_dropped;
     uint64_t scan_blocks; /* blocks found on disk at cache_new */
     uint64_t scan_usec;   /* how long that scan took */

@@ -1,55 +1,66 @@
-/* cache/disk.c - the disk tier's on-disk format: one preallocated-by-size (sparse) slot file per
- * cache directory, a fixed array of block-sized slots, each described by its own header.
+/* cache/disk.c - the disk tier's file: a log of regions in one file per cache directory, each
+ * block stored as an item (item.c) of its own size, so that the disk holds as many blocks as
+ * their bytes allow (a 10 GiB directory: 630,000 objects of 16 KiB, where block-sized slots of
+ * 1 MiB held 10,240).
  *
- * Design: the index lives in memory (cache.c); the file only has to let a new process rebuild it
- * and to let every read prove that the bytes it got are the bytes that were written for that
- * block. So each slot carries a header with the block's identity, a valid-page bitmap and one
- * CRC64 per page; headers sit together at the front of the file, so the start-up scan is one
- * sequential read of nslots * hdr_size bytes. Nothing is fsync'd: a crash or power loss may
- * leave a header that claims pages whose data never landed (or the reverse), and the per-page
- * CRC (seeded with the block identity and page number) rejects them at read time. Data pages are
- * written before the header (linked io_uring requests), so after a kill -9 torn blocks are rare
- * and always detected. The file never grows past file_bytes, which is computed to keep headers,
- * data and a margin for file-system metadata under the configured cap.
+ * Design (after CacheLib's Navy BlockCache): the file is cut into regions of about 16 MiB (a
+ * sixteenth of the file when that is smaller, and at least two of the largest items). Items are
+ * appended to the one open region; a block that gains pages is written again as a new item and
+ * its old one becomes dead space. A full region is sealed: once the appends into it are done,
+ * its summary (every item's place, identity, length and valid bitmap) is written at its end, so
+ * that the start-up scan reads one summary per region rather than every item header. When no
+ * region is free, the oldest sealed one is reused whole (FIFO): the index forgets its items
+ * (through the owner's evict callback), its readers drain (cdisk_hold), and it becomes the new
+ * open region. Items read since they were written are kept (Navy's reinsertion): copied,
+ * compacted, to the start of the reused region under its new sequence number, and the index
+ * told their new place, so that a stream as large as the tier passes through it without
+ * flushing what is read again (a kept item must be read again to survive the next pass).
+ * Eviction therefore weighs bytes: a region of small items gives back the same space as a
+ * region of large ones.
+ *
+ * Nothing is fsync'd. A crash or power loss may leave an item whose pages never landed; the
+ * per-page CRC (seeded with the block identity and page number) rejects them at read time. The
+ * region open at a kill -9 has no summary: the scan then walks its item headers from its start,
+ * stopping at the first that does not decode or carries another region sequence number (left
+ * from the region's earlier use), so what was written before the kill is found again. Each
+ * region header carries a sequence number that increases over the file's life; a summary
+ * counts only if it carries the same one, so a reused region's stale summary is never believed.
  *
  * File layout (all integers little-endian):
  *
- *   offset 0                     superblock, CDISK_SB_SIZE (4096) bytes
- *   offset 4096                  slot headers: nslots x hdr_size
- *   offset data_off (4 KiB aligned) slot data: nslots x block_size
+ *   offset 0            superblock, CDISK_SB_SIZE (4096) bytes
+ *   offset data_off     regions: nregions x region_size (data_off = 4096)
  *
  *   superblock:
  *     0   8  magic "EFCCACHE"
- *     8   4  version (2; 1 had identities without the name space)
+ *     8   4  version (3; 2 had block-sized slots, 1 identities without the name space: an older
+ *            file is reformatted, with a log line)
  *     12  4  superblock size (4096)
  *     16  4  block_size
  *     20  4  page_size
- *     24  4  nslots
- *     28  4  hdr_size
+ *     24  4  region_size
+ *     28  4  nregions
  *     32  8  data_off
- *     40  8  file_bytes (data_off + nslots * block_size)
+ *     40  8  file_bytes (data_off + nregions * region_size)
  *     48  8  name space: XXH3-64 of the cache's name space ("<bucket>.<host>")
  *     56  8  CRC64 of bytes 0..55
  *     64     zero to 4096
  *
- *   slot header (hdr_size = 64 + 8*W + 8*npages + 8 rounded up to 512; W = ceil(npages/64)):
- *     0   4  magic "EFCS" (0x53434645); 0 = empty slot
- *     4   2  version (1)
- *     6   2  flags (0)
- *     8   4  hdr_size
- *     12  4  block_size
- *     16  4  page_size
- *     20  4  npages (= block_size / page_size)
- *     24  16 identity: XXH3-128 of (name space, key, etag, block index), low word first
- *     40  4  block length (1..block_size; the last block of an object is short)
- *     44  4  spare (0)
- *     48  8  spare (0)
- *     56  8  sequence number (per directory, for diagnosis)
- *     64  8W valid-page bitmap (bit p of word p/64)
- *     ..  8*npages CRC64 per page, seeded with identity and page number, over the page's bytes
- *         inside the block (the last page of the last block is short)
- *     ..  spare, zero
- *     hdr_size-8  8  CRC64 of bytes 0..hdr_size-9
+ *   region (region_size bytes):
+ *     0        region header, RHDR (512) bytes:
+ *                0 8 magic "EFCREGN1", 8 8 sequence number (> 0), 16 4 region index,
+ *                20 4 region_size, 24..55 zero, 56 8 CRC64 of bytes 0..55
+ *     512      items, each CITEM_ALIGN-aligned, back to back (item.c)
+ *     ...      free
+ *     sum_off  summary entries (written at seal), n x SE bytes, SE = 32 + 8W:
+ *                0 4 item offset in the region (0: a dead entry, an append that failed),
+ *                4 4 block length, 8 16 identity, 24 4 item length, 28 4 zero,
+ *                32 8W valid-page bitmap
+ *     rs-64    summary footer: 0 8 magic "EFCRSUM1", 8 8 the region's sequence number,
+ *              16 4 n, 20 4 SE, 24 8 CRC64 of the entries, 32..55 zero,
+ *              56 8 CRC64 of bytes 0..55; sum_off = rs - 64 - n x SE
+ *
+ * An append reserves its item's bytes and its summary entry's, so a region never overflows.
  */
 #define _GNU_SOURCE
 #include "cache/cache_i.h"
@@ -71,112 +82,50 @@
 #include "util/log.h"
 
 #define SB_MAGIC       "EFCCACHE"
-#define SB_VERSION     2
+#define SB_VERSION     3
 #define RING_DEPTH     64
-#define MAX_BATCH      32 /* I/O requests submitted together */
-#define SCAN_CHUNK     (1u << 20)
+#define MAX_BATCH      32          /* I/O requests submitted together */
 #define FS_MARGIN_BASE (64u << 10) /* room left under the cap for the file system's metadata */
+#define REGION_TARGET  (16u << 20)
+#define RHDR           512u
+#define FOOTER         64u
+#define REG_MAGIC      "EFCREGN1"
+#define SUM_MAGIC      "EFCRSUM1"
+#define NIL            UINT32_MAX
+#define READERS_WAIT_US                                                                            \
+    10000000ull /* an evictor waits this long at most for a region's readers                       \
+                 */
+
+enum { R_FREE, R_OPEN, R_SEALED, R_SUMMARY, R_EVICTING };
+
+struct creg {
+    uint64_t seq;      /* 0: free */
+    uint64_t used;     /* R_OPEN and until the summary is written: bytes of items, from 0 */
+    uint8_t *sum;      /* its summary entries, until written */
+    uint32_t nsum;     /* entries in sum */
+    uint32_t inflight; /* appends reserved, not done */
+    uint32_t readers;  /* atomic */
+    uint8_t state;     /* R_* */
+};
 
 struct cdisk {
     int fd;
     char *path;
-    uint32_t block_size, page_size, npages, hdr_size, nslots;
+    uint32_t block_size, page_size, npages, w, se;
+    uint32_t region_size, nregions;
     uint64_t data_off, file_bytes;
     uint64_t ns_hash;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a region changed state, an append finished */
+    struct creg *regs;
+    uint32_t *fifo; /* sealed regions, oldest at fifo_head (a ring of nregions) */
+    uint32_t fifo_head, fifo_n;
+    uint32_t *freeq; /* free regions (a stack) */
+    uint32_t nfree;
+    uint32_t open; /* the open region, or NIL */
+    int busy;      /* a thread opens or evicts a region: the others wait */
+    uint64_t seq;  /* the last region sequence number given */
 };
-
-/* ---- slot header ---- */
-
-uint32_t cslot_hdr_size(uint32_t npages)
-{
-    uint64_t n = CSLOT_FIXED + 8ull * CSLOT_WORDS(npages) + 8ull * npages + 8;
-    return (uint32_t)((n + 511) & ~511ull);
-}
-
-uint64_t cslot_block_len(uint64_t obj_size, uint64_t index, uint32_t block_size)
-{
-    if (index >= obj_size / block_size + 1)
-        return 0;
-    uint64_t start = index * block_size;
-    if (start >= obj_size)
-        return 0;
-    uint64_t left = obj_size - start;
-    return left < block_size ? left : block_size;
-}
-
-uint64_t cslot_page_crc(const uint64_t id[2], uint32_t page, const void *data, size_t len)
-{
-    uint64_t seed = id[0] ^ (id[1] * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)page << 1);
-    return crc64_update(seed, data, len);
-}
-
-void cslot_hdr_encode(const struct cslot_hdr *h, uint8_t *out)
-{
-    uint32_t hs = cslot_hdr_size(h->npages), w = CSLOT_WORDS(h->npages);
-    memset(out, 0, hs);
-    le_put32(out, CSLOT_MAGIC);
-    le_put16(out + 4, CSLOT_VERSION);
-    le_put16(out + 6, 0);
-    le_put32(out + 8, hs);
-    le_put32(out + 12, h->block_size);
-    le_put32(out + 16, h->page_size);
-    le_put32(out + 20, h->npages);
-    le_put64(out + 24, h->id[0]);
-    le_put64(out + 32, h->id[1]);
-    le_put32(out + 40, h->blen);
-    le_put64(out + 56, h->seq);
-    for (uint32_t i = 0; i < w; i++)
-        le_put64(out + CSLOT_FIXED + 8 * i, h->valid[i]);
-    for (uint32_t p = 0; p < h->npages; p++)
-        le_put64(out + CSLOT_FIXED + 8 * w + 8 * p, h->crc[p]);
-    le_put64(out + hs - 8, crc64_update(0, out, hs - 8));
-}
-
-int cslot_hdr_decode(const uint8_t *in, size_t len, uint32_t block_size, uint32_t page_size,
-                     struct cslot_hdr *h)
-{
-    if (len < CSLOT_FIXED)
-        return -EBADMSG;
-    uint32_t magic = le_get32(in);
-    if (magic == 0)
-        return -ENOENT;
-    if (magic != CSLOT_MAGIC || le_get16(in + 4) != CSLOT_VERSION)
-        return -EBADMSG;
-    if (page_size == 0 || block_size < page_size || block_size % page_size != 0)
-        return -EINVAL;
-    uint32_t np = block_size / page_size;
-    if (np > CSLOT_MAX_PAGES)
-        return -EINVAL;
-    uint32_t hs = le_get32(in + 8);
-    if (hs != cslot_hdr_size(np) || hs > len || le_get32(in + 12) != block_size ||
-        le_get32(in + 16) != page_size || le_get32(in + 20) != np)
-        return -EBADMSG;
-    if (le_get64(in + hs - 8) != crc64_update(0, in, hs - 8))
-        return -EBADMSG;
-    h->block_size = block_size;
-    h->page_size = page_size;
-    h->npages = np;
-    h->id[0] = le_get64(in + 24);
-    h->id[1] = le_get64(in + 32);
-    h->blen = le_get32(in + 40);
-    h->seq = le_get64(in + 56);
-    uint64_t blen = h->blen;
-    if (blen == 0 || blen > block_size)
-        return -EBADMSG;
-    uint32_t have = (uint32_t)((blen + page_size - 1) / page_size); /* pages inside the block */
-    uint32_t w = CSLOT_WORDS(np);
-    for (uint32_t i = 0; i < w; i++) {
-        uint64_t v = le_get64(in + CSLOT_FIXED + 8 * i);
-        /* No bit may name a page past the block's end. */
-        for (uint32_t b = 0; b < 64; b++)
-            if ((v >> b & 1) && i * 64 + b >= have)
-                return -EBADMSG;
-        h->valid[i] = v;
-    }
-    for (uint32_t p = 0; p < np; p++)
-        h->crc[p] = le_get64(in + CSLOT_FIXED + 8 * w + 8 * p);
-    return 0;
-}
 
 /* ---- I/O: a per-thread io_uring, pread/pwrite when there is none ---- */
 
@@ -327,8 +276,8 @@ static void sb_encode(const struct cdisk *d, uint8_t *sb)
     le_put32(sb + 12, CDISK_SB_SIZE);
     le_put32(sb + 16, d->block_size);
     le_put32(sb + 20, d->page_size);
-    le_put32(sb + 24, d->nslots);
-    le_put32(sb + 28, d->hdr_size);
+    le_put32(sb + 24, d->region_size);
+    le_put32(sb + 28, d->nregions);
     le_put64(sb + 32, d->data_off);
     le_put64(sb + 40, d->file_bytes);
     le_put64(sb + 48, d->ns_hash);
@@ -345,7 +294,8 @@ static const char *sb_mismatch(const struct cdisk *d, const uint8_t *sb)
     if (memcmp(sb, SB_MAGIC, 8) != 0 || le_get64(sb + 56) != crc64_update(0, sb, 56))
         return "superblock invalid";
     if (le_get32(sb + 8) != SB_VERSION)
-        return "written by another version of efc";
+        return le_get32(sb + 8) < SB_VERSION ? "written by an older efc (block-sized slots)"
+                                             : "written by a newer efc";
     if (memcmp(want + 12, sb + 12, 48 - 12) != 0)
         return "geometry changed";
     return "it held the blocks of another bucket";
@@ -356,6 +306,11 @@ static uint64_t round_up(uint64_t v, uint64_t a)
     return (v + a - 1) / a * a;
 }
 
+static uint64_t region_off(const struct cdisk *d, uint32_t r)
+{
+    return d->data_off + (uint64_t)r * d->region_size;
+}
+
 int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page_size,
                const char *ns, struct cdisk **out, char *err, size_t errlen)
 {
@@ -364,34 +319,53 @@ int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page
     if (!d)
         return -ENOMEM;
     d->fd = -1;
+    d->open = NIL;
     d->block_size = block_size;
     d->page_size = page_size;
     d->npages = block_size / page_size;
-    d->hdr_size = cslot_hdr_size(d->npages);
+    d->w = CSLOT_WORDS(d->npages);
+    d->se = citem_sum_len(d->npages);
     d->ns_hash = XXH3_64bits(ns, strlen(ns));
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
     size_t dl = strlen(dir);
     d->path = malloc(dl + sizeof(CDISK_FILE_NAME) + 2);
     if (!d->path) {
-        free(d);
+        cdisk_close(d);
         return -ENOMEM;
     }
     sprintf(d->path, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", CDISK_FILE_NAME);
 
-    /* Headers, data, the superblock and a margin for the file system's own blocks all fit. */
+    /* Regions of about REGION_TARGET (a sixteenth of the cap when smaller: what rounding to whole
+       regions and the open region leave unused stays small), each holding at least
+       two of the largest items with their summary entries. The regions, the superblock and a
+       margin for the file system's own blocks all fit under the cap. */
+    uint64_t maxitem = citem_len(citem_hdr_len(d->npages, d->npages), block_size) + d->se;
+    uint64_t target = cap / 16 < REGION_TARGET ? cap / 16 : REGION_TARGET;
+    uint64_t k = target / block_size > 2 ? target / block_size : 2;
+    uint64_t rs = round_up(RHDR + k * maxitem + FOOTER, 4096);
     uint64_t margin = FS_MARGIN_BASE + cap / 4096;
-    uint64_t avail = cap > margin ? cap - margin : 0;
-    uint64_t n =
-        avail > 2 * CDISK_SB_SIZE ? (avail - 2 * CDISK_SB_SIZE) / (d->hdr_size + block_size) : 0;
-    if (n > (1u << 30))
-        n = 1u << 30;
-    d->nslots = (uint32_t)n;
-    d->data_off = round_up(CDISK_SB_SIZE + n * d->hdr_size, 4096);
-    d->file_bytes = d->data_off + n * block_size;
+    uint64_t avail = cap > margin + CDISK_SB_SIZE ? cap - margin - CDISK_SB_SIZE : 0;
+    uint64_t n = rs <= UINT32_MAX ? avail / rs : 0;
+    if (n > (1u << 24))
+        n = 1u << 24;
+    d->region_size = (uint32_t)rs;
+    d->nregions = (uint32_t)n;
+    d->data_off = CDISK_SB_SIZE;
+    d->file_bytes = d->data_off + n * rs;
     int rc;
-    if (n == 0) {
-        snprintf(err, errlen, "disk cache '%s': %llu bytes cannot hold one block", dir,
-                 (unsigned long long)cap);
+    if (n < 2) {
+        snprintf(err, errlen, "disk cache '%s': %llu bytes cannot hold two regions of %llu bytes",
+                 dir, (unsigned long long)cap, (unsigned long long)rs);
         rc = -ENOSPC;
+        goto fail;
+    }
+    d->regs = calloc(n, sizeof(*d->regs));
+    d->fifo = calloc(n, sizeof(*d->fifo));
+    d->freeq = calloc(n, sizeof(*d->freeq));
+    if (!d->regs || !d->fifo || !d->freeq) {
+        rc = -ENOMEM;
+        snprintf(err, errlen, "disk cache '%s': out of memory", dir);
         goto fail;
     }
     d->fd = open(d->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -423,12 +397,15 @@ int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page
         if (r > 0)
             log_info("disk cache '%s': %s; starting empty", d->path, why ? why : "size invalid");
         sb_encode(d, sb);
+        errno = 0;
         if (ftruncate(d->fd, 0) != 0 || pwrite(d->fd, sb, sizeof(sb), 0) != (ssize_t)sizeof(sb)) {
             rc = errno ? -errno : -EIO;
             snprintf(err, errlen, "cannot initialise cache file '%s': %s", d->path, strerror(-rc));
             goto fail;
         }
     }
+    for (uint32_t i = 0; i < d->nregions; i++)
+        d->freeq[d->nfree++] = d->nregions - 1 - i; /* region 0 on top: the file fills in order */
     *out = d;
     return 0;
 fail:
@@ -436,24 +413,28 @@ fail:
     return rc;
 }
 
-void cdisk_close(struct cdisk *d)
-{
-    if (!d)
-        return;
-    if (d->fd >= 0)
-        close(d->fd);
-    free(d->path);
-    free(d);
-}
-
-uint32_t cdisk_nslots(const struct cdisk *d)
-{
-    return d->nslots;
-}
-
 uint64_t cdisk_file_bytes(const struct cdisk *d)
 {
     return d->file_bytes;
+}
+
+uint32_t cdisk_nregions(const struct cdisk *d)
+{
+    return d->nregions;
+}
+
+uint32_t cdisk_region_size(const struct cdisk *d)
+{
+    return d->region_size;
+}
+
+uint64_t cdisk_items_fit(const struct cdisk *d, uint64_t data_len)
+{
+    if (data_len == 0 || data_len > d->block_size)
+        return 0;
+    uint32_t nv = (uint32_t)((data_len + d->page_size - 1) / d->page_size);
+    uint64_t one = citem_len(citem_hdr_len(d->npages, nv), data_len) + d->se;
+    return (uint64_t)d->nregions * ((d->region_size - RHDR - FOOTER) / one);
 }
 
 const char *cdisk_path(const struct cdisk *d)
@@ -461,97 +442,212 @@ const char *cdisk_path(const struct cdisk *d)
     return d->path;
 }
 
-static uint64_t hdr_off(const struct cdisk *d, uint32_t slot)
+uint64_t cdisk_mem_bytes(const struct cdisk *d)
 {
-    return CDISK_SB_SIZE + (uint64_t)slot * d->hdr_size;
+    return sizeof(*d) + (uint64_t)d->nregions * (sizeof(*d->regs) + 2 * sizeof(uint32_t));
 }
 
-static uint64_t data_off(const struct cdisk *d, uint32_t slot)
+/* ---- reading a region's items ---- */
+
+static int read_full(int fd, void *buf, size_t len, uint64_t off)
 {
-    return d->data_off + (uint64_t)slot * d->block_size;
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, (char *)buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return -ENODATA;
+        got += (size_t)r;
+    }
+    return 0;
 }
 
-int cdisk_scan(struct cdisk *d, cdisk_scan_fn fn, void *arg)
+/* The sequence number of region R's header, 0 if it has none that verifies. */
+static uint64_t region_hdr_seq(struct cdisk *d, uint32_t r)
 {
-    uint32_t per = SCAN_CHUNK / d->hdr_size ? SCAN_CHUNK / d->hdr_size : 1;
-    size_t chunk = (size_t)per * d->hdr_size;
-    uint8_t *buf = malloc(chunk);
-    uint32_t w = CSLOT_WORDS(d->npages);
-    uint64_t *valid = malloc(8 * w), *crc = malloc(8ull * d->npages);
+    uint8_t h[64];
+    if (read_full(d->fd, h, sizeof(h), region_off(d, r)) != 0)
+        return 0;
+    if (memcmp(h, REG_MAGIC, 8) != 0 || le_get64(h + 56) != crc64_update(0, h, 56) ||
+        le_get32(h + 16) != r || le_get32(h + 20) != d->region_size)
+        return 0;
+    return le_get64(h + 8);
+}
+
+/* Calls FN for each item of the summary of region R (sequence number SEQ). -ENOENT when it has
+ * no summary that verifies (the caller walks the items instead). */
+static int region_summary(struct cdisk *d, uint32_t r, uint64_t seq, cdisk_item_fn fn, void *arg,
+                          uint64_t *valid)
+{
+    uint8_t f[FOOTER];
+    uint64_t ro = region_off(d, r);
+    if (read_full(d->fd, f, sizeof(f), ro + d->region_size - FOOTER) != 0)
+        return -ENOENT;
+    if (memcmp(f, SUM_MAGIC, 8) != 0 || le_get64(f + 56) != crc64_update(0, f, 56) ||
+        le_get64(f + 8) != seq || le_get32(f + 20) != d->se)
+        return -ENOENT;
+    uint64_t n = le_get32(f + 16);
+    if (n * d->se + FOOTER + RHDR > d->region_size)
+        return -ENOENT;
+    uint64_t sum_off = d->region_size - FOOTER - n * d->se;
+    uint8_t *e = malloc(n * d->se + 1);
+    if (!e)
+        return -ENOMEM;
+    int rc = read_full(d->fd, e, n * d->se, ro + sum_off);
+    if (rc != 0 || le_get64(f + 24) != crc64_update(0, e, n * d->se)) {
+        free(e);
+        return -ENOENT;
+    }
+    for (uint64_t i = 0; i < n && rc == 0; i++) {
+        struct citem_hdr h = {.seq = seq, .valid = valid};
+        uint32_t off;
+        /* A dead entry (an append that failed) is skipped; a malformed one cannot be (the
+           summary's CRC verified), and is skipped rather than trusted. */
+        if (citem_sum_decode(e + i * d->se, d->se, d->block_size, d->page_size, RHDR, sum_off, &off,
+                             &h) == 0)
+            rc = fn(arg, r, off, &h);
+    }
+    free(e);
+    return rc;
+}
+
+/* Calls FN for each item of region R (sequence number SEQ) found by reading the item headers
+ * from its start (a region without a summary: open at a kill -9). */
+static int region_walk(struct cdisk *d, uint32_t r, uint64_t seq, cdisk_item_fn fn, void *arg,
+                       uint64_t *valid, uint64_t *crc)
+{
+    uint32_t maxhl = citem_hdr_len(d->npages, d->npages);
+    uint8_t *buf = malloc(maxhl);
+    if (!buf)
+        return -ENOMEM;
+    uint64_t ro = region_off(d, r), off = RHDR;
     int rc = 0;
-    if (!buf || !valid || !crc) {
-        rc = -ENOMEM;
-        goto out;
+    while (rc == 0 && off + CITEM_FIXED + FOOTER <= d->region_size) {
+        size_t want = d->region_size - FOOTER - off < maxhl ? d->region_size - FOOTER - off : maxhl;
+        struct citem_hdr h = {.valid = valid, .crc = crc};
+        if (read_full(d->fd, buf, CITEM_FIXED, ro + off) != 0)
+            break;
+        int dr = citem_hdr_decode(buf, CITEM_FIXED, d->block_size, d->page_size, &h);
+        if (dr != -EAGAIN)
+            break;
+        uint32_t hl = citem_hdr_len(d->npages, h.nvalid);
+        if (hl > want || read_full(d->fd, buf, hl, ro + off) != 0)
+            break;
+        if (citem_hdr_decode(buf, hl, d->block_size, d->page_size, &h) != 0 || h.seq != seq ||
+            off + h.item_len > d->region_size - FOOTER)
+            break;
+        rc = fn(arg, r, (uint32_t)off, &h);
+        off += h.item_len;
     }
-    for (uint32_t s0 = 0; s0 < d->nslots && rc == 0; s0 += per) {
-        uint32_t m = d->nslots - s0 < per ? d->nslots - s0 : per;
-        size_t want = (size_t)m * d->hdr_size, got = 0;
-        while (got < want) {
-            ssize_t r = pread(d->fd, buf + got, want - got, (off_t)(hdr_off(d, s0) + got));
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0) {
-                rc = -errno;
-                goto out;
-            }
-            if (r == 0)
-                break;
-            got += (size_t)r;
-        }
-        memset(buf + got, 0, want - got); /* past the end of the file: empty slots */
-        for (uint32_t i = 0; i < m && rc == 0; i++) {
-            struct cslot_hdr h = {.valid = valid, .crc = crc};
-            if (cslot_hdr_decode(buf + (size_t)i * d->hdr_size, d->hdr_size, d->block_size,
-                                 d->page_size, &h) == 0)
-                rc = fn(arg, s0 + i, &h);
-        }
-    }
-out:
     free(buf);
+    return rc;
+}
+
+static int region_items(struct cdisk *d, uint32_t r, uint64_t seq, cdisk_item_fn fn, void *arg)
+{
+    uint64_t *valid = malloc(8ull * d->w), *crc = malloc(8ull * d->npages);
+    int rc = -ENOMEM;
+    if (valid && crc) {
+        rc = region_summary(d, r, seq, fn, arg, valid);
+        if (rc == -ENOENT)
+            rc = region_walk(d, r, seq, fn, arg, valid, crc);
+    }
     free(valid);
     free(crc);
     return rc;
 }
 
-int cdisk_read_hdr(struct cdisk *d, uint32_t slot, struct cslot_hdr *h)
+struct byseq {
+    uint64_t seq;
+    uint32_t r;
+};
+
+static int byseq_cmp(const void *a, const void *b)
 {
-    uint8_t *buf = malloc(d->hdr_size);
-    if (!buf)
+    const struct byseq *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int cdisk_scan(struct cdisk *d, cdisk_item_fn fn, void *arg)
+{
+    struct byseq *s = malloc(sizeof(*s) * d->nregions);
+    if (!s)
         return -ENOMEM;
-    struct dio op = {buf, d->hdr_size, hdr_off(d, slot)};
-    int rc = io_batch(d->fd, 0, &op, 1, 0);
-    if (rc == 0)
-        rc = cslot_hdr_decode(buf, d->hdr_size, d->block_size, d->page_size, h);
-    free(buf);
+    uint32_t n = 0;
+    for (uint32_t r = 0; r < d->nregions; r++) {
+        uint64_t seq = region_hdr_seq(d, r);
+        if (seq != 0)
+            s[n++] = (struct byseq){seq, r};
+    }
+    qsort(s, n, sizeof(*s), byseq_cmp);
+    int rc = 0;
+    pthread_mutex_lock(&d->lock);
+    d->nfree = 0;
+    d->fifo_head = d->fifo_n = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        d->regs[s[i].r].seq = s[i].seq;
+        d->regs[s[i].r].state = R_SEALED;
+        d->fifo[d->fifo_n++] = s[i].r;
+        if (s[i].seq > d->seq)
+            d->seq = s[i].seq;
+    }
+    for (uint32_t r = d->nregions; r-- > 0;)
+        if (d->regs[r].state == R_FREE)
+            d->freeq[d->nfree++] = r;
+    pthread_mutex_unlock(&d->lock);
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        rc = region_items(d, s[i].r, s[i].seq, fn, arg);
+    free(s);
     return rc;
 }
+
+/* ---- reading pages ---- */
 
 static int bit(const uint64_t *m, uint32_t p)
 {
     return (int)(m[p / 64] >> (p % 64) & 1);
 }
 
-int cdisk_read_pages(struct cdisk *d, uint32_t slot, const uint64_t id[2], uint64_t blen,
-                     const uint64_t *mask, void *buf, uint64_t *bad)
+void cdisk_hold(struct cdisk *d, uint32_t region)
+{
+    __atomic_fetch_add(&d->regs[region].readers, 1, __ATOMIC_ACQ_REL);
+}
+
+void cdisk_unhold(struct cdisk *d, uint32_t region)
+{
+    __atomic_fetch_sub(&d->regs[region].readers, 1, __ATOMIC_ACQ_REL);
+}
+
+int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
+                     uint64_t blen, const uint64_t *valid, const uint64_t *mask, void *buf,
+                     uint64_t *bad)
 {
     uint32_t have = (uint32_t)((blen + d->page_size - 1) / d->page_size);
-    uint32_t first = UINT32_MAX, last = 0, runs = 0;
-    for (uint32_t p = 0; p < have; p++)
+    uint32_t first = UINT32_MAX, last = 0, runs = 0, nvalid = 0;
+    uint32_t rfirst = 0, rlast = 0; /* ranks of first and last among the item's pages */
+    for (uint32_t p = 0; p < have; p++) {
         if (bit(mask, p)) {
-            if (first == UINT32_MAX)
+            if (first == UINT32_MAX) {
                 first = p;
+                rfirst = nvalid;
+            }
             if (p == 0 || !bit(mask, p - 1))
                 runs++;
             last = p;
+            rlast = nvalid;
         }
+        nvalid += (uint32_t)bit(valid, p);
+    }
     if (first == UINT32_MAX)
         return 0;
-    uint32_t np = last - first + 1;
-    /* Only the pages asked for are read: the ones between may be valid in the caller's buffer
-       (and being read by others) while their disk copy is not. */
+    uint64_t io = region_off(d, region) + off;
+    uint32_t hl = citem_hdr_len(d->npages, nvalid), ncrc = rlast - rfirst + 1;
     uint8_t raw_stack[64 * 8];
     struct dio ops_stack[8];
-    uint8_t *raw = np <= 64 ? raw_stack : malloc(8ull * np);
+    uint8_t *raw = ncrc <= 64 ? raw_stack : malloc(8ull * ncrc);
     struct dio *ops = runs < 8 ? ops_stack : malloc(sizeof(*ops) * (runs + 1));
     int rc = 0;
     if (!raw || !ops) {
@@ -559,11 +655,13 @@ int cdisk_read_pages(struct cdisk *d, uint32_t slot, const uint64_t id[2], uint6
         goto out;
     }
     int n = 0;
-    ops[n++] =
-        (struct dio){raw, 8ull * np,
-                     hdr_off(d, slot) + CSLOT_FIXED + 8ull * CSLOT_WORDS(d->npages) + 8ull * first};
-    for (uint32_t p = first; p <= last;) {
+    ops[n++] = (struct dio){raw, 8ull * ncrc, io + CITEM_FIXED + 8ull * d->w + 8ull * rfirst};
+    /* Page p of the mask, the k-th page of the item, is at hl + k * page_size: contiguous pages
+       of the mask are contiguous in the item (the mask lies within the item's pages). */
+    uint32_t rank = 0;
+    for (uint32_t p = 0; p <= last;) {
         if (!bit(mask, p)) {
+            rank += (uint32_t)bit(valid, p);
             p++;
             continue;
         }
@@ -573,18 +671,19 @@ int cdisk_read_pages(struct cdisk *d, uint32_t slot, const uint64_t id[2], uint6
         uint64_t s = (uint64_t)p * d->page_size, e = ((uint64_t)q + 1) * d->page_size;
         if (e > blen)
             e = blen;
-        ops[n++] = (struct dio){(char *)buf + s, e - s, data_off(d, slot) + s};
+        ops[n++] = (struct dio){(char *)buf + s, e - s, io + hl + (uint64_t)rank * d->page_size};
+        rank += q - p + 1;
         p = q + 1;
     }
     rc = io_batch(d->fd, 0, ops, n, 0);
     int cut = rc == -ENODATA; /* pages past the file's end: missing, as corrupt ones are */
-    for (uint32_t p = first; p <= last; p++) {
+    uint32_t k = 0;           /* the rank of p among the item's pages, minus rfirst */
+    for (uint32_t p = first; p <= last; k += (uint32_t)bit(valid, p), p++) {
         if (!bit(mask, p))
             continue;
         uint64_t po = (uint64_t)p * d->page_size;
         uint64_t pl = blen - po < d->page_size ? blen - po : d->page_size;
-        if (rc != 0 ||
-            cslot_page_crc(id, p, (char *)buf + po, pl) != le_get64(raw + 8 * (p - first)))
+        if (rc != 0 || cslot_page_crc(id, p, (char *)buf + po, pl) != le_get64(raw + 8 * k))
             bad[p / 64] |= 1ull << (p % 64);
     }
     if (cut)
@@ -597,46 +696,384 @@ out:
     return rc;
 }
 
-int cdisk_write(struct cdisk *d, uint32_t slot, const struct cslot_hdr *h, const void *buf,
-                const uint64_t *newpages, uint64_t blen)
+/* ---- appending ---- */
+
+/* Writes region R's summary (its entries SUM, N of them) and frees SUM. No lock held. */
+static int write_summary(struct cdisk *d, uint32_t r, uint64_t seq, uint8_t *sum, uint32_t n)
 {
-    uint32_t have = (uint32_t)((blen + d->page_size - 1) / d->page_size);
-    uint8_t *hdr = malloc(d->hdr_size);
-    int nops = 0, cap = 8;
-    struct dio *ops = malloc(sizeof(*ops) * (size_t)cap);
-    int rc = 0;
-    if (!hdr || !ops) {
-        rc = -ENOMEM;
-        goto out;
+    uint8_t f[FOOTER] = {0};
+    memcpy(f, SUM_MAGIC, 8);
+    le_put64(f + 8, seq);
+    le_put32(f + 16, n);
+    le_put32(f + 20, d->se);
+    le_put64(f + 24, crc64_update(0, sum, (size_t)n * d->se));
+    le_put64(f + 56, crc64_update(0, f, 56));
+    uint64_t ro = region_off(d, r);
+    struct dio ops[2] = {
+        {sum, (size_t)n * d->se, ro + d->region_size - FOOTER - (uint64_t)n * d->se},
+        {f, FOOTER, ro + d->region_size - FOOTER}};
+    int rc = n ? io_batch(d->fd, 1, ops, 2, 1) : io_batch(d->fd, 1, ops + 1, 1, 0);
+    free(sum);
+    if (rc != 0)
+        log_warn("disk cache '%s': region %u's summary not written: %s; the next start-up reads "
+                 "its items one by one",
+                 d->path, r, strerror(-rc));
+    return rc;
+}
+
+/* Region R is sealed and its appends are done: writes its summary. Lock held (dropped for the
+ * write). */
+static void summary_locked(struct cdisk *d, uint32_t r)
+{
+    struct creg *g = &d->regs[r];
+    if (g->state != R_SEALED || g->inflight > 0 || !g->sum)
+        return;
+    uint8_t *sum = g->sum;
+    uint32_t n = g->nsum;
+    g->sum = NULL;
+    g->state = R_SUMMARY;
+    pthread_mutex_unlock(&d->lock);
+    (void)write_summary(d, r, g->seq, sum, n);
+    pthread_mutex_lock(&d->lock);
+    g->state = R_SEALED;
+    pthread_cond_broadcast(&d->cond);
+}
+
+static void seal_locked(struct cdisk *d)
+{
+    uint32_t r = d->open;
+    d->open = NIL;
+    d->regs[r].state = R_SEALED;
+    d->fifo[(d->fifo_head + d->fifo_n) % d->nregions] = r;
+    d->fifo_n++;
+    summary_locked(d, r);
+}
+
+/* The items of a region being reused that its owner keeps (read since written). */
+struct evict_ctx {
+    struct cdisk *d;
+    const struct cdisk_owner *o;
+    uint32_t n, cap;
+    struct kept {
+        uint32_t off, len, blen;
+        uint64_t id[2];
+    } * k;
+    uint64_t *valid; /* n x W words */
+};
+
+static int evict_item(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
+{
+    struct evict_ctx *x = arg;
+    if (!x->o->evict(x->o->arg, region, off, h->id))
+        return 0;
+    if (x->n == x->cap) {
+        uint32_t cap = x->cap ? 2 * x->cap : 64;
+        struct kept *k = realloc(x->k, sizeof(*k) * cap);
+        uint64_t *v = k ? realloc(x->valid, 8ull * x->d->w * cap) : NULL;
+        if (k)
+            x->k = k;
+        if (!v)
+            return 0; /* not kept after all: the index has forgotten it already */
+        x->valid = v;
+        x->cap = cap;
     }
-    for (uint32_t p = 0; p < have;) {
-        if (!bit(newpages, p)) {
+    x->k[x->n] = (struct kept){off, h->item_len, h->blen, {h->id[0], h->id[1]}};
+    memcpy(x->valid + (size_t)x->n * x->d->w, h->valid, 8ull * x->d->w);
+    x->n++;
+    return 0;
+}
+
+/* Opens a free region: a new sequence number in its header. Lock held (dropped for the write),
+ * d->busy set by the caller. */
+static int open_region_locked(struct cdisk *d)
+{
+    uint32_t r = d->freeq[--d->nfree];
+    uint64_t seq = ++d->seq;
+    pthread_mutex_unlock(&d->lock);
+    uint8_t h[RHDR] = {0};
+    memcpy(h, REG_MAGIC, 8);
+    le_put64(h + 8, seq);
+    le_put32(h + 16, r);
+    le_put32(h + 20, d->region_size);
+    le_put64(h + 56, crc64_update(0, h, 56));
+    struct dio op = {h, RHDR, region_off(d, r)};
+    int rc = io_batch(d->fd, 1, &op, 1, 0);
+    uint8_t *sum = rc == 0 ? malloc(d->se * 64ull) : NULL;
+    pthread_mutex_lock(&d->lock);
+    if (rc == 0 && !sum)
+        rc = -ENOMEM;
+    if (rc != 0) {
+        d->freeq[d->nfree++] = r;
+        free(sum);
+        return rc;
+    }
+    d->regs[r] = (struct creg){.seq = seq, .used = RHDR, .sum = sum, .state = R_OPEN};
+    d->open = r;
+    return 0;
+}
+
+/* Reopens region R (its items forgotten, its readers gone) with the items X kept written again
+ * at its start, compacted, under sequence number SEQ: one write of the new region's head. Returns
+ * the bytes used, or 0 when it could not (then no item is kept). No lock held. */
+static uint64_t reinsert(struct cdisk *d, uint32_t r, uint64_t oldseq, uint64_t seq,
+                         struct evict_ctx *x, uint8_t *sum)
+{
+    uint64_t ro = region_off(d, r), pos = RHDR;
+    uint8_t *buf = malloc(d->region_size);
+    if (!buf)
+        return 0;
+    memset(buf, 0, RHDR);
+    memcpy(buf, REG_MAGIC, 8);
+    le_put64(buf + 8, seq);
+    le_put32(buf + 16, r);
+    le_put32(buf + 20, d->region_size);
+    le_put64(buf + 56, crc64_update(0, buf, 56));
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < x->n; i++) {
+        struct kept *k = &x->k[i];
+        uint8_t *it = buf + pos;
+        if (k->len < CITEM_FIXED || read_full(d->fd, it, k->len, ro + k->off) != 0)
+            continue;
+        uint32_t hl = le_get32(it + 8);
+        if (hl < CITEM_FIXED + 8 || hl > k->len || le_get64(it + 16) != oldseq ||
+            le_get64(it + hl - 8) != crc64_update(0, it, hl - 8))
+            continue; /* not the item the summary said: not kept */
+        le_put64(it + 16, seq);
+        le_put64(it + hl - 8, crc64_update(0, it, hl - 8));
+        x->k[n] = *k;
+        x->k[n].off = (uint32_t)pos;
+        memmove(x->valid + (size_t)n * d->w, x->valid + (size_t)i * d->w, 8ull * d->w);
+        struct citem_hdr h = {.id = {k->id[0], k->id[1]},
+                              .blen = k->blen,
+                              .npages = d->npages,
+                              .item_len = k->len,
+                              .valid = x->valid + (size_t)n * d->w};
+        citem_sum_encode(&h, (uint32_t)pos, sum + (size_t)n * d->se);
+        pos += k->len;
+        n++;
+    }
+    struct dio op = {buf, pos, ro};
+    int rc = io_batch(d->fd, 1, &op, 1, 0);
+    free(buf);
+    x->n = rc == 0 ? n : 0;
+    return rc == 0 ? pos : 0;
+}
+
+/* Reuses the oldest sealed region: its items are forgotten (those read since written are kept
+ * and written again at its start), its readers drained; it becomes the open region, or a free
+ * one. Lock held (dropped meanwhile), d->busy set by the caller. */
+static void evict_region_locked(struct cdisk *d, const struct cdisk_owner *o)
+{
+    uint32_t r = d->fifo[d->fifo_head];
+    d->fifo_head = (d->fifo_head + 1) % d->nregions;
+    d->fifo_n--;
+    struct creg *g = &d->regs[r];
+    g->state = R_EVICTING;
+    uint64_t oldseq = g->seq;
+    pthread_mutex_unlock(&d->lock);
+    struct evict_ctx x = {.d = d, .o = o};
+    int rc = region_items(d, r, oldseq, evict_item, &x);
+    if (rc != 0)
+        log_warn("disk cache '%s': region %u's items could not be listed (%s); reads of them fail "
+                 "their CRC and are refetched",
+                 d->path, r, strerror(-rc));
+    /* The index no longer names the region's items: wait for the reads already under way. */
+    for (uint64_t us = 0;
+         __atomic_load_n(&g->readers, __ATOMIC_ACQUIRE) > 0 && us < READERS_WAIT_US; us += 100)
+        usleep(100);
+    uint64_t used = 0, seq = 0;
+    uint8_t *sum = NULL;
+    if (x.n > 0) {
+        pthread_mutex_lock(&d->lock);
+        seq = ++d->seq;
+        pthread_mutex_unlock(&d->lock);
+        size_t scap = ((size_t)x.n + 64) / 64 * 64;
+        sum = malloc(scap * d->se);
+        used = sum ? reinsert(d, r, oldseq, seq, &x, sum) : 0;
+        for (uint32_t i = 0; used && i < x.n; i++) {
+            struct citem_hdr h = {.id = {x.k[i].id[0], x.k[i].id[1]},
+                                  .seq = seq,
+                                  .blen = x.k[i].blen,
+                                  .block_size = d->block_size,
+                                  .page_size = d->page_size,
+                                  .npages = d->npages,
+                                  .item_len = x.k[i].len,
+                                  .valid = x.valid + (size_t)i * d->w};
+            o->moved(o->arg, &h, r, x.k[i].off);
+        }
+    }
+    free(x.k);
+    free(x.valid);
+    pthread_mutex_lock(&d->lock);
+    if (used) {
+        *g = (struct creg){.seq = seq, .used = used, .sum = sum, .nsum = x.n, .state = R_OPEN};
+        d->open = r;
+    } else {
+        free(sum);
+        *g = (struct creg){.state = R_FREE};
+        d->freeq[d->nfree++] = r;
+    }
+}
+
+int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
+                 const struct cdisk_owner *owner, uint32_t *region, uint32_t *off)
+{
+    h->block_size = d->block_size;
+    h->page_size = d->page_size;
+    h->npages = d->npages;
+    uint32_t nv = 0;
+    for (uint32_t k = 0; k < d->w; k++)
+        nv += (uint32_t)__builtin_popcountll(h->valid[k]);
+    uint32_t hl = citem_hdr_len(d->npages, nv);
+    uint64_t ilen = citem_len(hl, citem_data_len(h->blen, d->page_size, d->npages, h->valid));
+    uint8_t *hdr = malloc(hl);
+    if (!hdr)
+        return -ENOMEM;
+    pthread_mutex_lock(&d->lock);
+    uint32_t r = NIL, k = 0;
+    int rc = 0;
+    for (uint64_t tries = 0; r == NIL; tries++) {
+        if (d->open != NIL) {
+            struct creg *g = &d->regs[d->open];
+            if (g->used + ilen + (uint64_t)(g->nsum + 1) * d->se + FOOTER <= d->region_size) {
+                if ((g->nsum & 63) == 0 && g->nsum > 0) {
+                    uint8_t *s = realloc(g->sum, (size_t)(g->nsum + 64) * d->se);
+                    if (!s) {
+                        rc = -ENOMEM;
+                        break;
+                    }
+                    g->sum = s;
+                }
+                r = d->open;
+                *off = (uint32_t)g->used;
+                k = g->nsum++;
+                g->used += ilen;
+                g->inflight++;
+                h->seq = g->seq;
+                h->item_len = (uint32_t)ilen;
+                citem_sum_encode(h, *off, g->sum + (size_t)k * d->se);
+                break;
+            }
+            seal_locked(d);
+            continue;
+        }
+        if (d->busy) {
+            pthread_cond_wait(&d->cond, &d->lock);
+            continue;
+        }
+        if (d->nfree > 0) {
+            d->busy = 1;
+            rc = open_region_locked(d);
+            d->busy = 0;
+            pthread_cond_broadcast(&d->cond);
+            if (rc != 0)
+                break;
+            continue;
+        }
+        if (d->fifo_n == 0 || tries > 4ull * d->nregions + 16) {
+            rc = 1; /* every region is being written or summarised */
+            break;
+        }
+        struct creg *old = &d->regs[d->fifo[d->fifo_head]];
+        if (old->state != R_SEALED || old->inflight > 0) {
+            pthread_cond_wait(&d->cond, &d->lock);
+            continue;
+        }
+        d->busy = 1;
+        evict_region_locked(d, owner);
+        d->busy = 0;
+        pthread_cond_broadcast(&d->cond);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (r == NIL) {
+        free(hdr);
+        return rc;
+    }
+    *region = r;
+    citem_hdr_encode(h, hdr);
+
+    /* The pages, then the header (linked: the header lands only after its data). */
+    uint32_t have = (h->blen + d->page_size - 1) / d->page_size;
+    struct dio ops_stack[9], *ops = ops_stack;
+    int nops = 0, cap = 9;
+    uint64_t io = region_off(d, r) + *off, pos = hl;
+    for (uint32_t p = 0; p < have && rc == 0;) {
+        if (!bit(h->valid, p)) {
             p++;
             continue;
         }
         uint32_t q = p;
-        while (q + 1 < have && bit(newpages, q + 1))
+        while (q + 1 < have && bit(h->valid, q + 1))
             q++;
         uint64_t s = (uint64_t)p * d->page_size, e = ((uint64_t)q + 1) * d->page_size;
-        if (e > blen)
-            e = blen;
+        if (e > h->blen)
+            e = h->blen;
         if (nops + 1 >= cap) {
             cap *= 2;
-            struct dio *n = realloc(ops, sizeof(*ops) * (size_t)cap);
-            if (!n) {
+            struct dio *m = malloc(sizeof(*ops) * (size_t)cap);
+            if (!m) {
                 rc = -ENOMEM;
-                goto out;
+                break;
             }
-            ops = n;
+            memcpy(m, ops, sizeof(*ops) * (size_t)nops);
+            if (ops != ops_stack)
+                free(ops);
+            ops = m;
         }
-        ops[nops++] = (struct dio){(char *)buf + s, e - s, data_off(d, slot) + s};
+        ops[nops++] = (struct dio){(char *)buf + s, e - s, io + pos};
+        pos += e - s;
         p = q + 1;
     }
-    cslot_hdr_encode(h, hdr);
-    ops[nops++] = (struct dio){hdr, d->hdr_size, hdr_off(d, slot)};
-    rc = io_batch(d->fd, 1, ops, nops, 1);
-out:
+    if (rc == 0) {
+        ops[nops++] = (struct dio){hdr, hl, io};
+        rc = io_batch(d->fd, 1, ops, nops, 1);
+    }
+    if (ops != ops_stack)
+        free(ops);
     free(hdr);
-    free(ops);
+    if (rc != 0) {
+        pthread_mutex_lock(&d->lock);
+        struct creg *g = &d->regs[r];
+        if (g->sum)
+            le_put32(g->sum + (size_t)k * d->se, 0); /* a dead entry: the scan skips it */
+        pthread_mutex_unlock(&d->lock);
+        cdisk_append_done(d, r);
+    }
     return rc;
+}
+
+void cdisk_append_done(struct cdisk *d, uint32_t region)
+{
+    pthread_mutex_lock(&d->lock);
+    struct creg *g = &d->regs[region];
+    g->inflight--;
+    if (g->inflight == 0) {
+        summary_locked(d, region);
+        pthread_cond_broadcast(&d->cond);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+void cdisk_close(struct cdisk *d)
+{
+    if (!d)
+        return;
+    if (d->fd >= 0 && d->regs) {
+        pthread_mutex_lock(&d->lock);
+        if (d->open != NIL)
+            seal_locked(d);
+        pthread_mutex_unlock(&d->lock);
+    }
+    if (d->regs)
+        for (uint32_t r = 0; r < d->nregions; r++)
+            free(d->regs[r].sum);
+    if (d->fd >= 0)
+        close(d->fd);
+    free(d->regs);
+    free(d->fifo);
+    free(d->freeq);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->cond);
+    free(d->path);
+    free(d);
 }

@@ -22,25 +22,50 @@ BIG = {"set/f%02d.bin" % i: pattern(3 * MIB + 1000 * i, 40 + i) for i in range(1
 FILES = dict(BIG)
 FILES["crash.bin"] = pattern(5 * MIB + 77, 60)
 FILES["corrupt.bin"] = pattern(4 * MIB + 5, 61)
-SLOTS = "efc-cache-v1.slots"
+SLOTS = "efc-cache-v1.slots"  # the name kept from format 2 (an old file is reformatted in place)
 PAGE = 16 << 10  # the cache page (g_tier_DadiCachePageSizeKB's default)
 
 
-def used_slots(path):
-    """(data offset, block size, [(slot index, block length)]) of the slots in use."""
+def cache_items(path):
+    """(block size, page count, live items) of a cache file (format 3, a log of regions: see
+    cache/disk.c), found by walking every region's item headers (the open region has no summary
+    yet). An item is (file offset of its page bytes, their length, block length, pages held); a
+    block written again has its latest item live. In file order."""
+    latest = {}
     with open(path, "rb") as f:
         sb = f.read(64)
-        assert sb[:8] == b"EFCCACHE", "not a slot file: %r" % sb[:8]
-        block_size, page_size, nslots, hdr_size = struct.unpack_from("<IIII", sb, 16)
+        assert sb[:8] == b"EFCCACHE", "not a cache file: %r" % sb[:8]
+        assert struct.unpack_from("<I", sb, 8)[0] == 3, "not format 3"
+        block_size, page_size, region_size, nregions = struct.unpack_from("<IIII", sb, 16)
         data_off, = struct.unpack_from("<Q", sb, 32)
-        f.seek(4096)
-        hdrs = f.read(nslots * hdr_size)
-    used = []
-    for i in range(nslots):
-        h = hdrs[i * hdr_size:(i + 1) * hdr_size]
-        if h[:4] == b"EFCS":
-            used.append((i, struct.unpack_from("<I", h, 40)[0]))
-    return data_off, block_size, used
+        npages = block_size // page_size
+        words = (npages + 63) // 64
+        for r in range(nregions):
+            base = data_off + r * region_size
+            f.seek(base)
+            rh = f.read(64)
+            if len(rh) < 64 or rh[:8] != b"EFCREGN1":
+                continue
+            seq, = struct.unpack_from("<Q", rh, 8)
+            off = 512
+            while off + 128 <= region_size:
+                f.seek(base + off)
+                h = f.read(64 + 8 * words)
+                if len(h) < 64 + 8 * words or h[:4] != b"EFCI":
+                    break
+                hdr_len, item_len, item_seq = struct.unpack_from("<IIQ", h, 8)
+                if item_seq != seq or item_len == 0:
+                    break
+                blen, = struct.unpack_from("<I", h, 40)
+                valid = 0
+                for k in range(words):
+                    valid |= struct.unpack_from("<Q", h, 64 + 8 * k)[0] << (64 * k)
+                pages = [p for p in range(npages) if valid >> p & 1]
+                dlen = sum(min(page_size, blen - p * page_size) for p in pages)
+                latest[h[24:40]] = ((seq, off), (base + off + hdr_len, dlen, blen, len(pages)))
+                off += item_len
+    items = sorted(v[1] for v in latest.values())
+    return block_size, npages, items
 
 
 class CacheTrouble(EfcTestCase):
@@ -79,14 +104,14 @@ class CacheTrouble(EfcTestCase):
         self.assert_unmounts_cleanly(m)
         # Flip bytes inside every cached block's data: each is caught by its page's CRC64.
         slots = os.path.join(cache_dir, SLOTS)
-        data_off, bs, used = used_slots(slots)
+        _, _, used = cache_items(slots)
         self.assertGreaterEqual(len(used), 4, "expected the object's blocks on disk")
         with open(slots, "r+b") as f:
-            for i, length in used:
+            for start, length, _, _ in used:
                 for off in (0, length // 2, length - 1):
-                    f.seek(data_off + i * bs + off)
+                    f.seek(start + off)
                     b = f.read(1)
-                    f.seek(data_off + i * bs + off)
+                    f.seek(start + off)
                     f.write(bytes([b[0] ^ 0xFF]))
         m2 = self.mount_cached(cache_dir)
         before = self.emu.gets(key)
@@ -201,8 +226,8 @@ class CacheTrouble(EfcTestCase):
             return self.gets(keys) == before
         efctest.wait_for(from_disk, efctest.WAIT_TIMEOUT, what, interval=0.2)
 
-    def test_slot_file_scribbled_while_running(self):
-        """While mounted, the slot file is cut short in the middle of one block's data and garbage
+    def test_cache_file_scribbled_while_running(self):
+        """While mounted, the cache file is cut short in the middle of one block's data and garbage
         is written over another's: the next reads (O_DIRECT, no memory tier: every one reaches
         the disk) get the right bytes; the bad pages are caught, counted, fetched again and
         written back, after which the disk serves them again. A file cut short is not a failing
@@ -217,24 +242,25 @@ class CacheTrouble(EfcTestCase):
             return efctest.metrics(m.port).get(name, 0)
         corrupt0 = metric("efc_cache_corrupt_pages_dropped_total")
         slots = os.path.join(cache_dir, SLOTS)
-        data_off, bs, used = used_slots(slots)
-        used.sort()
+        bs, npages, used = cache_items(slots)
         self.assertGreaterEqual(len(used), 9, "expected the objects' blocks on disk")
-        # Garbage over 40 KiB in the middle of the first slot's data (three 16 KiB pages), and
-        # the file cut in the middle of a later slot's data: the slots after it are gone too.
-        scribbled = next(u for u in used if u[1] == bs)  # a whole block
-        cut = used[len(used) // 2]
+        # Garbage over 40 KiB in the middle of the first whole block's item (three 16 KiB
+        # pages), and the file cut in the middle of a later item's data: the items after it are
+        # gone too.
+        at = next(i for i, u in enumerate(used) if u[2] == bs and u[3] == npages)
+        scribbled = used[at]
+        cut = used[max(at + 1, len(used) // 2)]
         with open(slots, "r+b") as f:
-            f.seek(data_off + scribbled[0] * bs + scribbled[1] // 2)
+            f.seek(scribbled[0] + scribbled[1] // 2)
             f.write(b"\xa5\x5a" * (20 << 10))
-            f.truncate(data_off + cut[0] * bs + cut[1] // 2)
+            f.truncate(cut[0] + cut[1] // 2)
         before = self.gets(keys)
         self.assertEqual(self.read_shas((m.path(k) for k in keys), direct=True), want,
                          "served scribbled or missing cache bytes")
         self.assertGreater(self.gets(keys), before, "the bad blocks were not fetched again")
-        lost = [length for i, length in used if i > cut[0]]
+        lost = [length for start, length, _, _ in used if start > cut[0]]
         corrupt = metric("efc_cache_corrupt_pages_dropped_total") - corrupt0
-        efctest.log("%d slots lost to the cut, %d pages dropped" % (len(lost), corrupt))
+        efctest.log("%d items lost to the cut, %d pages dropped" % (len(lost), corrupt))
         # At least the scribbled pages, one of the cut slot's and every later slot's pages.
         self.assertGreaterEqual(corrupt, 3 + 1 + sum((n + PAGE - 1) // PAGE for n in lost))
         self.assertIn("missing or failed their CRC; refetching", m.log_text())

@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "cache/cache_i.h"
+#include "util/crc64.h"
 
 #define GiB (1024ull * MiB)
 
@@ -311,9 +312,9 @@ static void test_persistence(void **state)
 }
 
 /* The blocks the child must have written before it is killed, per trial: at first one, at last
- * about twice what its disk tier holds (31 slots), so that slots are being reused and rewritten
- * when it dies (from the second trial on, the tier starts full anyway: the parent's checking
- * reads of the trial before filled it). */
+ * about twice what its disk tier holds (30 blocks in 15 regions), so that regions are being reused
+ * and rewritten when it dies (from the second trial on, the tier starts full anyway: the parent's
+ * checking reads of the trial before filled it). */
 static const uint64_t KILL9_AFTER_WRITES[] = {1, 12, 40, 64};
 
 static void test_kill9(void **state)
@@ -354,6 +355,22 @@ static void test_kill9(void **state)
         struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
         struct cache_stats st;
         cache_get_stats(c, &st);
+        /* What the disk holds first, before reads write anything (the region log evicts the
+           oldest first, and a full pass would push out what the child left): those blocks serve
+           the right bytes. */
+        uint8_t *blk = malloc(MiB);
+        uint64_t held = 0;
+        for (int v = 0; v < versions; v++) {
+            char etag[16];
+            snprintf(etag, sizeof(etag), "v%d", v);
+            for (uint64_t off = 0; off < size; off += MiB) {
+                if (cache_read_local(c, "crash", etag, size, off, MiB, blk) == (ssize_t)MiB) {
+                    assert_int_equal(fake_check("crash", etag, off, blk, MiB), -1);
+                    held++;
+                }
+            }
+        }
+        free(blk);
         for (int v = 0; v < versions; v++) {
             char etag[16];
             snprintf(etag, sizeof(etag), "v%d", v);
@@ -362,14 +379,12 @@ static void test_kill9(void **state)
         struct cache_stats st2;
         cache_get_stats(c, &st2);
         cache_free(c);
-        print_message(
-            "kill -9 trial %d, at %llu disk writes: %llu blocks found, %llu of %llu reads "
-            "refetched, %llu torn pages dropped\n",
-            trial, (unsigned long long)written, (unsigned long long)st.scan_blocks,
-            (unsigned long long)fake_fetches(&e->f), (unsigned long long)(versions * size / MiB),
-            (unsigned long long)st2.corrupt_dropped);
+        print_message("kill -9 trial %d, at %llu disk writes: %llu blocks found, %llu of them "
+                      "read back whole, %llu torn pages dropped\n",
+                      trial, (unsigned long long)written, (unsigned long long)st.scan_blocks,
+                      (unsigned long long)held, (unsigned long long)st2.corrupt_dropped);
         assert_true(st.scan_blocks > 0);
-        assert_true(fake_fetches(&e->f) < versions * size / MiB);
+        assert_true(held > 0);
     }
 }
 
@@ -380,38 +395,39 @@ static void test_corruption(void **state)
     struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
     read_ok(c, "c", "e", size, 0, size);
     cache_free(c);
-    /* Flip bytes in the data of every slot, and in one header. */
+    /* The file: 4 KiB of superblock, then regions of region_size (superblock offset 24), each
+       holding PER items of one full block, the 8 blocks in the first 8 / PER regions. Flip a
+       byte of page 0 of every item; in region 1, flip one of its first item's header and one of
+       its summary's footer: the scan then walks region 1 and stops at that first item. */
     char p[256];
     snprintf(p, sizeof(p), "%s/%s", e->d1, CDISK_FILE_NAME);
     FILE *fp = fopen(p, "r+b");
     assert_non_null(fp);
-    fseek(fp, 0, SEEK_END);
-    long end = ftell(fp);
-    for (long off = end - 3; off > 64 * 1024; off -= 333333) {
-        fseek(fp, off, SEEK_SET);
+    uint8_t sb[32];
+    assert_int_equal(fread(sb, 1, sizeof(sb), fp), sizeof(sb));
+    long rs = (long)(sb[24] | sb[25] << 8 | sb[26] << 16 | (uint32_t)sb[27] << 24);
+    long hl = (long)citem_hdr_len(64, 64), ilen = (long)citem_len((uint32_t)hl, MiB);
+    long per = rs / ilen;
+    assert_true(per >= 2 && 8 % per == 0);
+    long flips[12];
+    int nf = 0;
+    for (long k = 0; k < 8; k++)
+        flips[nf++] = CDISK_SB_SIZE + k / per * rs + 512 + k % per * ilen + hl + 1000;
+    flips[nf++] = CDISK_SB_SIZE + rs + 512 + 100;
+    flips[nf++] = CDISK_SB_SIZE + 2 * rs - 64 + 10;
+    for (int i = 0; i < nf; i++) {
+        fseek(fp, flips[i], SEEK_SET);
         int ch = fgetc(fp);
-        fseek(fp, off, SEEK_SET);
+        assert_true(ch != EOF);
+        fseek(fp, flips[i], SEEK_SET);
         fputc(ch ^ 0x5a, fp);
-    }
-    /* The first slot header in use gets a flipped CRC byte. */
-    for (long off = CDISK_SB_SIZE; off < 64 * 1024; off += 1024) {
-        uint8_t magic[4];
-        fseek(fp, off, SEEK_SET);
-        assert_int_equal(fread(magic, 1, 4, fp), 4);
-        if (memcmp(magic, "FECS", 4) == 0 || memcmp(magic, "EFCS", 4) == 0) {
-            fseek(fp, off + 100, SEEK_SET);
-            int ch = fgetc(fp);
-            fseek(fp, off + 100, SEEK_SET);
-            fputc(ch ^ 0x77, fp);
-            break;
-        }
     }
     fclose(fp);
     e->f.fetches = 0;
     c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
     struct cache_stats st;
     cache_get_stats(c, &st);
-    assert_int_equal(st.scan_blocks, 7); /* one header did not verify */
+    assert_int_equal(st.scan_blocks, 8 - per); /* region 1's walk stopped at its first item */
     read_ok(c, "c", "e", size, 0, size);
     cache_get_stats(c, &st);
     assert_true(st.corrupt_dropped > 0);
@@ -487,19 +503,31 @@ static void test_no_tiers(void **state)
 static void test_index_overhead(void **state)
 {
     struct env *e = *state;
-    /* 1 GiB of memory and 100 GiB of disk, as the issue asks. The slot file is sparse. */
+    /* 1 GiB of memory and 100 GiB of disk, as the issue asks. The cache file is sparse. The index
+       grows with the blocks held: its cost full is cache_index_bytes_for (checked against a real
+       fill in test_small_objects). */
     struct cache *c = mk(e, 1 * GiB, e->d1, 100 * GiB, 1 << 20);
     struct cache_stats st;
     cache_get_stats(c, &st);
     uint64_t cap = st.mem_capacity + st.disk_capacity;
-    double per_gib = (double)st.index_bytes / ((double)cap / (double)GiB);
-    print_message("index: %llu bytes for %.1f GiB configured = %.0f bytes/GiB (%.4f%%)\n",
-                  (unsigned long long)st.index_bytes, (double)cap / (double)GiB, per_gib,
-                  100.0 * (double)st.index_bytes / (double)cap);
+    uint64_t full = cache_index_bytes_for(c, GiB / MiB + cache_disk_items_fit(c, MiB));
+    print_message("index full of 1 MiB blocks: %llu bytes for %.1f GiB configured (%.4f%%)\n",
+                  (unsigned long long)full, (double)cap / (double)GiB,
+                  100.0 * (double)full / (double)cap);
     assert_true(st.mem_capacity == 1 * GiB);
     assert_true(st.disk_capacity > 99 * GiB && st.disk_capacity <= 100 * GiB);
-    assert_true(st.index_bytes * 1000 <= 101 * GiB);
+    assert_true(full * 10000 <= cap); /* 0.01% */
+    assert_true(st.index_bytes < full);
     assert_true(file_bytes_on_disk(e->d1) <= 100 * GiB);
+    /* Objects of 16 KiB: the disk holds them by their bytes. 0.1% is the issue's target for the
+       index; an entry of 56 bytes costs 0.35% (not met: see cache.c's top). */
+    uint64_t small = cache_disk_items_fit(c, 16 * KiB);
+    full = cache_index_bytes_for(c, GiB / MiB + small);
+    print_message("index full of 16 KiB objects: %llu objects on disk, %llu bytes (%.4f%%)\n",
+                  (unsigned long long)small, (unsigned long long)full,
+                  100.0 * (double)full / (double)cap);
+    assert_true(small >= st.disk_capacity / (16 * KiB) * 96 / 100);
+    assert_true(full * 1000 <= cap * 4);
     cache_free(c);
     /* Smaller blocks cost more per byte, and smaller pages more bitmap: the bound holds at every
        allowed block size, with the default (16 KiB) and the smallest (4 KiB) pages. */
@@ -516,15 +544,147 @@ static void test_index_overhead(void **state)
             assert_int_equal(cache_new(&cfg, src, &c, err, sizeof(err)), 0);
             cache_get_stats(c, &st);
             cap = st.mem_capacity + st.disk_capacity;
-            double pct = 100.0 * (double)st.index_bytes / (double)cap;
-            print_message("index with %5u KiB blocks, %2u KiB pages: %9llu bytes, %8.0f bytes/GiB "
+            full = cache_index_bytes_for(c, GiB / bs + cache_disk_items_fit(c, bs));
+            double pct = 100.0 * (double)full / (double)cap;
+            print_message("index full, %5u KiB blocks, %2u KiB pages: %9llu bytes, %8.0f bytes/GiB "
                           "(%.4f%%)\n",
-                          bs / 1024, ps / 1024, (unsigned long long)st.index_bytes,
-                          (double)st.index_bytes / ((double)cap / (double)GiB), pct);
+                          bs / 1024, ps / 1024, (unsigned long long)full,
+                          (double)full / ((double)cap / (double)GiB), pct);
             assert_true(pct <= 0.1);
             cache_free(c);
         }
     }
+}
+
+/* Objects of 16 KiB take 16.5 KiB of disk each, not a block: the tier holds what
+ * cache_disk_items_fit says, every one of them readable, and the index grows as it said. A
+ * 10 GiB tier holds at least 600,000 (the issue's target). */
+static void test_small_objects(void **state)
+{
+    struct env *e = *state;
+    const uint64_t obj = 16 * KiB;
+    struct cache *c = mk(e, 0, e->d1, 10 * GiB, 1 << 20);
+    uint64_t big = cache_disk_items_fit(c, obj);
+    print_message("a 10 GiB disk tier holds %llu objects of 16 KiB\n", (unsigned long long)big);
+    assert_true(big >= 600000);
+    cache_free(c);
+    rm_rf(e->d1);
+    assert_int_equal(mkdir(e->d1, 0700), 0);
+
+    c = mk(e, 0, e->d1, 40 * MiB, 1 << 20);
+    struct cache_stats st;
+    cache_get_stats(c, &st);
+    uint64_t n = cache_disk_items_fit(c, obj), idx0 = st.index_bytes;
+    assert_true(n >= st.disk_capacity / obj * 9 / 10);
+    for (uint64_t i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "small/%llu", (unsigned long long)i);
+        read_ok(c, key, "e", obj, 0, obj);
+    }
+    /* Each object is one background write (or one dropped): wait for all of them. */
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes + st.disk_writes_dropped >= n));
+    print_message("%llu objects of 16 KiB in a %llu-byte tier: %llu held, %llu bytes used, "
+                  "index %llu -> %llu bytes; %llu writes, %llu dropped, %llu evicted\n",
+                  (unsigned long long)n, (unsigned long long)st.disk_capacity,
+                  (unsigned long long)st.blocks_disk, (unsigned long long)st.disk_used,
+                  (unsigned long long)idx0, (unsigned long long)st.index_bytes,
+                  (unsigned long long)st.disk_writes, (unsigned long long)st.disk_writes_dropped,
+                  (unsigned long long)st.evictions_disk);
+    assert_int_equal(st.blocks_disk, n);
+    assert_int_equal(st.evictions_disk, 0);
+    assert_true(st.disk_used <= st.disk_capacity);
+    assert_true(st.index_bytes <= cache_index_bytes_for(c, n));
+    cache_free(c);
+    /* All of them again after a restart, from disk. */
+    e->f.fetches = 0;
+    c = mk(e, 0, e->d1, 40 * MiB, 1 << 20);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.scan_blocks, n);
+    for (uint64_t i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "small/%llu", (unsigned long long)i);
+        read_ok(c, key, "e", obj, 0, obj);
+    }
+    assert_int_equal(fake_fetches(&e->f), 0);
+    /* One more evicts the oldest region, whole. */
+    read_ok(c, "small/more", "e", obj, 0, obj);
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes + st.disk_writes_dropped >= 1));
+    assert_true(st.evictions_disk > 0);
+    assert_int_equal(st.blocks_disk, n + 1 - st.evictions_disk);
+    cache_free(c);
+}
+
+/* A block read from disk since it was written is kept when its region is reused (written again
+ * at the region's start), so that a stream as large as the tier does not flush what is read
+ * again; the stream's own old blocks go instead. */
+static void test_disk_reinsertion(void **state)
+{
+    struct env *e = *state;
+    struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    uint64_t cap = cache_disk_items_fit(c, MiB);
+    assert_true(cap >= 16);
+    struct cache_stats st;
+    read_ok(c, "hot", "e", 4 * MiB, 0, 4 * MiB);
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes >= 4));
+    read_ok(c, "hot", "e", 4 * MiB, 0, 4 * MiB); /* from disk: read since written */
+    assert_int_equal(fake_fetches(&e->f), 4);
+    /* A stream of as many blocks as the tier holds, one block at a time. */
+    for (uint64_t b = 0; b < cap; b++) {
+        read_ok(c, "stream", "e", cap * MiB, b * MiB, MiB);
+        WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes + st.disk_writes_dropped >= 5 + b));
+    }
+    cache_get_stats(c, &st);
+    assert_true(st.evictions_disk >= 4);
+    uint8_t *buf = malloc(MiB);
+    for (uint64_t off = 0; off < 4 * MiB; off += MiB)
+        assert_int_equal(cache_read_local(c, "hot", "e", 4 * MiB, off, MiB, buf), MiB);
+    assert_int_equal(cache_read_local(c, "stream", "e", cap * MiB, 0, MiB, buf), -ENOENT);
+    free(buf);
+    read_ok(c, "hot", "e", 4 * MiB, 0, 4 * MiB);
+    cache_free(c);
+    /* And after a restart: the kept items are where the summary says. */
+    e->f.fetches = 0;
+    c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    read_ok(c, "hot", "e", 4 * MiB, 0, 4 * MiB);
+    assert_int_equal(fake_fetches(&e->f), 0);
+    cache_free(c);
+}
+
+/* A directory written by the block-slot format (superblock version 2) starts empty, reformatted:
+ * never read as the new one. */
+static void test_old_format(void **state)
+{
+    struct env *e = *state;
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s", e->d1, CDISK_FILE_NAME);
+    uint8_t sb[CDISK_SB_SIZE] = {0};
+    memcpy(sb, "EFCCACHE", 8);
+    sb[8] = 2;
+    sb[12] = 0x10; /* 4096 */
+    uint64_t crc = crc64_update(0, sb, 56);
+    for (int i = 0; i < 8; i++)
+        sb[56 + i] = (uint8_t)(crc >> (8 * i));
+    FILE *fp = fopen(p, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(sb, 1, sizeof(sb), fp), sizeof(sb));
+    for (int i = 0; i < 64; i++) /* slot headers and data of the old format */
+        assert_int_equal(fwrite(sb, 1, sizeof(sb), fp), sizeof(sb));
+    fclose(fp);
+    struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    struct cache_stats st;
+    cache_get_stats(c, &st);
+    assert_int_equal(st.scan_blocks, 0);
+    read_ok(c, "o", "e", 3 * MiB, 0, 3 * MiB);
+    cache_free(c);
+    fp = fopen(p, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fread(sb, 1, 16, fp), 16);
+    fclose(fp);
+    assert_int_equal(sb[8], 3);
+    c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.scan_blocks, 3);
+    cache_free(c);
 }
 
 static void test_stats(void **state)
@@ -665,13 +825,13 @@ static void test_bad_config(void **state)
     cache_free(NULL);
 }
 
-static void test_slot_header(void **state)
+static void test_item_header(void **state)
 {
     (void)state;
-    uint64_t valid[1] = {0x7}, crc[64], v2[1], c2[64];
+    uint64_t valid[1] = {0x5}, crc[64], v2[1], c2[64];
     for (int i = 0; i < 64; i++)
         crc[i] = (uint64_t)i * 0x1234567ull;
-    struct cslot_hdr h = {.id = {1, 2},
+    struct citem_hdr h = {.id = {1, 2},
                           .blen = 40000,
                           .seq = 9,
                           .block_size = 1 << 20,
@@ -679,32 +839,41 @@ static void test_slot_header(void **state)
                           .npages = 64,
                           .valid = valid,
                           .crc = crc};
-    uint32_t hs = cslot_hdr_size(64);
-    assert_int_equal(hs, 1024);
+    uint32_t hs = citem_hdr_len(64, 2);
+    assert_int_equal(hs, 64 + 8 + 16 + 8);
     uint8_t buf[1024];
-    cslot_hdr_encode(&h, buf);
-    struct cslot_hdr d = {.valid = v2, .crc = c2};
-    assert_int_equal(cslot_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), 0);
+    citem_hdr_encode(&h, buf);
+    assert_int_equal(h.nvalid, 2);
+    /* Pages 0 and 2 of 40000 bytes: 16384 + (40000 - 32768), after the header, to 512. */
+    assert_int_equal(h.item_len, (hs + 16384 + 7232 + 511) / 512 * 512);
+    struct citem_hdr d = {.valid = v2, .crc = c2};
+    assert_int_equal(citem_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), 0);
     assert_int_equal(d.id[1], 2);
+    assert_int_equal(d.seq, 9);
     assert_int_equal(d.blen, 40000);
-    assert_int_equal(d.valid[0], 7);
-    assert_int_equal(d.crc[63], crc[63]);
-    assert_int_equal(cslot_hdr_decode(buf, hs - 1, 1 << 20, 16 << 10, &d), -EBADMSG);
-    assert_int_equal(cslot_hdr_decode(buf, hs, 1 << 19, 16 << 10, &d), -EBADMSG);
-    buf[500] ^= 1;
-    assert_int_equal(cslot_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -EBADMSG);
+    assert_int_equal(d.valid[0], 5);
+    assert_int_equal(d.crc[2], crc[2]);
+    assert_int_equal(d.crc[1], 0);
+    assert_int_equal(d.item_len, h.item_len);
+    /* The fixed part alone says how long the header is. */
+    assert_int_equal(citem_hdr_decode(buf, CITEM_FIXED, 1 << 20, 16 << 10, &d), -EAGAIN);
+    assert_int_equal(citem_hdr_len(d.npages, d.nvalid), hs);
+    assert_int_equal(citem_hdr_decode(buf, CITEM_FIXED - 1, 1 << 20, 16 << 10, &d), -EBADMSG);
+    assert_int_equal(citem_hdr_decode(buf, hs, 1 << 19, 16 << 10, &d), -EBADMSG);
+    buf[70] ^= 1;
+    assert_int_equal(citem_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -EBADMSG);
     /* A valid bit past the block's end (40000 bytes = 3 pages) is refused. */
-    valid[0] = 0xf;
-    cslot_hdr_encode(&h, buf);
-    assert_int_equal(cslot_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -EBADMSG);
+    valid[0] = 0x9;
+    citem_hdr_encode(&h, buf);
+    assert_int_equal(citem_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -EBADMSG);
     memset(buf, 0, sizeof(buf));
-    assert_int_equal(cslot_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -ENOENT);
+    assert_int_equal(citem_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -ENOENT);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slot_header),
+        cmocka_unit_test(test_item_header),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hit_miss_partial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etag_change, setup, teardown),
@@ -719,6 +888,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enospc_tmpfs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dir_removed_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_small_objects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_tiny_memory, setup, teardown),
     };
