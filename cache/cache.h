@@ -193,11 +193,13 @@ uint64_t cache_page_crc(const uint64_t id[2], uint32_t page, const void *data, s
  * not reads. The rest are gauges and diagnostics, not cleared by cache_clear_stats.
  *
  * Memory: block data lives in the mem_bytes arena only. Beyond it, transiently: copies queued for
- * the disk writer (at most max(64 MiB, 4 blocks)), one scratch buffer per thread that ever filled
- * a block without a memory slot (a block) or ran a prefetch (a run: max(4 MiB, a block)), and the
- * index (index_bytes, allocated at cache_new: 40 bytes a block of capacity at 64 KiB blocks, 56 at
- * 1 MiB with 16 KiB pages, plus about 15 for the hash table and the replacement queues; under
- * 0.1% of the capacity at every block and page size, 0.082% at 64 KiB blocks). */
+ * the disk writer (demotions, and blocks that got no memory slot; a block in a memory slot is
+ * written from it, pinned; at most max(64 MiB, 4 blocks) queued either way), one scratch buffer
+ * per thread that ever filled a block without a memory slot (a block) or ran a prefetch (a run:
+ * max(4 MiB, a block)), and the index (index_bytes, allocated at cache_new: 40 bytes a block of
+ * capacity at 64 KiB blocks, 56 at 1 MiB with 16 KiB pages, plus about 15 for the hash table and
+ * the replacement queues; under 0.1% of the capacity at every block and page size, 0.082% at
+ * 64 KiB blocks). */
 struct cache_stats {
     uint64_t read, read_bytes, read_hit, read_hit_bytes, read_miss, read_miss_bytes;
     uint64_t direct_read, direct_read_bytes, root_read_source, root_read_source_bytes;
