@@ -108,7 +108,8 @@ do_mount() { # $1: on|off
   fi
   bind_helper
   EFC_DAEMON="$daemon" mount -t alinas -o "$o$opts" testbucket.oss-cn-hangzhou.aliyuncs.com:/ "$mnt"
-  dpid=$(pgrep -f -- "$daemon .*$mnt\$" | head -n1)
+  # the daemon's command line: <daemon> --ready-fd=3 ... <source> <mount point>
+  dpid=$(pgrep -f -- "--ready-fd=.* $mnt\$" | head -n1 || true)
   [ -n "$dpid" ] || { echo "cold-stream.sh: no daemon for $mnt" >&2; exit 1; }
   stat "$mnt" > /dev/null
 }
