@@ -36,15 +36,18 @@
  * the buffer outlive every use). A filler drops the lock for all I/O: it reads the pages it can
  * from disk (each page's CRC verified; a bad page is dropped and fetched), fetches the rest
  * through the source in contiguous runs, puts the result in its memory slot, wakes the waiters,
- * copies out, and queues a copy of the fetched pages for a worker to write to disk. The reader
- * never waits for a disk write.
+ * copies out, and queues the fetched pages for a worker to write to disk: a block in a memory
+ * slot is written from the slot itself, pinned until then (no copy); only a block without one (a
+ * scratch buffer's) and a memory victim's demotion are copied for the writer. The reader never
+ * waits for a disk write.
  *
  * Prefetch (readahead) runs on its own workers (io_threads of them: as many source requests in
  * flight as the read path wants), apart from the disk writers, so that a slow disk never holds
  * back a stream and a stream never starves the disk. A prefetch job is a run of consecutive
  * blocks: the worker claims each block that nobody holds or fills (F_FILLING, a memory slot),
  * fetches every stretch of claimed blocks with one source request (the source contract allows a
- * range across blocks), and publishes the blocks one by one. Blocks it fetched ahead are marked
+ * range across blocks; the stretch's memory slots are mapped first, slot_prefault), and publishes
+ * the blocks one by one. Blocks it fetched ahead are marked
  * F_AHEAD until a read uses them: that first read is the access they were fetched for, so it does
  * not count as a re-access (a sequential scan stays in S3-FIFO's small FIFO, as it should), and
  * one not read yet is kept once when it comes up for eviction (S3FIFO_KEEP), so that in a small
@@ -176,7 +179,8 @@ struct job {
     /* JOB_WRITE */
     uint64_t id[2];
     uint32_t blen;
-    uint8_t *data; /* block-sized copy; pages at their block offsets */
+    uint8_t *data;  /* block-sized copy; pages at their block offsets; NULL: the memory slot */
+    uint32_t entry; /* data NULL: the entry, pinned until written, whose memory slot holds them */
     /* JOB_PREFETCH: blocks index..index+nblocks-1 */
     char *key, *etag;
     uint64_t obj_size, index;
@@ -586,6 +590,9 @@ static struct fill *fill_find(struct shard *sh, uint32_t i)
 
 /* ---- background jobs ---- */
 
+static void copy_pages(struct cache *c, uint32_t blen, const uint64_t *pages, uint8_t *dst,
+                       const uint8_t *src);
+
 /* A block-sized buffer for a disk write's copy. Reused rather than malloc'd each time: glibc
  * maps a block-sized allocation afresh, and faulting in and zeroing its pages cost more CPU than
  * the copy itself (a cold 1 GiB stream into memory + disk: a quarter of the daemon's time). */
@@ -626,10 +633,13 @@ static void job_free(struct cache *c, struct job *j)
     free(j);
 }
 
-/* Queues a copy of PAGES of BUF for the disk tier; drops it when the queue is full. Any locks
- * may be held (job_lock is a leaf). */
+/* Queues PAGES of BUF for the disk tier; drops them when the queue is full. ENTRY NIL: BUF is
+ * copied, and any locks may be held (job_lock is a leaf). Else BUF is ENTRY's memory slot, which
+ * the caller has pinned and whose shard lock it does not hold: the job pins the entry in turn
+ * (a pinned slot is neither evicted nor reused, and its valid pages never change) and the writer
+ * writes from the slot, so a fetched block is never copied for the disk. */
 static void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uint64_t *pages,
-                        const uint8_t *buf)
+                        const uint8_t *buf, uint32_t entry)
 {
     if (c->ndirs == 0 || !bm_any(pages, c->w))
         return;
@@ -644,8 +654,8 @@ static void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, co
         return;
     }
     struct job *j = calloc(1, sizeof(*j) + 8ull * c->w);
-    uint8_t *data = j ? wbuf_get(c) : NULL;
-    if (!data) {
+    uint8_t *data = j && entry == NIL ? wbuf_get(c) : NULL;
+    if (!j || (entry == NIL && !data)) {
         free(j);
         pthread_mutex_lock(&c->job_lock);
         c->wq_bytes -= bytes;
@@ -658,13 +668,15 @@ static void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, co
     j->id[1] = id[1];
     j->blen = blen;
     j->data = data;
+    j->entry = entry;
     memcpy(j->pages, pages, 8ull * c->w);
-    for (uint32_t p = 0; p < c->np; p++) {
-        if (!bm_test(pages, p))
-            continue;
-        uint64_t o = (uint64_t)p * c->ps;
-        uint64_t l = blen - o < c->ps ? blen - o : c->ps;
-        memcpy(data + o, buf + o, l);
+    if (entry != NIL) {
+        struct shard *sh = shard_of(c, id);
+        pthread_mutex_lock(&sh->lock);
+        E(c, entry)->pins++;
+        pthread_mutex_unlock(&sh->lock);
+    } else {
+        copy_pages(c, blen, pages, data, buf);
     }
     pthread_mutex_lock(&c->job_lock);
     if (c->wq_tail)
@@ -705,7 +717,7 @@ static int mem_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
     }
     if (any && c->ndirs > 0) {
         STAT(c, demotions, 1);
-        queue_write(c, e->id, e->blen, dem, c->arena + (size_t)slot * c->bs);
+        queue_write(c, e->id, e->blen, dem, c->arena + (size_t)slot * c->bs, NIL);
     }
     *fp = e->id[0];
     e->mslot = NIL;
@@ -1271,7 +1283,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
 
     int rc;
     if (!todisk && err == 0 && bm_any(dropped ? got : fetched, w))
-        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf);
+        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf, into_mem ? i : NIL);
     if (err == 0) {
         if (mode == MODE_READ)
             memcpy(dst, buf + boff, len);
@@ -1540,6 +1552,19 @@ struct runblk {
     struct fill f;
 };
 
+/* Maps the pages of memory slot MSLOT (NIL: none) before a fetch writes to them. The first write
+ * to a page the process never touched costs a page fault, and on a virtual machine whose free
+ * memory goes back to the host, the host's fault and zeroing too: a cold stream into an empty
+ * memory tier spent most of its CPU there, inside the copy out of the socket buffer (which then
+ * holds back the connection). One madvise maps the whole slot in one kernel call, before the
+ * request is sent; on a slot already mapped it only walks the page table. Best effort: a kernel
+ * without MADV_POPULATE_WRITE (before 5.14) faults the pages in as they are written. */
+static void slot_prefault(struct cache *c, uint32_t mslot)
+{
+    if (mslot != NIL)
+        (void)madvise(c->arena + (size_t)mslot * c->bs, c->bs, MADV_POPULATE_WRITE);
+}
+
 /* Claims block R for a run when nobody holds any of its pages or fills it. */
 static void run_claim(struct cache *c, struct runblk *r)
 {
@@ -1609,7 +1634,7 @@ static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, 
     fill_end_locked(sh, e, &r->f, 0, data ? from : -1, data && r->mslot == NIL ? data : NULL, all);
     pthread_mutex_unlock(&sh->lock);
     if (data)
-        queue_write(c, r->b.id, r->b.blen, all, data);
+        queue_write(c, r->b.id, r->b.blen, all, data, r->mslot != NIL ? r->entry : NIL);
     if (data && ready)
         ready->fn(ready->arg, r->b.index, data, r->b.blen);
     pthread_mutex_lock(&sh->lock);
@@ -1718,6 +1743,8 @@ static unsigned run_blocks(struct cache *c, const char *key, const char *etag, u
         unsigned q = k;
         while (q + 1 < n && r[q + 1].state == RB_CLAIMED)
             q++;
+        for (unsigned x = k; x <= q; x++)
+            slot_prefault(c, r[x].mslot);
         run_fetch(c, &r[k], q - k + 1, flags, ready);
         fetched += q - k + 1;
         k = q + 1;
@@ -1878,9 +1905,29 @@ static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen
     return rc;
 }
 
+/* Unpins the entry of a write job that wrote from its memory slot. No lock held. */
+static void job_unpin(struct cache *c, struct job *j)
+{
+    struct shard *sh = shard_of(c, j->id);
+    pthread_mutex_lock(&sh->lock);
+    E(c, j->entry)->pins--;
+    entry_maybe_free(c, sh, j->entry);
+    pthread_mutex_unlock(&sh->lock);
+}
+
 static void do_write(struct cache *c, struct job *j)
 {
-    (void)disk_write_block(c, j->id, j->blen, j->data, j->pages, 0);
+    if (j->data) {
+        (void)disk_write_block(c, j->id, j->blen, j->data, j->pages, 0);
+        return;
+    }
+    /* The pinned entry keeps its memory slot: read it once, write from it. */
+    struct shard *sh = shard_of(c, j->id);
+    pthread_mutex_lock(&sh->lock);
+    const uint8_t *src = c->arena + (size_t)E(c, j->entry)->mslot * c->bs;
+    pthread_mutex_unlock(&sh->lock);
+    (void)disk_write_block(c, j->id, j->blen, src, j->pages, 0);
+    job_unpin(c, j);
 }
 
 /* Workers take no signals (the daemon's signal handling belongs to its main thread). */
@@ -2255,6 +2302,8 @@ void cache_free(struct cache *c)
     while (c->wq_head) { /* only if no worker ever started */
         struct job *j = c->wq_head;
         c->wq_head = j->next;
+        if (!j->data)
+            job_unpin(c, j);
         job_free(c, j);
     }
     while (c->wbuf_free) { /* every thread is gone: no lock */

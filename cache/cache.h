@@ -196,13 +196,14 @@ uint64_t cache_page_crc(const uint64_t id[2], uint32_t page, const void *data, s
  * not reads. The rest are gauges and diagnostics, not cleared by cache_clear_stats.
  *
  * Memory: block data lives in the mem_bytes arena only. Beyond it, transiently: copies queued for
- * the disk writer (at most max(64 MiB, 4 blocks)), one scratch buffer per thread that ever filled
- * a block without a memory slot (a block) or ran a prefetch (a run: max(4 MiB, a block)), and the
- * index (index_bytes: it grows with the blocks held, 4096 entries at a time, up to one entry per
- * memory slot and per smallest disk item: 48 bytes a block at 64 KiB blocks, 56 at 1 MiB with
- * 16 KiB pages, plus 1 to 2 for the hash table and 11 a memory slot for its replacement queue.
- * Full of blocks it is under 0.1% of the capacity at every block and page size, 0.0064% at
- * 1 MiB; full of 16 KiB objects on disk, 0.34%). */
+ * the disk writer (demotions, and blocks that got no memory slot; a block in a memory slot is
+ * written from it, pinned; at most max(64 MiB, 4 blocks) queued either way), one scratch buffer
+ * per thread that ever filled a block without a memory slot (a block) or ran a prefetch (a run:
+ * max(4 MiB, a block)), and the index (index_bytes: it grows with the blocks held, 4096 entries at
+ * a time, up to one entry per memory slot and per smallest disk item: 48 bytes a block at 64 KiB
+ * blocks, 56 at 1 MiB with 16 KiB pages, plus 1 to 2 for the hash table and 11 a memory slot for
+ * its replacement queue. Full of blocks it is under 0.1% of the capacity at every block and page
+ * size, 0.0064% at 1 MiB; full of 16 KiB objects on disk, 0.34%). */
 struct cache_stats {
     uint64_t read, read_bytes, read_hit, read_hit_bytes, read_miss, read_miss_bytes;
     uint64_t direct_read, direct_read_bytes, root_read_source, root_read_source_bytes;

@@ -629,6 +629,10 @@ static bool body_start(struct xfer *x)
                                                              : UINT64_MAX;
         if (total < x->end)
             x->end = total;
+        /* The whole object's CRC64 is checked only by a GET that reaches its end: a range
+           short of it (a cache's first blocks) needs no pass over its bytes. */
+        if (total != UINT64_MAX && x->end < total)
+            x->crc_on = false;
     } else if (x->status >= 300) {
         /* An error body replaces whatever the answer was expected to hold (a listing...). */
         oss_xml_free(x->xml);
@@ -1194,6 +1198,7 @@ static void prep_get(struct xfer *x, struct req *r, void *arg)
         /* Carry forward what the last attempt delivered: the next one resumes there. */
         gs->cur = x->cur;
         gs->crc = x->crc;
+        gs->crc_on = x->crc_on;
         gs->end = x->end;
         if (gs->etag[0] == '\0' && x->etag[0] && (x->status == 200 || x->status == 206))
             snprintf(gs->etag, sizeof(gs->etag), "%s", x->etag);

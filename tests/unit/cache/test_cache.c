@@ -100,7 +100,7 @@ static void test_ref(void **state)
     struct env *e = *state;
     /* Two memory slots: a pinned block must survive the pressure of others. */
     struct cache *c = mk(e, 2 * MiB, NULL, 0, 1 << 20);
-    struct cache_ref r, r2;
+    struct cache_ref r, r2, r3;
     uint64_t size = 3 * MiB;
     assert_int_equal(cache_ref_get(c, "z", "e", size, 100, 1000, 0, &r), -ENOENT);
     read_ok(c, "z", "e", size, 0, 100000);
@@ -113,6 +113,12 @@ static void test_ref(void **state)
         read_ok(c, "other", "e", 20 * MiB, (uint64_t)k * MiB, 4096);
     assert_int_equal(fake_check("z", "e", 100, r.data, r.len), -1);
     assert_int_equal(cache_ref_get(c, "z", "e", size, 100, 1000, 0, &r2), 0); /* still held */
+    /* A hit hands out the cached block itself (FUSE replies from it), not a copy: both refs
+       point at the same bytes. */
+    assert_ptr_equal(r2.data, r.data);
+    assert_int_equal(cache_ref_get(c, "z", "e", size, 1100, 100, 0, &r3), 0);
+    assert_ptr_equal(r3.data, (const uint8_t *)r.data + 1000);
+    cache_ref_put(c, &r3);
     cache_ref_put(c, &r2);
     cache_ref_put(c, &r);
     assert_null(r.data);
