@@ -3,7 +3,8 @@
 # Not part of scripts/test.sh or CI: memcheck runs the daemon 20 to 50 times slower.
 #
 #   1. builds build/valgrind (-DEFC_VALGRIND=ON, RelWithDebInfo: util/vg.h says why)
-#   2. runs each C integration test (tests/integration/it_*.c) under memcheck
+#   2. runs each C integration test (tests/integration/it_*.c) under memcheck (EFC_TIME_SCALE
+#      on their upper bounds of time too: it_scaled_ms)
 #   3. runs the mount test files of EFC_VALGRIND_TESTS with the daemon that mount.alinas starts
 #      under memcheck (EFC_DAEMON_WRAPPER, tests/integration/mount/efctest.py) and the harness's
 #      deadlines times EFC_TIME_SCALE
@@ -59,7 +60,7 @@ if [ "${EFC_VALGRIND_SKIP_C:-0}" != 1 ]; then
     name=$(basename "$exe")
     echo "==== $name ($(date +%T))"
     # As ctest runs it (tests/integration/CMakeLists.txt): from its build directory.
-    (cd "$(dirname "$exe")" && timeout -k 30 "$file_timeout" "${vg[@]}" \
+    (cd "$(dirname "$exe")" && EFC_TIME_SCALE=$scale timeout -k 30 "$file_timeout" "${vg[@]}" \
         --log-file="$out/c_$name.%p.log" "$exe") >"$out/c_$name.out" 2>&1
     rc=$?
     [ $rc -eq 0 ] || failed+=("$name (exit $rc, $out/c_$name.out)")
