@@ -54,14 +54,22 @@ vg=(valgrind --tool=memcheck --error-exitcode=99 --leak-check=full --show-leak-k
     --suppressions="$src/tests/valgrind.supp" --gen-suppressions=all)
 failed=()
 
+# Left out of the C tests (tests/select_tests.h's '!'): what measures speed. Memcheck runs one
+# thread at a time, so readahead's GETs in parallel cannot beat one connection twice over
+# (test_sequential_bandwidth_cap), and a client this slow never reaches the 16 MiB/s origin cap
+# that test_origin_rate_cap wants to see holding it back.
+declare -A c_args=([it_read]="!test_sequential_bandwidth_cap !test_origin_rate_cap")
+
 if [ "${EFC_VALGRIND_SKIP_C:-0}" != 1 ]; then
   for exe in "$build"/tests/integration/it_*; do
     [ -x "$exe" ] || continue
     name=$(basename "$exe")
+    args=()
+    IFS=' ' read -r -a args <<<"${c_args[$name]:-}"
     echo "==== $name ($(date +%T))"
     # As ctest runs it (tests/integration/CMakeLists.txt): from its build directory.
     (cd "$(dirname "$exe")" && EFC_TIME_SCALE=$scale timeout -k 30 "$file_timeout" "${vg[@]}" \
-        --log-file="$out/c_$name.%p.log" "$exe") >"$out/c_$name.out" 2>&1
+        --log-file="$out/c_$name.%p.log" "$exe" "${args[@]}") >"$out/c_$name.out" 2>&1
     rc=$?
     [ $rc -eq 0 ] || failed+=("$name (exit $rc, $out/c_$name.out)")
   done
