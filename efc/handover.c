@@ -25,7 +25,8 @@
  * The new process. The old one writes the inode table and the open handles into a memfd (the
  * blob, with limits on every field: it is read back as outside input), stops the management
  * server, the read path and the block cache (cache_free flushes the queued disk writes, so the
- * new cache finds the blocks), and starts /proc/self/exe with the new options, --handover-fd
+ * new cache finds the blocks), and starts itself again (efc_self_exe: /proc/self/exe, or the
+ * daemon's path under valgrind) with the new options, --handover-fd
  * (the memfd), --fuse-fd (its /dev/fuse descriptor; its per-worker clone fds stay behind, idle,
  * and close without losing a request when it exits) and --ready-fd. The new process adopts the fd
  * (fuse_session_mount of "/dev/fd/N", which libfuse 3.14 takes as an already mounted channel and
@@ -69,6 +70,7 @@
 #include "util/log.h"
 #include "util/opt.h"
 #include "util/timeutil.h"
+#include "util/vg.h"
 
 extern char **environ;
 
@@ -743,6 +745,24 @@ void efc_handover_argv_free(char **argv)
     free(argv);
 }
 
+static char self_path[PATH_MAX];
+
+static void self_path_init(void)
+{
+    /* valgrind answers a readlink of /proc/self/exe with the path of the program it runs */
+    ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+    self_path[n > 0 ? n : 0] = '\0';
+}
+
+const char *efc_self_exe(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (!efc_on_valgrind())
+        return "/proc/self/exe";
+    pthread_once(&once, self_path_init);
+    return self_path[0] ? self_path : "/proc/self/exe";
+}
+
 int efc_spawn_self(char *const argv[], int blocked, pid_t *pid)
 {
     static const int defaulted[] = {SIGTERM, SIGINT, SIGHUP, EFC_HO_TRIGGER_SIGNAL, 0};
@@ -760,7 +780,7 @@ int efc_spawn_self(char *const argv[], int blocked, pid_t *pid)
     posix_spawnattr_setsigmask(&attr, &mask);
     posix_spawnattr_setsigdefault(&attr, &def);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int rc = posix_spawn(pid, "/proc/self/exe", NULL, &attr, argv, environ);
+    int rc = posix_spawn(pid, efc_self_exe(), NULL, &attr, argv, environ);
     posix_spawnattr_destroy(&attr);
     return rc;
 }

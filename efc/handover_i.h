@@ -67,7 +67,12 @@ struct opt_set;
 char **efc_handover_argv(const struct efc *e, const struct opt_set *o);
 void efc_handover_argv_free(char **argv);
 
-/* Starts this program again (/proc/self/exe) with ARGV and the environment, as a runtime update's
+/* The file this program runs from: "/proc/self/exe" (which still starts the same binary after a
+ * package upgrade has replaced the file), or under valgrind (util/vg.h), where /proc/self/exe is
+ * valgrind's tool, the daemon's own path as valgrind reports it. */
+const char *efc_self_exe(void);
+
+/* Starts this program again (efc_self_exe) with ARGV and the environment, as a runtime update's
  * successor, the supervisor and its successors are started: the child's signal mask holds only
  * BLOCKED (0: nothing), and SIGTERM, SIGINT, SIGHUP, SIGUSR2 and the handover's wake signal have
  * their default actions. Returns 0 (the child's pid in PID) or an errno value. */

@@ -302,3 +302,13 @@ int write_pattern_file(const char *dir, const char *rel, uint64_t size, uint32_t
     }
     return fclose(f) == 0 ? 0 : -1;
 }
+
+uint64_t it_scaled_ms(uint64_t ms)
+{
+    const char *v = getenv("EFC_TIME_SCALE");
+    char *end;
+    double f = v ? strtod(v, &end) : 1;
+    if (!v || end == v || *end || !(f >= 1 && f <= 1000))
+        f = 1;
+    return (uint64_t)((double)ms * f);
+}

@@ -45,4 +45,9 @@ uint8_t pattern_byte(uint64_t i, uint32_t seed);
 /* Bytes OFF .. OFF + N - 1 of that pattern into DST. */
 void pattern_fill(uint8_t *dst, uint64_t off, size_t n, uint32_t seed);
 
+/* MS times $EFC_TIME_SCALE (a factor of 1 to 1000; 1 when unset or not such a number), for an
+ * upper bound on a time that code under test, not ossemu, spends: tests/valgrind.sh runs these
+ * tests under memcheck, 20 to 50 times slower. */
+uint64_t it_scaled_ms(uint64_t ms);
+
 #endif

@@ -10,6 +10,11 @@ a child process with a timeout (run_bounded), and a watchdog aborts the test's F
 a test overruns, so a daemon bug fails a test instead of hanging it.
 
 Environment (set by ctest): EFC_BUILD_DIR, EFC_SOURCE_DIR, EFC_OSSEMU_DIR. Standard library only.
+For a run under valgrind (tests/valgrind.sh): EFC_DAEMON_WRAPPER, a command (shell words) the
+daemon that mount.alinas starts runs under, e.g. "valgrind --log-file=/tmp/vg.%p.log"; and
+EFC_TIME_SCALE, a factor (>= 1) on the harness's deadlines (wait_for, wait_until, wait_metric,
+run_bounded, mount and umount, the per-test watchdog). Deadlines a test asserts itself (a latency
+bound) are not scaled.
 """
 
 import atexit
@@ -21,6 +26,7 @@ import json
 import os
 import random
 import select
+import shlex
 import shutil
 import signal
 import stat
@@ -102,8 +108,29 @@ def _sanitized():
 
 
 SANITIZED = _sanitized()  # an ASan+UBSan or a TSan build: about ten times slower
-MOUNT_TIMEOUT = 150  # the helper itself gives up after 120 s
-TEST_WATCHDOG = 240  # seconds one test may take before its FUSE connections are aborted
+
+
+def _time_scale():
+    v = os.environ.get("EFC_TIME_SCALE") or "1"
+    try:
+        f = float(v)
+    except ValueError:
+        f = 0
+    if not 1 <= f <= 1000:
+        raise RuntimeError("EFC_TIME_SCALE=%r: expected a number from 1 to 1000" % v)
+    return f
+
+
+TIME_SCALE = _time_scale()  # valgrind runs the daemon 20 to 50 times slower
+
+
+def scaled(seconds):
+    """SECONDS of a harness deadline, times EFC_TIME_SCALE."""
+    return seconds * TIME_SCALE
+
+
+MOUNT_TIMEOUT = scaled(150)  # the helper itself gives up after 120 s
+TEST_WATCHDOG = scaled(240)  # seconds one test may take before its FUSE connections are aborted
 
 
 def log(msg):
@@ -171,9 +198,31 @@ def sanitizer_reports():
     return out
 
 
+_WRAPPED = None
+
+
+def daemon_command():
+    """What mount.alinas is to run as the daemon (EFC_DAEMON): the build's daemon, or with
+    EFC_DAEMON_WRAPPER set, a script of ours that runs it under that command."""
+    global _WRAPPED
+    wrapper = os.environ.get("EFC_DAEMON_WRAPPER", "").strip()
+    if not wrapper:
+        return DAEMON
+    if _WRAPPED is None:
+        d = tempfile.mkdtemp(prefix="efc-wrap-")
+        atexit.register(shutil.rmtree, d, True)
+        path = os.path.join(d, "daemon-wrapper")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n# efctest.py: the daemon under EFC_DAEMON_WRAPPER\n"
+                    "exec %s %s \"$@\"\n" % (wrapper, shlex.quote(DAEMON)))
+        os.chmod(path, 0o755)
+        _WRAPPED = path
+    return _WRAPPED
+
+
 def mount_env():
     env = dict(os.environ)
-    env["EFC_DAEMON"] = DAEMON
+    env["EFC_DAEMON"] = daemon_command()
     san = os.path.join(sanitizer_dir(), "report")
     env.setdefault("ASAN_OPTIONS", "log_path=%s:abort_on_error=0" % san)
     env.setdefault("UBSAN_OPTIONS", "log_path=%s:print_stacktrace=1" % san)
@@ -235,6 +284,17 @@ def is_mounted(path):
     return bool(mounts_on(path))
 
 
+def _client_argv(argv):
+    """ARGV (a command line's words), or of a process valgrind runs (/usr/bin/valgrind.bin
+    --opt=v ... prog args: valgrind's options are single words), the program's words."""
+    if argv and os.path.basename(argv[0]).startswith(b"valgrind"):
+        i = 1
+        while i < len(argv) and argv[i].startswith(b"-"):
+            i += 1
+        return argv[i:]
+    return argv
+
+
 def daemon_pids(mnt, name=DAEMON_NAME):
     """Pids of NAME (aliyun-alinas-efc) processes whose command line names MNT."""
     mnt = canon(mnt)
@@ -247,6 +307,7 @@ def daemon_pids(mnt, name=DAEMON_NAME):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
+        argv = _client_argv(argv)
         if argv and os.path.basename(argv[0]).decode(errors="replace") == name:
             if mnt.encode() in argv:
                 pids.append(int(d))
@@ -286,7 +347,7 @@ def state_file(mnt):
 def wait_until(pred, timeout, interval=0.05):
     """Polls PRED until true or TIMEOUT seconds; returns its last value, quietly even when that is
     false: the caller must assert it (or use wait_for, which fails by itself)."""
-    end = time.monotonic() + timeout
+    end = time.monotonic() + scaled(timeout)
     n = 0
     while True:
         v = pred()
@@ -301,6 +362,7 @@ def wait_for(pred, timeout, what, interval=0.05):
     naming WHAT (what was waited for; a function returning that text is called at the failure, so
     it can show the last state seen) when TIMEOUT seconds pass first. PRED is called once more
     after the deadline."""
+    timeout = scaled(timeout)
     end = time.monotonic() + timeout
     while True:
         late = time.monotonic() >= end
@@ -358,7 +420,8 @@ def unmount(mnt, pid=None):
         # umount(8) first (it also drops libmount's utab entry of an fstab mount); -c: no
         # canonicalisation, which would stat the mount's root and block on a hung daemon.
         try:
-            r = subprocess.run(["umount", "-c", mnt], capture_output=True, text=True, timeout=15)
+            r = subprocess.run(["umount", "-c", mnt], capture_output=True, text=True,
+                               timeout=scaled(15))
             if r.returncode != 0:
                 problems.append("umount: %s" % r.stderr.strip())
         except subprocess.TimeoutExpired:
@@ -576,6 +639,7 @@ def run_bounded(code, timeout, args=(), stdin_data=None):
     """Runs python CODE in a child with a timeout; returns (returncode, stdout, stderr, seconds).
     returncode None means it timed out (the child is killed)."""
     t0 = time.monotonic()
+    timeout = scaled(timeout)
     p = subprocess.Popen([sys.executable, "-c", code] + list(args), stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -662,7 +726,7 @@ def mgmt_get_host(host, port, path, timeout=15):
     """GET PATH from the management port PORT on HOST: (HTTP status, body bytes)."""
     url = "http://%s:%d%s" % (host, port, path)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=scaled(timeout)) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -673,7 +737,7 @@ def mgmt_get(port, path, timeout=15):
     OSError (URLError) when nothing answers there."""
     url = "http://127.0.0.1:%d%s" % (port, path)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=scaled(timeout)) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -702,6 +766,7 @@ def wait_metric(port, name, pred, what, timeout=WAIT_TIMEOUT, interval=0.05):
     """Polls the metric NAME (as metrics() keys it) of the management port PORT until PRED(value)
     holds; returns the value. Raises AssertionError naming the metric, its last value and WHAT
     (the state waited for) when TIMEOUT seconds pass first."""
+    timeout = scaled(timeout)
     end = time.monotonic() + timeout
     while True:
         late = time.monotonic() >= end
@@ -1003,6 +1068,11 @@ class Harness:
             raise AssertionError("mount failed (%d): %s%s" % (r.returncode, r.stderr, r.stdout))
         if check and not is_mounted(mnt):
             raise AssertionError("mount returned 0 but nothing is mounted on %s" % mnt)
+        if r.returncode == 0 and m.pid:
+            # The detaching parent (efc/main.c) exits after the serving child said "ok"; under
+            # valgrind its exit (the leak check) takes a while. Tests count the daemons: wait for
+            # it to be gone (quietly: a test that cares asserts the count).
+            wait_until(lambda: daemon_pids(m.mnt) in ([m.pid], []), 10)
         return m
 
     def rootlist(self, port, nodes, name="rootlist", comment="efc test cluster"):
@@ -1124,7 +1194,7 @@ class EfcTestCase(unittest.TestCase):
         """Unmounts M with umount(8) and checks the daemon, its supervisor, the state file and the
         mount are gone."""
         pid = m.pid
-        r = subprocess.run(["umount", m.mnt], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(["umount", m.mnt], capture_output=True, text=True, timeout=scaled(60))
         self.assertEqual(r.returncode, 0, "umount: %s" % r.stderr)
         self.assertFalse(is_mounted(m.mnt))
         if pid:

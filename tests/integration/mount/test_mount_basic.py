@@ -207,7 +207,7 @@ class BasicMount(EfcTestCase):
         self.assertEqual(efctest.daemon_pids(mnt), [])
         # the daemon of the build tree: mount(8) passed EFC_DAEMON on to the helper
         self.assertRegex(r.stdout, r"mount.alinas: running %s --ready-fd=\d+ --protocol=oss "
-                                   r"--passwd_file=%s " % (re.escape(efctest.DAEMON), re.escape(pw)))
+                                   r"--passwd_file=%s " % (re.escape(efctest.daemon_command()), re.escape(pw)))
         self.assertIn("--tier_BlockSize=4194304", r.stdout)
         self.assertIn("--oss_Endpoint=%s" % self.emu.endpoint, r.stdout)
         self.assertIn(" %s %s" % (efctest.source_string(), os.path.realpath(mnt)), r.stdout)

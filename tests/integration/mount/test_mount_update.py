@@ -296,8 +296,17 @@ class UpdateMount(EfcTestCase):
         # A long attribute timeout: the kernel keeps its dentries and sends the old inode numbers
         # straight to the new daemon, which must know them.
         m = self.mount_logged(["g_fuse_AttrTimeoutSec=600"])
-        before = {rel: os.stat(m.path(rel)).st_ino for rel in ("d", "d/a.txt", "d/b.txt", "d/sub",
-                                                              "d/sub/c.txt")}
+        rels = ("d", "d/a.txt", "d/b.txt", "d/sub", "d/sub/c.txt")
+        # O_PATH descriptors (no FUSE open) pin the dentries: a drop_caches by anything else on
+        # the machine (other trees' mount tests do one) would make the kernel forget the inodes,
+        # and a new lookup may then rightly give a new number.
+        pins = [os.open(m.path(rel), os.O_PATH) for rel in rels]
+
+        def unpin():
+            while pins:
+                os.close(pins.pop())
+        self.addCleanup(unpin)  # before the unmount (registered earlier), on a failure too
+        before = {rel: os.stat(m.path(rel)).st_ino for rel in rels}
         self.assertEqual(sorted(os.listdir(m.path("d"))), ["a.txt", "b.txt", "late.txt", "sub"])
         dfd = os.open(m.path("d"), os.O_RDONLY | os.O_DIRECTORY)
         ffd = os.open(m.path("d/sub/c.txt"), os.O_RDONLY)
@@ -307,6 +316,7 @@ class UpdateMount(EfcTestCase):
             self.assertEqual(read_state(m)["options"]["g_log_Level"], "debug")
             after = {rel: os.stat(m.path(rel)).st_ino for rel in before}
             self.assertEqual(after, before, "inode numbers changed")
+            unpin()  # the mount is to unmount at the end
             # requests by old inode numbers: open, opendir, readdir, lookup of a new name
             for rel in ("d/a.txt", "d/b.txt", "d/sub/c.txt"):
                 with open(m.path(rel), "rb") as f:
