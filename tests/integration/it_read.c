@@ -890,17 +890,20 @@ static void test_origin_down(void **state)
 }
 
 /* Close while readahead is queued and in flight (slow origin): close returns at once, the pool
- * frees everything without a hang (ASan checks the leaks). */
+ * frees everything without a hang (ASan checks the leaks). At 250 KB/s a connection, a 1 MiB
+ * chunk in flight needs 4 s, and every fetch in flight started within the last ~3 s: a close or
+ * a free that waited for them would take seconds, while the bounds leave a loaded sanitizer
+ * build room (a close once took 220 ms there, its thread descheduled). */
 static void close_inflight(unsigned threads)
 {
     struct efc_reader_pool *p = mk_pool(cl, 32 * MiB, 8, threads, 0);
     uint8_t *buf = malloc(128 * KiB);
 
-    assert_int_equal(ossemu_faults(&emu, "{\"bw_per_conn\":2000000}"), 0);
+    assert_int_equal(ossemu_faults(&emu, "{\"bw_per_conn\":250000}"), 0);
     struct efc_reader *r[3];
     for (int i = 0; i < 3; i++) {
         r[i] = open_key(p, "big.bin", NULL);
-        for (uint64_t off = 0; off < 512 * KiB; off += 128 * KiB)
+        for (uint64_t off = 0; off < 256 * KiB; off += 128 * KiB)
             assert_int_equal(efc_reader_read(r[i], off, 128 * KiB, buf), 128 * KiB);
     }
     struct efc_read_stats s;
@@ -917,8 +920,8 @@ static void close_inflight(unsigned threads)
             "# close with %" PRIu64 " fetches in flight (%u threads): close %" PRIu64
             " us, pool free %" PRIu64 " ms\n",
             s.inflight, threads, close_us, free_ms);
-    assert_true(close_us < 100000);
-    assert_true(free_ms < 3000);
+    assert_true(close_us < 1000000);
+    assert_true(free_ms < 2000);
     assert_int_equal(ossemu_faults(&emu, "{}"), 0);
     free(buf);
 }
