@@ -559,7 +559,8 @@ uint64_t cdisk_items_fit(const struct cdisk *d, uint64_t data_len)
 
 int cdisk_direct(const struct cdisk *d)
 {
-    return __atomic_load_n(&d->direct, __ATOMIC_ACQUIRE);
+    int fl = d->dfd >= 0 ? fcntl(d->dfd, F_GETFL) : -1;
+    return __atomic_load_n(&d->direct, __ATOMIC_ACQUIRE) && fl >= 0 && (fl & O_DIRECT);
 }
 
 const char *cdisk_path(const struct cdisk *d)
