@@ -81,6 +81,8 @@ uint32_t cdisk_region_size(const struct cdisk *d);
 /* How many items of DATA_LEN bytes (one block's pages) the file holds when full. */
 uint64_t cdisk_items_fit(const struct cdisk *d, uint64_t data_len);
 const char *cdisk_path(const struct cdisk *d);
+/* 1 while the disk tier writes with O_DIRECT, 0 when through the page cache (disk.c). */
+int cdisk_direct(const struct cdisk *d);
 /* Bytes of memory the region table costs (part of the index). */
 uint64_t cdisk_mem_bytes(const struct cdisk *d);
 

@@ -18,6 +18,16 @@
  * Eviction therefore weighs bytes: a region of small items gives back the same space as a
  * region of large ones.
  *
+ * Writes bypass the page cache (O_DIRECT, a second descriptor): the kernel's copy of every
+ * stored block into its page cache, and the write-back and reclaim after it, cost a cold stream
+ * through the cache about a quarter of the daemon's CPU. An item is copied into the writing
+ * thread's 4096-aligned staging buffer at its place in a 4096-byte block; the whole blocks in its
+ * middle are written directly, the partial blocks at its two ends (shared with the neighbouring
+ * items, 512-aligned) through the page cache, as are region headers and summaries, so that no
+ * block is written both ways at once and items keep their 512-byte packing. Reads go through
+ * the page cache. A tmpfs, a file system that refuses O_DIRECT or one whose direct I/O
+ * alignment does not divide 4096 gets buffered writes only (open_direct).
+ *
  * Nothing is fsync'd. A crash or power loss may leave an item whose pages never landed; the
  * per-page CRC (seeded with the block identity and page number) rejects them at read time. The
  * region open at a kill -9 has no summary: the scan then walks its item headers from its start,
@@ -73,7 +83,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -111,6 +123,9 @@ struct creg {
 
 struct cdisk {
     int fd;
+    int dfd;         /* the same file opened O_DIRECT for writes, or -1 */
+    int direct;      /* atomic: 1 while writes go through dfd */
+    uint32_t dalign; /* direct I/O alignment of offsets, lengths and buffers */
     char *path;
     uint32_t block_size, page_size, npages, w, se;
     uint32_t region_size, nregions;
@@ -133,7 +148,9 @@ struct cdisk {
 struct tl_ring {
     struct io_uring ring;
     int ok;
-    unsigned gen; /* fork generation it was made in */
+    unsigned gen;   /* fork generation it was made in */
+    uint8_t *stage; /* the thread's aligned staging buffer for direct writes (cdisk_append) */
+    size_t stage_len;
 };
 
 static pthread_key_t ring_key;
@@ -153,6 +170,7 @@ static void ring_destroy(void *p)
     struct tl_ring *r = p;
     if (r->ok)
         io_uring_queue_exit(&r->ring);
+    free(r->stage);
     free(r);
 }
 
@@ -162,7 +180,7 @@ static void ring_key_init(void)
     pthread_atfork(NULL, NULL, ring_atfork_child);
 }
 
-static struct io_uring *ring_get(void)
+static struct tl_ring *tl_get(void)
 {
     if (efc_on_valgrind()) /* memcheck would not know what the kernel's reads wrote: util/vg.h */
         return NULL;
@@ -187,18 +205,49 @@ static struct io_uring *ring_get(void)
             return NULL;
         }
     }
-    return r->ok ? &r->ring : NULL;
+    return r;
+}
+
+static struct io_uring *ring_get(void)
+{
+    struct tl_ring *r = tl_get();
+    return r && r->ok ? &r->ring : NULL;
+}
+
+/* The calling thread's staging buffer of at least LEN bytes, aligned for direct I/O (kept for
+ * the thread's next append: one per writer thread, about a block), or NULL. */
+static uint8_t *stage_get(size_t len, size_t align)
+{
+    struct tl_ring *r = tl_get();
+    if (!r)
+        return NULL;
+    if (r->stage_len < len) {
+        void *p = NULL;
+        if (posix_memalign(&p, align, len) != 0)
+            return NULL;
+        free(r->stage);
+        r->stage = p;
+        r->stage_len = len;
+    }
+    return r->stage;
 }
 
 struct dio {
     void *buf;
     size_t len;
     uint64_t off;
+    int direct; /* through the O_DIRECT descriptor (aligned buffer, offset and length) */
 };
 
-static int io_fallback(int fd, int write, struct dio *ops, int n)
+static int dio_fd(const struct cdisk *d, const struct dio *o)
+{
+    return o->direct ? d->dfd : d->fd;
+}
+
+static int io_fallback(const struct cdisk *d, int write, struct dio *ops, int n)
 {
     for (int i = 0; i < n; i++) {
+        int fd = dio_fd(d, &ops[i]);
         size_t done = 0;
         while (done < ops[i].len) {
             ssize_t r = write ? pwrite(fd, (char *)ops[i].buf + done, ops[i].len - done,
@@ -220,11 +269,11 @@ static int io_fallback(int fd, int write, struct dio *ops, int n)
 /* Runs N requests of one kind; with LINK each starts only after the previous one succeeded
  * (used to put data before the header). A short write is -EIO; a short read is -ENODATA: the
  * file ends early (truncated under us), which says nothing about the device. */
-static int io_batch(int fd, int write, struct dio *ops, int n, int link)
+static int io_batch(const struct cdisk *d, int write, struct dio *ops, int n, int link)
 {
     struct io_uring *ring = ring_get();
     if (!ring)
-        return io_fallback(fd, write, ops, n);
+        return io_fallback(d, write, ops, n);
     int rc = 0;
     for (int base = 0; base < n && rc == 0; base += MAX_BATCH) {
         int m = n - base < MAX_BATCH ? n - base : MAX_BATCH;
@@ -234,9 +283,9 @@ static int io_batch(int fd, int write, struct dio *ops, int n, int link)
             if (!sqe) /* cannot happen: MAX_BATCH < RING_DEPTH and every batch is reaped */
                 abort();
             if (write)
-                io_uring_prep_write(sqe, fd, o->buf, (unsigned)o->len, o->off);
+                io_uring_prep_write(sqe, dio_fd(d, o), o->buf, (unsigned)o->len, o->off);
             else
-                io_uring_prep_read(sqe, fd, o->buf, (unsigned)o->len, o->off);
+                io_uring_prep_read(sqe, dio_fd(d, o), o->buf, (unsigned)o->len, o->off);
             io_uring_sqe_set_data64(sqe, (uint64_t)(base + i));
             if (link && i + 1 < m)
                 sqe->flags |= IOSQE_IO_LINK;
@@ -267,6 +316,50 @@ static int io_batch(int fd, int write, struct dio *ops, int n, int link)
         }
     }
     return rc;
+}
+
+/* Writes N requests as io_batch does. A direct write the file system refuses (EINVAL: an
+ * alignment it did not report) turns direct writes off for good, with one log line, and the
+ * requests are written again through the page cache. */
+static int io_write(struct cdisk *d, struct dio *ops, int n, int link)
+{
+    int rc = io_batch(d, 1, ops, n, link), any = 0;
+    for (int i = 0; i < n; i++)
+        any |= ops[i].direct;
+    if (rc != -EINVAL || !any)
+        return rc;
+    if (__atomic_exchange_n(&d->direct, 0, __ATOMIC_ACQ_REL))
+        log_warn("disk cache '%s': a direct write failed (%s); writing through the page cache",
+                 d->path, strerror(EINVAL));
+    for (int i = 0; i < n; i++)
+        ops[i].direct = 0;
+    return io_batch(d, 1, ops, n, link);
+}
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+/* The requests (at most 3, into OPS) that write LEN bytes at file offset OFF from BUF, whose
+ * address is OFF modulo the direct I/O alignment: the whole aligned blocks in the middle through
+ * the O_DIRECT descriptor, the partial blocks at either end (shared with the neighbouring items)
+ * through the page cache, so that no block is written both ways at once. In the order middle,
+ * tail, head: with LINK, the head, where an item's header is, lands last. */
+static int span_ops(struct cdisk *d, uint8_t *buf, size_t len, uint64_t off, struct dio *ops)
+{
+    uint64_t a = d->dalign, m0 = round_up(off, a), m1 = (off + len) / a * a;
+    if (!__atomic_load_n(&d->direct, __ATOMIC_ACQUIRE) || m1 <= m0) {
+        ops[0] = (struct dio){buf, len, off, 0};
+        return 1;
+    }
+    int n = 0;
+    ops[n++] = (struct dio){buf + (m0 - off), m1 - m0, m0, 1};
+    if (off + len > m1)
+        ops[n++] = (struct dio){buf + (m1 - off), off + len - m1, m1, 0};
+    if (m0 > off)
+        ops[n++] = (struct dio){buf, m0 - off, off, 0};
+    return n;
 }
 
 /* ---- superblock and opening ---- */
@@ -304,14 +397,49 @@ static const char *sb_mismatch(const struct cdisk *d, const uint8_t *sb)
     return "it held the blocks of another bucket";
 }
 
-static uint64_t round_up(uint64_t v, uint64_t a)
-{
-    return (v + a - 1) / a * a;
-}
-
 static uint64_t region_off(const struct cdisk *d, uint32_t r)
 {
     return d->data_off + (uint64_t)r * d->region_size;
+}
+
+/* Opens D's file a second time with O_DIRECT, for the writes: written through the page cache,
+ * the kernel's copy of every block stored cost about a fifth of a cold stream's CPU, and the
+ * memory tier holds what is hot anyway. Reads stay buffered (an item's pages sit after its
+ * header, at offsets no direct read could use without a bounce buffer; what is read twice is
+ * then served by the page cache). Direct writes are aligned to 4096 (offsets, lengths, buffers):
+ * a file system that refuses O_DIRECT (EINVAL at open), or whose alignment (statx
+ * STATX_DIOALIGN) is not a divisor of 4096, leaves every write buffered, with one log line; so
+ * does a tmpfs or ramfs, which takes O_DIRECT (since Linux 6.6) but copies into its page cache
+ * all the same. */
+static void open_direct(struct cdisk *d)
+{
+    struct statfs fs;
+    if (fstatfs(d->fd, &fs) == 0 && (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)) {
+        log_info("disk cache '%s': on a tmpfs, where the page cache is the storage; writing "
+                 "through it",
+                 d->path);
+        return;
+    }
+    int fd = open(d->path, O_RDWR | O_CLOEXEC | O_DIRECT);
+    if (fd < 0) {
+        log_info("disk cache '%s': the file system refuses O_DIRECT (%s); writing through the "
+                 "page cache",
+                 d->path, strerror(errno));
+        return;
+    }
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 && (sx.stx_mask & STATX_DIOALIGN)) {
+        if (sx.stx_dio_offset_align == 0 || sx.stx_dio_offset_align > d->dalign ||
+            sx.stx_dio_mem_align > d->dalign) {
+            log_info("disk cache '%s': the file system's direct I/O alignment (%u, memory %u) "
+                     "is not 4096 or a divisor of it; writing through the page cache",
+                     d->path, sx.stx_dio_offset_align, sx.stx_dio_mem_align);
+            close(fd);
+            return;
+        }
+    }
+    d->dfd = fd;
+    d->direct = 1;
 }
 
 int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page_size,
@@ -321,7 +449,8 @@ int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page
     struct cdisk *d = calloc(1, sizeof(*d));
     if (!d)
         return -ENOMEM;
-    d->fd = -1;
+    d->fd = d->dfd = -1;
+    d->dalign = 4096;
     d->open = NIL;
     d->block_size = block_size;
     d->page_size = page_size;
@@ -407,6 +536,7 @@ int cdisk_open(const char *dir, uint64_t cap, uint32_t block_size, uint32_t page
             goto fail;
         }
     }
+    open_direct(d);
     for (uint32_t i = 0; i < d->nregions; i++)
         d->freeq[d->nfree++] = d->nregions - 1 - i; /* region 0 on top: the file fills in order */
     *out = d;
@@ -438,6 +568,12 @@ uint64_t cdisk_items_fit(const struct cdisk *d, uint64_t data_len)
     uint32_t nv = (uint32_t)((data_len + d->page_size - 1) / d->page_size);
     uint64_t one = citem_len(citem_hdr_len(d->npages, nv), data_len) + d->se;
     return (uint64_t)d->nregions * ((d->region_size - RHDR - FOOTER) / one);
+}
+
+int cdisk_direct(const struct cdisk *d)
+{
+    int fl = d->dfd >= 0 ? fcntl(d->dfd, F_GETFL) : -1;
+    return __atomic_load_n(&d->direct, __ATOMIC_ACQUIRE) && fl >= 0 && (fl & O_DIRECT);
 }
 
 const char *cdisk_path(const struct cdisk *d)
@@ -658,7 +794,7 @@ int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint6
         goto out;
     }
     int n = 0;
-    ops[n++] = (struct dio){raw, 8ull * ncrc, io + CITEM_FIXED + 8ull * d->w + 8ull * rfirst};
+    ops[n++] = (struct dio){raw, 8ull * ncrc, io + CITEM_FIXED + 8ull * d->w + 8ull * rfirst, 0};
     /* Page p of the mask, the k-th page of the item, is at hl + k * page_size: contiguous pages
        of the mask are contiguous in the item (the mask lies within the item's pages). */
     uint32_t rank = 0;
@@ -674,11 +810,11 @@ int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint6
         uint64_t s = (uint64_t)p * d->page_size, e = ((uint64_t)q + 1) * d->page_size;
         if (e > blen)
             e = blen;
-        ops[n++] = (struct dio){(char *)buf + s, e - s, io + hl + (uint64_t)rank * d->page_size};
+        ops[n++] = (struct dio){(char *)buf + s, e - s, io + hl + (uint64_t)rank * d->page_size, 0};
         rank += q - p + 1;
         p = q + 1;
     }
-    rc = io_batch(d->fd, 0, ops, n, 0);
+    rc = io_batch(d, 0, ops, n, 0);
     int cut = rc == -ENODATA; /* pages past the file's end: missing, as corrupt ones are */
     uint32_t k = 0;           /* the rank of p among the item's pages, minus rfirst */
     for (uint32_t p = first; p <= last; k += (uint32_t)bit(valid, p), p++) {
@@ -713,9 +849,9 @@ static int write_summary(struct cdisk *d, uint32_t r, uint64_t seq, uint8_t *sum
     le_put64(f + 56, crc64_update(0, f, 56));
     uint64_t ro = region_off(d, r);
     struct dio ops[2] = {
-        {sum, (size_t)n * d->se, ro + d->region_size - FOOTER - (uint64_t)n * d->se},
-        {f, FOOTER, ro + d->region_size - FOOTER}};
-    int rc = n ? io_batch(d->fd, 1, ops, 2, 1) : io_batch(d->fd, 1, ops + 1, 1, 0);
+        {sum, (size_t)n * d->se, ro + d->region_size - FOOTER - (uint64_t)n * d->se, 0},
+        {f, FOOTER, ro + d->region_size - FOOTER, 0}};
+    int rc = n ? io_write(d, ops, 2, 1) : io_write(d, ops + 1, 1, 0);
     free(sum);
     if (rc != 0)
         log_warn("disk cache '%s': region %u's summary not written: %s; the next start-up reads "
@@ -799,8 +935,8 @@ static int open_region_locked(struct cdisk *d)
     le_put32(h + 16, r);
     le_put32(h + 20, d->region_size);
     le_put64(h + 56, crc64_update(0, h, 56));
-    struct dio op = {h, RHDR, region_off(d, r)};
-    int rc = io_batch(d->fd, 1, &op, 1, 0);
+    struct dio op = {h, RHDR, region_off(d, r), 0};
+    int rc = io_write(d, &op, 1, 0);
     uint8_t *sum = rc == 0 ? malloc(d->se * 64ull) : NULL;
     pthread_mutex_lock(&d->lock);
     if (rc == 0 && !sum)
@@ -822,9 +958,10 @@ static uint64_t reinsert(struct cdisk *d, uint32_t r, uint64_t oldseq, uint64_t 
                          struct evict_ctx *x, uint8_t *sum)
 {
     uint64_t ro = region_off(d, r), pos = RHDR;
-    uint8_t *buf = malloc(d->region_size);
-    if (!buf)
+    void *mem = NULL;
+    if (posix_memalign(&mem, d->dalign, d->region_size) != 0)
         return 0;
+    uint8_t *buf = mem;
     memset(buf, 0, RHDR);
     memcpy(buf, REG_MAGIC, 8);
     le_put64(buf + 8, seq);
@@ -855,8 +992,8 @@ static uint64_t reinsert(struct cdisk *d, uint32_t r, uint64_t oldseq, uint64_t 
         pos += k->len;
         n++;
     }
-    struct dio op = {buf, pos, ro};
-    int rc = io_batch(d->fd, 1, &op, 1, 0);
+    struct dio ops[3];
+    int rc = io_write(d, ops, span_ops(d, buf, pos, ro, ops), 1);
     free(buf);
     x->n = rc == 0 ? n : 0;
     return rc == 0 ? pos : 0;
@@ -916,6 +1053,34 @@ static void evict_region_locked(struct cdisk *d, const struct cdisk_owner *o)
         *g = (struct creg){.state = R_FREE};
         d->freeq[d->nfree++] = r;
     }
+}
+
+/* Writes item H (its header HDR, HL bytes, and BUF's valid pages) of ILEN bytes at file offset IO
+ * with direct writes: the item is copied into the thread's aligned staging buffer at IO's place
+ * in a 4096-byte block (a copy in this thread is cheaper than the kernel's into its page
+ * cache), the zero padding up to ILEN included, then written as span_ops says. */
+static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8_t *hdr,
+                         uint32_t hl, const void *buf, uint64_t io, uint64_t ilen)
+{
+    size_t lead = io % d->dalign;
+    uint8_t *st = stage_get(round_up(lead + ilen, d->dalign), d->dalign);
+    if (!st)
+        return -ENOMEM;
+    uint8_t *it = st + lead;
+    memcpy(it, hdr, hl);
+    uint64_t pos = hl;
+    uint32_t have = (h->blen + d->page_size - 1) / d->page_size;
+    for (uint32_t p = 0; p < have; p++) {
+        if (!bit(h->valid, p))
+            continue;
+        uint64_t s = (uint64_t)p * d->page_size;
+        uint64_t len = h->blen - s < d->page_size ? h->blen - s : d->page_size;
+        memcpy(it + pos, (const char *)buf + s, len);
+        pos += len;
+    }
+    memset(it + pos, 0, ilen - pos);
+    struct dio ops[3];
+    return io_write(d, ops, span_ops(d, it, ilen, io, ops), 1);
 }
 
 int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
@@ -994,12 +1159,18 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
     }
     *region = r;
     citem_hdr_encode(h, hdr);
+    uint64_t io = region_off(d, r) + *off;
+    if (__atomic_load_n(&d->direct, __ATOMIC_ACQUIRE)) {
+        rc = append_direct(d, h, hdr, hl, buf, io, ilen);
+        free(hdr);
+        goto done;
+    }
 
     /* The pages, then the header (linked: the header lands only after its data). */
     uint32_t have = (h->blen + d->page_size - 1) / d->page_size;
     struct dio ops_stack[9], *ops = ops_stack;
     int nops = 0, cap = 9;
-    uint64_t io = region_off(d, r) + *off, pos = hl;
+    uint64_t pos = hl;
     for (uint32_t p = 0; p < have && rc == 0;) {
         if (!bit(h->valid, p)) {
             p++;
@@ -1023,17 +1194,18 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
                 free(ops);
             ops = m;
         }
-        ops[nops++] = (struct dio){(char *)buf + s, e - s, io + pos};
+        ops[nops++] = (struct dio){(char *)buf + s, e - s, io + pos, 0};
         pos += e - s;
         p = q + 1;
     }
     if (rc == 0) {
-        ops[nops++] = (struct dio){hdr, hl, io};
-        rc = io_batch(d->fd, 1, ops, nops, 1);
+        ops[nops++] = (struct dio){hdr, hl, io, 0};
+        rc = io_write(d, ops, nops, 1);
     }
     if (ops != ops_stack)
         free(ops);
     free(hdr);
+done:
     if (rc != 0) {
         pthread_mutex_lock(&d->lock);
         struct creg *g = &d->regs[r];
@@ -1072,6 +1244,8 @@ void cdisk_close(struct cdisk *d)
             free(d->regs[r].sum);
     if (d->fd >= 0)
         close(d->fd);
+    if (d->dfd >= 0)
+        close(d->dfd);
     free(d->regs);
     free(d->fifo);
     free(d->freeq);

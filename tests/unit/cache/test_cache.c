@@ -5,7 +5,10 @@
  */
 #include "cache_test.h"
 
+#include <linux/magic.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
 
 #include "cache/cache_i.h"
 #include "util/crc64.h"
@@ -876,10 +879,153 @@ static void test_item_header(void **state)
     assert_int_equal(citem_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -ENOENT);
 }
 
+static int direct_evict(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
+{
+    (void)arg, (void)region, (void)off, (void)id;
+    return 0;
+}
+
+static void direct_moved(void *arg, const struct citem_hdr *h, uint32_t region, uint32_t off)
+{
+    (void)arg, (void)h, (void)region, (void)off;
+}
+
+static int direct_count(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
+{
+    (void)region, (void)off, (void)h;
+    (*(int *)arg)++;
+    return 0;
+}
+
+#define DIRECT_ITEMS 24
+
+/* How many of the pages of DIR's cache file are in the page cache (*RES) of how many (*TOTAL). */
+static void resident_pages(const char *dir, size_t *res, size_t *total)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, CDISK_FILE_NAME);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    size_t len = (size_t)st.st_size, ps = (size_t)sysconf(_SC_PAGESIZE);
+    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(m != MAP_FAILED);
+    *total = (len + ps - 1) / ps;
+    unsigned char *v = malloc(*total);
+    assert_int_equal(mincore(m, len, v), 0);
+    *res = 0;
+    for (size_t i = 0; i < *total; i++)
+        *res += v[i] & 1;
+    free(v);
+    munmap(m, len);
+    close(fd);
+}
+
+/* Appends items of many lengths (so that they start and end anywhere in a 4096-byte block, and
+ * share blocks with their neighbours) to a cache file in a new directory under PARENT, reads
+ * every page back, and again after a restart; the file must be written with O_DIRECT or not as
+ * WANT says. */
+static void disk_roundtrip(const char *parent, int want)
+{
+    char dir[128];
+    snprintf(dir, sizeof(dir), "%s/efc-cache-direct-XXXXXX", parent);
+    assert_non_null(mkdtemp(dir));
+    const uint32_t bs = 1 << 20, ps = 4096, np = bs / ps;
+    static const uint32_t lens[] = {1,     100,   4000,   4096,   5000, 16384,
+                                    16385, 40000, 100000, bs - 3, bs};
+    uint8_t *src = malloc(bs), *got = malloc(bs);
+    uint64_t valid[DIRECT_ITEMS][4], crc[256], bad[4];
+    uint32_t reg[DIRECT_ITEMS], off[DIRECT_ITEMS];
+    const struct cdisk_owner own = {direct_evict, direct_moved, NULL};
+    struct cdisk *d = NULL;
+    char err[256];
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(cdisk_open(dir, 64 * MiB, bs, ps, "ns", &d, err, sizeof(err)), 0);
+        assert_int_equal(cdisk_direct(d), want);
+        if (round == 1) {
+            int n = 0;
+            assert_int_equal(cdisk_scan(d, direct_count, &n), 0);
+            assert_int_equal(n, DIRECT_ITEMS);
+        }
+        for (int i = 0; i < DIRECT_ITEMS && round == 0; i++) {
+            uint32_t blen = lens[i % (sizeof(lens) / sizeof(lens[0]))];
+            uint64_t id[2] = {(uint64_t)i + 1, 77};
+            for (uint32_t b = 0; b < blen; b++)
+                src[b] = (uint8_t)(b * 7 + (uint32_t)i * 13 + (b >> 12));
+            /* Every page, or (odd items) every other one. */
+            memset(valid[i], 0, sizeof(valid[i]));
+            for (uint32_t p = 0; (uint64_t)p * ps < blen; p += (uint32_t)(i % 2) + 1) {
+                valid[i][p / 64] |= 1ull << (p % 64);
+                uint64_t pl = blen - (uint64_t)p * ps < ps ? blen - (uint64_t)p * ps : ps;
+                crc[p] = cslot_page_crc(id, p, src + (uint64_t)p * ps, pl);
+            }
+            struct citem_hdr h = {
+                .id = {id[0], id[1]}, .blen = blen, .valid = valid[i], .crc = crc};
+            assert_int_equal(cdisk_append(d, &h, src, &own, &reg[i], &off[i]), 0);
+            cdisk_append_done(d, reg[i]);
+        }
+        if (round == 0) {
+            /* Written directly, the file's pages are not in the page cache (but the 4096-byte
+               blocks shared by two items, or with a region header); written through it, all
+               are. */
+            size_t res = 0, total = 0;
+            resident_pages(dir, &res, &total);
+            print_message("%s: %zu of the file's %zu pages in the page cache\n", parent, res,
+                          total);
+            if (want)
+                assert_true(res * 4 < total);
+            else
+                assert_int_equal(res, total);
+        }
+        for (int i = 0; i < DIRECT_ITEMS; i++) {
+            uint32_t blen = lens[i % (sizeof(lens) / sizeof(lens[0]))];
+            uint64_t id[2] = {(uint64_t)i + 1, 77};
+            for (uint32_t b = 0; b < blen; b++)
+                src[b] = (uint8_t)(b * 7 + (uint32_t)i * 13 + (b >> 12));
+            memset(got, 0xee, bs);
+            memset(bad, 0, sizeof(bad));
+            cdisk_hold(d, reg[i]);
+            assert_int_equal(
+                cdisk_read_pages(d, reg[i], off[i], id, blen, valid[i], valid[i], got, bad), 0);
+            cdisk_unhold(d, reg[i]);
+            for (uint32_t w = 0; w < np / 64; w++)
+                assert_int_equal(bad[w], 0);
+            for (uint32_t p = 0; (uint64_t)p * ps < blen; p++) {
+                if (!(valid[i][p / 64] >> (p % 64) & 1))
+                    continue;
+                uint64_t pl = blen - (uint64_t)p * ps < ps ? blen - (uint64_t)p * ps : ps;
+                assert_memory_equal(got + (uint64_t)p * ps, src + (uint64_t)p * ps, pl);
+            }
+        }
+        cdisk_close(d);
+    }
+    free(src);
+    free(got);
+    rm_rf(dir);
+}
+
+/* The disk tier writes its file with O_DIRECT where the file system allows it (/var/tmp, on the
+ * root file system), through the page cache on a tmpfs (/dev/shm), and reads back the same
+ * bytes either way. */
+static void test_disk_direct(void **state)
+{
+    (void)state;
+    struct statfs fs;
+    assert_int_equal(statfs("/dev/shm", &fs), 0);
+    assert_int_equal(fs.f_type, TMPFS_MAGIC);
+    disk_roundtrip("/dev/shm", 0);
+    assert_int_equal(statfs("/var/tmp", &fs), 0);
+    if (fs.f_type == TMPFS_MAGIC)
+        fail_msg("/var/tmp is a tmpfs: this test needs a file system that takes O_DIRECT");
+    disk_roundtrip("/var/tmp", 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_item_header),
+        cmocka_unit_test(test_disk_direct),
         cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hit_miss_partial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_etag_change, setup, teardown),
