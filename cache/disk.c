@@ -117,7 +117,7 @@ struct creg {
     uint8_t *sum;      /* its summary entries, until written */
     uint32_t nsum;     /* entries in sum */
     uint32_t inflight; /* appends reserved, not done */
-    uint32_t readers;  /* atomic */
+    uint32_t readers;  /* atomic, and never reset: see creg_set */
     uint8_t state;     /* R_* */
 };
 
@@ -878,6 +878,19 @@ static void summary_locked(struct cdisk *d, uint32_t r)
     pthread_cond_broadcast(&d->cond);
 }
 
+/* Gives region G a new life (lock held). Every field but readers: a read of an item the region
+ * keeps (reinsertion) may hold it at any moment, also while it is reused (cdisk_hold). */
+static void creg_set(struct creg *g, uint64_t seq, uint64_t used, uint8_t *sum, uint32_t nsum,
+                     uint8_t state)
+{
+    g->seq = seq;
+    g->used = used;
+    g->sum = sum;
+    g->nsum = nsum;
+    g->inflight = 0;
+    g->state = state;
+}
+
 static void seal_locked(struct cdisk *d)
 {
     uint32_t r = d->open;
@@ -946,7 +959,7 @@ static int open_region_locked(struct cdisk *d)
         free(sum);
         return rc;
     }
-    d->regs[r] = (struct creg){.seq = seq, .used = RHDR, .sum = sum, .state = R_OPEN};
+    creg_set(&d->regs[r], seq, RHDR, sum, 0, R_OPEN);
     d->open = r;
     return 0;
 }
@@ -1046,11 +1059,11 @@ static void evict_region_locked(struct cdisk *d, const struct cdisk_owner *o)
     free(x.valid);
     pthread_mutex_lock(&d->lock);
     if (used) {
-        *g = (struct creg){.seq = seq, .used = used, .sum = sum, .nsum = x.n, .state = R_OPEN};
+        creg_set(g, seq, used, sum, x.n, R_OPEN);
         d->open = r;
     } else {
         free(sum);
-        *g = (struct creg){.state = R_FREE};
+        creg_set(g, 0, 0, NULL, 0, R_FREE);
         d->freeq[d->nfree++] = r;
     }
 }

@@ -197,6 +197,11 @@ static inline uint64_t fake_fetches(struct fake *f)
     return __atomic_load_n(&f->fetches, __ATOMIC_RELAXED);
 }
 
+static inline uint64_t fake_bytes(struct fake *f)
+{
+    return __atomic_load_n(&f->bytes, __ATOMIC_RELAXED);
+}
+
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;

@@ -744,7 +744,7 @@ static void test_prefetch(void **state)
         settle(c);
         /* Runs of consecutive blocks, one request each (4 MiB at most): blocks 0-3, then 4-6. */
         assert_int_equal(fake_fetches(&e->f), 2);
-        assert_int_equal(e->f.bytes, size);
+        assert_int_equal(fake_bytes(&e->f), size);
         read_ok(c, "pf", "e", size, 0, size);
         assert_int_equal(fake_fetches(&e->f), 2);
         cache_get_stats(c, &st);
@@ -795,13 +795,13 @@ static void test_prefetch_tiny_memory(void **state)
         /* The window: blocks k+1 and k+2 (k+1 was asked for at the previous step). */
         uint64_t from = k == 0 ? 1 : k + 2;
         if (from < nb) {
-            uint64_t want = __atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) + (k == 0 ? 2 : 1) * MiB;
+            uint64_t want = fake_bytes(&e->f) + (k == 0 ? 2 : 1) * MiB;
             assert_int_equal(
                 cache_prefetch(c, "seq", "e", size, from * MiB, (k + 3 - from) * MiB, 0), 0);
             if (want > size)
                 want = size;
             /* The blocks asked for are fetched before the reader gets to them. */
-            WAIT_UNTIL(__atomic_load_n(&e->f.bytes, __ATOMIC_RELAXED) >= want);
+            WAIT_UNTIL(fake_bytes(&e->f) >= want);
         }
         for (uint64_t off = 0; off < MiB; off += 256 * KiB)
             read_ok(c, "seq", "e", size, k * MiB + off, 256 * KiB);
@@ -809,9 +809,9 @@ static void test_prefetch_tiny_memory(void **state)
     struct cache_stats st;
     cache_get_stats(c, &st);
     print_message("tiny memory: %llu bytes fetched for %llu, %llu evictions, %llu hits\n",
-                  (unsigned long long)e->f.bytes, (unsigned long long)size,
+                  (unsigned long long)fake_bytes(&e->f), (unsigned long long)size,
                   (unsigned long long)st.evictions_mem, (unsigned long long)st.read_hit);
-    assert_int_equal(e->f.bytes, size);
+    assert_int_equal(fake_bytes(&e->f), size);
     assert_true(st.mem_used <= 4 * MiB);
     cache_free(c);
 }
