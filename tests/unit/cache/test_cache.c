@@ -131,6 +131,72 @@ static void test_ref(void **state)
     cache_free(c);
 }
 
+/* The memory tier counts bytes: an object takes a run of 4 KiB pages of its size class (the
+ * power of two at or above its length), not a block. A memory-only cache of 8 MiB holds 512
+ * objects of 16 KiB (it held 8 when every block took a 1 MiB slot), every byte reads back, and
+ * big blocks and small objects evict each other with mem_used never above the capacity. */
+static void test_mem_by_bytes(void **state)
+{
+    struct env *e = *state;
+    const uint64_t mem = 8 * MiB;
+    struct cache *c = mk(e, mem, NULL, 0, 1 << 20);
+    struct cache_stats st;
+    char key[32];
+    for (int i = 0; i < 512; i++) {
+        snprintf(key, sizeof(key), "small/%d", i);
+        read_ok(c, key, "e", 16 * KiB, 0, 16 * KiB);
+    }
+    cache_get_stats(c, &st);
+    assert_int_equal(st.blocks_mem, 512);
+    assert_int_equal(st.mem_used, mem);
+    assert_int_equal(st.evictions_mem, 0);
+    /* Big blocks (one page read of each: the run is the whole block's) evict the oldest small
+       objects, 64 of them (a chunk) a block. */
+    for (int k = 0; k < 4; k++) {
+        read_ok(c, "big", "e", 4 * MiB, (uint64_t)k * MiB, 4096);
+        cache_get_stats(c, &st);
+        assert_true(st.mem_used <= mem);
+    }
+    cache_get_stats(c, &st);
+    assert_int_equal(st.evictions_mem, 256);
+    assert_int_equal(st.blocks_mem, 256 + 4);
+    assert_int_equal(st.mem_used, mem);
+    /* Every byte held reads back from memory: the newest 256 small objects and the big blocks. */
+    uint64_t f0 = fake_fetches(&e->f);
+    for (int i = 256; i < 512; i++) {
+        snprintf(key, sizeof(key), "small/%d", i);
+        read_ok(c, key, "e", 16 * KiB, 0, 16 * KiB);
+    }
+    for (int k = 0; k < 4; k++)
+        read_ok(c, "big", "e", 4 * MiB, (uint64_t)k * MiB, 4096);
+    assert_int_equal(fake_fetches(&e->f), f0);
+    /* The zero-copy path hands out the object's run in the arena. */
+    struct cache_ref r;
+    assert_int_equal(cache_ref_get(c, "small/300", "e", 16 * KiB, 100, 16 * KiB, 0, &r), 0);
+    assert_int_equal(r.len, 16 * KiB - 100);
+    assert_int_equal(fake_check("small/300", "e", 100, r.data, r.len), -1);
+    cache_ref_put(c, &r);
+    /* And the reverse: small objects of 5000 bytes (8 KiB runs), each read twice (wanted, so
+       they reach S3-FIFO's main queue), take the big blocks' memory back once those go. */
+    for (int i = 0; i < 1024; i++) {
+        snprintf(key, sizeof(key), "tiny/%d", i);
+        read_ok(c, key, "e", 5000, 0, 5000);
+        read_ok(c, key, "e", 5000, 0, 5000);
+        cache_get_stats(c, &st);
+        assert_true(st.mem_used <= mem);
+    }
+    cache_get_stats(c, &st);
+    print_message("8 MiB of memory: %llu objects held, %llu bytes used, %llu evicted\n",
+                  (unsigned long long)st.blocks_mem, (unsigned long long)st.mem_used,
+                  (unsigned long long)st.evictions_mem);
+    assert_true(st.blocks_mem > 512 + 4); /* the big blocks' chunks went to the 8 KiB class */
+    f0 = fake_fetches(&e->f);
+    for (int k = 0; k < 4; k++)
+        read_ok(c, "big", "e", 4 * MiB, (uint64_t)k * MiB, 4096);
+    assert_int_equal(fake_fetches(&e->f), f0 + 4); /* evicted */
+    cache_free(c);
+}
+
 static void test_etag_change(void **state)
 {
     struct env *e = *state;
@@ -895,6 +961,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dir_removed_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_objects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mem_by_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
