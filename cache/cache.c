@@ -2,19 +2,30 @@
  * background workers that write blocks to the disk tier (disk.c) and run prefetches.
  *
  * The index is a pool of entries (one per block held anywhere), grown 4096 at a time as blocks
- * come (up to one per memory slot and per smallest item the disk tier can hold, plus fills in
- * flight), in 256 shards, each a chained hash table under its own mutex whose buckets double
- * past 2 entries a bucket. An entry names its memory slot (a block-sized buffer in one mmap'd
- * arena of mem_bytes) and its disk item (directory, region, offset: disk.c's region log, where a
- * block takes its own bytes), and carries one valid-page bitmap per tier; the disk bitmap is the
- * item's own, so a read finds a page's place in the item from it (item.c). Memory slots are
- * replaced by S3-FIFO (s3fifo.c); a memory victim whose pages are not on disk yet is demoted
- * (queued for writing) before it goes. The disk tier evicts whole regions, oldest first: the
- * region log calls disk_forget for each of the region's items, and the entry forgets the item
- * if it still names it; an item read since it was written (F_DHIT) is kept, written again by
- * the log, and disk_moved names its new place. A disk read holds the item's region (cdisk_hold,
- * taken under the shard lock) so that it is not reused under the read. An item whose page fails its
- * CRC is dropped whole, and the fill writes what it has of the block as a new item.
+ * come (up to one per 4 KiB page of memory and per smallest item the disk tier can hold, plus
+ * fills in flight), in 256 shards, each a chained hash table under its own mutex whose buckets
+ * double past 2 entries a bucket. An entry names its memory slot and its disk item (directory,
+ * region, offset: disk.c's region log, where a block takes its own bytes), and carries one
+ * valid-page bitmap per tier; the disk bitmap is the item's own, so a read finds a page's place
+ * in the item from it (item.c). Both tiers count bytes. A memory slot is a run of 4 KiB pages in
+ * one mmap'd arena of mem_bytes, named by its first page (mslot; MEM_AT), of the block's size
+ * class: the power of two of pages at or above the block's length (blen, fixed by the object's
+ * size), so a 16 KiB object takes 16 KiB and a 5,000-byte one 8 KiB, while every block of a big
+ * object, read in pieces or not, takes its whole length:
+ *
+ *     arena: | chunk 0 (a block)   | chunk 1             | chunk 2             | ...
+ *            | 16K 16K 16K 16K ... | 1 MiB block         | 8K 8K 8K 8K 8K ...  |
+ *              ^ mslot = page 0, 4, 8, ...                  ^ mslot = page 512, 514, ...
+ *
+ * s3fifo.c cuts chunks into runs of one class, hands chunks whose runs are all free back to a
+ * common pool (so the classes follow the mix of sizes), and replaces runs by S3-FIFO weighted by
+ * their pages: an allocation evicts until a run of its class is free. A memory victim whose pages
+ * are not on disk yet is demoted (queued for writing) before it goes. The disk tier evicts whole
+ * regions, oldest first: the region log calls disk_forget for each of the region's items, and the
+ * entry forgets the item if it still names it; an item read since it was written (F_DHIT) is kept,
+ * written again by the log, and disk_moved names its new place. A disk read holds the item's region
+ * (cdisk_hold, taken under the shard lock) so that it is not reused under the read. An item whose
+ * page fails its CRC is dropped whole, and the fill writes what it has of the block as a new item.
  *
  * The index must cost at most 0.1% of the capacity it describes when full of blocks, down to
  * 64 KiB blocks. So an entry is only what every cached block needs: the identity, the hash
@@ -22,11 +33,12 @@
  * stored in ceil(pages/8) bytes each (1 byte at 64 KiB / 16 KiB pages); 48 bytes at 64 KiB
  * blocks, 56 at 1 MiB / 16 KiB. What only a block being filled needs (its waiters, the fill's
  * result, a buffer lent to the waiters) lives in a `struct fill` on the filler's stack, listed in
- * the shard while the fill runs. Hash buckets are 4 bytes per 1-2 entries, and the memory
- * S3-FIFO queue about 11 bytes a slot. Measured by test_index_overhead and test_small_objects.
- * Not met yet: the issue's 0.1% for a disk full of 16 KiB objects (an entry of 56 bytes is 0.34%
- * of 16.5 KiB); that needs a compact entry for small objects (Kangaroo's partial keys, checked
- * against the identity in the item header).
+ * the shard while the fill runs. Hash buckets are 4 bytes per 1-2 entries, and the memory tier's
+ * runs and S3-FIFO queues 11 bytes a 4 KiB page of memory (0.27% of the memory tier, which is
+ * small beside the disk tier: 0.009% of 1 GiB + 100 GiB full of 1 MiB blocks). Measured by
+ * test_index_overhead and test_small_objects. Not met yet: the issue's 0.1% for a disk full of 16
+ * KiB objects (an entry of 56 bytes is 0.34% of 16.5 KiB); that needs a compact entry for small
+ * objects (Kangaroo's partial keys, checked against the identity in the item header).
  *
  * A read hashes (key, etag, index) to the block identity, takes the shard lock and either copies
  * the pages from memory (the hit path: one lock, one memcpy; large copies pin the entry and copy
@@ -129,7 +141,7 @@ enum { MV = 0, DV = 1 }; /* the entry's bitmaps: memory-valid, disk-valid */
 struct centry {
     uint64_t id[2];
     uint32_t hnext; /* hash chain, or the pool's free list */
-    uint32_t mslot; /* memory slot or NIL */
+    uint32_t mslot; /* memory slot (its first 4 KiB page in the arena) or NIL */
     uint32_t dreg;  /* the region of its disk item in dirs[ddir], or NIL */
     uint32_t doff;  /* the item's offset in that region */
     uint32_t blen;  /* block length */
@@ -213,7 +225,7 @@ struct cache {
     uint32_t bs, ps, np, w, mb; /* mb: bytes of one entry bitmap */
     unsigned bs_shift, ps_shift;
     uint32_t run_max; /* blocks in one prefetch job */
-    uint64_t mtick;   /* memory slot allocations so far (atomic): the clock of F_AHEAD */
+    uint64_t mtick;   /* pages of memory slots allocated so far (atomic): the clock of F_AHEAD */
     unsigned tick_shift;
     struct blksrc *src;
     char *ns; /* the name space of the identities */
@@ -224,7 +236,7 @@ struct cache {
     size_t estride;
     uint32_t nchunks, maxchunks, pool_free; /* free list through hnext; under pool_lock */
 
-    uint8_t *arena; /* mslots * bs */
+    uint8_t *arena; /* whole blocks (chunks), cut into runs of 4 KiB pages by s3fifo.c */
     size_t arena_len;
     struct s3fifo *mq;
 
@@ -520,8 +532,9 @@ static int mem_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp);
 /* ---- blocks fetched ahead ---- */
 
 /* A block fetched ahead is kept from eviction until it is read, but not for ever: a reader that
- * went away must not hold memory. The clock counts memory slot allocations in units of 1/8 of
- * the tier, and a stamp younger than 8 units (the whole tier turned over once) protects. */
+ * went away must not hold memory. The clock counts pages of memory slots allocated, in units
+ * of 1/8 of the tier, and a stamp younger than 8 units (the whole tier turned over once) protects.
+ */
 static uint8_t ahead_now(struct cache *c)
 {
     return (uint8_t)((__atomic_load_n(&c->mtick, __ATOMIC_RELAXED) >> c->tick_shift) & 15);
