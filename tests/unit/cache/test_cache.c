@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include "cache/cache_i.h"
+#include "cache/s3fifo.h"
 #include "util/crc64.h"
 
 #define GiB (1024ull * MiB)
@@ -195,6 +196,107 @@ static void test_mem_by_bytes(void **state)
         read_ok(c, "big", "e", 4 * MiB, (uint64_t)k * MiB, 4096);
     assert_int_equal(fake_fetches(&e->f), f0 + 4); /* evicted */
     cache_free(c);
+}
+
+/* The memory tier's space itself (s3fifo.c), at random: runs of every class allocated,
+ * released and evicted (some victims busy) never overlap, stay inside the arena and aligned to
+ * their class, and the pages counted used are the pages of the live runs. */
+#define RUNS_CHUNKS 6
+#define RUNS_CP     64 /* pages a chunk */
+#define RUNS_NP     (RUNS_CHUNKS * RUNS_CP)
+
+struct runs_model {
+    uint32_t owner_at[RUNS_NP]; /* per page: the owner whose run covers it, or NIL */
+    uint32_t start[4096], len[4096];
+    int busy_per_mille;
+};
+
+static void runs_drop(struct runs_model *m, uint32_t o)
+{
+    for (uint32_t p = m->start[o]; p < m->start[o] + m->len[o]; p++) {
+        assert_int_equal(m->owner_at[p], o);
+        m->owner_at[p] = S3FIFO_NIL;
+    }
+    m->len[o] = 0;
+}
+
+static int runs_evict(void *arg, uint32_t page, uint32_t owner, uint64_t *fp)
+{
+    struct runs_model *m = arg;
+    assert_true(owner < 4096 && m->len[owner] > 0 && m->start[owner] == page);
+    if ((int)(fake_rand() % 1000) < m->busy_per_mille)
+        return S3FIFO_BUSY;
+    *fp = fake_mix(owner);
+    runs_drop(m, owner);
+    return S3FIFO_EVICTED;
+}
+
+static void test_mem_runs_random(void **state)
+{
+    (void)state;
+    struct runs_model *m = calloc(1, sizeof(*m));
+    assert_non_null(m);
+    for (uint32_t p = 0; p < RUNS_NP; p++)
+        m->owner_at[p] = S3FIFO_NIL;
+    struct s3fifo *q = s3fifo_new(RUNS_CHUNKS, RUNS_CP);
+    assert_non_null(q);
+    assert_null(s3fifo_new(2, 48)); /* a chunk is a power of two of pages */
+    uint64_t allocs = 0, fails = 0;
+    for (uint32_t step = 0; step < 40000; step++) {
+        uint32_t o = (uint32_t)(fake_rand() % 4096);
+        m->busy_per_mille = step % 5000 < 4000 ? 50 : 900;
+        if (m->len[o] > 0) {
+            if (fake_rand() % 4 == 0) {
+                s3fifo_release(q, m->start[o]);
+                runs_drop(m, o);
+            } else {
+                s3fifo_touch(q, m->start[o]);
+            }
+            continue;
+        }
+        uint32_t want = 1u << (fake_rand() % 7); /* 1 to 64 pages */
+        want -= (uint32_t)(fake_rand() % (want / 2 + 1));
+        uint32_t rp = s3fifo_run_pages(want);
+        assert_true(rp >= want && rp < 2 * want + 1);
+        int ev;
+        uint32_t p =
+            s3fifo_alloc(q, fake_mix(o), o, want, (int)(step % 7 == 0), runs_evict, m, &ev);
+        if (p == S3FIFO_NIL) {
+            fails++;
+            continue;
+        }
+        allocs++;
+        assert_true(p % rp == 0 && p + rp <= RUNS_NP);
+        for (uint32_t k = p; k < p + rp; k++) {
+            assert_int_equal(m->owner_at[k], S3FIFO_NIL); /* no overlap */
+            m->owner_at[k] = o;
+        }
+        m->start[o] = p;
+        m->len[o] = rp;
+        uint64_t used = 0, items = 0;
+        for (uint32_t k = 0; k < 4096; k++) {
+            used += m->len[k];
+            items += m->len[k] > 0;
+        }
+        assert_int_equal(s3fifo_used(q), used);
+        assert_int_equal(s3fifo_items(q), items);
+    }
+    print_message("runs: %llu allocations, %llu refused (every candidate busy)\n",
+                  (unsigned long long)allocs, (unsigned long long)fails);
+    assert_true(allocs > 30000 / 2);
+    /* Everything evictable: a whole chunk's run is always had. */
+    m->busy_per_mille = 0;
+    if (m->len[4095] > 0) {
+        s3fifo_release(q, m->start[4095]);
+        runs_drop(m, 4095);
+    }
+    int ev;
+    uint32_t p = s3fifo_alloc(q, 1, 4095, RUNS_CP, 0, runs_evict, m, &ev);
+    assert_int_not_equal(p, S3FIFO_NIL);
+    assert_int_equal(p % RUNS_CP, 0);
+    assert_true(s3fifo_used(q) <= RUNS_NP);
+    s3fifo_free(q);
+    free(m);
 }
 
 static void test_etag_change(void **state)
@@ -962,6 +1064,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_objects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mem_by_bytes, setup, teardown),
+        cmocka_unit_test(test_mem_runs_random),
         cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
