@@ -200,15 +200,20 @@ uint64_t cache_page_crc(const uint64_t id[2], uint32_t page, const void *data, s
  * written from it, pinned; at most max(64 MiB, 4 blocks) queued either way), one scratch buffer
  * per thread that ever filled a block without a memory slot (a block) or ran a prefetch (a run:
  * max(4 MiB, a block)), and the index (index_bytes: it grows with the blocks held, 4096 entries at
- * a time, up to one entry per memory slot and per smallest disk item: 48 bytes a block at 64 KiB
- * blocks, 56 at 1 MiB with 16 KiB pages, plus 1 to 2 for the hash table and 11 a memory slot for
- * its replacement queue. Full of blocks it is under 0.1% of the capacity at every block and page
- * size, 0.0064% at 1 MiB; full of 16 KiB objects on disk, 0.34%). */
+ * a time, up to one entry per 4 KiB page of memory and per smallest disk item: 48 bytes a block
+ * at 64 KiB blocks, 56 at 1 MiB with 16 KiB pages, plus 1 to 2 for the hash table), and 11 bytes
+ * per 4 KiB page of memory for the memory tier's runs and replacement queues. Full of blocks it
+ * is under 0.1% of the capacity at every block and page size, 0.0091% at 1 MiB (1 GiB memory,
+ * 100 GiB disk); full of 16 KiB objects on disk, 0.35%).
+ *
+ * Space counts bytes in both tiers: a block (or a small object, one short block) of n bytes takes
+ * a memory slot of the power of two of 4 KiB pages at or above n (mem_used counts those pages),
+ * and a disk item of its pages plus a header (disk_used). */
 struct cache_stats {
     uint64_t read, read_bytes, read_hit, read_hit_bytes, read_miss, read_miss_bytes;
     uint64_t direct_read, direct_read_bytes, root_read_source, root_read_source_bytes;
 
-    uint64_t mem_used, mem_capacity;   /* bytes of block buffers in use / the cap */
+    uint64_t mem_used, mem_capacity;   /* bytes of memory slots in use / the cap */
     uint64_t disk_used, disk_capacity; /* bytes of the items the index names (headers and
                                           padding included) / sum of the cache files' sizes */
     uint64_t index_bytes;              /* everything the index costs, as allocated now */

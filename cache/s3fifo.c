@@ -1,52 +1,170 @@
-/* cache/s3fifo.c - S3-FIFO over slot indices, at 10 bytes a slot.
+/* cache/s3fifo.c - S3-FIFO over runs of 4 KiB pages, weighted by their pages.
  *
- * The two FIFOs are singly linked through one `next` array (from older to newer: pop at the
- * tail, push at the head), and the free slots form a stack through the same array. A FIFO never
- * needs to unlink from its middle except when an owner gives its slot back early, and that is
- * rare (a failed disk write), so release only marks the slot DEAD where it stands: it leaves the
- * FIFO when it reaches the tail, and is then reused at once without asking anybody. Frequency
- * (lock-free, touched on every hit) and queue state live in byte arrays of their own so that a
- * touch never races with the queue bookkeeping. The ghost set is a direct-mapped array of 16-bit
- * tags (a collision only forgets or wrongly remembers one ghost, which changes a placement
- * decision, never correctness), about half as many as slots.
+ * The space (see s3fifo.h): pages 0..n-1 in chunks of cp pages (cp: one block). A chunk is free
+ * or cut into runs of one class k (2^k pages each, cp >> k runs), with a bitmap of its runs in
+ * use:
  *
- * Eviction looks at the small FIFO while it holds more than 10% of the slots (or always, for a
+ *     chunk 0            chunk 1            chunk 2            chunk 3
+ *     [ class 0: 1 page  ][ class 2: 4 pages ][ free              ][ class 8: 1 run   ]
+ *     [x x . x x x ... x ][xxxx....xxxx....  ][                   ][xxxxxxxxxxxxxxxxx ]
+ *
+ * Each class has a list of its chunks that have a free run (doubly linked: a chunk leaves it
+ * from anywhere when its last run is freed); free chunks form a stack. An allocation of class k
+ * takes the first free run of the first chunk in class k's list, else cuts a free chunk into
+ * class k runs; when neither exists it evicts (below) until one does. Internal waste is under
+ * half a run; a chunk with one live run keeps its whole block from other classes until that run
+ * goes (FIFO eviction tends to empty the oldest chunks first, as they were filled together).
+ *
+ * The queues are indexed by a run's first page. The two FIFOs are singly linked through one
+ * `next` array (from older to newer: pop at the tail, push at the head). A FIFO never needs to
+ * unlink from its middle except when an owner gives its run back early, and that is rare (a
+ * failed fill), so release only marks the run DEAD where it stands: its pages leave the count
+ * at once, and the run is freed when it reaches the tail. Frequency (lock-free, touched on every
+ * hit) and queue state live in byte arrays of their own so that a touch never races with the
+ * queue bookkeeping. The ghost set is a direct-mapped array of 16-bit tags (a collision only
+ * forgets or wrongly remembers one ghost, which changes a placement decision, never
+ * correctness), half as many as pages.
+ *
+ * Eviction looks at the small FIFO while it holds more than 10% of the pages (or always, for a
  * hot allocation), else at main. A busy victim (pinned) goes back to the head of its FIFO; once
  * a whole FIFO has been found busy the other one is tried, so a pinned block in a tiny small FIFO
- * cannot starve allocation while main has victims. Every step either evicts or moves one slot,
- * and the steps are bounded (4 passes over the slots), so a call is O(n) at worst.
+ * cannot starve allocation while main has victims. Every step either frees a run or moves one,
+ * and the steps are bounded (4 passes over the runs per victim, and at most as many victims as
+ * there were runs when the allocation began).
  */
 #include "cache/s3fifo.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { Q_FREE = 0, Q_SMALL = 1, Q_MAIN = 2 };
-#define DEAD 0x80 /* in state[]: released while in a FIFO */
+#define DEAD     0x80 /* in state[]: released while in a FIFO */
+#define CFREE    0xff /* in ccls[]: the chunk is free */
+#define NCLASSES 16
 
 struct fifo {
-    uint32_t head, tail, count; /* head: newest; tail: oldest; count includes DEAD slots */
+    uint32_t head, tail, count; /* head: newest; tail: oldest; count includes DEAD runs */
+    uint64_t pages;             /* pages of the runs in it, DEAD ones included */
 };
 
 struct s3fifo {
     pthread_mutex_t lock;
-    uint32_t n;
-    uint32_t *next;  /* toward newer in a FIFO; the next free slot in the free stack */
-    uint32_t *owner; /* lock */
-    uint8_t *freq;   /* 0..3; atomic (s3fifo_touch takes no lock) */
-    uint8_t *state;  /* Q_* | DEAD; lock */
+    uint32_t n;                 /* pages */
+    uint32_t nch;               /* chunks */
+    uint32_t cshift;            /* log2 of the pages of a chunk */
+    uint32_t cw;                /* bitmap words per chunk */
+    uint32_t *next;             /* per page (a run's first): toward newer in a FIFO */
+    uint32_t *owner;            /* per page: lock */
+    uint8_t *freq;              /* per page: 0..3; atomic (s3fifo_touch takes no lock) */
+    uint8_t *state;             /* per page: Q_* | DEAD; lock */
+    uint8_t *ccls;              /* per chunk: its class, or CFREE */
+    uint32_t *cfree;            /* per chunk: runs free in it */
+    uint32_t *cnext, *cprev;    /* per chunk: its class's list, or the free stack (cnext) */
+    uint64_t *cbits;            /* per chunk: cw words, a bit per run in use */
+    uint32_t partial[NCLASSES]; /* per class: chunks with a free run */
+    uint32_t free_top;          /* free chunks */
     struct fifo small, main;
-    uint32_t free_top; /* lock */
-    uint32_t used;     /* slots with a live owner; lock */
-    int built;         /* the free stack exists: claims are over */
+    uint64_t used, items; /* pages and runs with a live owner; lock */
     uint16_t *ghost;
     uint32_t gmask;
 };
 
+/* ---- the space ---- */
+
+static uint32_t cls_of(uint32_t npages)
+{
+    uint32_t k = 0;
+    while ((1u << k) < npages)
+        k++;
+    return k;
+}
+
+uint32_t s3fifo_run_pages(uint32_t npages)
+{
+    return 1u << cls_of(npages ? npages : 1);
+}
+
+static uint32_t run_pages_at(const struct s3fifo *q, uint32_t page)
+{
+    return 1u << q->ccls[page >> q->cshift];
+}
+
+static void part_remove(struct s3fifo *q, uint32_t k, uint32_t ch)
+{
+    uint32_t p = q->cprev[ch], nx = q->cnext[ch];
+    if (p != S3FIFO_NIL)
+        q->cnext[p] = nx;
+    else
+        q->partial[k] = nx;
+    if (nx != S3FIFO_NIL)
+        q->cprev[nx] = p;
+}
+
+static void part_push(struct s3fifo *q, uint32_t k, uint32_t ch)
+{
+    q->cprev[ch] = S3FIFO_NIL;
+    q->cnext[ch] = q->partial[k];
+    if (q->partial[k] != S3FIFO_NIL)
+        q->cprev[q->partial[k]] = ch;
+    q->partial[k] = ch;
+}
+
+/* A free run of class K, or NIL. Lock held. */
+static uint32_t run_alloc(struct s3fifo *q, uint32_t k)
+{
+    uint32_t runs = (1u << q->cshift) >> k;
+    uint32_t ch = q->partial[k];
+    if (ch == S3FIFO_NIL) {
+        ch = q->free_top;
+        if (ch == S3FIFO_NIL)
+            return S3FIFO_NIL;
+        q->free_top = q->cnext[ch];
+        q->ccls[ch] = (uint8_t)k;
+        q->cfree[ch] = runs;
+        memset(q->cbits + (size_t)ch * q->cw, 0, 8ull * q->cw);
+        part_push(q, k, ch);
+    }
+    uint64_t *bits = q->cbits + (size_t)ch * q->cw;
+    uint32_t r = 0;
+    for (uint32_t w = 0; w < q->cw; w++) {
+        if (~bits[w]) {
+            r = w * 64 + (uint32_t)__builtin_ctzll(~bits[w]);
+            break;
+        }
+    }
+    /* The chunk is in the list, so a run below RUNS is free. */
+    bits[r / 64] |= 1ull << (r % 64);
+    if (--q->cfree[ch] == 0)
+        part_remove(q, k, ch);
+    return (ch << q->cshift) + (r << k);
+}
+
+/* Frees the run at PAGE. Lock held. */
+static void run_free(struct s3fifo *q, uint32_t page)
+{
+    uint32_t ch = page >> q->cshift, k = q->ccls[ch];
+    uint32_t runs = (1u << q->cshift) >> k;
+    uint32_t r = (page & ((1u << q->cshift) - 1)) >> k;
+    q->cbits[(size_t)ch * q->cw + r / 64] &= ~(1ull << (r % 64));
+    uint32_t was = q->cfree[ch]++;
+    if (q->cfree[ch] == runs) {
+        if (was > 0)
+            part_remove(q, k, ch);
+        q->ccls[ch] = CFREE;
+        q->cnext[ch] = q->free_top;
+        q->free_top = ch;
+    } else if (was == 0) {
+        part_push(q, k, ch);
+    }
+}
+
+/* ---- the queues ---- */
+
 static void fifo_push(struct s3fifo *q, struct fifo *l, uint32_t s, uint8_t which)
 {
-    q->state[s] = which;
+    q->state[s] = (uint8_t)(which | (q->state[s] & DEAD));
     q->next[s] = S3FIFO_NIL;
     if (l->head != S3FIFO_NIL)
         q->next[l->head] = s;
@@ -54,6 +172,7 @@ static void fifo_push(struct s3fifo *q, struct fifo *l, uint32_t s, uint8_t whic
         l->tail = s;
     l->head = s;
     l->count++;
+    l->pages += run_pages_at(q, s);
 }
 
 static uint32_t fifo_pop(struct s3fifo *q, struct fifo *l)
@@ -63,34 +182,54 @@ static uint32_t fifo_pop(struct s3fifo *q, struct fifo *l)
     if (l->tail == S3FIFO_NIL)
         l->head = S3FIFO_NIL;
     l->count--;
+    l->pages -= run_pages_at(q, s);
     return s;
 }
 
-struct s3fifo *s3fifo_new(uint32_t nslots)
+struct s3fifo *s3fifo_new(uint32_t nchunks, uint32_t chunk_pages)
 {
+    if (chunk_pages == 0 || (chunk_pages & (chunk_pages - 1)) || chunk_pages > (1u << 15) ||
+        (uint64_t)nchunks * chunk_pages > (1ull << 31))
+        return NULL;
     struct s3fifo *q = calloc(1, sizeof(*q));
     if (!q)
         return NULL;
+    uint32_t nslots = nchunks * chunk_pages;
     uint32_t g = 1;
-    while (g < nslots / 2 && g < (1u << 31))
+    while (g < nslots / 2)
         g <<= 1;
-    size_t n = nslots ? nslots : 1;
+    size_t n = nslots ? nslots : 1, nc = nchunks ? nchunks : 1;
     q->n = nslots;
+    q->nch = nchunks;
+    q->cshift = cls_of(chunk_pages);
+    q->cw = (chunk_pages + 63) / 64;
     q->next = malloc(n * sizeof(*q->next));
     q->owner = malloc(n * sizeof(*q->owner));
     q->freq = calloc(n, 1);
     q->state = calloc(n, 1); /* Q_FREE */
+    q->ccls = malloc(nc);
+    q->cfree = malloc(nc * sizeof(*q->cfree));
+    q->cnext = malloc(nc * sizeof(*q->cnext));
+    q->cprev = malloc(nc * sizeof(*q->cprev));
+    q->cbits = malloc(nc * q->cw * sizeof(*q->cbits));
     q->ghost = calloc(g, sizeof(*q->ghost));
-    if (!q->next || !q->owner || !q->freq || !q->state || !q->ghost) {
+    if (!q->next || !q->owner || !q->freq || !q->state || !q->ccls || !q->cfree || !q->cnext ||
+        !q->cprev || !q->cbits || !q->ghost) {
         s3fifo_free(q);
         return NULL;
     }
     q->gmask = g - 1;
     pthread_mutex_init(&q->lock, NULL);
-    q->small = q->main = (struct fifo){S3FIFO_NIL, S3FIFO_NIL, 0};
+    q->small = q->main = (struct fifo){S3FIFO_NIL, S3FIFO_NIL, 0, 0};
+    for (uint32_t k = 0; k < NCLASSES; k++)
+        q->partial[k] = S3FIFO_NIL;
+    /* Free chunks, lowest on top, so the arena fills from its start. */
     q->free_top = S3FIFO_NIL;
-    for (uint32_t s = 0; s < nslots; s++)
-        q->owner[s] = S3FIFO_NIL;
+    for (uint32_t ch = nchunks; ch-- > 0;) {
+        q->ccls[ch] = CFREE;
+        q->cnext[ch] = q->free_top;
+        q->free_top = ch;
+    }
     return q;
 }
 
@@ -98,27 +237,19 @@ void s3fifo_free(struct s3fifo *q)
 {
     if (!q)
         return;
-    if (q->next && q->owner && q->freq && q->state && q->ghost)
+    if (q->ghost)
         pthread_mutex_destroy(&q->lock);
     free(q->next);
     free(q->owner);
     free(q->freq);
     free(q->state);
+    free(q->ccls);
+    free(q->cfree);
+    free(q->cnext);
+    free(q->cprev);
+    free(q->cbits);
     free(q->ghost);
     free(q);
-}
-
-/* The free stack, built at the first allocation from whatever claims left: lowest slots on top,
- * so a fresh slot file fills from its start. Lock held. */
-static void build_free(struct s3fifo *q)
-{
-    for (uint32_t s = q->n; s-- > 0;) {
-        if (q->state[s] == Q_FREE) {
-            q->next[s] = q->free_top;
-            q->free_top = s;
-        }
-    }
-    q->built = 1;
 }
 
 static uint8_t freq_get(struct s3fifo *q, uint32_t s)
@@ -142,22 +273,26 @@ static uint16_t ghost_tag(uint64_t fp)
     return t ? t : 1;
 }
 
-/* Finds a victim and frees it; returns its slot or NIL. Lock held. */
-static uint32_t evict_one(struct s3fifo *q, int prefer_small, s3fifo_evict_fn fn, void *arg,
-                          int *evicted)
+/* Finds a victim and frees its run (or frees a DEAD run). Returns 1 if a run was freed, 0 if
+ * every candidate was busy. Lock held. */
+static int evict_one(struct s3fifo *q, int prefer_small, s3fifo_evict_fn fn, void *arg,
+                     int *evicted)
 {
-    uint64_t budget = 4ull * q->n + 16;
+    uint64_t budget = 4ull * (q->small.count + q->main.count) + 16;
     uint32_t small_busy = 0, main_busy = 0; /* busy victims met in a row, per FIFO */
     while (budget-- > 0) {
         struct fifo *sm = &q->small, *mn = &q->main;
         int small_ok = sm->count > 0 && small_busy < sm->count;
         int main_ok = mn->count > 0 && main_busy < mn->count;
         if (!small_ok && !main_ok)
-            return S3FIFO_NIL;
-        int from_small = small_ok && (prefer_small || sm->count * 10ull > q->n || !main_ok);
+            return 0;
+        int from_small = small_ok && (prefer_small || sm->pages * 10 > q->n || !main_ok);
         uint32_t s = fifo_pop(q, from_small ? sm : mn);
-        if (q->state[s] & DEAD)
-            return s; /* given back earlier: reuse it, nobody to ask */
+        if (q->state[s] & DEAD) {
+            q->state[s] = Q_FREE; /* given back earlier: nobody to ask */
+            run_free(q, s);
+            return 1;
+        }
         uint8_t f = freq_get(q, s);
         if (f > 0) {
             /* Accessed: from small to main, or around main once more with one access less. */
@@ -171,8 +306,13 @@ static uint32_t evict_one(struct s3fifo *q, int prefer_small, s3fifo_evict_fn fn
         if (r == S3FIFO_EVICTED) {
             if (from_small)
                 q->ghost[ghost_index(q, vfp)] = ghost_tag(vfp);
-            *evicted = 1;
-            return s;
+            (*evicted)++;
+            q->state[s] = Q_FREE;
+            q->owner[s] = S3FIFO_NIL;
+            q->used -= run_pages_at(q, s);
+            q->items--;
+            run_free(q, s);
+            return 1;
         }
         if (r == S3FIFO_KEEP) {
             fifo_push(q, mn, s, Q_MAIN);
@@ -186,31 +326,30 @@ static uint32_t evict_one(struct s3fifo *q, int prefer_small, s3fifo_evict_fn fn
         else
             main_busy++;
     }
-    return S3FIFO_NIL;
+    return 0;
 }
 
-uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, int hot, s3fifo_evict_fn fn,
-                      void *arg, int *evicted)
+uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, uint32_t npages, int hot,
+                      s3fifo_evict_fn fn, void *arg, int *evicted)
 {
     *evicted = 0;
+    uint32_t k = cls_of(npages ? npages : 1);
+    if (k > q->cshift)
+        return S3FIFO_NIL;
     pthread_mutex_lock(&q->lock);
-    if (!q->built)
-        build_free(q);
-    uint32_t s = q->free_top;
-    if (s != S3FIFO_NIL) {
-        q->free_top = q->next[s];
-        q->used++;
-    } else {
-        s = evict_one(q, hot, fn, arg, evicted);
-        if (s == S3FIFO_NIL) {
+    uint64_t rounds = (uint64_t)q->small.count + q->main.count + 1;
+    uint32_t s;
+    while ((s = run_alloc(q, k)) == S3FIFO_NIL) {
+        if (rounds-- == 0 || !evict_one(q, hot, fn, arg, evicted)) {
             pthread_mutex_unlock(&q->lock);
             return S3FIFO_NIL;
         }
-        if (!*evicted)
-            q->used++; /* a DEAD slot: it had no owner */
     }
+    q->used += 1u << k;
+    q->items++;
     q->owner[s] = owner;
     freq_set(q, s, 0);
+    q->state[s] = Q_FREE;
     uint32_t gi = ghost_index(q, fp);
     uint16_t tag = ghost_tag(fp);
     if (q->ghost[gi] == tag)
@@ -225,55 +364,50 @@ uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, int hot, s3
     return s;
 }
 
-int s3fifo_claim(struct s3fifo *q, uint32_t slot, uint32_t owner)
-{
-    int rc = -EBUSY;
-    pthread_mutex_lock(&q->lock);
-    if (!q->built && slot < q->n && q->state[slot] == Q_FREE) {
-        q->owner[slot] = owner;
-        freq_set(q, slot, 0);
-        fifo_push(q, &q->main, slot, Q_MAIN);
-        q->used++;
-        rc = 0;
-    }
-    pthread_mutex_unlock(&q->lock);
-    return rc;
-}
-
-void s3fifo_release(struct s3fifo *q, uint32_t slot)
+void s3fifo_release(struct s3fifo *q, uint32_t page)
 {
     pthread_mutex_lock(&q->lock);
-    if (slot < q->n && q->state[slot] != Q_FREE && !(q->state[slot] & DEAD)) {
-        q->state[slot] |= DEAD;
-        q->owner[slot] = S3FIFO_NIL;
-        q->used--;
+    if (page < q->n && q->state[page] != Q_FREE && !(q->state[page] & DEAD)) {
+        q->state[page] |= DEAD;
+        q->owner[page] = S3FIFO_NIL;
+        q->used -= run_pages_at(q, page);
+        q->items--;
     }
     pthread_mutex_unlock(&q->lock);
 }
 
-void s3fifo_touch(struct s3fifo *q, uint32_t slot)
+void s3fifo_touch(struct s3fifo *q, uint32_t page)
 {
-    uint8_t f = freq_get(q, slot);
+    uint8_t f = freq_get(q, page);
     if (f < 3)
-        freq_set(q, slot, (uint8_t)(f + 1));
+        freq_set(q, page, (uint8_t)(f + 1));
 }
 
-uint32_t s3fifo_used(struct s3fifo *q)
+uint64_t s3fifo_used(struct s3fifo *q)
 {
     pthread_mutex_lock(&q->lock);
-    uint32_t u = q->used;
+    uint64_t u = q->used;
     pthread_mutex_unlock(&q->lock);
     return u;
 }
 
-uint32_t s3fifo_nslots(const struct s3fifo *q)
+uint64_t s3fifo_items(struct s3fifo *q)
+{
+    pthread_mutex_lock(&q->lock);
+    uint64_t u = q->items;
+    pthread_mutex_unlock(&q->lock);
+    return u;
+}
+
+uint64_t s3fifo_npages(const struct s3fifo *q)
 {
     return q->n;
 }
 
 uint64_t s3fifo_bytes(const struct s3fifo *q)
 {
-    uint64_t n = q->n ? q->n : 1;
+    uint64_t n = q->n ? q->n : 1, nc = q->nch ? q->nch : 1;
     return sizeof(*q) + n * (sizeof(*q->next) + sizeof(*q->owner) + 2) +
-           (uint64_t)(q->gmask + 1) * sizeof(*q->ghost);
+           (uint64_t)(q->gmask + 1) * sizeof(*q->ghost) +
+           nc * (1 + 3 * sizeof(uint32_t) + 8ull * q->cw);
 }

@@ -11,6 +11,7 @@
 #include <sys/vfs.h>
 
 #include "cache/cache_i.h"
+#include "cache/s3fifo.h"
 #include "util/crc64.h"
 
 #define GiB (1024ull * MiB)
@@ -132,6 +133,173 @@ static void test_ref(void **state)
     assert_int_equal(r.len, 100);
     cache_ref_put(c, &r);
     cache_free(c);
+}
+
+/* The memory tier counts bytes: an object takes a run of 4 KiB pages of its size class (the
+ * power of two at or above its length), not a block. A memory-only cache of 8 MiB holds 512
+ * objects of 16 KiB (it held 8 when every block took a 1 MiB slot), every byte reads back, and
+ * big blocks and small objects evict each other with mem_used never above the capacity. */
+static void test_mem_by_bytes(void **state)
+{
+    struct env *e = *state;
+    const uint64_t mem = 8 * MiB;
+    struct cache *c = mk(e, mem, NULL, 0, 1 << 20);
+    struct cache_stats st;
+    char key[32];
+    for (int i = 0; i < 512; i++) {
+        snprintf(key, sizeof(key), "small/%d", i);
+        read_ok(c, key, "e", 16 * KiB, 0, 16 * KiB);
+    }
+    cache_get_stats(c, &st);
+    assert_int_equal(st.blocks_mem, 512);
+    assert_int_equal(st.mem_used, mem);
+    assert_int_equal(st.evictions_mem, 0);
+    /* Big blocks (one page read of each: the run is the whole block's) evict the oldest small
+       objects, 64 of them (a chunk) a block. */
+    for (int k = 0; k < 4; k++) {
+        read_ok(c, "big", "e", 4 * MiB, (uint64_t)k * MiB, 4096);
+        cache_get_stats(c, &st);
+        assert_true(st.mem_used <= mem);
+    }
+    cache_get_stats(c, &st);
+    assert_int_equal(st.evictions_mem, 256);
+    assert_int_equal(st.blocks_mem, 256 + 4);
+    assert_int_equal(st.mem_used, mem);
+    /* Every byte held reads back from memory: the newest 256 small objects and the big blocks. */
+    uint64_t f0 = fake_fetches(&e->f);
+    for (int i = 256; i < 512; i++) {
+        snprintf(key, sizeof(key), "small/%d", i);
+        read_ok(c, key, "e", 16 * KiB, 0, 16 * KiB);
+    }
+    for (int k = 0; k < 4; k++)
+        read_ok(c, "big", "e", 4 * MiB, (uint64_t)k * MiB, 4096);
+    assert_int_equal(fake_fetches(&e->f), f0);
+    /* The zero-copy path hands out the object's run in the arena. */
+    struct cache_ref r;
+    assert_int_equal(cache_ref_get(c, "small/300", "e", 16 * KiB, 100, 16 * KiB, 0, &r), 0);
+    assert_int_equal(r.len, 16 * KiB - 100);
+    assert_int_equal(fake_check("small/300", "e", 100, r.data, r.len), -1);
+    cache_ref_put(c, &r);
+    /* And the reverse: small objects of 5000 bytes (8 KiB runs), each read twice (wanted, so
+       they reach S3-FIFO's main queue), take the big blocks' memory back once those go. */
+    for (int i = 0; i < 1024; i++) {
+        snprintf(key, sizeof(key), "tiny/%d", i);
+        read_ok(c, key, "e", 5000, 0, 5000);
+        read_ok(c, key, "e", 5000, 0, 5000);
+        cache_get_stats(c, &st);
+        assert_true(st.mem_used <= mem);
+    }
+    cache_get_stats(c, &st);
+    print_message("8 MiB of memory: %llu objects held, %llu bytes used, %llu evicted\n",
+                  (unsigned long long)st.blocks_mem, (unsigned long long)st.mem_used,
+                  (unsigned long long)st.evictions_mem);
+    assert_true(st.blocks_mem > 512 + 4); /* the big blocks' chunks went to the 8 KiB class */
+    f0 = fake_fetches(&e->f);
+    for (int k = 0; k < 4; k++)
+        read_ok(c, "big", "e", 4 * MiB, (uint64_t)k * MiB, 4096);
+    assert_int_equal(fake_fetches(&e->f), f0 + 4); /* evicted */
+    cache_free(c);
+}
+
+/* The memory tier's space itself (s3fifo.c), at random: runs of every class allocated,
+ * released and evicted (some victims busy) never overlap, stay inside the arena and aligned to
+ * their class, and the pages counted used are the pages of the live runs. */
+#define RUNS_CHUNKS 6
+#define RUNS_CP     64 /* pages a chunk */
+#define RUNS_NP     (RUNS_CHUNKS * RUNS_CP)
+
+struct runs_model {
+    uint32_t owner_at[RUNS_NP]; /* per page: the owner whose run covers it, or NIL */
+    uint32_t start[4096], len[4096];
+    int busy_per_mille;
+};
+
+static void runs_drop(struct runs_model *m, uint32_t o)
+{
+    for (uint32_t p = m->start[o]; p < m->start[o] + m->len[o]; p++) {
+        assert_int_equal(m->owner_at[p], o);
+        m->owner_at[p] = S3FIFO_NIL;
+    }
+    m->len[o] = 0;
+}
+
+static int runs_evict(void *arg, uint32_t page, uint32_t owner, uint64_t *fp)
+{
+    struct runs_model *m = arg;
+    assert_true(owner < 4096 && m->len[owner] > 0 && m->start[owner] == page);
+    if ((int)(fake_rand() % 1000) < m->busy_per_mille)
+        return S3FIFO_BUSY;
+    *fp = fake_mix(owner);
+    runs_drop(m, owner);
+    return S3FIFO_EVICTED;
+}
+
+static void test_mem_runs_random(void **state)
+{
+    (void)state;
+    struct runs_model *m = calloc(1, sizeof(*m));
+    assert_non_null(m);
+    for (uint32_t p = 0; p < RUNS_NP; p++)
+        m->owner_at[p] = S3FIFO_NIL;
+    struct s3fifo *q = s3fifo_new(RUNS_CHUNKS, RUNS_CP);
+    assert_non_null(q);
+    assert_null(s3fifo_new(2, 48)); /* a chunk is a power of two of pages */
+    uint64_t allocs = 0, fails = 0;
+    for (uint32_t step = 0; step < 40000; step++) {
+        uint32_t o = (uint32_t)(fake_rand() % 4096);
+        m->busy_per_mille = step % 5000 < 4000 ? 50 : 900;
+        if (m->len[o] > 0) {
+            if (fake_rand() % 4 == 0) {
+                s3fifo_release(q, m->start[o]);
+                runs_drop(m, o);
+            } else {
+                s3fifo_touch(q, m->start[o]);
+            }
+            continue;
+        }
+        uint32_t want = 1u << (fake_rand() % 7); /* 1 to 64 pages */
+        want -= (uint32_t)(fake_rand() % (want / 2 + 1));
+        uint32_t rp = s3fifo_run_pages(want);
+        assert_true(rp >= want && rp < 2 * want + 1);
+        int ev;
+        uint32_t p =
+            s3fifo_alloc(q, fake_mix(o), o, want, (int)(step % 7 == 0), runs_evict, m, &ev);
+        if (p == S3FIFO_NIL) {
+            fails++;
+            continue;
+        }
+        allocs++;
+        assert_true(p % rp == 0 && p + rp <= RUNS_NP);
+        for (uint32_t k = p; k < p + rp; k++) {
+            assert_int_equal(m->owner_at[k], S3FIFO_NIL); /* no overlap */
+            m->owner_at[k] = o;
+        }
+        m->start[o] = p;
+        m->len[o] = rp;
+        uint64_t used = 0, items = 0;
+        for (uint32_t k = 0; k < 4096; k++) {
+            used += m->len[k];
+            items += m->len[k] > 0;
+        }
+        assert_int_equal(s3fifo_used(q), used);
+        assert_int_equal(s3fifo_items(q), items);
+    }
+    print_message("runs: %llu allocations, %llu refused (every candidate busy)\n",
+                  (unsigned long long)allocs, (unsigned long long)fails);
+    assert_true(allocs > 30000 / 2);
+    /* Everything evictable: a whole chunk's run is always had. */
+    m->busy_per_mille = 0;
+    if (m->len[4095] > 0) {
+        s3fifo_release(q, m->start[4095]);
+        runs_drop(m, 4095);
+    }
+    int ev;
+    uint32_t p = s3fifo_alloc(q, 1, 4095, RUNS_CP, 0, runs_evict, m, &ev);
+    assert_int_not_equal(p, S3FIFO_NIL);
+    assert_int_equal(p % RUNS_CP, 0);
+    assert_true(s3fifo_used(q) <= RUNS_NP);
+    s3fifo_free(q);
+    free(m);
 }
 
 static void test_etag_change(void **state)
@@ -1041,6 +1209,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dir_removed_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_objects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mem_by_bytes, setup, teardown),
+        cmocka_unit_test(test_mem_runs_random),
         cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
