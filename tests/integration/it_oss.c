@@ -260,9 +260,12 @@ static void roundtrip(const struct mk *m)
     assert_int_equal(l.prefixes, 1);
     listing_free(&l);
 
+    /* No retries, except under a time scale (valgrind: tests/valgrind.sh), where a TLS handshake
+       can outlast the connect timeout and is retried. */
     struct oss_stats st;
     oss_get_stats(cl, &st);
-    assert_int_equal(st.retries, 0);
+    if (it_scaled_ms(1) == 1)
+        assert_int_equal(st.retries, 0);
     oss_client_free(cl);
 }
 
