@@ -35,7 +35,7 @@ set -uo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=$src/build/valgrind
 out=${EFC_VALGRIND_OUT:-$build/valgrind-logs}
-tests=${EFC_VALGRIND_TESTS:-basic cache dircache names errors mgmt update survive cache_trouble origin_faults trybind}
+tests=${EFC_VALGRIND_TESTS:-basic cache dircache names errors mgmt update survive cache_trouble origin_faults trybind roundtrip}
 scale=${EFC_TIME_SCALE:-20}
 file_timeout=${EFC_VALGRIND_FILE_TIMEOUT:-3600}
 t0=$(date +%s)
