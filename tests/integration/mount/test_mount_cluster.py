@@ -414,7 +414,9 @@ class Cluster(EfcTestCase):
         agent = self.h.node(self.emu, 2, rl, port, role=2)
         # node 0 reads the model: the owners (node 0 and the root) hold it afterwards
         read_at_once(self, [[a.path(f) for f in MODEL]])
-        self.assertGreater(self.metric(r, 'efc_p2p_served_blocks_total{result="miss"}'), 0)
+        # (Twice in loaded CI runs the root had served nothing here: node 0's p2p lines say why.)
+        self.assertGreater(self.metric(r, 'efc_p2p_served_blocks_total{result="miss"}'), 0,
+                           "\n".join(l for l in a.log_text().splitlines() if "p2p" in l)[-3000:])
         self.emu.reset_stats()
         efctest.drop_caches()
         read_at_once(self, [[agent.path(f) for f in MODEL]])
