@@ -233,7 +233,7 @@ class Store {
     if (obj.virtual) return obj.crc.toString();
     let p = this.crcCache.get(obj.etag);
     if (!p) {
-      p = crc64File(obj.path);
+      p = crc64File(obj.path, Number(obj.size));
       this.crcCache.set(obj.etag, p);
       if (this.crcCache.size > CRC_CACHE_MAX) {
         this.crcCache.delete(this.crcCache.keys().next().value);
