@@ -33,6 +33,9 @@
  *   small object whose first block the cache lacks, unconditional, its answer both the metadata
  *   and the bytes, which the read that follows finds in the cache (first_i.h); else with
  *   If-None-Match on the known ETag, 304 when nothing changed (HEAD only for archived objects).
+ *   The bytes go to a buffer sized to the object as they arrive, never a whole block for a few
+ *   KiB. A cluster node keeps no first block (its blocks come through the P2P layer): it asks
+ *   for one byte, conditional when the ETag is known, and the headers answer.
  *   It refuses Archive-class objects not restored (EACCES), keeps the kernel's page cache only
  *   while the ETag is the one of the last open, and when the object changed invalidates the
  *   kernel's attributes (so the new size is read).
@@ -944,6 +947,41 @@ static bool holds_first(struct efc *e, const struct efc_node_info *n)
            cache_read_local(e->cache, n->key, n->attr.etag, n->attr.size, 0, 1, &b) == 1;
 }
 
+/* Where the first-block GET of open puts its bytes: a buffer allocated at the first byte (a 304
+   brings none), of the size the object is believed to have (HINT), grown as more arrive up to
+   MAX (the block). A small object's open does not allocate and fault in a whole block to keep a
+   few KiB of it. */
+struct first_buf {
+    char *data;
+    size_t cap, len, max, hint;
+};
+
+#define EFC_FIRST_BUF_MIN (16u << 10)
+
+static int first_buf_sink(void *arg, uint64_t off, const void *data, size_t len)
+{
+    struct first_buf *b = arg;
+    if (off > b->max || len > b->max - off)
+        return -EOVERFLOW; /* oss_get never delivers past the range asked for */
+    size_t need = (size_t)off + len;
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : b->hint > EFC_FIRST_BUF_MIN ? b->hint : EFC_FIRST_BUF_MIN;
+        if (cap > b->max)
+            cap = b->max;
+        while (cap < need)
+            cap = cap > b->max / 2 ? b->max : cap * 2;
+        char *d = realloc(b->data, cap);
+        if (d == NULL)
+            return -ENOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + off, data, len);
+    if (need > b->len)
+        b->len = need;
+    return 0;
+}
+
 /* open's question to the store about file N, in one request (close-to-open), into *A:
  * - N's attributes name an archived object (a listing cannot say whether it was restored):
  *   HEAD, which tells;
@@ -954,7 +992,10 @@ static bool holds_first(struct efc *e, const struct efc_node_info *n)
  *   (and every block the cache holds of that version) are current; an object that changed
  *   answers with its new version's first block instead.
  * A first block that came goes to the first-block layer (first_i.h), with the cache's prefetch
- * of it: the read that follows finds it there. Returns 0 or -errno (-ENOENT: no such object). */
+ * of it: the read that follows finds it there. Without that layer (a cluster node: its blocks
+ * come through the P2P layer, which owns them) no byte would be kept, so the GET asks for one
+ * byte only, conditional when the ETag is known: the answer's headers are the metadata.
+ * Returns 0 or -errno (-ENOENT: no such object). */
 static int ask_store(struct efc *e, const struct efc_node_info *n, struct efc_attr *a, uint64_t t)
 {
     struct oss_object_meta m;
@@ -968,12 +1009,23 @@ static int ask_store(struct efc *e, const struct efc_node_info *n, struct efc_at
             attr_from_meta(a, &m, t);
         return rc;
     }
+    const char *inm = n->attr.etag[0] ? n->attr.etag : NULL;
+    if (e->first == NULL) {
+        uint8_t one;
+        rc = efc_origin_get_first(e->origin, n->key, inm, &one, 1, &res);
+        if (rc == 0 && res.not_modified) {
+            *a = n->attr;
+            a->fetched_ms = t;
+        } else if (rc == 0) {
+            attr_from_meta(a, &res.meta, t);
+        }
+        return rc;
+    }
     uint32_t bs = efc_origin_src(e->origin)->block_size;
-    bool cond = n->attr.etag[0] && (e->first == NULL || n->attr.size > bs || holds_first(e, n));
-    void *buf = malloc(bs);
-    if (buf == NULL)
-        return -ENOMEM;
-    rc = efc_origin_get_first(e->origin, n->key, cond ? n->attr.etag : NULL, buf, bs, &res);
+    bool cond = inm && (n->attr.size > bs || holds_first(e, n));
+    struct first_buf b = {.max = bs, .hint = n->attr.size < bs ? (size_t)n->attr.size : bs};
+    rc = efc_origin_get_first_sink(e->origin, n->key, cond ? inm : NULL, bs, first_buf_sink, &b,
+                                   &res);
     if (rc == 0 && res.not_modified) {
         *a = n->attr;
         a->fetched_ms = t;
@@ -981,16 +1033,17 @@ static int ask_store(struct efc *e, const struct efc_node_info *n, struct efc_at
         attr_from_meta(a, &res.meta, t);
     }
     uint64_t whole = res.meta.size < bs ? res.meta.size : bs;
-    if (rc == 0 && !res.not_modified && e->first && whole > 0 && res.bytes == whole) {
-        if (whole < bs / 2) {
-            void *small = realloc(buf, (size_t)whole); /* give the rest of the block back */
-            buf = small ? small : buf;
+    if (rc == 0 && !res.not_modified && whole > 0 && res.bytes == whole && b.len == whole) {
+        if (whole < b.cap / 2) {
+            void *small = realloc(b.data, (size_t)whole); /* give the rest back */
+            b.data = small ? small : b.data;
         }
-        if (efc_first_put(e->first, n->key, a->etag, a->size, buf, (size_t)whole) == 0 && e->cache)
+        if (efc_first_put(e->first, n->key, a->etag, a->size, b.data, (size_t)whole) == 0 &&
+            e->cache)
             cache_prefetch(e->cache, n->key, a->etag, a->size, 0, whole, 0);
-        buf = NULL; /* efc_first_put owns it */
+        b.data = NULL; /* efc_first_put owns it */
     }
-    free(buf);
+    free(b.data);
     return rc;
 }
 

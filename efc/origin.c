@@ -149,14 +149,12 @@ static int origin_fetch_range(struct blksrc *s, const struct blkreq *rq, uint64_
     return rs.next == start + g.length ? 0 : -EIO;
 }
 
-int efc_origin_get_first(struct efc_origin *o, const char *key, const char *if_none_match,
-                         void *buf, uint64_t len, struct oss_get_result *res)
+static int get_first(struct efc_origin *o, const struct oss_get *g, struct oss_get_result *res)
 {
-    struct oss_get g = {.key = key, .length = len, .if_none_match = if_none_match, .buf = buf};
-    if (len == 0)
+    if (g->length == 0)
         return -EINVAL;
     ADD(o, fetches, 1);
-    int rc = oss_get(o->cl, &g, res);
+    int rc = oss_get(o->cl, g, res);
     if (rc == 0) {
         /* The size was unknown before the answer: the bytes it brought are paid after it. */
         tb_take(o, res->bytes);
@@ -164,10 +162,29 @@ int efc_origin_get_first(struct efc_origin *o, const char *key, const char *if_n
     } else if (rc != -ENOENT && rc != -EACCES) {
         /* A missing key or an archived object is an answer about the name, not a failure. */
         ADD(o, errors, 1);
-        log_warn("origin: '%s' first %" PRIu64 " bytes: %s (%s)", key, len, strerror(-rc),
+        log_warn("origin: '%s' first %" PRIu64 " bytes: %s (%s)", g->key, g->length, strerror(-rc),
                  oss_last_error());
     }
     return rc;
+}
+
+int efc_origin_get_first(struct efc_origin *o, const char *key, const char *if_none_match,
+                         void *buf, uint64_t len, struct oss_get_result *res)
+{
+    struct oss_get g = {.key = key, .length = len, .if_none_match = if_none_match, .buf = buf};
+    return get_first(o, &g, res);
+}
+
+int efc_origin_get_first_sink(struct efc_origin *o, const char *key, const char *if_none_match,
+                              uint64_t len, oss_sink_fn sink, void *sink_arg,
+                              struct oss_get_result *res)
+{
+    struct oss_get g = {.key = key,
+                        .length = len,
+                        .if_none_match = if_none_match,
+                        .sink = sink,
+                        .sink_arg = sink_arg};
+    return get_first(o, &g, res);
 }
 
 static const struct blksrc_ops origin_ops = {

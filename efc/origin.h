@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "cache/blksrc.h"
+#include "oss/oss.h"
 
 struct oss_client;
 struct buf;
@@ -39,6 +40,11 @@ struct blksrc *efc_origin_src(struct efc_origin *o);
 struct oss_get_result;
 int efc_origin_get_first(struct efc_origin *o, const char *key, const char *if_none_match,
                          void *buf, uint64_t len, struct oss_get_result *res);
+/* The same, the bytes going to SINK (oss.h's oss_sink_fn) as they arrive instead of to a buffer
+ * of LEN bytes. */
+int efc_origin_get_first_sink(struct efc_origin *o, const char *key, const char *if_none_match,
+                              uint64_t len, oss_sink_fn sink, void *sink_arg,
+                              struct oss_get_result *res);
 
 struct efc_origin_stats {
     uint64_t fetches;      /* GETs asked of the object store (fetch and fetch_range calls, and
