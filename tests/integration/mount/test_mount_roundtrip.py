@@ -3,12 +3,14 @@ directory is listed, a cold open + read of a small file costs one ranged GET (it
 metadata and the first block, which the read then finds) and no HEAD; a warm reopen under the
 default consistency (close-to-open) costs one GET with If-None-Match, answered 304 with no body;
 a changed object is one GET that brings its new bytes. An empty object, a large one and a mount
-without a block cache read right too.
+without a block cache read right too. Opens do not wait for one another: N files opened at once
+put N GETs in flight at once (ossemu's max_inflight), cold and warm.
 
 Run with EFC_ROUNDTRIP_REPORT=1 to print the counts (what the issue's note quotes)."""
 
 import os
 import sys
+import threading
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -23,6 +25,13 @@ FILES["big/big.bin"] = pattern(3 * MIB + 11, 60)
 # Opened by name without a listing first, as a training loader does with an index of its files.
 BYNAME = {"byname/s%02d" % i: pattern(2000 + 100 * i, 70 + i) for i in range(30)}
 FILES.update(BYNAME)
+# Opened all at once by as many threads.
+CONC = {"conc/c%02d" % i: pattern(3000 + 700 * i, 80 + i) for i in range(8)}
+FILES.update(CONC)
+# The latency ossemu adds to each request of conc/: the window in which the opens, started
+# together, must all have reached the store. Generous, so a loaded machine that starts the threads
+# slowly does not fail the test; a daemon that serializes opens never has two GETs in flight.
+CONC_LATENCY_MS = 2500
 PROBE_LIST_AFTER = 4  # fs.c's EFC_PROBE_LIST_AFTER
 
 
@@ -55,7 +64,7 @@ class RoundTrip(EfcTestCase):
                                                      disk_mb=64))
         # Listings of the root and of small/ answer every lookup below for the readdir cache's
         # hour, however long the kernel keeps its entries.
-        self.assertEqual(sorted(os.listdir(m.path())), ["big", "byname", "small"])
+        self.assertEqual(sorted(os.listdir(m.path())), ["big", "byname", "conc", "small"])
         self.assertEqual(sorted(os.listdir(m.path("small"))),
                          sorted([os.path.basename(k) for k in SMALL] + ["empty"]))
         names = sorted(SMALL)
@@ -128,6 +137,47 @@ class RoundTrip(EfcTestCase):
         self.assertEqual(self.per_key(st, names, "head"), {k: 0 for k in names})
         # The probes of names in byname/ before the listing, then the listing.
         self.assertEqual(st["list_requests"], PROBE_LIST_AFTER, st)
+        self.assert_unmounts_cleanly(m)
+
+    def open_at_once(self, m, names):
+        """Reads NAMES, each from its own thread, all started together; the errors."""
+        barrier = threading.Barrier(len(names))
+        errors = []
+
+        def one(k):
+            try:
+                barrier.wait(timeout=efctest.scaled(30))
+                if read(m.path(k)) != FILES[k]:
+                    errors.append("%s: wrong bytes" % k)
+            except Exception as ex:  # reported below: a thread's exception would be lost
+                errors.append("%s: %r" % (k, ex))
+
+        threads = [threading.Thread(target=one, args=(k,)) for k in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(efctest.scaled(120))
+        self.assertFalse([t for t in threads if t.is_alive()], "reads still running")
+        return errors
+
+    def test_opens_in_flight_at_once(self):
+        # Attributes kept longer than an open takes here (the default second would expire while
+        # the GET waits out the latency, and the read's fstat would then cost a HEAD).
+        m = self.h.mount(self.emu, extra=efctest.cache_options(
+            self.h.cache_dir("cache"), mem_mb=32, disk_mb=64, extra=["g_fuse_AttrTimeoutSec=600"]))
+        names = sorted(CONC)
+        os.listdir(m.path())
+        os.listdir(m.path("conc"))  # the lookups below are answered from this listing
+        self.emu.faults({"latency_ms": efctest.scaled(CONC_LATENCY_MS), "match": "conc/"})
+        for what, status in (("cold", "206"), ("warm", "304")):
+            self.emu.reset_stats()
+            self.assertEqual(self.open_at_once(m, names), [], what)
+            st = self.emu.stats()
+            report("%s opens of %d files at once" % (what, len(names)), st)
+            self.assertEqual(self.per_key(st, names, "get"), {k: 1 for k in names}, what)
+            self.assertEqual(st["by_status"], {status: len(names)}, "%s: %s" % (what, st))
+            self.assertEqual(st["max_inflight"], len(names), "%s: GETs in flight at once" % what)
+        self.emu.faults({})
         self.assert_unmounts_cleanly(m)
 
     def test_without_cache(self):
