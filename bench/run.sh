@@ -198,8 +198,8 @@ if [ "$nobuild" = 0 ]; then
       log "cmake configure of $build failed (see build.log)"
   fi
   if [ -f "$build/CMakeCache.txt" ]; then
-    cmake --build "$build" -j"$(nproc)" --target efc-nullfs >>"$build_log" 2>&1 ||
-      log "building efc-nullfs in $build failed (see build.log)"
+    cmake --build "$build" -j"$(nproc)" --target efc-nullfs efc-ossget >>"$build_log" 2>&1 ||
+      log "building efc-nullfs and efc-ossget in $build failed (see build.log)"
     if [[ ",$systems," == *,efc,* ]]; then
       cmake --build "$build" -j"$(nproc)" --target aliyun-alinas-efc >>"$build_log" 2>&1 ||
         log "building aliyun-alinas-efc in $build failed (see build.log)"
@@ -263,6 +263,34 @@ for key in big.bin ttfb.bin; do
   mapfile -t cargs < <(node "$here/tests/ossemu/tools/presign.js" --port "$port" --key "$key" --method HEAD)
   curl -sS -m 120 -o /dev/null "${cargs[@]}" || log "warning: HEAD $key failed"
 done
+
+# The origin's own rate for the small-file epochs: efc-ossget sends what an open sends (the first
+# block's GET, then a revalidation answered 304) for every file, as many at once as the epochs'
+# readers, with no FUSE and no cache: on a small machine the origin's CPU, not its latency, may be
+# what bounds an epoch. The first pass over each data set computes ossemu's CRC64s (once an
+# object), so that whichever system goes first does not pay for them; the rates are from a
+# second pass over small/.
+origin_get_rate="" origin_304_rate=""
+if want epoch || want epoch-md || want dataset; then
+  ossget_bin="$build/bench/efc-ossget"
+  if [ -x "$ossget_bin" ]; then
+    for sub in dataset small small; do
+      n=$n_dataset
+      [ "$sub" = small ] && n=$n_small
+      [ "$n" -gt 0 ] || continue
+      seq 0 $((n - 1)) | awk -v d="$sub" '{printf "%s/f%07u\n", d, $1}' > "$work/keys"
+      out=$(timeout 600 "$ossget_bin" --endpoint "http://127.0.0.1:$port" --bucket testbucket \
+        --passwd "$work/passwd" --parallel "$epoch_threads" --many "$work/keys" 2>>"$work/ossget.log") ||
+        { log "warning: efc-ossget on $sub/ failed (see ossget.log)"; continue; }
+      origin_get_rate=$(sed -n 's/.*"get_per_s":\([0-9]*\).*/\1/p' <<<"$out")
+      origin_304_rate=$(sed -n 's/.*"revalidate_per_s":\([0-9]*\).*/\1/p' <<<"$out")
+    done
+    [ -n "$origin_get_rate" ] &&
+      log "the origin alone, $epoch_threads at once: $origin_get_rate first-block GETs/s, $origin_304_rate revalidations/s"
+  else
+    log "no $ossget_bin: the origin's own rate is not measured"
+  fi
+fi
 
 stats_reset() { curl -sS -m 10 -X POST "http://127.0.0.1:$admin/stats/reset" >/dev/null 2>&1; }
 stats_total() { # "requests bytes GETs HEADs LISTs"
@@ -672,7 +700,8 @@ MODE=$mode RUNS=$runs SYSTEMS=$systems BW=$bw LAT=$lat TS=$ts LOAD_BEFORE=$load_
 LOAD_AFTER=$load_after LOADS="${loads[*]}" CPU_OTHER=$cpu_other CPU_STEAL=$cpu_steal CPU_OURS=$cpu_ours BIG=$big TTFB=$ttfb NSMALL=$n_small SMALL=$small \
 NMANY=$n_many NDATASET=$n_dataset DATASET_MEM_MB=$dataset_mem_mb DIRECT_ENGINE=$direct_engine \
 GROUPS_RUN=$groups EFC_MEM_MB=$efc_mem_mb EFC_DISK_MB=$efc_disk_mb \
-EPOCH_THREADS=$epoch_threads RAND_RT=$rand_runtime python3 - "$work/unavailable" "$resdir/meta.json" <<'EOF'
+EPOCH_THREADS=$epoch_threads RAND_RT=$rand_runtime ORIGIN_GET=$origin_get_rate ORIGIN_304=$origin_304_rate \
+python3 - "$work/unavailable" "$resdir/meta.json" <<'EOF'
 import json, os, sys
 e = os.environ
 unav = {}
@@ -699,6 +728,7 @@ json.dump({"mode": e["MODE"], "runs": int(e["RUNS"]), "systems": e["SYSTEMS"].sp
            "dataset_mem_mb": int(e["DATASET_MEM_MB"]), "direct_engine": e["DIRECT_ENGINE"],
            "workload_groups": e["GROUPS_RUN"].split(","),
            "epoch_threads": int(e["EPOCH_THREADS"]), "rand_runtime_s": int(e["RAND_RT"]),
+           "origin_get_per_s": num("ORIGIN_GET"), "origin_revalidate_per_s": num("ORIGIN_304"),
            "unavailable": unav},
           open(sys.argv[2], "w"), indent=1)
 EOF

@@ -115,6 +115,32 @@ class BenchlibTest(unittest.TestCase):
         self.assertNotIn("ls -l", md)
         self.assertNotIn("seq 1 MiB", md)
 
+    def test_origin_rate_limits_the_epochs(self):
+        """When the origin alone (efc-ossget) answers fewer requests/s than the latency bound, an
+        epoch is held to that rate: cold epochs to its GETs/s, the warm one to its 304s/s."""
+        n, size = 1000, 16384
+        meta = {"mode": "quick", "runs": 1, "systems": ["efc", "null"], "bw_per_conn": 0,
+                "latency_ms": 5, "started": "t", "nproc": 2, "epoch_threads": 16,
+                "origin_get_per_s": 1000.0, "origin_revalidate_per_s": 4000.0,
+                "sizes": {"big_bytes": 1 << 28, "ttfb_bytes": 0, "small_count": n,
+                          "small_bytes": size, "many_count": 0, "dataset_count": 0}}
+        with open(os.path.join(self.dir, "meta.json"), "w") as f:
+            json.dump(meta, f)
+        for wid, v in (("epoch-cold", 900.0), ("epoch-warm", 1600.0)):
+            for s in ("efc", "null"):
+                self.record(s, wid, "files/s", "files_per_s", {"files_per_s": v if s == "efc" else 9000.0,
+                                                                "bytes": n * size},
+                            origin="" if s == "null" else "%d %d %d 0 0" % (n, n * size, n))
+        run("report", self.dir)
+        with open(os.path.join(self.dir, "results.md")) as f:
+            md = f.read()
+        self.assertIn("**1,000 first-block GETs/s** and **4,000 revalidations/s**", md)
+        # cold: the origin's 1,000/s is below 3,200; warm: the latency's 3,200 is below 4,000
+        self.assertIn("| 3,200 | 1,000 | 1,000 | 900 (0.90×;", md)
+        self.assertIn("| 3,200 | 4,000 | 3,200 | 1,600 (0.50×;", md)
+        self.assertIn("epoch 1 (cold): efc ÷ bound 0.90×, target ≥ 0.8× — met", md)
+        self.assertIn("epoch 2 (warm): efc ÷ bound 0.50×, target ≥ 0.8× — not met", md)
+
 
 if __name__ == "__main__":
     unittest.main()
