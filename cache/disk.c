@@ -760,6 +760,19 @@ void cdisk_unhold(struct cdisk *d, uint32_t region)
     __atomic_fetch_sub(&d->regs[region].readers, 1, __ATOMIC_ACQ_REL);
 }
 
+int cdisk_item_is(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
+                  uint64_t blen)
+{
+    uint8_t h[CITEM_FIXED];
+    int rc = read_full(d->fd, h, sizeof(h), region_off(d, region) + off);
+    if (rc == -ENODATA)
+        return 0; /* the file was cut short under us: no item there */
+    if (rc != 0)
+        return rc;
+    return le_get32(h) == CITEM_MAGIC && le_get64(h + 24) == id[0] && le_get64(h + 32) == id[1] &&
+           le_get32(h + 40) == blen;
+}
+
 int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
                      uint64_t blen, const uint64_t *valid, const uint64_t *mask, void *buf,
                      uint64_t *bad)
@@ -916,7 +929,7 @@ struct evict_ctx {
 static int evict_item(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
 {
     struct evict_ctx *x = arg;
-    if (!x->o->evict(x->o->arg, region, off, h->id))
+    if (!x->o->evict(x->o->arg, region, off, h))
         return 0;
     if (x->n == x->cap) {
         uint32_t cap = x->cap ? 2 * x->cap : 64;

@@ -687,7 +687,7 @@ static void test_index_overhead(void **state)
     struct cache_stats st;
     cache_get_stats(c, &st);
     uint64_t cap = st.mem_capacity + st.disk_capacity;
-    uint64_t full = cache_index_bytes_for(c, GiB / MiB + cache_disk_items_fit(c, MiB));
+    uint64_t full = cache_index_bytes_for(c, GiB / MiB, cache_disk_items_fit(c, MiB));
     print_message("index full of 1 MiB blocks: %llu bytes for %.1f GiB configured (%.4f%%)\n",
                   (unsigned long long)full, (double)cap / (double)GiB,
                   100.0 * (double)full / (double)cap);
@@ -696,15 +696,16 @@ static void test_index_overhead(void **state)
     assert_true(full * 10000 <= cap); /* 0.01% */
     assert_true(st.index_bytes < full);
     assert_true(file_bytes_on_disk(e->d1) <= 100 * GiB);
-    /* Objects of 16 KiB: the disk holds them by their bytes. 0.1% is the issue's target for the
-       index; an entry of 56 bytes costs 0.35% (not met: see cache.c's top). */
+    /* Objects of 16 KiB: the disk holds them by their bytes, and the index at most 0.1% of the
+       capacity (the issue's target): each held only on disk is a compact record (an entry of 56
+       bytes would cost 0.35%), each in memory an entry. */
     uint64_t small = cache_disk_items_fit(c, 16 * KiB);
-    full = cache_index_bytes_for(c, GiB / MiB + small);
+    full = cache_index_bytes_for(c, GiB / (16 * KiB), small);
     print_message("index full of 16 KiB objects: %llu objects on disk, %llu bytes (%.4f%%)\n",
                   (unsigned long long)small, (unsigned long long)full,
                   100.0 * (double)full / (double)cap);
     assert_true(small >= st.disk_capacity / (16 * KiB) * 96 / 100);
-    assert_true(full * 1000 <= cap * 4);
+    assert_true(full * 1000 <= cap);
     cache_free(c);
     /* Smaller blocks cost more per byte, and smaller pages more bitmap: the bound holds at every
        allowed block size, with the default (16 KiB) and the smallest (4 KiB) pages. */
@@ -721,7 +722,7 @@ static void test_index_overhead(void **state)
             assert_int_equal(cache_new(&cfg, src, &c, err, sizeof(err)), 0);
             cache_get_stats(c, &st);
             cap = st.mem_capacity + st.disk_capacity;
-            full = cache_index_bytes_for(c, GiB / bs + cache_disk_items_fit(c, bs));
+            full = cache_index_bytes_for(c, GiB / bs, cache_disk_items_fit(c, bs));
             double pct = 100.0 * (double)full / (double)cap;
             print_message("index full, %5u KiB blocks, %2u KiB pages: %9llu bytes, %8.0f bytes/GiB "
                           "(%.4f%%)\n",
@@ -770,7 +771,7 @@ static void test_small_objects(void **state)
     assert_int_equal(st.blocks_disk, n);
     assert_int_equal(st.evictions_disk, 0);
     assert_true(st.disk_used <= st.disk_capacity);
-    assert_true(st.index_bytes <= cache_index_bytes_for(c, n));
+    assert_true(st.index_bytes <= cache_index_bytes_for(c, 0, n));
     cache_free(c);
     /* All of them again after a restart, from disk. */
     e->f.fetches = 0;
@@ -1047,9 +1048,9 @@ static void test_item_header(void **state)
     assert_int_equal(citem_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -ENOENT);
 }
 
-static int direct_evict(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
+static int direct_evict(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
 {
-    (void)arg, (void)region, (void)off, (void)id;
+    (void)arg, (void)region, (void)off, (void)h;
     return 0;
 }
 
