@@ -1046,10 +1046,11 @@ static void dir_worked(struct cdir *dir)
 
 /* ---- a compact record back to an entry ---- */
 
-/* Block ID (BLEN long) has no entry: when a compact record of its tag names an item of it (the
- * item header says so: cdisk_item_is), an entry takes the record's place, naming the item, and
- * is returned; NIL when no record does (a record of another block with the same tag is left
- * alone: a miss, never another block's bytes). The lock is dropped for each header read, the
+/* Block ID (BLEN long) has no entry: when a compact record of its tag names an item that is not
+ * another block's (the item header says whose: cdisk_item_is; a damaged one is taken, for the
+ * page CRCs to reject), an entry takes the record's place, naming the item, and is returned;
+ * NIL when no record does (a record of another block with the same tag is left alone: a miss,
+ * never another block's bytes). The lock is dropped for each header read, the
  * item's region held; an entry another thread made for the block meanwhile is returned
  * instead. Lock held. */
 static uint32_t cr_take_locked(struct cache *c, struct shard *sh, const uint64_t id[2],
@@ -1075,16 +1076,18 @@ static uint32_t cr_take_locked(struct cache *c, struct shard *sh, const uint64_t
         cdisk_hold(dir->d, reg);
         pthread_mutex_unlock(&sh->lock);
         int is = cdisk_item_is(dir->d, reg, off, id, blen);
-        if (is < 0)
+        if (is < 0 && is != -ENODATA)
             dir_failed(c, dir, "read", is);
         pthread_mutex_lock(&sh->lock);
         cdisk_unhold(dir->d, reg); /* after the lock: the record cannot outlive the region */
         if ((k = cr_find(c, sh, tag, where, 0)) == NIL)
             continue; /* gone meanwhile (its region reused, or taken by another reader) */
-        if (is != 1) {
-            skip++; /* another block's item (or unreadable): the next record of the tag */
+        if (is == 0) {
+            skip++; /* another block's item: the next record of the tag */
             continue;
         }
+        /* Ours, or damaged, or unreadable: the entry names it, and the fill's page reads (their
+           CRCs bound to the identity) drop it if it is bad, counted, as any damaged item. */
         if ((i = lookup(c, sh, id)) != NIL || (i = entry_new(c, sh, id, blen)) == NIL)
             return i;
         cr_remove(c, sh, k);

@@ -108,8 +108,9 @@ int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint6
                      uint64_t *bad);
 
 /* Whether the item at (REGION, OFF) is one of block ID, BLEN long, as its header says (the fixed
- * part only: the page CRCs, checked by cdisk_read_pages, are bound to the identity too): 1 or 0,
- * or -errno for an I/O error. The index's compact records name an item by a few bits of its
+ * part only: the page CRCs, checked by cdisk_read_pages, are bound to the identity too): 1, 0
+ * (another block's item), -ENODATA when no item is there (the file cut short, or bytes without
+ * an item's magic: damage), or -errno for an I/O error. The index's compact records name an item by a few bits of its
  * identity (cache.c), and this tells a block's own item from another's. The caller holds the
  * region (cdisk_hold). */
 int cdisk_item_is(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],

@@ -765,12 +765,11 @@ int cdisk_item_is(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t
 {
     uint8_t h[CITEM_FIXED];
     int rc = read_full(d->fd, h, sizeof(h), region_off(d, region) + off);
-    if (rc == -ENODATA)
-        return 0; /* the file was cut short under us: no item there */
     if (rc != 0)
-        return rc;
-    return le_get32(h) == CITEM_MAGIC && le_get64(h + 24) == id[0] && le_get64(h + 32) == id[1] &&
-           le_get32(h + 40) == blen;
+        return rc; /* -ENODATA: the file was cut short under us */
+    if (le_get32(h) != CITEM_MAGIC)
+        return -ENODATA;
+    return le_get64(h + 24) == id[0] && le_get64(h + 32) == id[1] && le_get32(h + 40) == blen;
 }
 
 int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
