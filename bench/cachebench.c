@@ -203,8 +203,8 @@ static void bench_index(void)
         cache_get_stats(c, &st);
         double cap = (double)(st.mem_capacity + st.disk_capacity);
         /* The index grows with the blocks held: its cost when both tiers are full of blocks. */
-        uint64_t full = cache_index_bytes_for(c, st.mem_capacity / sizes[i],
-                                              cache_disk_items_fit(c, sizes[i]));
+        uint64_t full =
+            cache_index_bytes_for(c, st.mem_capacity / sizes[i], cache_disk_items_fit(c, sizes[i]));
         printf("index full, 1 GiB memory + 100 GiB disk, %4u KiB blocks: %llu bytes (%.1f MiB), "
                "%.0f bytes per GiB, %.4f%% of the capacity\n",
                sizes[i] / 1024, (unsigned long long)full, (double)full / MiB,

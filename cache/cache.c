@@ -1,17 +1,18 @@
 /* cache/cache.c - the block index, the memory tier, the read path with single-flight, and the
  * background workers that write blocks to the disk tier (disk.c) and run prefetches.
  *
- * The index is a pool of entries (one per block held anywhere), grown 4096 at a time as blocks
- * come (up to one per 4 KiB page of memory and per smallest item the disk tier can hold, plus
- * fills in flight), in 256 shards, each a chained hash table under its own mutex whose buckets
- * double past 2 entries a bucket. An entry names its memory slot and its disk item (directory,
- * region, offset: disk.c's region log, where a block takes its own bytes), and carries one
- * valid-page bitmap per tier; the disk bitmap is the item's own, so a read finds a page's place
- * in the item from it (item.c). Both tiers count bytes. A memory slot is a run of 4 KiB pages in
- * one mmap'd arena of mem_bytes, named by its first page (mslot; MEM_AT), of the block's size
- * class: the power of two of pages at or above the block's length (blen, fixed by the object's
- * size), so a 16 KiB object takes 16 KiB and a 5,000-byte one 8 KiB, while every block of a big
- * object, read in pieces or not, takes its whole length:
+ * The index is a pool of entries (one per block in memory, being filled or written, or partly on
+ * disk), grown 4096 at a time as blocks come (up to one per 4 KiB page of memory and per smallest
+ * item the disk tier can hold, plus fills in flight), in 256 shards, each a chained hash table
+ * under its own mutex whose buckets double past 2 entries a bucket, beside a table of compact
+ * records (one per block held only on disk, whole: see below). An entry names its memory slot
+ * and its disk item (directory, region, offset: disk.c's region log, where a block takes its own
+ * bytes), and carries one valid-page bitmap per tier; the disk bitmap is the item's own, so a
+ * read finds a page's place in the item from it (item.c). Both tiers count bytes. A memory slot is
+ * a run of 4 KiB pages in one mmap'd arena of mem_bytes, named by its first page (mslot; MEM_AT),
+ * of the block's size class: the power of two of pages at or above the block's length (blen, fixed
+ * by the object's size), so a 16 KiB object takes 16 KiB and a 5,000-byte one 8 KiB, while every
+ * block of a big object, read in pieces or not, takes its whole length:
  *
  *     arena: | chunk 0 (a block)   | chunk 1             | chunk 2             | ...
  *            | 16K 16K 16K 16K ... | 1 MiB block         | 8K 8K 8K 8K 8K ...  |
@@ -27,18 +28,29 @@
  * (cdisk_hold, taken under the shard lock) so that it is not reused under the read. An item whose
  * page fails its CRC is dropped whole, and the fill writes what it has of the block as a new item.
  *
- * The index must cost at most 0.1% of the capacity it describes when full of blocks, down to
- * 64 KiB blocks. So an entry is only what every cached block needs: the identity, the hash
- * chain, the memory slot, the disk item, the length, a pin count, flags, and the two bitmaps
- * stored in ceil(pages/8) bytes each (1 byte at 64 KiB / 16 KiB pages); 48 bytes at 64 KiB
- * blocks, 56 at 1 MiB / 16 KiB. What only a block being filled needs (its waiters, the fill's
- * result, a buffer lent to the waiters) lives in a `struct fill` on the filler's stack, listed in
- * the shard while the fill runs. Hash buckets are 4 bytes per 1-2 entries, and the memory tier's
- * runs and S3-FIFO queues 11 bytes a 4 KiB page of memory (0.27% of the memory tier, which is
- * small beside the disk tier: 0.009% of 1 GiB + 100 GiB full of 1 MiB blocks). Measured by
- * test_index_overhead and test_small_objects. Not met yet: the issue's 0.1% for a disk full of 16
- * KiB objects (an entry of 56 bytes is 0.34% of 16.5 KiB); that needs a compact entry for small
- * objects (Kangaroo's partial keys, checked against the identity in the item header).
+ * The index must cost at most 0.1% of the capacity it describes, full of 64 KiB blocks or of 16
+ * KiB objects, and 0.01% full of 1 MiB blocks. So an entry is only what a block in memory or in
+ * motion needs: the identity, the hash chain, the memory slot, the disk item, the length, a pin
+ * count, flags, and the two bitmaps stored in ceil(pages/8) bytes each (1 byte at 64 KiB / 16 KiB
+ * pages); 48 bytes at 64 KiB blocks, 56 at 1 MiB / 16 KiB. What only a block being filled needs
+ * (its waiters, the fill's result, a buffer lent to the waiters) lives in a `struct fill` on the
+ * filler's stack, listed in the shard while the fill runs. A block with nothing but a whole disk
+ * item (no memory slot, no pin, no fill or write: entry_maybe_free) has no entry: a compact
+ * record of 8 bytes names its item (tag, dhit, directory, region, offset / 512) in the shard's
+ * open-addressing table, kept 3/5 to 3/4 full (at most 13.3 bytes a block), as Kangaroo and
+ * Navy's small-object engine keep a few bytes of DRAM per object. The tag is the rest of the 64
+ * bits, top bits of the identity (35 of them for a 100 GiB directory), so a record does not
+ * prove whose item it names: a read that finds none but a record of its tag reads the item
+ * header's identity (cdisk_item_is, the region held) and passes over another block's item (a
+ * miss, never another block's bytes); its own becomes an entry again for the read (cr_take_locked)
+ * and a record again once the block has left memory. Region reuse finds a record by its place
+ * (disk_forget), so no tag can make it forget another block's item; a kept item (dhit) is named
+ * again by disk_moved, and the start-up scan makes records of the whole items it finds. Hash
+ * buckets are 4 bytes per 1-2 entries, and the memory tier's runs and S3-FIFO queues 11 bytes a 4
+ * KiB page of memory (0.27% of the memory tier, which is small beside the disk tier). Measured by
+ * test_index_overhead and test_small_objects (cache_index_bytes_for, an upper bound): 1 GiB +
+ * 100 GiB full of 1 MiB blocks, 0.005%; of 16 KiB objects (6.3 million on disk), 0.085%; a real
+ * fill of 7,440 objects of 16 KiB, 11.8 bytes an object.
  *
  * A read hashes (key, etag, index) to the block identity, takes the shard lock and either copies
  * the pages from memory (the hit path: one lock, one memcpy; large copies pin the entry and copy
@@ -73,7 +85,9 @@
  * (s3fifo.h): a warm-up is a statement that the data is wanted, not a one-time scan to be put
  * on probation. (The disk's region log has no probation: it keeps what was read again.)
  *
- * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock}. The
+ * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock}. A compact record
+ * is under its shard's lock; cr_take_locked drops it for the header read and takes it again
+ * before it lets go of the region (so a record never outlives its region's reuse). The
  * s3fifo eviction callbacks run under an s3fifo lock and only *try* shard locks (a busy shard's
  * block is skipped), so the order is never inverted. The region log calls disk_forget with none
  * of its locks held (disk.c), and cdisk_append is called with no shard lock held. No lock is held
@@ -169,7 +183,7 @@ struct shard {
     uint32_t mask;
     uint32_t count; /* entries in the table; the buckets double past 2 a bucket */
     struct fill *fills;
-    uint64_t *crec;       /* compact records (see "compact records"), ccap slots, or NULL */
+    uint64_t *crec; /* compact records (see "compact records"), ccap slots, or NULL */
     uint32_t ccap, ccount;
 } __attribute__((aligned(64)));
 
@@ -564,7 +578,8 @@ static int cr_room(struct cache *c, struct shard *sh)
         if (sh->crec[k])
             cr_place(c, nt, ncap, sh->crec[k] >> shift, sh->crec[k]);
     free(sh->crec);
-    __atomic_fetch_add(&c->index_bytes, (uint64_t)(ncap - sh->ccap) * sizeof(*nt), __ATOMIC_RELAXED);
+    __atomic_fetch_add(&c->index_bytes, (uint64_t)(ncap - sh->ccap) * sizeof(*nt),
+                       __ATOMIC_RELAXED);
     sh->crec = nt;
     sh->ccap = ncap;
     return 0;
@@ -2626,7 +2641,8 @@ uint64_t cache_index_bytes_for(const struct cache *c, uint64_t nfull, uint64_t n
              per = (nfull + NSHARDS - 1) / NSHARDS;
     while (per > 2 * nb) /* as shard_grow doubles them */
         nb *= 2;
-    uint64_t n = c->index_fixed + chunks * CHUNK * c->estride + (nb - 4) * NSHARDS * sizeof(uint32_t);
+    uint64_t n =
+        c->index_fixed + chunks * CHUNK * c->estride + (nb - 4) * NSHARDS * sizeof(uint32_t);
     /* Compact records: a shard's table of cap slots grows by a quarter once 3/4 full, so it is
        at most max(CR_MIN_CAP, 5/3 (count + 1)) slots, whatever the shards' shares. */
     if (ncompact > 0)

@@ -110,18 +110,18 @@ int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint6
 /* Whether the item at (REGION, OFF) is one of block ID, BLEN long, as its header says (the fixed
  * part only: the page CRCs, checked by cdisk_read_pages, are bound to the identity too): 1, 0
  * (another block's item), -ENODATA when no item is there (the file cut short, or bytes without
- * an item's magic: damage), or -errno for an I/O error. The index's compact records name an item by a few bits of its
- * identity (cache.c), and this tells a block's own item from another's. The caller holds the
- * region (cdisk_hold). */
+ * an item's magic: damage), or -errno for an I/O error. The index's compact records name an item by
+ * a few bits of its identity (cache.c), and this tells a block's own item from another's. The
+ * caller holds the region (cdisk_hold). */
 int cdisk_item_is(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
                   uint64_t blen);
 
 /* What owns the items (the index), told of a region's reuse with no lock held: EVICT is called
- * for each item H of the region (identity, length, pages, item_len; no CRCs), and the index forgets the item if it still names it; it returns 1
- * when the item was read since it was written (and the index named it), to keep it: the item is
- * then written again at the start of the reused region (Navy's reinsertion: a block read from
- * disk survives one more pass of the log), and MOVED tells the index its new place (H: its
- * identity, length and pages; no CRCs). */
+ * for each item H of the region (identity, length, pages, item_len; no CRCs), and the index forgets
+ * the item if it still names it; it returns 1 when the item was read since it was written (and the
+ * index named it), to keep it: the item is then written again at the start of the reused region
+ * (Navy's reinsertion: a block read from disk survives one more pass of the log), and MOVED tells
+ * the index its new place (H: its identity, length and pages; no CRCs). */
 struct cdisk_owner {
     int (*evict)(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h);
     void (*moved)(void *arg, const struct citem_hdr *h, uint32_t region, uint32_t off);
