@@ -749,9 +749,9 @@ static void test_small_objects(void **state)
     rm_rf(e->d1);
     assert_int_equal(mkdir(e->d1, 0700), 0);
 
-    /* 128 MiB: more objects than one chunk of entries (4096), so that entries of 56 bytes would
+    /* 80 MiB: more objects than one chunk of entries (4096), so that entries of 56 bytes would
        show in the index's growth. */
-    c = mk(e, 0, e->d1, 128 * MiB, 1 << 20);
+    c = mk(e, 0, e->d1, 80 * MiB, 1 << 20);
     struct cache_stats st;
     cache_get_stats(c, &st);
     uint64_t n = cache_disk_items_fit(c, obj), idx0 = st.index_bytes;
@@ -784,7 +784,7 @@ static void test_small_objects(void **state)
     cache_free(c);
     /* All of them again after a restart, from disk, the index as small. */
     e->f.fetches = 0;
-    c = mk(e, 0, e->d1, 128 * MiB, 1 << 20);
+    c = mk(e, 0, e->d1, 80 * MiB, 1 << 20);
     cache_get_stats(c, &st);
     assert_int_equal(st.scan_blocks, n);
     assert_int_equal(st.blocks_disk, n);
