@@ -513,8 +513,9 @@ static void shard_grow(struct cache *c, struct shard *sh)
  * never 0 (the region header is there), so no record is 0, the empty slot. A record does not
  * prove whose item it names: a read that finds one with its tag checks the item header's
  * identity (cdisk_item_is) before it trusts it, and goes on to the next one, or misses. */
-#define CR_MIN_CAP   16 /* a shard's table when its first record comes */
-#define CR_MIN_TBITS 16 /* fewer tag bits than this: no compact records (a huge geometry) */
+#define CR_MIN_CAP    16 /* a shard's table when its first record comes */
+#define CR_MIN_TBITS  16 /* fewer tag bits than this: no compact records (a huge geometry) */
+#define CR_READ_WHOLE (256u << 10) /* a compact hit reads an item this small whole at first */
 
 static uint64_t cr_tag(const struct cache *c, const uint64_t id[2])
 {
@@ -1090,7 +1091,14 @@ static uint32_t cr_take_locked(struct cache *c, struct shard *sh, const uint64_t
             return NIL; /* its directory rests: the source serves meanwhile */
         cdisk_hold(dir->d, reg);
         pthread_mutex_unlock(&sh->lock);
-        int is = cdisk_item_is(dir->d, reg, off, id, blen);
+        /* The whole item when it is small (one read from the device; the fill's page read then
+           finds it in the page cache), else its header. The fill takes the scratch block after. */
+        uint32_t np = (blen + c->ps - 1) >> c->ps_shift;
+        uint64_t ilen = citem_len(citem_hdr_len(c->np, np), blen);
+        void *tmp = ilen <= CR_READ_WHOLE ? scratch_get(c->bs) : NULL;
+        uint8_t hdr[CITEM_FIXED];
+        int is = cdisk_item_is(dir->d, reg, off, id, blen, tmp ? tmp : hdr,
+                               tmp ? (size_t)ilen : sizeof(hdr));
         if (is < 0 && is != -ENODATA)
             dir_failed(c, dir, "read", is);
         pthread_mutex_lock(&sh->lock);

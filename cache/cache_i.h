@@ -110,11 +110,13 @@ int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint6
 /* Whether the item at (REGION, OFF) is one of block ID, BLEN long, as its header says (the fixed
  * part only: the page CRCs, checked by cdisk_read_pages, are bound to the identity too): 1, 0
  * (another block's item), -ENODATA when no item is there (the file cut short, or bytes without
- * an item's magic: damage), or -errno for an I/O error. The index's compact records name an item by
- * a few bits of its identity (cache.c), and this tells a block's own item from another's. The
- * caller holds the region (cdisk_hold). */
+ * an item's magic: damage), or -errno for an I/O error. Reads LEN bytes from the item's start
+ * into BUF (at least CITEM_FIXED): the whole item, when small, so that the page read after it
+ * finds its bytes in the page cache (writes bypass it) rather than wait for the device again. The
+ * index's compact records name an item by a few bits of its identity (cache.c), and this tells a
+ * block's own item from another's. The caller holds the region (cdisk_hold). */
 int cdisk_item_is(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
-                  uint64_t blen);
+                  uint64_t blen, void *buf, size_t len);
 
 /* What owns the items (the index), told of a region's reuse with no lock held: EVICT is called
  * for each item H of the region (identity, length, pages, item_len; no CRCs), and the index forgets

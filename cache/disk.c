@@ -761,10 +761,14 @@ void cdisk_unhold(struct cdisk *d, uint32_t region)
 }
 
 int cdisk_item_is(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
-                  uint64_t blen)
+                  uint64_t blen, void *buf, size_t len)
 {
-    uint8_t h[CITEM_FIXED];
-    int rc = read_full(d->fd, h, sizeof(h), region_off(d, region) + off);
+    uint8_t *h = buf;
+    if (len < CITEM_FIXED)
+        return -EINVAL;
+    if ((uint64_t)off + len > d->region_size)
+        len = d->region_size - off;
+    int rc = read_full(d->fd, h, len, region_off(d, region) + off);
     if (rc != 0)
         return rc; /* -ENODATA: the file was cut short under us */
     if (le_get32(h) != CITEM_MAGIC)
