@@ -1095,7 +1095,7 @@ static uint32_t cr_take_locked(struct cache *c, struct shard *sh, const uint64_t
            finds it in the page cache), else its header. The fill takes the scratch block after. */
         uint32_t np = (blen + c->ps - 1) >> c->ps_shift;
         uint64_t ilen = citem_len(citem_hdr_len(c->np, np), blen);
-        void *tmp = ilen <= CR_READ_WHOLE ? scratch_get(c->bs) : NULL;
+        void *tmp = ilen <= CR_READ_WHOLE && ilen <= c->bs ? scratch_get(c->bs) : NULL;
         uint8_t hdr[CITEM_FIXED];
         int is = cdisk_item_is(dir->d, reg, off, id, blen, tmp ? tmp : hdr,
                                tmp ? (size_t)ilen : sizeof(hdr));
