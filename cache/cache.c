@@ -41,16 +41,19 @@
  * Navy's small-object engine keep a few bytes of DRAM per object. The tag is the rest of the 64
  * bits, top bits of the identity (35 of them for a 100 GiB directory), so a record does not
  * prove whose item it names: a read that finds none but a record of its tag reads the item
- * header's identity (cdisk_item_is, the region held) and passes over another block's item (a
+ * header's identity (cdisk_item_is, the region held; a small item is read whole then, so that the
+ * page read after it costs no second device read) and passes over another block's item (a
  * miss, never another block's bytes); its own becomes an entry again for the read (cr_take_locked)
  * and a record again once the block has left memory. Region reuse finds a record by its place
  * (disk_forget), so no tag can make it forget another block's item; a kept item (dhit) is named
- * again by disk_moved, and the start-up scan makes records of the whole items it finds. Hash
+ * again by disk_moved, and the start-up scan makes records of the whole items it finds. A block
+ * may get a second record (a kept item named again after the block was written anew, or a copy
+ * written while its directory rested): both name good copies, and each goes with its region. Hash
  * buckets are 4 bytes per 1-2 entries, and the memory tier's runs and S3-FIFO queues 11 bytes a 4
  * KiB page of memory (0.27% of the memory tier, which is small beside the disk tier). Measured by
  * test_index_overhead and test_small_objects (cache_index_bytes_for, an upper bound): 1 GiB +
  * 100 GiB full of 1 MiB blocks, 0.005%; of 16 KiB objects (6.3 million on disk), 0.085%; a real
- * fill of 7,440 objects of 16 KiB, 11.8 bytes an object.
+ * fill of 4,650 objects of 16 KiB, 11.9 bytes an object beyond the first chunk of entries.
  *
  * A read hashes (key, etag, index) to the block identity, takes the shard lock and either copies
  * the pages from memory (the hit path: one lock, one memcpy; large copies pin the entry and copy
