@@ -1,17 +1,18 @@
 /* cache/cache.c - the block index, the memory tier, the read path with single-flight, and the
  * background workers that write blocks to the disk tier (disk.c) and run prefetches.
  *
- * The index is a pool of entries (one per block held anywhere), grown 4096 at a time as blocks
- * come (up to one per 4 KiB page of memory and per smallest item the disk tier can hold, plus
- * fills in flight), in 256 shards, each a chained hash table under its own mutex whose buckets
- * double past 2 entries a bucket. An entry names its memory slot and its disk item (directory,
- * region, offset: disk.c's region log, where a block takes its own bytes), and carries one
- * valid-page bitmap per tier; the disk bitmap is the item's own, so a read finds a page's place
- * in the item from it (item.c). Both tiers count bytes. A memory slot is a run of 4 KiB pages in
- * one mmap'd arena of mem_bytes, named by its first page (mslot; MEM_AT), of the block's size
- * class: the power of two of pages at or above the block's length (blen, fixed by the object's
- * size), so a 16 KiB object takes 16 KiB and a 5,000-byte one 8 KiB, while every block of a big
- * object, read in pieces or not, takes its whole length:
+ * The index is a pool of entries (one per block in memory, being filled or written, or partly on
+ * disk), grown 4096 at a time as blocks come (up to one per 4 KiB page of memory and per smallest
+ * item the disk tier can hold, plus fills in flight), in 256 shards, each a chained hash table
+ * under its own mutex whose buckets double past 2 entries a bucket, beside a table of compact
+ * records (one per block held only on disk, whole: see below). An entry names its memory slot
+ * and its disk item (directory, region, offset: disk.c's region log, where a block takes its own
+ * bytes), and carries one valid-page bitmap per tier; the disk bitmap is the item's own, so a
+ * read finds a page's place in the item from it (item.c). Both tiers count bytes. A memory slot is
+ * a run of 4 KiB pages in one mmap'd arena of mem_bytes, named by its first page (mslot; MEM_AT),
+ * of the block's size class: the power of two of pages at or above the block's length (blen, fixed
+ * by the object's size), so a 16 KiB object takes 16 KiB and a 5,000-byte one 8 KiB, while every
+ * block of a big object, read in pieces or not, takes its whole length:
  *
  *     arena: | chunk 0 (a block)   | chunk 1             | chunk 2             | ...
  *            | 16K 16K 16K 16K ... | 1 MiB block         | 8K 8K 8K 8K 8K ...  |
@@ -27,18 +28,32 @@
  * (cdisk_hold, taken under the shard lock) so that it is not reused under the read. An item whose
  * page fails its CRC is dropped whole, and the fill writes what it has of the block as a new item.
  *
- * The index must cost at most 0.1% of the capacity it describes when full of blocks, down to
- * 64 KiB blocks. So an entry is only what every cached block needs: the identity, the hash
- * chain, the memory slot, the disk item, the length, a pin count, flags, and the two bitmaps
- * stored in ceil(pages/8) bytes each (1 byte at 64 KiB / 16 KiB pages); 48 bytes at 64 KiB
- * blocks, 56 at 1 MiB / 16 KiB. What only a block being filled needs (its waiters, the fill's
- * result, a buffer lent to the waiters) lives in a `struct fill` on the filler's stack, listed in
- * the shard while the fill runs. Hash buckets are 4 bytes per 1-2 entries, and the memory tier's
- * runs and S3-FIFO queues 11 bytes a 4 KiB page of memory (0.27% of the memory tier, which is
- * small beside the disk tier: 0.009% of 1 GiB + 100 GiB full of 1 MiB blocks). Measured by
- * test_index_overhead and test_small_objects. Not met yet: the issue's 0.1% for a disk full of 16
- * KiB objects (an entry of 56 bytes is 0.34% of 16.5 KiB); that needs a compact entry for small
- * objects (Kangaroo's partial keys, checked against the identity in the item header).
+ * The index must cost at most 0.1% of the capacity it describes, full of 64 KiB blocks or of 16
+ * KiB objects, and 0.01% full of 1 MiB blocks. So an entry is only what a block in memory or in
+ * motion needs: the identity, the hash chain, the memory slot, the disk item, the length, a pin
+ * count, flags, and the two bitmaps stored in ceil(pages/8) bytes each (1 byte at 64 KiB / 16 KiB
+ * pages); 48 bytes at 64 KiB blocks, 56 at 1 MiB / 16 KiB. What only a block being filled needs
+ * (its waiters, the fill's result, a buffer lent to the waiters) lives in a `struct fill` on the
+ * filler's stack, listed in the shard while the fill runs. A block with nothing but a whole disk
+ * item (no memory slot, no pin, no fill or write: entry_maybe_free) has no entry: a compact
+ * record of 8 bytes names its item (tag, dhit, directory, region, offset / 512) in the shard's
+ * open-addressing table, kept 3/5 to 3/4 full (at most 13.3 bytes a block), as Kangaroo and
+ * Navy's small-object engine keep a few bytes of DRAM per object. The tag is the rest of the 64
+ * bits, top bits of the identity (35 of them for a 100 GiB directory), so a record does not
+ * prove whose item it names: a read that finds none but a record of its tag reads the item
+ * header's identity (cdisk_item_is, the region held; a small item is read whole then, so that the
+ * page read after it costs no second device read) and passes over another block's item (a
+ * miss, never another block's bytes); its own becomes an entry again for the read (cr_take_locked)
+ * and a record again once the block has left memory. Region reuse finds a record by its place
+ * (disk_forget), so no tag can make it forget another block's item; a kept item (dhit) is named
+ * again by disk_moved, and the start-up scan makes records of the whole items it finds. A block
+ * may get a second record (a kept item named again after the block was written anew, or a copy
+ * written while its directory rested): both name good copies, and each goes with its region. Hash
+ * buckets are 4 bytes per 1-2 entries, and the memory tier's runs and S3-FIFO queues 11 bytes a 4
+ * KiB page of memory (0.27% of the memory tier, which is small beside the disk tier). Measured by
+ * test_index_overhead and test_small_objects (cache_index_bytes_for, an upper bound): 1 GiB +
+ * 100 GiB full of 1 MiB blocks, 0.005%; of 16 KiB objects (6.3 million on disk), 0.085%; a real
+ * fill of 4,650 objects of 16 KiB, 11.9 bytes an object beyond the first chunk of entries.
  *
  * A read hashes (key, etag, index) to the block identity, takes the shard lock and either copies
  * the pages from memory (the hit path: one lock, one memcpy; large copies pin the entry and copy
@@ -73,7 +88,9 @@
  * (s3fifo.h): a warm-up is a statement that the data is wanted, not a one-time scan to be put
  * on probation. (The disk's region log has no probation: it keeps what was read again.)
  *
- * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock}. The
+ * Lock order: shard lock, then any of {an s3fifo's lock, pool_lock, job_lock}. A compact record
+ * is under its shard's lock; cr_take_locked drops it for the header read and takes it again
+ * before it lets go of the region (so a record never outlives its region's reuse). The
  * s3fifo eviction callbacks run under an s3fifo lock and only *try* shard locks (a busy shard's
  * block is skipped), so the order is never inverted. The region log calls disk_forget with none
  * of its locks held (disk.c), and cdisk_append is called with no shard lock held. No lock is held
@@ -169,6 +186,8 @@ struct shard {
     uint32_t mask;
     uint32_t count; /* entries in the table; the buckets double past 2 a bucket */
     struct fill *fills;
+    uint64_t *crec; /* compact records (see "compact records"), ccap slots, or NULL */
+    uint32_t ccap, ccount;
 } __attribute__((aligned(64)));
 
 struct cdir {
@@ -259,6 +278,8 @@ struct cache {
     struct counters n[NSTRIPES]; /* atomics */
     uint64_t index_bytes, disk_capacity, scan_blocks, scan_usec;
     uint64_t index_fixed; /* index_bytes before the first entry */
+    /* The fields of a compact record (cr_make); cr_tbits 0: no compact records. */
+    unsigned cr_tbits, cr_dbits, cr_rbits, cr_obits;
 };
 
 static unsigned stripe_next;
@@ -482,6 +503,153 @@ static void shard_grow(struct cache *c, struct shard *sh)
     sh->mask = nb - 1;
 }
 
+/* ---- compact records: blocks held only on disk, whole ---- */
+
+/* A block whose every page is in one disk item and that has no memory slot, no fill and no pin
+ * needs no entry: a record of 8 bytes names its item in the shard's open-addressing table
+ * (linear probing, no tombstones), as Kangaroo's partial keys do. From the top bit down:
+ *
+ *     | tag: cr_tbits | dhit: 1 | dir: cr_dbits | region: cr_rbits | offset / 512: cr_obits |
+ *
+ * The tag is the top cr_tbits bits of id[1] (the shard is its low 8 bits), and the record's
+ * home slot comes from the tag, so the table can grow without the identities. An offset is
+ * never 0 (the region header is there), so no record is 0, the empty slot. A record does not
+ * prove whose item it names: a read that finds one with its tag checks the item header's
+ * identity (cdisk_item_is) before it trusts it, and goes on to the next one, or misses. */
+#define CR_MIN_CAP    16 /* a shard's table when its first record comes */
+#define CR_MIN_TBITS  16 /* fewer tag bits than this: no compact records (a huge geometry) */
+#define CR_READ_WHOLE (256u << 10) /* a compact hit reads an item this small whole at first */
+
+static uint64_t cr_tag(const struct cache *c, const uint64_t id[2])
+{
+    return id[1] >> (64 - c->cr_tbits);
+}
+
+static unsigned cr_lbits(const struct cache *c) /* the bits below dhit */
+{
+    return c->cr_dbits + c->cr_rbits + c->cr_obits;
+}
+
+static uint64_t cr_make(const struct cache *c, const uint64_t id[2], int dir, uint32_t reg,
+                        uint32_t off, int dhit)
+{
+    unsigned lb = cr_lbits(c);
+    return cr_tag(c, id) << (lb + 1) | (uint64_t)(dhit != 0) << lb |
+           (uint64_t)dir << (c->cr_rbits + c->cr_obits) | (uint64_t)reg << c->cr_obits |
+           (uint64_t)(off / CITEM_ALIGN);
+}
+
+/* The record's place: directory, region, offset; and the part of the record that says it. */
+static uint64_t cr_where(const struct cache *c, uint64_t r, int *dir, uint32_t *reg, uint32_t *off)
+{
+    *off = (uint32_t)(r & ((1ull << c->cr_obits) - 1)) * CITEM_ALIGN;
+    *reg = (uint32_t)(r >> c->cr_obits & ((1ull << c->cr_rbits) - 1));
+    *dir = (int)(r >> (c->cr_rbits + c->cr_obits) & ((1ull << c->cr_dbits) - 1));
+    return r & ((1ull << cr_lbits(c)) - 1);
+}
+
+static int cr_dhit(const struct cache *c, uint64_t r)
+{
+    return (int)(r >> cr_lbits(c) & 1);
+}
+
+static uint32_t cr_home(const struct cache *c, uint64_t tag, uint32_t cap)
+{
+    return (uint32_t)(((tag << (64 - c->cr_tbits)) >> 32) * cap >> 32);
+}
+
+/* Puts record R (tag TAG) in a table of CAP slots that has an empty one. */
+static void cr_place(const struct cache *c, uint64_t *t, uint32_t cap, uint64_t tag, uint64_t r)
+{
+    uint32_t k = cr_home(c, tag, cap);
+    while (t[k])
+        k = k + 1 == cap ? 0 : k + 1;
+    t[k] = r;
+}
+
+/* Room for one more record in SH's table, kept at most 3/4 full: grown by a quarter (a table
+ * just grown is 3/5 full, 13.3 bytes a record at worst). 0, or -ENOMEM. Lock held. */
+static int cr_room(struct cache *c, struct shard *sh)
+{
+    if ((uint64_t)(sh->ccount + 1) * 4 <= (uint64_t)sh->ccap * 3)
+        return 0;
+    uint32_t ncap = sh->ccap ? sh->ccap + sh->ccap / 4 : CR_MIN_CAP;
+    uint64_t *nt = calloc(ncap, sizeof(*nt));
+    if (!nt)
+        return -ENOMEM;
+    unsigned shift = cr_lbits(c) + 1;
+    for (uint32_t k = 0; k < sh->ccap; k++)
+        if (sh->crec[k])
+            cr_place(c, nt, ncap, sh->crec[k] >> shift, sh->crec[k]);
+    free(sh->crec);
+    __atomic_fetch_add(&c->index_bytes, (uint64_t)(ncap - sh->ccap) * sizeof(*nt),
+                       __ATOMIC_RELAXED);
+    sh->crec = nt;
+    sh->ccap = ncap;
+    return 0;
+}
+
+/* The slot of the record of tag TAG whose place is WHERE (cr_where), or, WHERE ~0, of the
+ * SKIP-th record of tag TAG in its probe sequence; NIL if none. Lock held. */
+static uint32_t cr_find(const struct cache *c, const struct shard *sh, uint64_t tag, uint64_t where,
+                        unsigned skip)
+{
+    if (!sh->ccap)
+        return NIL;
+    unsigned shift = cr_lbits(c) + 1;
+    uint64_t lmask = (1ull << cr_lbits(c)) - 1;
+    for (uint32_t k = cr_home(c, tag, sh->ccap); sh->crec[k]; k = k + 1 == sh->ccap ? 0 : k + 1) {
+        uint64_t r = sh->crec[k];
+        if (r >> shift != tag)
+            continue;
+        if (where == ~0ull ? skip-- == 0 : (r & lmask) == where)
+            return k;
+    }
+    return NIL;
+}
+
+/* Removes the record in slot K, shifting back those after it that may move (no tombstones).
+ * Lock held. */
+static void cr_remove(struct cache *c, struct shard *sh, uint32_t k)
+{
+    unsigned shift = cr_lbits(c) + 1;
+    uint32_t cap = sh->ccap, hole = k;
+    sh->crec[hole] = 0;
+    sh->ccount--;
+    for (uint32_t j = hole + 1 == cap ? 0 : hole + 1; sh->crec[j]; j = j + 1 == cap ? 0 : j + 1) {
+        uint32_t home = cr_home(c, sh->crec[j] >> shift, cap);
+        /* The record at j may fill the hole when its home is not in (hole, j]. */
+        if ((j + cap - home) % cap >= (j + cap - hole) % cap) {
+            sh->crec[hole] = sh->crec[j];
+            sh->crec[j] = 0;
+            hole = j;
+        }
+    }
+}
+
+/* Whether E's disk item holds every page of its block. */
+static int ent_whole_on_disk(struct cache *c, const struct centry *e)
+{
+    uint64_t dv[MAXW];
+    ent_get(c, e, DV, dv);
+    return bm_count(dv, c->w) == ((uint64_t)e->blen + c->ps - 1) >> c->ps_shift;
+}
+
+/* E (no memory slot, no pin, no fill, no write) keeps only its disk item: a record takes its
+ * place when the item holds the whole block. 1 when it did (E names no item now; the item is
+ * still counted in its directory, now by the record), 0 when E must stay. Lock held. */
+static int cr_demote_locked(struct cache *c, struct shard *sh, struct centry *e)
+{
+    if (!c->cr_tbits || !ent_whole_on_disk(c, e) || cr_room(c, sh) != 0)
+        return 0;
+    uint64_t r = cr_make(c, e->id, e->ddir, e->dreg, e->doff, (e->flags & F_DHIT) != 0);
+    cr_place(c, sh->crec, sh->ccap, cr_tag(c, e->id), r);
+    sh->ccount++;
+    e->dreg = NIL;
+    ent_clear(c, e, DV);
+    return 1;
+}
+
 /* A new entry in the hash table, or NIL when the pool is empty. Shard lock held. */
 static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2], uint32_t blen)
 {
@@ -508,11 +676,14 @@ static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2
     return i;
 }
 
-/* Frees the entry if nothing holds it any more. Shard lock held. */
+/* Frees the entry if nothing holds it any more, or nothing but a whole disk item (a compact
+ * record then names the item). Shard lock held. */
 static void entry_maybe_free(struct cache *c, struct shard *sh, uint32_t i)
 {
     struct centry *e = E(c, i);
-    if (e->mslot != NIL || e->dreg != NIL || e->pins || (e->flags & (F_FILLING | F_DWRITING)))
+    if (e->mslot != NIL || e->pins || (e->flags & (F_FILLING | F_DWRITING)))
+        return;
+    if (e->dreg != NIL && !cr_demote_locked(c, sh, e))
         return;
     for (uint32_t *p = &sh->buckets[e->id[0] & sh->mask]; *p != NIL; p = &E(c, *p)->hnext) {
         if (*p == i) {
@@ -782,25 +953,39 @@ static void disk_drop_locked(struct cache *c, struct centry *e)
 /* The region log reuses the region holding the item (REGION, OFF) of block ID (disk.c): the
  * entry forgets it if it still names it (a block written again since names its newer item).
  * Returns 1 to keep it (read since written: disk.c writes it again, then calls disk_moved). */
-static int disk_forget(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
+static int disk_forget(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
 {
     struct cdir *dir = arg;
     struct cache *c = dir->c;
-    struct shard *sh = shard_of(c, id);
-    int keep = 0;
+    struct shard *sh = shard_of(c, h->id);
+    int keep = 0, found = 0;
     pthread_mutex_lock(&sh->lock);
-    uint32_t i = lookup(c, sh, id);
+    uint32_t i = lookup(c, sh, h->id);
     if (i != NIL) {
         struct centry *e = E(c, i);
         if (e->dreg == region && e->doff == off && &c->dirs[e->ddir] == dir) {
+            found = 1;
             keep = (e->flags & F_DHIT) != 0;
             e->flags &= (uint8_t)~F_DHIT;
             disk_drop_locked(c, e);
-            if (!keep)
-                STAT(c, evictions_disk, 1);
             entry_maybe_free(c, sh, i);
         }
     }
+    if (!found && c->cr_tbits) {
+        /* A compact record names it: its place tells it from another block's of the same tag. */
+        int d = (int)(dir - c->dirs);
+        uint64_t where = cr_make(c, h->id, d, region, off, 0) & ((1ull << cr_lbits(c)) - 1);
+        uint32_t k = cr_find(c, sh, cr_tag(c, h->id), where, 0);
+        if (k != NIL) {
+            found = 1;
+            keep = cr_dhit(c, sh->crec[k]);
+            cr_remove(c, sh, k);
+            __atomic_fetch_sub(&dir->items, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_sub(&dir->bytes, (uint64_t)h->item_len, __ATOMIC_RELAXED);
+        }
+    }
+    if (found && !keep)
+        STAT(c, evictions_disk, 1);
     pthread_mutex_unlock(&sh->lock);
     return keep;
 }
@@ -876,6 +1061,74 @@ static void dir_worked(struct cdir *dir)
         dir->warned = 0;
     }
     pthread_mutex_unlock(&dir->state_lock);
+}
+
+/* ---- a compact record back to an entry ---- */
+
+/* Block ID (BLEN long) has no entry: when a compact record of its tag names an item that is not
+ * another block's (the item header says whose: cdisk_item_is; a damaged one is taken, for the
+ * page CRCs to reject), an entry takes the record's place, naming the item, and is returned;
+ * NIL when no record does (a record of another block with the same tag is left alone: a miss,
+ * never another block's bytes). The lock is dropped for each header read, the
+ * item's region held; an entry another thread made for the block meanwhile is returned
+ * instead. Lock held. */
+static uint32_t cr_take_locked(struct cache *c, struct shard *sh, const uint64_t id[2],
+                               uint32_t blen)
+{
+    if (!c->cr_tbits)
+        return NIL;
+    uint64_t tag = cr_tag(c, id);
+    unsigned skip = 0;
+    for (int tries = 0; tries < 16; tries++) {
+        uint32_t i = lookup(c, sh, id);
+        if (i != NIL)
+            return i;
+        uint32_t k = cr_find(c, sh, tag, ~0ull, skip);
+        if (k == NIL)
+            return NIL;
+        int d;
+        uint32_t reg, off;
+        uint64_t r = sh->crec[k], where = cr_where(c, r, &d, &reg, &off);
+        struct cdir *dir = &c->dirs[d];
+        if (!dir_up(dir))
+            return NIL; /* its directory rests: the source serves meanwhile */
+        cdisk_hold(dir->d, reg);
+        pthread_mutex_unlock(&sh->lock);
+        /* The whole item when it is small (one read from the device; the fill's page read then
+           finds it in the page cache), else its header. The fill takes the scratch block after. */
+        uint32_t np = (blen + c->ps - 1) >> c->ps_shift;
+        uint64_t ilen = citem_len(citem_hdr_len(c->np, np), blen);
+        void *tmp = ilen <= CR_READ_WHOLE && ilen <= c->bs ? scratch_get(c->bs) : NULL;
+        uint8_t hdr[CITEM_FIXED];
+        int is = cdisk_item_is(dir->d, reg, off, id, blen, tmp ? tmp : hdr,
+                               tmp ? (size_t)ilen : sizeof(hdr));
+        if (is < 0 && is != -ENODATA)
+            dir_failed(c, dir, "read", is);
+        pthread_mutex_lock(&sh->lock);
+        cdisk_unhold(dir->d, reg); /* after the lock: the record cannot outlive the region */
+        if ((k = cr_find(c, sh, tag, where, 0)) == NIL)
+            continue; /* gone meanwhile (its region reused, or taken by another reader) */
+        if (is == 0) {
+            skip++; /* another block's item: the next record of the tag */
+            continue;
+        }
+        /* Ours, or damaged, or unreadable: the entry names it, and the fill's page reads (their
+           CRCs bound to the identity) drop it if it is bad, counted, as any damaged item. */
+        if ((i = lookup(c, sh, id)) != NIL || (i = entry_new(c, sh, id, blen)) == NIL)
+            return i;
+        cr_remove(c, sh, k);
+        struct centry *e = E(c, i);
+        uint64_t all[MAXW];
+        bm_range(all, c->w, 0, (blen - 1) >> c->ps_shift);
+        e->dreg = reg;
+        e->doff = off;
+        e->ddir = (uint8_t)d;
+        ent_put(c, e, DV, all);
+        if (cr_dhit(c, r))
+            e->flags |= F_DHIT;
+        return i; /* the item stays counted in its directory, now by the entry */
+    }
+    return NIL;
 }
 
 /* ---- the source ---- */
@@ -1073,6 +1326,8 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
     struct shard *sh = shard_of(c, b->id);
     pthread_mutex_lock(&sh->lock);
     uint32_t i = lookup(c, sh, b->id);
+    if (i == NIL)
+        i = cr_take_locked(c, sh, b->id, b->blen);
     if (i == NIL && (i = entry_new(c, sh, b->id, b->blen)) == NIL) {
         pthread_mutex_unlock(&sh->lock);
         return (flags & CACHE_LOCAL) ? -ENOENT : BLK_UNCACHED;
@@ -1596,6 +1851,11 @@ static void run_claim(struct cache *c, struct runblk *r)
     bm_range(all, c->w, 0, (r->b.blen - 1) >> c->ps_shift);
     pthread_mutex_lock(&sh->lock);
     uint32_t i = lookup(c, sh, r->b.id);
+    if (i == NIL && c->cr_tbits && cr_find(c, sh, cr_tag(c, r->b.id), ~0ull, 0) != NIL) {
+        pthread_mutex_unlock(&sh->lock);
+        r->state = RB_SOLO; /* a compact record of its tag: block_io reads it from disk */
+        return;
+    }
     if (i == NIL && (i = entry_new(c, sh, r->b.id, r->b.blen)) == NIL) {
         pthread_mutex_unlock(&sh->lock);
         r->state = RB_SKIP; /* the index is full of fills: readahead can wait */
@@ -2045,6 +2305,7 @@ static int scan_one(void *arg, uint32_t region, uint32_t off, const struct citem
     ent_put(c, e, DV, h->valid);
     disk_count_locked(c, e, 1);
     c->scan_blocks++;
+    entry_maybe_free(c, sh, i); /* a whole item: a compact record */
     pthread_mutex_unlock(&sh->lock);
     return 0;
 }
@@ -2151,6 +2412,24 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
             c->ndirs++;
         }
         free(list);
+    }
+    /* The fields of the compact records: as many tag bits as the directories' places leave. */
+    if (c->ndirs > 0) {
+        unsigned db = 0, rb = 0, ob = 0;
+        while ((1u << db) < (unsigned)c->ndirs)
+            db++;
+        for (int d = 0; d < c->ndirs; d++) {
+            while ((1ull << rb) < cdisk_nregions(c->dirs[d].d))
+                rb++;
+            while ((1ull << ob) < cdisk_region_size(c->dirs[d].d) / CITEM_ALIGN)
+                ob++;
+        }
+        if (db + rb + ob + 1 + CR_MIN_TBITS <= 64) {
+            c->cr_tbits = 63 - db - rb - ob;
+            c->cr_dbits = db;
+            c->cr_rbits = rb;
+            c->cr_obits = ob;
+        }
     }
     /* The memory tier: whole blocks (chunks of the arena), cut into runs of 4 KiB pages. */
     uint32_t cpages = bs >> S3FIFO_PAGE_SHIFT;
@@ -2346,6 +2625,7 @@ void cache_free(struct cache *c)
         munmap(c->arena, c->arena_len);
     for (int s = 0; s < NSHARDS; s++) {
         free(c->shards[s].buckets);
+        free(c->shards[s].crec);
         pthread_mutex_destroy(&c->shards[s].lock);
         pthread_cond_destroy(&c->shards[s].cond);
     }
@@ -2361,13 +2641,30 @@ void cache_free(struct cache *c)
     free(c);
 }
 
-uint64_t cache_index_bytes_for(const struct cache *c, uint64_t nblocks)
+uint64_t cache_index_bytes_for(const struct cache *c, uint64_t nfull, uint64_t ncompact)
 {
-    uint64_t chunks = (nblocks + CHUNK - 1) / CHUNK, nb = 4,
-             per = (nblocks + NSHARDS - 1) / NSHARDS;
+    if (!c->cr_tbits) {
+        nfull += ncompact;
+        ncompact = 0;
+    }
+    /* Entries: the pool keeps the most it ever held, fills in flight included. */
+    uint64_t chunks = (nfull + POOL_SLACK + CHUNK - 1) / CHUNK, nb = 4,
+             per = (nfull + NSHARDS - 1) / NSHARDS;
     while (per > 2 * nb) /* as shard_grow doubles them */
         nb *= 2;
-    return c->index_fixed + chunks * CHUNK * c->estride + (nb - 4) * NSHARDS * sizeof(uint32_t);
+    uint64_t n =
+        c->index_fixed + chunks * CHUNK * c->estride + (nb - 4) * NSHARDS * sizeof(uint32_t);
+    /* Compact records: a shard's table of cap slots grows by a quarter once 3/4 full, so it is
+       at most max(CR_MIN_CAP, 5/3 (count + 1)) slots, whatever the shards' shares. */
+    if (ncompact > 0)
+        n += 8 * ((ncompact + NSHARDS) * 5 / 3 + 1 + (uint64_t)NSHARDS * CR_MIN_CAP);
+    return n;
+}
+
+void cache_test_tag_bits(struct cache *c, unsigned bits)
+{
+    if (c->cr_tbits > bits)
+        c->cr_tbits = bits;
 }
 
 uint64_t cache_disk_items_fit(const struct cache *c, uint64_t data_len)

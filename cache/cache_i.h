@@ -107,14 +107,25 @@ int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint6
                      uint64_t blen, const uint64_t *valid, const uint64_t *mask, void *buf,
                      uint64_t *bad);
 
+/* Whether the item at (REGION, OFF) is one of block ID, BLEN long, as its header says (the fixed
+ * part only: the page CRCs, checked by cdisk_read_pages, are bound to the identity too): 1, 0
+ * (another block's item), -ENODATA when no item is there (the file cut short, or bytes without
+ * an item's magic: damage), or -errno for an I/O error. Reads LEN bytes from the item's start
+ * into BUF (at least CITEM_FIXED): the whole item, when small, so that the page read after it
+ * finds its bytes in the page cache (writes bypass it) rather than wait for the device again. The
+ * index's compact records name an item by a few bits of its identity (cache.c), and this tells a
+ * block's own item from another's. The caller holds the region (cdisk_hold). */
+int cdisk_item_is(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
+                  uint64_t blen, void *buf, size_t len);
+
 /* What owns the items (the index), told of a region's reuse with no lock held: EVICT is called
- * for each item of the region, and the index forgets the item if it still names it; it returns 1
- * when the item was read since it was written (and the index named it), to keep it: the item is
- * then written again at the start of the reused region (Navy's reinsertion: a block read from
- * disk survives one more pass of the log), and MOVED tells the index its new place (H: its
- * identity, length and pages; no CRCs). */
+ * for each item H of the region (identity, length, pages, item_len; no CRCs), and the index forgets
+ * the item if it still names it; it returns 1 when the item was read since it was written (and the
+ * index named it), to keep it: the item is then written again at the start of the reused region
+ * (Navy's reinsertion: a block read from disk survives one more pass of the log), and MOVED tells
+ * the index its new place (H: its identity, length and pages; no CRCs). */
 struct cdisk_owner {
-    int (*evict)(void *arg, uint32_t region, uint32_t off, const uint64_t id[2]);
+    int (*evict)(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h);
     void (*moved)(void *arg, const struct citem_hdr *h, uint32_t region, uint32_t off);
     void *arg;
 };
@@ -129,9 +140,14 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
                  const struct cdisk_owner *owner, uint32_t *region, uint32_t *off);
 void cdisk_append_done(struct cdisk *d, uint32_t region);
 
-/* What the index costs (cache_stats.index_bytes) once it holds NBLOCKS blocks, and how many
- * blocks of DATA_LEN bytes the disk tier holds: for the tests and efc-cachebench (cache.c). */
-uint64_t cache_index_bytes_for(const struct cache *c, uint64_t nblocks);
+/* At most what the index costs (cache_stats.index_bytes) once it holds NFULL blocks in entries
+ * (those in memory, or partly on disk) and NCOMPACT held only on disk, whole (compact records),
+ * and how many blocks of DATA_LEN bytes the disk tier holds: for the tests and efc-cachebench
+ * (cache.c). */
+uint64_t cache_index_bytes_for(const struct cache *c, uint64_t nfull, uint64_t ncompact);
+/* Tests only, before the first block: compact records keep at most BITS bits of tag, so that a
+ * test can find two blocks of one tag (cache.c). */
+void cache_test_tag_bits(struct cache *c, unsigned bits);
 uint64_t cache_disk_items_fit(const struct cache *c, uint64_t data_len);
 
 #endif

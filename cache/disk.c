@@ -760,6 +760,22 @@ void cdisk_unhold(struct cdisk *d, uint32_t region)
     __atomic_fetch_sub(&d->regs[region].readers, 1, __ATOMIC_ACQ_REL);
 }
 
+int cdisk_item_is(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
+                  uint64_t blen, void *buf, size_t len)
+{
+    uint8_t *h = buf;
+    if (len < CITEM_FIXED)
+        return -EINVAL;
+    if ((uint64_t)off + len > d->region_size)
+        len = d->region_size - off;
+    int rc = read_full(d->fd, h, len, region_off(d, region) + off);
+    if (rc != 0)
+        return rc; /* -ENODATA: the file was cut short under us */
+    if (le_get32(h) != CITEM_MAGIC)
+        return -ENODATA;
+    return le_get64(h + 24) == id[0] && le_get64(h + 32) == id[1] && le_get32(h + 40) == blen;
+}
+
 int cdisk_read_pages(struct cdisk *d, uint32_t region, uint32_t off, const uint64_t id[2],
                      uint64_t blen, const uint64_t *valid, const uint64_t *mask, void *buf,
                      uint64_t *bad)
@@ -916,7 +932,7 @@ struct evict_ctx {
 static int evict_item(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
 {
     struct evict_ctx *x = arg;
-    if (!x->o->evict(x->o->arg, region, off, h->id))
+    if (!x->o->evict(x->o->arg, region, off, h))
         return 0;
     if (x->n == x->cap) {
         uint32_t cap = x->cap ? 2 * x->cap : 64;

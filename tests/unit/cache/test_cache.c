@@ -687,7 +687,7 @@ static void test_index_overhead(void **state)
     struct cache_stats st;
     cache_get_stats(c, &st);
     uint64_t cap = st.mem_capacity + st.disk_capacity;
-    uint64_t full = cache_index_bytes_for(c, GiB / MiB + cache_disk_items_fit(c, MiB));
+    uint64_t full = cache_index_bytes_for(c, GiB / MiB, cache_disk_items_fit(c, MiB));
     print_message("index full of 1 MiB blocks: %llu bytes for %.1f GiB configured (%.4f%%)\n",
                   (unsigned long long)full, (double)cap / (double)GiB,
                   100.0 * (double)full / (double)cap);
@@ -696,15 +696,16 @@ static void test_index_overhead(void **state)
     assert_true(full * 10000 <= cap); /* 0.01% */
     assert_true(st.index_bytes < full);
     assert_true(file_bytes_on_disk(e->d1) <= 100 * GiB);
-    /* Objects of 16 KiB: the disk holds them by their bytes. 0.1% is the issue's target for the
-       index; an entry of 56 bytes costs 0.35% (not met: see cache.c's top). */
+    /* Objects of 16 KiB: the disk holds them by their bytes, and the index at most 0.1% of the
+       capacity (the issue's target): each held only on disk is a compact record (an entry of 56
+       bytes would cost 0.35%), each in memory an entry. */
     uint64_t small = cache_disk_items_fit(c, 16 * KiB);
-    full = cache_index_bytes_for(c, GiB / MiB + small);
+    full = cache_index_bytes_for(c, GiB / (16 * KiB), small);
     print_message("index full of 16 KiB objects: %llu objects on disk, %llu bytes (%.4f%%)\n",
                   (unsigned long long)small, (unsigned long long)full,
                   100.0 * (double)full / (double)cap);
     assert_true(small >= st.disk_capacity / (16 * KiB) * 96 / 100);
-    assert_true(full * 1000 <= cap * 4);
+    assert_true(full * 1000 <= cap);
     cache_free(c);
     /* Smaller blocks cost more per byte, and smaller pages more bitmap: the bound holds at every
        allowed block size, with the default (16 KiB) and the smallest (4 KiB) pages. */
@@ -721,7 +722,7 @@ static void test_index_overhead(void **state)
             assert_int_equal(cache_new(&cfg, src, &c, err, sizeof(err)), 0);
             cache_get_stats(c, &st);
             cap = st.mem_capacity + st.disk_capacity;
-            full = cache_index_bytes_for(c, GiB / bs + cache_disk_items_fit(c, bs));
+            full = cache_index_bytes_for(c, GiB / bs, cache_disk_items_fit(c, bs));
             double pct = 100.0 * (double)full / (double)cap;
             print_message("index full, %5u KiB blocks, %2u KiB pages: %9llu bytes, %8.0f bytes/GiB "
                           "(%.4f%%)\n",
@@ -748,10 +749,14 @@ static void test_small_objects(void **state)
     rm_rf(e->d1);
     assert_int_equal(mkdir(e->d1, 0700), 0);
 
-    c = mk(e, 0, e->d1, 40 * MiB, 1 << 20);
+    /* 80 MiB: more objects than one chunk of entries (4096), so that entries of 56 bytes would
+       show in the index's growth. */
+    c = mk(e, 0, e->d1, 80 * MiB, 1 << 20);
     struct cache_stats st;
     cache_get_stats(c, &st);
     uint64_t n = cache_disk_items_fit(c, obj), idx0 = st.index_bytes;
+    uint64_t base = cache_index_bytes_for(c, 0, 0); /* no block: a chunk of entries for fills */
+    assert_true(n > 4096);
     assert_true(n >= st.disk_capacity / obj * 9 / 10);
     for (uint64_t i = 0; i < n; i++) {
         char key[32];
@@ -770,24 +775,88 @@ static void test_small_objects(void **state)
     assert_int_equal(st.blocks_disk, n);
     assert_int_equal(st.evictions_disk, 0);
     assert_true(st.disk_used <= st.disk_capacity);
-    assert_true(st.index_bytes <= cache_index_bytes_for(c, n));
+    assert_true(st.index_bytes <= cache_index_bytes_for(c, 0, n));
+    /* The issue's 0.1% of the capacity: at most 16 bytes an object of 16.5 KiB of disk, hash
+       tables included (compact records: cache.c). */
+    print_message("index beyond a chunk of entries: %.1f bytes per object\n",
+                  (double)(st.index_bytes - base) / (double)n);
+    assert_true(st.index_bytes - base <= 16 * n);
     cache_free(c);
-    /* All of them again after a restart, from disk. */
+    /* All of them again after a restart, from disk, the index as small. */
     e->f.fetches = 0;
-    c = mk(e, 0, e->d1, 40 * MiB, 1 << 20);
+    c = mk(e, 0, e->d1, 80 * MiB, 1 << 20);
     cache_get_stats(c, &st);
     assert_int_equal(st.scan_blocks, n);
+    assert_int_equal(st.blocks_disk, n);
+    assert_true(st.index_bytes - base <= 16 * n);
     for (uint64_t i = 0; i < n; i++) {
         char key[32];
         snprintf(key, sizeof(key), "small/%llu", (unsigned long long)i);
         read_ok(c, key, "e", obj, 0, obj);
     }
     assert_int_equal(fake_fetches(&e->f), 0);
-    /* One more evicts the oldest region, whole. */
+    assert_true(st.index_bytes - base <= 16 * n);
+    /* One more evicts the oldest region, whole: its items' records go (counted out), and the
+       first object, in that region, is fetched again, its own bytes. */
     read_ok(c, "small/more", "e", obj, 0, obj);
     WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes + st.disk_writes_dropped >= 1));
     assert_true(st.evictions_disk > 0);
     assert_int_equal(st.blocks_disk, n + 1 - st.evictions_disk);
+    uint64_t f0 = fake_fetches(&e->f);
+    read_ok(c, "small/0", "e", obj, 0, obj);
+    assert_int_equal(fake_fetches(&e->f), f0 + 1);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.corrupt_dropped, 0);
+    cache_free(c);
+}
+
+/* Two blocks whose compact records have the same tag (the tag cut to 4 bits, so that two such
+ * names are found among a few hundred): each read gets its own block's bytes, from disk once
+ * written; the other's item is told apart by its header, never served, never dropped. And
+ * after a restart (full tags again), both are disk hits. */
+static void test_compact_same_tag(void **state)
+{
+    struct env *e = *state;
+    const uint64_t obj = 16 * KiB;
+    struct cache *c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    cache_test_tag_bits(c, 4);
+    /* One shard (low 8 bits of id[1]) and one 4-bit tag (its top bits): 12 bits to match. */
+    int seen[4096];
+    memset(seen, -1, sizeof(seen));
+    char ka[32] = "", kb[32] = "";
+    for (int i = 0; i < 100000 && !kb[0]; i++) {
+        uint64_t id[2];
+        snprintf(kb, sizeof(kb), "tag/%d", i);
+        cache_block_id("", kb, "e", 0, id);
+        unsigned v = (unsigned)((id[1] & 255) << 4 | id[1] >> 60);
+        if (seen[v] >= 0) {
+            snprintf(ka, sizeof(ka), "tag/%d", seen[v]);
+            break;
+        }
+        seen[v] = i;
+        kb[0] = '\0';
+    }
+    assert_true(ka[0] && kb[0]);
+    struct cache_stats st;
+    read_ok(c, ka, "e", obj, 0, obj);
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes >= 1));
+    read_ok(c, kb, "e", obj, 0, obj); /* finds A's record: not B's item, a miss */
+    assert_int_equal(fake_fetches(&e->f), 2);
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes >= 2));
+    for (int k = 0; k < 2; k++) {
+        read_ok(c, ka, "e", obj, 0, obj);
+        read_ok(c, kb, "e", obj, 0, obj);
+    }
+    assert_int_equal(fake_fetches(&e->f), 2);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.blocks_disk, 2);
+    assert_int_equal(st.corrupt_dropped, 0);
+    cache_free(c);
+    e->f.fetches = 0;
+    c = mk(e, 0, e->d1, 32 * MiB, 1 << 20);
+    read_ok(c, kb, "e", obj, 0, obj);
+    read_ok(c, ka, "e", obj, 0, obj);
+    assert_int_equal(fake_fetches(&e->f), 0);
     cache_free(c);
 }
 
@@ -1047,9 +1116,9 @@ static void test_item_header(void **state)
     assert_int_equal(citem_hdr_decode(buf, hs, 1 << 20, 16 << 10, &d), -ENOENT);
 }
 
-static int direct_evict(void *arg, uint32_t region, uint32_t off, const uint64_t id[2])
+static int direct_evict(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
 {
-    (void)arg, (void)region, (void)off, (void)id;
+    (void)arg, (void)region, (void)off, (void)h;
     return 0;
 }
 
@@ -1209,6 +1278,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dir_removed_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_overhead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_small_objects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_compact_same_tag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mem_by_bytes, setup, teardown),
         cmocka_unit_test(test_mem_runs_random),
         cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
