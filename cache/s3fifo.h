@@ -61,6 +61,15 @@ void s3fifo_touch(struct s3fifo *q, uint32_t page);
 uint64_t s3fifo_used(struct s3fifo *q);
 uint64_t s3fifo_items(struct s3fifo *q);
 uint64_t s3fifo_npages(const struct s3fifo *q);
+/* Preparing never-used chunks (arena.c maps their pages ahead of need). Runs come from free
+ * chunks used before (or prepared) while there are any, and from never-used ones only after.
+ * s3fifo_fresh_take hands out the lowest never-used chunk, which no run can then come from, while
+ * fewer than MAX_FREE chunks are free and used before (else NIL); s3fifo_fresh_put makes it a
+ * free chunk used before. s3fifo_fresh_wanted says, lock-free and approximately, whether a take
+ * would give one. */
+int s3fifo_fresh_wanted(struct s3fifo *q, uint32_t max_free);
+uint32_t s3fifo_fresh_take(struct s3fifo *q, uint32_t max_free);
+void s3fifo_fresh_put(struct s3fifo *q, uint32_t chunk);
 /* Bytes this structure costs. */
 uint64_t s3fifo_bytes(const struct s3fifo *q);
 
