@@ -1,19 +1,29 @@
 /* cache/s3fifo.c - S3-FIFO over runs of 4 KiB pages, weighted by their pages.
  *
  * The space (see s3fifo.h): pages 0..n-1 in chunks of cp pages (cp: one block). A chunk is free
- * or cut into runs of one class k (2^k pages each, cp >> k runs), with a bitmap of its runs in
- * use:
+ * or cut into runs of one class k (cls_pages(k) pages each, cp / that many runs; the pages left
+ * over, under one run, stay unused), with a bitmap of its runs in use:
  *
  *     chunk 0            chunk 1            chunk 2            chunk 3
- *     [ class 0: 1 page  ][ class 2: 4 pages ][ free              ][ class 8: 1 run   ]
- *     [x x . x x x ... x ][xxxx....xxxx....  ][                   ][xxxxxxxxxxxxxxxxx ]
+ *     [ class 0: 1 page  ][ class 4: 5 pages ][ free              ][ class cp: 1 run  ]
+ *     [x x . x x x ... x ][xxxxx.....xxxxx.  ][                   ][xxxxxxxxxxxxxxxxx ]
+ *
+ * The classes: 1 to 16 pages one by one, then four steps per power of two (20, 24, 28, 32, 40,
+ * 48, ...), as CacheLib spaces its allocation classes by a factor of about 1.25; so a run wastes
+ * under a page up to 64 KiB and under a fifth of itself above (a 16.5 KiB object takes 20 KiB;
+ * with powers of two it took 32). A mix of 1 KiB to 256 KiB objects and 1 MiB blocks fills 0.90
+ * of the bytes of a 2 GiB tier (0.83 with powers of two); every size up to 1 MiB alike 0.78
+ * (0.69), as above half a chunk a run still takes a whole chunk (test_mem_classes).
  *
  * Each class has a list of its chunks that have a free run (doubly linked: a chunk leaves it
- * from anywhere when its last run is freed); free chunks form a stack. An allocation of class k
- * takes the first free run of the first chunk in class k's list, else cuts a free chunk into
- * class k runs; when neither exists it evicts (below) until one does. Internal waste is under
- * half a run; a chunk with one live run keeps its whole block from other classes until that run
- * goes (FIFO eviction tends to empty the oldest chunks first, as they were filled together).
+ * from anywhere when its last run is freed). Free chunks are a stack of those used before, then
+ * the never-used ones from the lowest up (fresh), so that runs come from pages already mapped
+ * while there are any (a first touch is costly; arena.c maps never-used chunks ahead, taking
+ * them out with s3fifo_fresh_take and putting them on the stack). An allocation of class k takes
+ * the first free run of the first chunk in class k's list, else cuts a free chunk into class k
+ * runs; when neither exists it evicts (below) until one does. A chunk with one live run keeps
+ * its whole block from other classes until that run goes (FIFO eviction tends to empty the
+ * oldest chunks first, as they were filled together).
  *
  * The queues are indexed by a run's first page. The two FIFOs are singly linked through one
  * `next` array (from older to newer: pop at the tail, push at the head). A FIFO never needs to
