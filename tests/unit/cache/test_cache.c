@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/vfs.h>
 
+#include "cache/arena.h"
 #include "cache/cache_i.h"
 #include "cache/s3fifo.h"
 #include "util/crc64.h"
@@ -399,6 +400,64 @@ static void test_mem_classes(void **state)
     assert_true(mean >= 0.85 && worst >= 0.8);
     mix_fill(10, 0, &mean, &worst);
     assert_true(mean >= 0.75 && worst >= 0.7);
+}
+
+/* The arena's toucher (arena.c) maps never-used chunks ahead of the allocations, a bounded
+ * number of them: in a 64 MiB arena (8 MiB ahead), every chunk an allocation gets is already
+ * resident when handed out, and the chunks past the window are not mapped until the
+ * allocations come near. */
+#define AR_CHUNKS 64
+#define AR_AHEAD  8 /* an eighth of the arena */
+
+static int ar_resident(const uint8_t *p, size_t len)
+{
+    unsigned char vec[256];
+    assert_true(len / 4096 <= sizeof(vec));
+    assert_int_equal(mincore((void *)p, len, vec), 0);
+    for (size_t i = 0; i < len / 4096; i++)
+        if (!(vec[i] & 1))
+            return 0;
+    return 1;
+}
+
+/* Waits (at most 10 s) until the toucher has AR_AHEAD chunks ready. */
+static void ar_wait_ready(struct s3fifo *q)
+{
+    for (int i = 0; i < 10000 && s3fifo_fresh_wanted(q, AR_AHEAD); i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    assert_false(s3fifo_fresh_wanted(q, AR_AHEAD));
+}
+
+static int ar_evict_none(void *arg, uint32_t page, uint32_t owner, uint64_t *fp)
+{
+    (void)arg, (void)page, (void)owner, (void)fp;
+    return S3FIFO_BUSY;
+}
+
+static void test_arena_ahead(void **state)
+{
+    (void)state;
+    struct s3fifo *q = s3fifo_new(AR_CHUNKS, 256);
+    assert_non_null(q);
+    struct arena *a = arena_new(AR_CHUNKS, MiB, q, 1);
+    assert_non_null(a);
+    const uint8_t *base = arena_base(a);
+    assert_int_equal((uintptr_t)base % (2 * MiB), 0);
+    for (uint32_t o = 0; o < 3 * AR_AHEAD; o++) {
+        ar_wait_ready(q);
+        int ev;
+        uint32_t p = s3fifo_alloc(q, o, o, 256, 0, ar_evict_none, NULL, &ev);
+        assert_int_not_equal(p, S3FIFO_NIL);
+        assert_true(ar_resident(base + (size_t)p * 4096, MiB));
+        arena_kick(a);
+    }
+    /* The window: chunks beyond those used and AR_AHEAD ready (and the huge page of the last)
+       are untouched. */
+    ar_wait_ready(q);
+    for (uint32_t ch = 4 * AR_AHEAD + 2; ch < AR_CHUNKS; ch++)
+        assert_false(ar_resident(base + (size_t)ch * MiB, 4096));
+    arena_free(a);
+    s3fifo_free(q);
 }
 
 static void test_etag_change(void **state)
@@ -1311,6 +1370,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mem_by_bytes, setup, teardown),
         cmocka_unit_test(test_mem_runs_random),
         cmocka_unit_test_setup_teardown(test_mem_classes, setup, teardown),
+        cmocka_unit_test(test_arena_ahead),
         cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
