@@ -73,17 +73,16 @@ static void *toucher(void *arg)
     struct arena *a = arg;
     pthread_mutex_lock(&a->lock);
     while (!a->stop) {
+        /* The flag is raised before the take looks (under the s3fifo lock): an allocation
+           that the take did not see comes after it under that lock, so its kick sees the flag
+           and signals once this thread waits (the signal needs a->lock, held until then). */
+        __atomic_store_n(&a->sleeping, 1, __ATOMIC_SEQ_CST);
         uint32_t ch = s3fifo_fresh_take(a->q, a->ahead);
         if (ch == S3FIFO_NIL) {
-            __atomic_store_n(&a->sleeping, 1, __ATOMIC_SEQ_CST);
-            __atomic_thread_fence(__ATOMIC_SEQ_CST);
-            /* A kick between the take and the flag found it clear and did not signal: look
-               again before sleeping (the kick fences too, so one of the two sees the other). */
-            if (!s3fifo_fresh_wanted(a->q, a->ahead))
-                pthread_cond_wait(&a->cond, &a->lock);
-            __atomic_store_n(&a->sleeping, 0, __ATOMIC_SEQ_CST);
+            pthread_cond_wait(&a->cond, &a->lock);
             continue;
         }
+        __atomic_store_n(&a->sleeping, 0, __ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&a->lock);
         chunk_map(a, ch);
         s3fifo_fresh_put(a->q, ch);
@@ -140,7 +139,6 @@ uint8_t *arena_base(const struct arena *a)
 
 void arena_kick(struct arena *a)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (!a || !a->started || !__atomic_load_n(&a->sleeping, __ATOMIC_SEQ_CST) ||
         !s3fifo_fresh_wanted(a->q, a->ahead))
         return;
