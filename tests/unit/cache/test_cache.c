@@ -340,7 +340,7 @@ static void mix_fill(unsigned octaves, unsigned block_every, double *mean, doubl
     double sum = 0, usum = 0;
     int samples = 0;
     *worst = 1;
-    for (uint32_t step = 0; step < 200000; step++) {
+    for (uint32_t step = 0; step < 120000; step++) {
         uint32_t o = step % MIX_OWNERS;
         if (m->bytes[o] > 0) { /* an owner id reused: its old object goes */
             s3fifo_release(q, m->page[o]);
@@ -359,7 +359,7 @@ static void mix_fill(unsigned octaves, unsigned block_every, double *mean, doubl
         m->page[o] = p;
         m->live += bytes;
         assert_true(s3fifo_used(q) * 4096 <= cap);
-        if (step >= 50000 && step % 100 == 0) {
+        if (step >= 40000 && step % 100 == 0) {
             double f = (double)m->live / (double)cap;
             *worst = f < *worst ? f : *worst;
             sum += f;
