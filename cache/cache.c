@@ -9,10 +9,12 @@
  * and its disk item (directory, region, offset: disk.c's region log, where a block takes its own
  * bytes), and carries one valid-page bitmap per tier; the disk bitmap is the item's own, so a
  * read finds a page's place in the item from it (item.c). Both tiers count bytes. A memory slot is
- * a run of 4 KiB pages in one mmap'd arena of mem_bytes, named by its first page (mslot; MEM_AT),
- * of the block's size class: the power of two of pages at or above the block's length (blen, fixed
- * by the object's size), so a 16 KiB object takes 16 KiB and a 5,000-byte one 8 KiB, while every
- * block of a big object, read in pieces or not, takes its whole length:
+ * a run of 4 KiB pages in one mmap'd arena of mem_bytes (arena.c: huge pages, mapped ahead of use
+ * by a thread), named by its first page (mslot; MEM_AT), of the block's size class (s3fifo.c: the
+ * pages of the block's length, blen, fixed by the object's size, to 16; above, the next of four
+ * steps per power of two), so a 16 KiB object takes 16 KiB, a 16.5 KiB one 20 KiB and a
+ * 5,000-byte one 8 KiB, while every block of a big object, read in pieces or not, takes its whole
+ * length:
  *
  *     arena: | chunk 0 (a block)   | chunk 1             | chunk 2             | ...
  *            | 16K 16K 16K 16K ... | 1 MiB block         | 8K 8K 8K 8K 8K ...  |
@@ -120,6 +122,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "cache/arena.h"
 #include "cache/cache_i.h"
 #include "cache/s3fifo.h"
 #include "util/log.h"
@@ -257,6 +260,7 @@ struct cache {
 
     uint8_t *arena; /* whole blocks (chunks), cut into runs of 4 KiB pages by s3fifo.c */
     size_t arena_len;
+    struct arena *ar; /* its mapping and the thread mapping chunks ahead (arena.c) */
     struct s3fifo *mq;
 
     int ndirs;
@@ -736,6 +740,7 @@ static uint32_t mem_alloc(struct cache *c, const uint64_t id[2], uint32_t i, uin
     uint32_t np = mem_run_pages(blen);
     __atomic_fetch_add(&c->mtick, np, __ATOMIC_RELAXED);
     uint32_t ms = s3fifo_alloc(c->mq, id[0], i, np, hot, mem_evict, c, &evicted);
+    arena_kick(c->ar);
     if (evicted)
         STAT(c, evictions_mem, (uint64_t)evicted);
     return ms;
@@ -2442,20 +2447,16 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
         c->tick_shift++;
     if (mslots) {
         c->arena_len = (size_t)mslots * bs;
-        c->arena = mmap(NULL, c->arena_len, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (c->arena == MAP_FAILED) {
-            c->arena = NULL;
+        c->mq = s3fifo_new((uint32_t)mslots, cpages);
+        if (!c->mq)
+            goto fail;
+        c->ar = arena_new((size_t)mslots, bs, c->mq, 1);
+        if (!c->ar) {
             snprintf(err, errlen, "cache: cannot map %llu bytes of memory tier",
                      (unsigned long long)c->arena_len);
             goto fail;
         }
-        /* No MADV_HUGEPAGE: fewer faults, but on a VM whose free memory is handed back to the
-           host (virtio free page reporting works on 2 MiB blocks), every huge page is fresh
-           host memory, and a cold stream into the cache measured 20% slower with it. */
-        c->mq = s3fifo_new((uint32_t)mslots, cpages);
-        if (!c->mq)
-            goto fail;
+        c->arena = arena_base(c->ar);
     }
 
     /* The index: entries as blocks come, up to one for every page of memory (its smallest run)
@@ -2620,9 +2621,8 @@ void cache_free(struct cache *c)
         cdisk_close(c->dirs[d].d);
         pthread_mutex_destroy(&c->dirs[d].state_lock);
     }
+    arena_free(c->ar);
     s3fifo_free(c->mq);
-    if (c->arena)
-        munmap(c->arena, c->arena_len);
     for (int s = 0; s < NSHARDS; s++) {
         free(c->shards[s].buckets);
         free(c->shards[s].crec);

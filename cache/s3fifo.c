@@ -1,19 +1,29 @@
 /* cache/s3fifo.c - S3-FIFO over runs of 4 KiB pages, weighted by their pages.
  *
  * The space (see s3fifo.h): pages 0..n-1 in chunks of cp pages (cp: one block). A chunk is free
- * or cut into runs of one class k (2^k pages each, cp >> k runs), with a bitmap of its runs in
- * use:
+ * or cut into runs of one class k (cls_pages(k) pages each, cp / that many runs; the pages left
+ * over, under one run, stay unused), with a bitmap of its runs in use:
  *
  *     chunk 0            chunk 1            chunk 2            chunk 3
- *     [ class 0: 1 page  ][ class 2: 4 pages ][ free              ][ class 8: 1 run   ]
- *     [x x . x x x ... x ][xxxx....xxxx....  ][                   ][xxxxxxxxxxxxxxxxx ]
+ *     [ class 0: 1 page  ][ class 4: 5 pages ][ free              ][ class cp: 1 run  ]
+ *     [x x . x x x ... x ][xxxxx.....xxxxx.  ][                   ][xxxxxxxxxxxxxxxxx ]
+ *
+ * The classes: 1 to 16 pages one by one, then four steps per power of two (20, 24, 28, 32, 40,
+ * 48, ...), as CacheLib spaces its allocation classes by a factor of about 1.25; so a run wastes
+ * under a page up to 64 KiB and under a fifth of itself above (a 16.5 KiB object takes 20 KiB;
+ * with powers of two it took 32). A mix of 1 KiB to 256 KiB objects and 1 MiB blocks fills 0.90
+ * of the bytes of a 2 GiB tier (0.83 with powers of two); every size up to 1 MiB alike 0.78
+ * (0.69), as above half a chunk a run still takes a whole chunk (test_mem_classes).
  *
  * Each class has a list of its chunks that have a free run (doubly linked: a chunk leaves it
- * from anywhere when its last run is freed); free chunks form a stack. An allocation of class k
- * takes the first free run of the first chunk in class k's list, else cuts a free chunk into
- * class k runs; when neither exists it evicts (below) until one does. Internal waste is under
- * half a run; a chunk with one live run keeps its whole block from other classes until that run
- * goes (FIFO eviction tends to empty the oldest chunks first, as they were filled together).
+ * from anywhere when its last run is freed). Free chunks are a stack of those used before, then
+ * the never-used ones from the lowest up (fresh), so that runs come from pages already mapped
+ * while there are any (a first touch is costly; arena.c maps never-used chunks ahead, taking
+ * them out with s3fifo_fresh_take and putting them on the stack). An allocation of class k takes
+ * the first free run of the first chunk in class k's list, else cuts a free chunk into class k
+ * runs; when neither exists it evicts (below) until one does. A chunk with one live run keeps
+ * its whole block from other classes until that run goes (FIFO eviction tends to empty the
+ * oldest chunks first, as they were filled together).
  *
  * The queues are indexed by a run's first page. The two FIFOs are singly linked through one
  * `next` array (from older to newer: pop at the tail, push at the head). A FIFO never needs to
@@ -42,7 +52,7 @@
 enum { Q_FREE = 0, Q_SMALL = 1, Q_MAIN = 2 };
 #define DEAD     0x80 /* in state[]: released while in a FIFO */
 #define CFREE    0xff /* in ccls[]: the chunk is free */
-#define NCLASSES 16
+#define NCLASSES 60   /* 16 + 4 per power of two from 2^4 to 2^15 pages */
 
 struct fifo {
     uint32_t head, tail, count; /* head: newest; tail: oldest; count includes DEAD runs */
@@ -64,7 +74,11 @@ struct s3fifo {
     uint32_t *cnext, *cprev;    /* per chunk: its class's list, or the free stack (cnext) */
     uint64_t *cbits;            /* per chunk: cw words, a bit per run in use */
     uint32_t partial[NCLASSES]; /* per class: chunks with a free run */
-    uint32_t free_top;          /* free chunks */
+    uint32_t cpages[NCLASSES];  /* per class: pages of a run */
+    uint32_t cruns[NCLASSES];   /* per class: runs in a chunk (0: larger than a chunk) */
+    uint32_t free_top;          /* free chunks used before (or prepared), a stack */
+    uint32_t nfree;             /* chunks in that stack; atomic reads */
+    uint32_t fresh;             /* chunks fresh.. are free and never used; atomic reads */
     struct fifo small, main;
     uint64_t used, items; /* pages and runs with a live owner; lock */
     uint16_t *ghost;
@@ -73,22 +87,35 @@ struct s3fifo {
 
 /* ---- the space ---- */
 
+/* The size classes, in pages: 1, 2, ..., 16, then four steps per power of two (20, 24, 28, 32,
+ * 40, 48, 56, 64, 80, ...) up to 2^15. A run wastes less than a page below 64 KiB and less than
+ * a fifth of itself above (CacheLib's allocator spaces its classes by a factor of 1.25 too). */
 static uint32_t cls_of(uint32_t npages)
 {
-    uint32_t k = 0;
-    while ((1u << k) < npages)
-        k++;
-    return k;
+    if (npages <= 16)
+        return npages ? npages - 1 : 0;
+    uint32_t j = 31 - (uint32_t)__builtin_clz(npages - 1); /* 2^j < npages <= 2^(j+1), j >= 4 */
+    uint32_t step = 1u << (j - 2);
+    uint32_t m = (npages - (1u << j) + step - 1) >> (j - 2); /* 1..4 */
+    return 16 + (j - 4) * 4 + m - 1;
+}
+
+static uint32_t cls_pages(uint32_t k)
+{
+    if (k < 16)
+        return k + 1;
+    uint32_t j = 4 + (k - 16) / 4, m = (k - 16) % 4 + 1;
+    return (1u << j) + (m << (j - 2));
 }
 
 uint32_t s3fifo_run_pages(uint32_t npages)
 {
-    return 1u << cls_of(npages ? npages : 1);
+    return cls_pages(cls_of(npages ? npages : 1));
 }
 
 static uint32_t run_pages_at(const struct s3fifo *q, uint32_t page)
 {
-    return 1u << q->ccls[page >> q->cshift];
+    return q->cpages[q->ccls[page >> q->cshift]];
 }
 
 static void part_remove(struct s3fifo *q, uint32_t k, uint32_t ch)
@@ -111,18 +138,34 @@ static void part_push(struct s3fifo *q, uint32_t k, uint32_t ch)
     q->partial[k] = ch;
 }
 
+/* A free chunk: one used before (its pages are mapped) if there is one, else the next one never
+ * used; NIL when none is free. Lock held. */
+static uint32_t chunk_take(struct s3fifo *q)
+{
+    uint32_t ch = q->free_top;
+    if (ch != S3FIFO_NIL) {
+        q->free_top = q->cnext[ch];
+        __atomic_store_n(&q->nfree, q->nfree - 1, __ATOMIC_RELAXED);
+        return ch;
+    }
+    if (q->fresh < q->nch) {
+        ch = q->fresh;
+        __atomic_store_n(&q->fresh, ch + 1, __ATOMIC_RELAXED);
+        return ch;
+    }
+    return S3FIFO_NIL;
+}
+
 /* A free run of class K, or NIL. Lock held. */
 static uint32_t run_alloc(struct s3fifo *q, uint32_t k)
 {
-    uint32_t runs = (1u << q->cshift) >> k;
     uint32_t ch = q->partial[k];
     if (ch == S3FIFO_NIL) {
-        ch = q->free_top;
+        ch = chunk_take(q);
         if (ch == S3FIFO_NIL)
             return S3FIFO_NIL;
-        q->free_top = q->cnext[ch];
         q->ccls[ch] = (uint8_t)k;
-        q->cfree[ch] = runs;
+        q->cfree[ch] = q->cruns[k];
         memset(q->cbits + (size_t)ch * q->cw, 0, 8ull * q->cw);
         part_push(q, k, ch);
     }
@@ -134,19 +177,20 @@ static uint32_t run_alloc(struct s3fifo *q, uint32_t k)
             break;
         }
     }
-    /* The chunk is in the list, so a run below RUNS is free. */
+    /* The chunk is in the list, so a run below its count is free (the bits above it stay 0,
+       but the lowest free bit comes first). */
     bits[r / 64] |= 1ull << (r % 64);
     if (--q->cfree[ch] == 0)
         part_remove(q, k, ch);
-    return (ch << q->cshift) + (r << k);
+    return (ch << q->cshift) + r * q->cpages[k];
 }
 
 /* Frees the run at PAGE. Lock held. */
 static void run_free(struct s3fifo *q, uint32_t page)
 {
     uint32_t ch = page >> q->cshift, k = q->ccls[ch];
-    uint32_t runs = (1u << q->cshift) >> k;
-    uint32_t r = (page & ((1u << q->cshift) - 1)) >> k;
+    uint32_t runs = q->cruns[k];
+    uint32_t r = (page & ((1u << q->cshift) - 1)) / q->cpages[k];
     q->cbits[(size_t)ch * q->cw + r / 64] &= ~(1ull << (r % 64));
     uint32_t was = q->cfree[ch]++;
     if (q->cfree[ch] == runs) {
@@ -155,6 +199,7 @@ static void run_free(struct s3fifo *q, uint32_t page)
         q->ccls[ch] = CFREE;
         q->cnext[ch] = q->free_top;
         q->free_top = ch;
+        __atomic_store_n(&q->nfree, q->nfree + 1, __ATOMIC_RELAXED);
     } else if (was == 0) {
         part_push(q, k, ch);
     }
@@ -201,7 +246,7 @@ struct s3fifo *s3fifo_new(uint32_t nchunks, uint32_t chunk_pages)
     size_t n = nslots ? nslots : 1, nc = nchunks ? nchunks : 1;
     q->n = nslots;
     q->nch = nchunks;
-    q->cshift = cls_of(chunk_pages);
+    q->cshift = (uint32_t)__builtin_ctz(chunk_pages);
     q->cw = (chunk_pages + 63) / 64;
     q->next = malloc(n * sizeof(*q->next));
     q->owner = malloc(n * sizeof(*q->owner));
@@ -221,15 +266,15 @@ struct s3fifo *s3fifo_new(uint32_t nchunks, uint32_t chunk_pages)
     q->gmask = g - 1;
     pthread_mutex_init(&q->lock, NULL);
     q->small = q->main = (struct fifo){S3FIFO_NIL, S3FIFO_NIL, 0, 0};
-    for (uint32_t k = 0; k < NCLASSES; k++)
+    for (uint32_t k = 0; k < NCLASSES; k++) {
         q->partial[k] = S3FIFO_NIL;
-    /* Free chunks, lowest on top, so the arena fills from its start. */
-    q->free_top = S3FIFO_NIL;
-    for (uint32_t ch = nchunks; ch-- > 0;) {
-        q->ccls[ch] = CFREE;
-        q->cnext[ch] = q->free_top;
-        q->free_top = ch;
+        q->cpages[k] = cls_pages(k);
+        q->cruns[k] = chunk_pages / q->cpages[k];
     }
+    /* No chunk used yet: the arena fills from its start, and reuses freed chunks first. */
+    q->free_top = S3FIFO_NIL;
+    q->fresh = 0;
+    memset(q->ccls, CFREE, nc);
     return q;
 }
 
@@ -334,7 +379,7 @@ uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, uint32_t np
 {
     *evicted = 0;
     uint32_t k = cls_of(npages ? npages : 1);
-    if (k > q->cshift)
+    if (npages > (1u << q->cshift))
         return S3FIFO_NIL;
     pthread_mutex_lock(&q->lock);
     uint64_t rounds = (uint64_t)q->small.count + q->main.count + 1;
@@ -345,7 +390,7 @@ uint32_t s3fifo_alloc(struct s3fifo *q, uint64_t fp, uint32_t owner, uint32_t np
             return S3FIFO_NIL;
         }
     }
-    q->used += 1u << k;
+    q->used += q->cpages[k];
     q->items++;
     q->owner[s] = owner;
     freq_set(q, s, 0);
@@ -397,6 +442,33 @@ uint64_t s3fifo_items(struct s3fifo *q)
     uint64_t u = q->items;
     pthread_mutex_unlock(&q->lock);
     return u;
+}
+
+int s3fifo_fresh_wanted(struct s3fifo *q, uint32_t max_free)
+{
+    return __atomic_load_n(&q->nfree, __ATOMIC_RELAXED) < max_free &&
+           __atomic_load_n(&q->fresh, __ATOMIC_RELAXED) < q->nch;
+}
+
+uint32_t s3fifo_fresh_take(struct s3fifo *q, uint32_t max_free)
+{
+    uint32_t ch = S3FIFO_NIL;
+    pthread_mutex_lock(&q->lock);
+    if (q->nfree < max_free && q->fresh < q->nch) {
+        ch = q->fresh;
+        __atomic_store_n(&q->fresh, ch + 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return ch;
+}
+
+void s3fifo_fresh_put(struct s3fifo *q, uint32_t chunk)
+{
+    pthread_mutex_lock(&q->lock);
+    q->cnext[chunk] = q->free_top;
+    q->free_top = chunk;
+    __atomic_store_n(&q->nfree, q->nfree + 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&q->lock);
 }
 
 uint64_t s3fifo_npages(const struct s3fifo *q)

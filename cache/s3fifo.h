@@ -2,14 +2,15 @@
  * class, replaced by S3-FIFO weighted by bytes (Yang et al., SOSP '23).
  *
  * Generic: it knows pages 0..n-1 grouped in chunks (one block each) and a 32-bit owner tag per
- * run, nothing of what the runs hold. A run is a power of two of pages (its class), at most a
- * chunk; a chunk is cut into runs of one class, and goes back to the pool of free chunks when its
- * last run is freed, so the classes rebalance as the mix of sizes changes. New owners enter a
- * small FIFO (10% of the pages); one evicted from it unread goes to a ghost set (fingerprints
- * only) and is forgotten, one read at least once moves to the main FIFO, which is a CLOCK with a
- * 2-bit frequency. An owner whose fingerprint is in the ghost set enters main directly. One-pass
- * scans therefore flush only the small FIFO, not the working set. Sizes count pages: a run of
- * 16 pages weighs 16 in the queues, and an allocation evicts until a run of its class is free.
+ * run, nothing of what the runs hold. A run is a size class of pages (1 to 16, then four steps
+ * per power of two: 20, 24, 28, 32, 40, ...), at most a chunk; a chunk is cut into runs of one
+ * class, and goes back to the pool of free chunks when its last run is freed, so the classes
+ * rebalance as the mix of sizes changes. New owners enter a small FIFO (10% of the pages); one
+ * evicted from it unread goes to a ghost set (fingerprints only) and is forgotten, one read at
+ * least once moves to the main FIFO, which is a CLOCK with a 2-bit frequency. An owner whose
+ * fingerprint is in the ghost set enters main directly. One-pass scans therefore flush only the
+ * small FIFO, not the working set. Sizes count pages: a run of 16 pages weighs 16 in the queues,
+ * and an allocation evicts until a run of its class is free.
  *
  * Threading: one internal mutex protects the queues; s3fifo_touch takes no lock (an atomic
  * store of the frequency). The evict callback runs with that mutex held: it must not call into
@@ -43,7 +44,7 @@ typedef int (*s3fifo_evict_fn)(void *arg, uint32_t page, uint32_t owner, uint64_
  * all. Returns NULL on ENOMEM or bad sizes. nchunks may be 0 (every alloc fails). */
 struct s3fifo *s3fifo_new(uint32_t nchunks, uint32_t chunk_pages);
 void s3fifo_free(struct s3fifo *q);
-/* The pages a run for NPAGES pages takes: the next power of two (NPAGES <= a chunk). */
+/* The pages a run for NPAGES pages takes: its size class (NPAGES <= a chunk). */
 uint32_t s3fifo_run_pages(uint32_t npages);
 /* A run of at least NPAGES pages (1 to a chunk) for OWNER (fp: its fingerprint, for the ghost
  * set), evicting until one is free; returns its first page, or S3FIFO_NIL when every candidate
@@ -61,6 +62,15 @@ void s3fifo_touch(struct s3fifo *q, uint32_t page);
 uint64_t s3fifo_used(struct s3fifo *q);
 uint64_t s3fifo_items(struct s3fifo *q);
 uint64_t s3fifo_npages(const struct s3fifo *q);
+/* Preparing never-used chunks (arena.c maps their pages ahead of need). Runs come from free
+ * chunks used before (or prepared) while there are any, and from never-used ones only after.
+ * s3fifo_fresh_take hands out the lowest never-used chunk, which no run can then come from, while
+ * fewer than MAX_FREE chunks are free and used before (else NIL); s3fifo_fresh_put makes it a
+ * free chunk used before. s3fifo_fresh_wanted says, lock-free and approximately, whether a take
+ * would give one. */
+int s3fifo_fresh_wanted(struct s3fifo *q, uint32_t max_free);
+uint32_t s3fifo_fresh_take(struct s3fifo *q, uint32_t max_free);
+void s3fifo_fresh_put(struct s3fifo *q, uint32_t chunk);
 /* Bytes this structure costs. */
 uint64_t s3fifo_bytes(const struct s3fifo *q);
 

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/vfs.h>
 
+#include "cache/arena.h"
 #include "cache/cache_i.h"
 #include "cache/s3fifo.h"
 #include "util/crc64.h"
@@ -269,7 +270,7 @@ static void test_mem_runs_random(void **state)
             continue;
         }
         allocs++;
-        assert_true(p % rp == 0 && p + rp <= RUNS_NP);
+        assert_true(p % RUNS_CP % rp == 0 && p % RUNS_CP + rp <= RUNS_CP && p + rp <= RUNS_NP);
         for (uint32_t k = p; k < p + rp; k++) {
             assert_int_equal(m->owner_at[k], S3FIFO_NIL); /* no overlap */
             m->owner_at[k] = o;
@@ -300,6 +301,163 @@ static void test_mem_runs_random(void **state)
     assert_true(s3fifo_used(q) <= RUNS_NP);
     s3fifo_free(q);
     free(m);
+}
+
+/* The size classes bound the waste: a 16.5 KiB object costs 20 KiB of the memory tier (it cost
+ * 32 KiB when classes were powers of two), every class is at most a fifth above what it holds
+ * past 16 pages, and a mix of sizes from 1 KiB to 1 MiB, churned through S3-FIFO, keeps the tier
+ * filled with object bytes to a high fraction of its capacity. */
+#define MIX_CHUNKS 2048
+#define MIX_CP     256 /* 1 MiB chunks */
+#define MIX_OWNERS 65536
+
+struct mix_model {
+    uint32_t bytes[MIX_OWNERS]; /* per owner: its object's bytes, 0 when it holds no run */
+    uint32_t page[MIX_OWNERS];  /* per owner: its run's first page */
+    uint64_t live;              /* the object bytes held */
+};
+
+static int mix_evict(void *arg, uint32_t page, uint32_t owner, uint64_t *fp)
+{
+    struct mix_model *m = arg;
+    assert_true(owner < MIX_OWNERS && m->bytes[owner] > 0 && m->page[owner] == page);
+    m->live -= m->bytes[owner];
+    m->bytes[owner] = 0;
+    *fp = 0; /* no ghost: every object is new */
+    return S3FIFO_EVICTED;
+}
+
+/* Churns a 2 GiB tier (2048 chunks) through S3-FIFO with objects of sizes as many in each
+ * power of two from 1 KiB to 2^(OCTAVES-1) KiB and, with BLOCK_EVERY, one 1 MiB block every
+ * BLOCK_EVERY objects; *MEAN and *WORST: the object bytes held over the capacity, once full. */
+static void mix_fill(unsigned octaves, unsigned block_every, double *mean, double *worst)
+{
+    struct mix_model *m = calloc(1, sizeof(*m));
+    assert_non_null(m);
+    struct s3fifo *q = s3fifo_new(MIX_CHUNKS, MIX_CP);
+    assert_non_null(q);
+    const uint64_t cap = (uint64_t)MIX_CHUNKS * MIX_CP * 4096;
+    double sum = 0, usum = 0;
+    int samples = 0;
+    *worst = 1;
+    for (uint32_t step = 0; step < 120000; step++) {
+        uint32_t o = step % MIX_OWNERS;
+        if (m->bytes[o] > 0) { /* an owner id reused: its old object goes */
+            s3fifo_release(q, m->page[o]);
+            m->live -= m->bytes[o];
+            m->bytes[o] = 0;
+        }
+        uint32_t lo = 1024u << (fake_rand() % octaves);
+        uint32_t bytes = lo + (uint32_t)(fake_rand() % lo);
+        if (block_every && step % block_every == 0)
+            bytes = MIX_CP * 4096;
+        int ev;
+        uint32_t p =
+            s3fifo_alloc(q, fake_mix(step), o, (bytes + 4095) / 4096, 0, mix_evict, m, &ev);
+        assert_int_not_equal(p, S3FIFO_NIL);
+        m->bytes[o] = bytes;
+        m->page[o] = p;
+        m->live += bytes;
+        assert_true(s3fifo_used(q) * 4096 <= cap);
+        if (step >= 40000 && step % 100 == 0) {
+            double f = (double)m->live / (double)cap;
+            *worst = f < *worst ? f : *worst;
+            sum += f;
+            usum += (double)(s3fifo_used(q) * 4096) / (double)cap;
+            samples++;
+        }
+    }
+    *mean = sum / samples;
+    print_message("objects of 1 KiB to %u KiB%s fill the tier to %.3f of its bytes (mean), %.3f "
+                  "at worst; their runs take %.3f\n",
+                  1u << octaves, block_every ? " and 1 MiB blocks" : "", *mean, *worst,
+                  usum / samples);
+    s3fifo_free(q);
+    free(m);
+}
+
+static void test_mem_classes(void **state)
+{
+    struct env *e = *state;
+    for (uint32_t np = 1; np <= 1u << 15; np++) {
+        uint32_t rp = s3fifo_run_pages(np);
+        assert_true(rp >= np);
+        assert_true(np <= 16 ? rp == np : rp * 4 <= np * 5);
+    }
+    struct cache *c = mk(e, 8 * MiB, NULL, 0, 1 << 20);
+    struct cache_stats st;
+    read_ok(c, "x", "e", 16 * KiB + 512, 0, 16 * KiB + 512);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.blocks_mem, 1);
+    assert_true(st.mem_used <= 20 * KiB);
+    cache_free(c);
+
+    /* A dataset of small files (1 KiB to 256 KiB, as many in each power of two) beside the
+       1 MiB blocks of big objects, one in 32 (about half the bytes); then every size up to 1 MiB
+       alike, the worst case: above half a chunk a run takes a whole chunk. */
+    double mean, worst;
+    mix_fill(8, 32, &mean, &worst);
+    assert_true(mean >= 0.85 && worst >= 0.8);
+    mix_fill(10, 0, &mean, &worst);
+    assert_true(mean >= 0.75 && worst >= 0.7);
+}
+
+/* The arena's toucher (arena.c) maps never-used chunks ahead of the allocations, a bounded
+ * number of them: in a 64 MiB arena (8 MiB ahead), every chunk an allocation gets is already
+ * resident when handed out, and the chunks past the window are not mapped until the
+ * allocations come near. */
+#define AR_CHUNKS 64
+#define AR_AHEAD  8 /* an eighth of the arena */
+
+static int ar_resident(const uint8_t *p, size_t len)
+{
+    unsigned char vec[256];
+    assert_true(len / 4096 <= sizeof(vec));
+    assert_int_equal(mincore((void *)p, len, vec), 0);
+    for (size_t i = 0; i < len / 4096; i++)
+        if (!(vec[i] & 1))
+            return 0;
+    return 1;
+}
+
+/* Waits (at most 10 s) until the toucher has AR_AHEAD chunks ready. */
+static void ar_wait_ready(struct s3fifo *q)
+{
+    for (int i = 0; i < 10000 && s3fifo_fresh_wanted(q, AR_AHEAD); i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    assert_false(s3fifo_fresh_wanted(q, AR_AHEAD));
+}
+
+static int ar_evict_none(void *arg, uint32_t page, uint32_t owner, uint64_t *fp)
+{
+    (void)arg, (void)page, (void)owner, (void)fp;
+    return S3FIFO_BUSY;
+}
+
+static void test_arena_ahead(void **state)
+{
+    (void)state;
+    struct s3fifo *q = s3fifo_new(AR_CHUNKS, 256);
+    assert_non_null(q);
+    struct arena *a = arena_new(AR_CHUNKS, MiB, q, 1);
+    assert_non_null(a);
+    const uint8_t *base = arena_base(a);
+    assert_int_equal((uintptr_t)base % (2 * MiB), 0);
+    for (uint32_t o = 0; o < 3 * AR_AHEAD; o++) {
+        ar_wait_ready(q);
+        int ev;
+        uint32_t p = s3fifo_alloc(q, o, o, 256, 0, ar_evict_none, NULL, &ev);
+        assert_int_not_equal(p, S3FIFO_NIL);
+        assert_true(ar_resident(base + (size_t)p * 4096, MiB));
+        arena_kick(a);
+    }
+    /* The window: chunks beyond those used and AR_AHEAD ready (and the huge page of the last)
+       are untouched. */
+    ar_wait_ready(q);
+    for (uint32_t ch = 4 * AR_AHEAD + 2; ch < AR_CHUNKS; ch++)
+        assert_false(ar_resident(base + (size_t)ch * MiB, 4096));
+    arena_free(a);
+    s3fifo_free(q);
 }
 
 static void test_etag_change(void **state)
@@ -1281,6 +1439,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_compact_same_tag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mem_by_bytes, setup, teardown),
         cmocka_unit_test(test_mem_runs_random),
+        cmocka_unit_test_setup_teardown(test_mem_classes, setup, teardown),
+        cmocka_unit_test(test_arena_ahead),
         cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
