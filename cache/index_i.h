@@ -1,8 +1,8 @@
 /* cache/index_i.h - private to cache/: the block index's types (struct cache, struct centry, struct
- * shard, struct fill, the background jobs) and the small helpers that cache.c (the index, the
- * memory tier, the read path) and prefetch.c (the prefetch runs) share. What the index is and
- * how it is laid out is told at the top of cache.c; the functions below that are not inline are
- * defined in cache.c unless their comment says otherwise.
+ * shard, struct fill, the background jobs) and the helpers shared by cache.c (the index, the
+ * memory tier, the read path), prefetch.c (the prefetch runs) and writer.c (the disk writers).
+ * What the index is and how it is laid out is told at the top of cache.c; a function below that
+ * is not inline is defined in cache.c unless its comment names another file.
  */
 #ifndef EFC_CACHE_INDEX_I_H
 #define EFC_CACHE_INDEX_I_H
@@ -303,6 +303,13 @@ enum {
                 */
 };
 
+/* Where a block's disk item is, as an entry named it (the region held: cdisk_hold). */
+struct dloc {
+    uint32_t reg, off;
+    int dir;
+    uint64_t valid[MAXW];
+};
+
 /* ---- shared between the files of cache/ (each defined in cache.c unless said otherwise) ---- */
 
 /* A thread's block-sized scratch buffer of at least N bytes (kept for the thread), or NULL. */
@@ -328,11 +335,43 @@ void fill_begin_locked(struct shard *sh, struct centry *e, uint32_t i, struct fi
 /* Ends the fill F of E and waits for its last waiter to leave (see its definition). Lock held. */
 void fill_end_locked(struct shard *sh, struct centry *e, struct fill *f, int err, int from,
                      const uint8_t *buf, const uint64_t *got);
-/* Queues PAGES of BUF (ENTRY NIL: copied; else ENTRY's pinned memory slot) for the disk tier. */
+/* Copies the pages in PAGES from block buffer SRC to DST (both at block offsets). */
+void copy_pages(struct cache *c, uint32_t blen, const uint64_t *pages, uint8_t *dst,
+                const uint8_t *src);
+/* E names the disk item it has (DV set): counted in (SIGN 1) or out of (-1) its directory. Lock
+ * held. */
+void disk_count_locked(struct cache *c, const struct centry *e, int sign);
+/* E forgets its disk item (dead space now), if it names one. Lock held. */
+void disk_drop_locked(struct cache *c, struct centry *e);
+/* Whether DIR is up (not resting after a failure). */
+int dir_up(const struct cdir *dir);
+/* DIR's disk failed OP ("read", "write") with RC: it rests (DIR_BACKOFF_NS), logged once a bout. */
+void dir_failed(struct cache *c, struct cdir *dir, const char *op, int rc);
+/* A write to DIR succeeded: the bout of failures, if any, is over. */
+void dir_worked(struct cdir *dir);
+/* Queues PAGES of BUF (ENTRY NIL: copied; else ENTRY's pinned memory slot) for the disk tier
+ * (writer.c). */
 void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uint64_t *pages,
                  const uint8_t *buf, uint32_t entry);
-/* Frees a job (NULL: nothing) and its buffers. Any lock may be held (wbuf_lock is a leaf). */
+/* Frees a job (NULL: nothing) and its buffers. Any lock may be held (wbuf_lock is a leaf)
+ * (writer.c). */
 void job_free(struct cache *c, struct job *j);
+/* Writes the pages in PAGES of block ID from DATA to the disk tier, synchronously: 0, 1 (no
+ * place), or -errno. No lock held (writer.c). */
+int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen, const uint8_t *data,
+                     const uint64_t *pages, int hot);
+/* A block-sized buffer for a disk write's copy, reused (writer.c); NULL when out of memory. */
+void *wbuf_get(struct cache *c);
+/* Gives back a buffer of wbuf_get (NULL: nothing), kept for reuse or freed (writer.c). */
+void wbuf_put(struct cache *c, void *p);
+/* Writes job J's block to disk and unpins its entry if J wrote from the memory slot (writer.c). */
+void do_write(struct cache *c, struct job *j);
+/* Unpins the entry of a write job that was to write from its memory slot. No lock held
+ * (writer.c). */
+void job_unpin(struct cache *c, struct job *j);
+/* A disk writer: writes the queue's blocks until c->writers_stop and the queue is empty
+ * (writer.c). */
+void *writer_main(void *arg);
 /* Reads or makes present block B through the cache (see its definition; MODE_*). BLK_* or -errno.
  */
 int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, void *dst, int mode,
