@@ -1381,42 +1381,6 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
     return rc;
 }
 
-/* ---- start-up scan ---- */
-
-/* An item found on disk at start-up (regions oldest first, so a later item of a block replaces
- * an earlier one of the same directory; a copy in another directory is left alone: the first
- * found serves). */
-static int scan_one(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
-{
-    struct cdir *dir = arg;
-    struct cache *c = dir->c;
-    struct shard *sh = shard_of(c, h->id);
-    pthread_mutex_lock(&sh->lock);
-    uint32_t i = lookup(c, sh, h->id);
-    if (i != NIL) {
-        struct centry *e = E(c, i);
-        if (e->dreg == NIL || &c->dirs[e->ddir] != dir || e->blen != h->blen) {
-            pthread_mutex_unlock(&sh->lock);
-            return 0;
-        }
-        disk_drop_locked(c, e);
-        c->scan_blocks--;
-    } else if ((i = entry_new(c, sh, h->id, h->blen)) == NIL) {
-        pthread_mutex_unlock(&sh->lock);
-        return 0;
-    }
-    struct centry *e = E(c, i);
-    e->dreg = region;
-    e->doff = off;
-    e->ddir = (uint8_t)(dir - c->dirs);
-    ent_put(c, e, DV, h->valid);
-    disk_count_locked(c, e, 1);
-    c->scan_blocks++;
-    entry_maybe_free(c, sh, i); /* a whole item: a compact record */
-    pthread_mutex_unlock(&sh->lock);
-    return 0;
-}
-
 /* ---- life cycle ---- */
 
 static int is_pow2(uint64_t v)

@@ -1,8 +1,8 @@
 /* cache/index_i.h - private to cache/: the block index's types (struct cache, struct centry, struct
  * shard, struct fill, the background jobs) and the helpers shared by cache.c (the index, the
- * memory tier, the read path), prefetch.c (the prefetch runs) and writer.c (the disk writers).
- * What the index is and how it is laid out is told at the top of cache.c; a function below that
- * is not inline is defined in cache.c unless its comment names another file.
+ * memory tier, the read path), prefetch.c (the prefetch runs) and writer.c (the disk writers,
+ * the start-up scan). What the index is and how it is laid out is told at the top of cache.c; a
+ * function below that is not inline is defined in cache.c unless its comment names another file.
  */
 #ifndef EFC_CACHE_INDEX_I_H
 #define EFC_CACHE_INDEX_I_H
@@ -372,6 +372,9 @@ void job_unpin(struct cache *c, struct job *j);
 /* A disk writer: writes the queue's blocks until c->writers_stop and the queue is empty
  * (writer.c). */
 void *writer_main(void *arg);
+/* cdisk_scan's callback at start-up: the index names the item (REGION, OFF) of H found in the
+ * directory ARG (struct cdir) (writer.c). */
+int scan_one(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h);
 /* Reads or makes present block B through the cache (see its definition; MODE_*). BLK_* or -errno.
  */
 int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, void *dst, int mode,

@@ -1,5 +1,6 @@
-/* cache/writer.c - the disk writers: the queue of blocks to write to the disk tier and the
- * workers that append them to a directory's region log (disk.c; the item format is item.c's).
+/* cache/writer.c - the index's side of the disk tier: the disk writers (the queue of blocks to
+ * write and the workers that append them to a directory's region log: disk.c, the item format
+ * item.c's), and the start-up scan that makes the index name what the disk holds (scan_one).
  *
  * A fill (cache.c, prefetch.c) queues the pages it fetched, and a memory victim whose pages are
  * not on disk yet is demoted through the same queue (mem_evict); the reader never waits for a
@@ -19,6 +20,10 @@
  *                   its turn that is up) as one new item; the old one is dead space
  *       shard lock: the entry names the new item (counted in its directory), F_DWRITING off
  *       no lock:    cdisk_append_done (the region may be sealed now)
+ *
+ * At start-up cache_new has disk.c scan each directory (cdisk_scan, regions oldest first) and
+ * scan_one names each item found: a later item of a block replaces an earlier one of the same
+ * directory, and a whole item becomes a compact record (entry_maybe_free).
  *
  * Locks: shard lock, then job_lock; wbuf_lock is a leaf (job_free runs under job_lock). No lock
  * is held across I/O, and cdisk_append is called with no shard lock held (the region log's
@@ -309,4 +314,40 @@ void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&c->job_lock);
     return NULL;
+}
+
+/* ---- start-up scan ---- */
+
+/* An item found on disk at start-up (regions oldest first, so a later item of a block replaces
+ * an earlier one of the same directory; a copy in another directory is left alone: the first
+ * found serves). */
+int scan_one(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
+{
+    struct cdir *dir = arg;
+    struct cache *c = dir->c;
+    struct shard *sh = shard_of(c, h->id);
+    pthread_mutex_lock(&sh->lock);
+    uint32_t i = lookup(c, sh, h->id);
+    if (i != NIL) {
+        struct centry *e = E(c, i);
+        if (e->dreg == NIL || &c->dirs[e->ddir] != dir || e->blen != h->blen) {
+            pthread_mutex_unlock(&sh->lock);
+            return 0;
+        }
+        disk_drop_locked(c, e);
+        c->scan_blocks--;
+    } else if ((i = entry_new(c, sh, h->id, h->blen)) == NIL) {
+        pthread_mutex_unlock(&sh->lock);
+        return 0;
+    }
+    struct centry *e = E(c, i);
+    e->dreg = region;
+    e->doff = off;
+    e->ddir = (uint8_t)(dir - c->dirs);
+    ent_put(c, e, DV, h->valid);
+    disk_count_locked(c, e, 1);
+    c->scan_blocks++;
+    entry_maybe_free(c, sh, i); /* a whole item: a compact record */
+    pthread_mutex_unlock(&sh->lock);
+    return 0;
 }
