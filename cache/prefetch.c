@@ -1,7 +1,7 @@
 /* cache/prefetch.c - prefetch runs: readahead on its own workers, and cache_fetch_run.
  *
  * Prefetch (readahead) runs on its own workers (io_threads of them: as many source requests in
- * flight as the read path wants), apart from the disk writers (cache.c), so that a slow disk never
+ * flight as the read path wants), apart from the disk writers (writer.c), so that a slow disk never
  * holds back a stream and a stream never starves the disk. A prefetch job is a run of
  * consecutive blocks; cache_prefetch cuts a range into runs aligned on run_max blocks and queues
  * them (at most PQ_MAX blocks waiting; a full queue drops the request):
