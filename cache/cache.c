@@ -1,5 +1,6 @@
 /* cache/cache.c - the block index, the memory tier, the read path with single-flight, and the
- * background workers that write blocks to the disk tier (disk.c) and run prefetches.
+ * cache's life (cache_new, cache_free); the readahead runs are in prefetch.c, the workers that
+ * write blocks to the disk tier (disk.c) and the start-up scan in writer.c.
  *
  * The index is a pool of entries (one per block in memory, being filled or written, or partly on
  * disk), grown 4096 at a time as blocks come (up to one per 4 KiB page of memory and per smallest
@@ -68,20 +69,12 @@
  * copies out, and queues the fetched pages for a worker to write to disk: a block in a memory
  * slot is written from the slot itself, pinned until then (no copy); only a block without one (a
  * scratch buffer's) and a memory victim's demotion are copied for the writer. The reader never
- * waits for a disk write.
+ * waits for a disk write. The write queue and the disk writers are in writer.c.
  *
- * Prefetch (readahead) runs on its own workers (io_threads of them: as many source requests in
- * flight as the read path wants), apart from the disk writers, so that a slow disk never holds
- * back a stream and a stream never starves the disk. A prefetch job is a run of consecutive
- * blocks: the worker claims each block that nobody holds or fills (F_FILLING, a memory slot),
- * fetches every stretch of claimed blocks with one source request (the source contract allows a
- * range across blocks; the stretch's memory slots are mapped first, slot_prefault), and publishes
- * the blocks one by one. Blocks it fetched ahead are marked
- * F_AHEAD until a read uses them: that first read is the access they were fetched for, so it does
- * not count as a re-access (a sequential scan stays in S3-FIFO's small FIFO, as it should), and
- * one not read yet is kept once when it comes up for eviction (S3FIFO_KEEP), so that in a small
- * memory tier readahead does not evict the blocks the reader is about to use in favour of those
- * it has passed. The read path keeps its window within half of what the cache can hold.
+ * Prefetch runs (readahead on workers of their own, and cache_fetch_run) are in prefetch.c: a
+ * run claims the blocks nobody holds or fills, fetches each stretch of them with one source
+ * request and publishes them one by one, marked F_AHEAD until a read uses them (ahead_now).
+ * The types and helpers cache.c, prefetch.c and writer.c share are in index_i.h.
  *
  * A warm-up fill (cache_fill) is the same fill with another target: with a disk tier it fills a
  * scratch block (pages memory holds are copied, the rest fetched) and writes it synchronously
@@ -124,229 +117,16 @@
 
 #include "cache/arena.h"
 #include "cache/cache_i.h"
+#include "cache/index_i.h"
 #include "cache/s3fifo.h"
 #include "util/log.h"
 
 /* The entries keep their bitmaps as little-endian bytes and load them into uint64_t words. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "bitmap bytes assume little-endian");
 
-#define NSHARDS         256
-#define NIL             UINT32_MAX
-#define MAXW            (CSLOT_MAX_PAGES / 64) /* bitmap words for the largest geometry */
-#define POOL_SLACK      4096 /* entries beyond the tiers' blocks: fills in flight */
-#define CHUNK_SHIFT     12   /* the index grows by 4096 entries at a time */
-#define CHUNK           (1u << CHUNK_SHIFT)
-#define COPY_UNDER_LOCK (64u << 10)   /* hits up to this size copy with the lock held */
-#define WQ_MIN_BYTES    (64ull << 20) /* disk-write queue: bytes of copies waiting */
-#define WBUF_KEEP_BYTES (16ull << 20) /* idle disk-write copies kept for reuse */
-#define PQ_MAX          1024          /* prefetch queue: blocks waiting */
-#define RUN_MAX_BYTES   (4u << 20)    /* one prefetch request fetches at most this (or a block) */
-#define RUN_MAX_BLOCKS  (RUN_MAX_BYTES / CACHE_MIN_BLOCK)
-#define MEM_AT(c, ms)   ((c)->arena + ((size_t)(ms) << S3FIFO_PAGE_SHIFT)) /* a memory run */
-#define DISK_WRITERS    2 /* disk writes go through io_uring: two threads keep a disk busy */
-/* A directory whose disk failed a read or a write rests this long (neither read nor written),
-   then is tried again. Its first failure of a bout is logged, at most once a minute. */
-#define DIR_BACKOFF_NS (2ull * 1000000000ull)
-#define DIR_WARN_NS    (60ull * 1000000000ull)
-
-enum {
-    F_FILLING = 1,  /* a fill runs (its record is in the shard's list) */
-    F_DWRITING = 2, /* a disk write of the block runs */
-    F_AHEAD = 4,    /* in memory by prefetch, not read yet; bits 4-7: its ahead_stamp */
-    F_DHIT = 8,     /* its disk item was read since the item was written (or moved) */
-};
-enum { MV = 0, DV = 1 }; /* the entry's bitmaps: memory-valid, disk-valid */
-
-/* One block. Protected by its shard's lock (except id and blen, fixed while allocated). */
-struct centry {
-    uint64_t id[2];
-    uint32_t hnext; /* hash chain, or the pool's free list */
-    uint32_t mslot; /* memory slot (its first 4 KiB page in the arena) or NIL */
-    uint32_t dreg;  /* the region of its disk item in dirs[ddir], or NIL */
-    uint32_t doff;  /* the item's offset in that region */
-    uint32_t blen;  /* block length */
-    uint16_t pins;  /* readers, fillers and writers using the entry: at most one per thread */
-    uint8_t ddir;
-    uint8_t flags;
-    uint8_t bits[]; /* mvalid then dvalid, c->mb bytes each (little-endian bitmap words) */
-};
-
-/* A fill in flight (see the top). Shard lock. */
-struct fill {
-    struct fill *next; /* the shard's list */
-    uint32_t entry;
-    int done, err;
-    int from;            /* done: the worst enum blk_from of its fetches; -1: it fetched nothing */
-    unsigned waiters;    /* registered and not yet gone */
-    const uint8_t *buf;  /* done: the block's bytes when they are in no memory slot, else NULL */
-    const uint64_t *got; /* done: the pages in buf */
-};
-
-struct shard {
-    pthread_mutex_t lock;
-    pthread_cond_t cond; /* a fill or a disk write on this shard ended, a waiter left */
-    uint32_t *buckets;
-    uint32_t mask;
-    uint32_t count; /* entries in the table; the buckets double past 2 a bucket */
-    struct fill *fills;
-    uint64_t *crec; /* compact records (see "compact records"), ccap slots, or NULL */
-    uint32_t ccap, ccount;
-} __attribute__((aligned(64)));
-
-struct cdir {
-    struct cache *c;
-    struct cdisk *d;
-    struct cdisk_owner own; /* disk_forget, disk_moved, this */
-    uint64_t items, bytes;  /* atomic: items the index names, and their bytes on disk */
-    uint64_t down_until;    /* atomic; CLOCK_MONOTONIC ns */
-    /* A bout of failures: from a failed read or write to the next write that succeeds. */
-    pthread_mutex_t state_lock;
-    int failing;        /* state_lock to change; read atomically */
-    int warned;         /* state_lock: this bout's first failure was logged */
-    uint64_t warned_at; /* state_lock: when the last bout was logged */
-};
-
-enum { JOB_WRITE, JOB_PREFETCH };
-
-struct job {
-    struct job *next;
-    int kind;
-    /* JOB_WRITE */
-    uint64_t id[2];
-    uint32_t blen;
-    uint8_t *data;  /* block-sized copy; pages at their block offsets; NULL: the memory slot */
-    uint32_t entry; /* data NULL: the entry, pinned until written, whose memory slot holds them */
-    /* JOB_PREFETCH: blocks index..index+nblocks-1 */
-    char *key, *etag;
-    uint64_t obj_size, index;
-    uint32_t nblocks;
-    unsigned flags;   /* CACHE_PEER (and CACHE_RELAY) or 0 */
-    uint64_t pages[]; /* JOB_WRITE: the pages in data */
-};
-
-/* The BLKREQ_* flags of a source fetch made for a read with cache FLAGS: a peer's miss goes to
- * the origin (BLKREQ_LOCAL), unless it relays a hot block (CACHE_RELAY: through the cluster). */
-static unsigned src_flags(unsigned flags)
-{
-    return (flags & (CACHE_PEER | CACHE_RELAY)) == CACHE_PEER ? BLKREQ_LOCAL : 0;
-}
-
-/* Counters are striped per thread (a thread keeps one stripe) so that hits on two cores do not
- * bounce one cache line; readers of the stats sum the stripes. */
-#define NSTRIPES 16
-
-struct counters {
-    uint64_t read, read_bytes, read_hit, read_hit_bytes, read_miss, read_miss_bytes;
-    uint64_t direct_read, direct_read_bytes, root_read_source, root_read_source_bytes;
-    uint64_t evictions_mem, evictions_disk, demotions, disk_errors, corrupt_dropped;
-    uint64_t singleflight_waits, source_fetches, source_errors;
-    uint64_t disk_writes, disk_write_bytes, disk_writes_dropped, prefetch_queued, prefetch_dropped;
-} __attribute__((aligned(64)));
-
-struct cache {
-    uint32_t bs, ps, np, w, mb; /* mb: bytes of one entry bitmap */
-    unsigned bs_shift, ps_shift;
-    uint32_t run_max; /* blocks in one prefetch job */
-    uint64_t mtick;   /* pages of memory slots allocated so far (atomic): the clock of F_AHEAD */
-    unsigned tick_shift;
-    struct blksrc *src;
-    char *ns; /* the name space of the identities */
-    struct shard shards[NSHARDS];
-
-    pthread_mutex_t pool_lock;
-    uint8_t **chunks; /* the entries, CHUNK of them a chunk, allocated as needed */
-    size_t estride;
-    uint32_t nchunks, maxchunks, pool_free; /* free list through hnext; under pool_lock */
-
-    uint8_t *arena; /* whole blocks (chunks), cut into runs of 4 KiB pages by s3fifo.c */
-    size_t arena_len;
-    struct arena *ar; /* its mapping and the thread mapping chunks ahead (arena.c) */
-    struct s3fifo *mq;
-
-    int ndirs;
-    struct cdir dirs[CACHE_MAX_DIRS];
-
-    pthread_mutex_t job_lock;
-    pthread_cond_t wq_cond, pq_cond;
-    struct job *wq_head, *wq_tail, *pq_head, *pq_tail; /* under job_lock */
-    uint64_t wq_bytes, wq_max;
-    pthread_mutex_t wbuf_lock; /* a leaf lock: job_free runs under job_lock */
-    void *wbuf_free; /* idle block-sized copies for disk writes, linked through their first word */
-    unsigned wbuf_nfree, wbuf_keep;
-    unsigned pq_blocks;
-    int stopping;       /* prefetchers: stop, drop the queue */
-    int writers_stop;   /* writers: stop once the queue is empty */
-    pthread_t *threads; /* nprefetchers prefetchers, then the writers */
-    unsigned nthreads, nprefetchers;
-
-    struct counters n[NSTRIPES]; /* atomics */
-    uint64_t index_bytes, disk_capacity, scan_blocks, scan_usec;
-    uint64_t index_fixed; /* index_bytes before the first entry */
-    /* The fields of a compact record (cr_make); cr_tbits 0: no compact records. */
-    unsigned cr_tbits, cr_dbits, cr_rbits, cr_obits;
-};
-
-static unsigned stripe_next;
-static __thread int stripe_mine = -1;
-
-static int stripe(void)
-{
-    if (stripe_mine < 0)
-        stripe_mine = (int)(__atomic_fetch_add(&stripe_next, 1, __ATOMIC_RELAXED) % NSTRIPES);
-    return stripe_mine;
-}
-
-#define STAT(c, f, v) __atomic_fetch_add(&(c)->n[stripe()].f, (uint64_t)(v), __ATOMIC_RELAXED)
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- bitmaps ---- */
-
-static int bm_test(const uint64_t *m, uint32_t p)
-{
-    return (int)(m[p / 64] >> (p % 64) & 1);
-}
-
-static void bm_set(uint64_t *m, uint32_t p)
-{
-    m[p / 64] |= 1ull << (p % 64);
-}
-
-static void bm_range(uint64_t *m, uint32_t w, uint32_t p0, uint32_t p1)
-{
-    memset(m, 0, 8ull * w);
-    for (uint32_t p = p0; p <= p1; p++)
-        bm_set(m, p);
-}
-
-static int bm_covers(const uint64_t *have, const uint64_t *need, uint32_t w)
-{
-    for (uint32_t i = 0; i < w; i++)
-        if (need[i] & ~have[i])
-            return 0;
-    return 1;
-}
-
-static int bm_any(const uint64_t *m, uint32_t w)
-{
-    for (uint32_t i = 0; i < w; i++)
-        if (m[i])
-            return 1;
-    return 0;
-}
-
-static uint64_t bm_count(const uint64_t *m, uint32_t w)
-{
-    uint64_t n = 0;
-    for (uint32_t i = 0; i < w; i++)
-        n += (uint64_t)__builtin_popcountll(m[i]);
-    return n;
-}
+/* The counters' stripes (STAT, index_i.h): the next stripe to hand out, and this thread's. */
+unsigned stripe_next;
+__thread int stripe_mine = -1;
 
 /* ---- thread-local scratch buffer (fills without a memory slot, prefetch runs) ---- */
 
@@ -371,7 +151,7 @@ static void scratch_key_init(void)
         abort();
 }
 
-static void *scratch_get(size_t n)
+void *scratch_get(size_t n)
 {
     pthread_once(&scratch_once, scratch_key_init);
     struct scratch *s = pthread_getspecific(scratch_key);
@@ -391,45 +171,6 @@ static void *scratch_get(size_t n)
 }
 
 /* ---- index ---- */
-
-static struct centry *E(struct cache *c, uint32_t i)
-{
-    return (struct centry *)(c->chunks[i >> CHUNK_SHIFT] + (size_t)(i & (CHUNK - 1)) * c->estride);
-}
-
-/* Loads bitmap WHICH of E into OUT (c->w words); a tier the entry has nothing in reads empty. */
-static void ent_get(struct cache *c, const struct centry *e, int which, uint64_t *out)
-{
-    memset(out, 0, 8ull * c->w);
-    if ((which == MV ? e->mslot : e->dreg) != NIL)
-        memcpy(out, e->bits + (size_t)which * c->mb, c->mb);
-}
-
-static void ent_put(struct cache *c, struct centry *e, int which, const uint64_t *in)
-{
-    memcpy(e->bits + (size_t)which * c->mb, in, c->mb);
-}
-
-static void ent_clear(struct cache *c, struct centry *e, int which)
-{
-    memset(e->bits + (size_t)which * c->mb, 0, c->mb);
-}
-
-/* Whether tier WHICH of E holds every page of NEED. */
-static int ent_covers(struct cache *c, const struct centry *e, int which, const uint64_t *need)
-{
-    uint64_t have[MAXW];
-    if ((which == MV ? e->mslot : e->dreg) == NIL)
-        return 0;
-    ent_get(c, e, which, have);
-    return bm_covers(have, need, c->w);
-}
-
-static struct shard *shard_of(struct cache *c, const uint64_t id[2])
-{
-    return &c->shards[id[1] % NSHARDS];
-}
-
 void cache_block_id(const char *ns, const char *key, const char *etag, uint64_t index,
                     uint64_t id[2])
 {
@@ -457,7 +198,7 @@ uint64_t cache_page_crc(const uint64_t id[2], uint32_t page, const void *data, s
     return cslot_page_crc(id, page, data, len);
 }
 
-static uint32_t lookup(struct cache *c, struct shard *sh, const uint64_t id[2])
+uint32_t lookup(struct cache *c, struct shard *sh, const uint64_t id[2])
 {
     for (uint32_t i = sh->buckets[id[0] & sh->mask]; i != NIL; i = E(c, i)->hnext) {
         struct centry *e = E(c, i);
@@ -524,7 +265,7 @@ static void shard_grow(struct cache *c, struct shard *sh)
 #define CR_MIN_TBITS  16 /* fewer tag bits than this: no compact records (a huge geometry) */
 #define CR_READ_WHOLE (256u << 10) /* a compact hit reads an item this small whole at first */
 
-static uint64_t cr_tag(const struct cache *c, const uint64_t id[2])
+uint64_t cr_tag(const struct cache *c, const uint64_t id[2])
 {
     return id[1] >> (64 - c->cr_tbits);
 }
@@ -595,8 +336,8 @@ static int cr_room(struct cache *c, struct shard *sh)
 
 /* The slot of the record of tag TAG whose place is WHERE (cr_where), or, WHERE ~0, of the
  * SKIP-th record of tag TAG in its probe sequence; NIL if none. Lock held. */
-static uint32_t cr_find(const struct cache *c, const struct shard *sh, uint64_t tag, uint64_t where,
-                        unsigned skip)
+uint32_t cr_find(const struct cache *c, const struct shard *sh, uint64_t tag, uint64_t where,
+                 unsigned skip)
 {
     if (!sh->ccap)
         return NIL;
@@ -655,7 +396,7 @@ static int cr_demote_locked(struct cache *c, struct shard *sh, struct centry *e)
 }
 
 /* A new entry in the hash table, or NIL when the pool is empty. Shard lock held. */
-static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2], uint32_t blen)
+uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2], uint32_t blen)
 {
     pthread_mutex_lock(&c->pool_lock);
     if (c->pool_free == NIL)
@@ -682,7 +423,7 @@ static uint32_t entry_new(struct cache *c, struct shard *sh, const uint64_t id[2
 
 /* Frees the entry if nothing holds it any more, or nothing but a whole disk item (a compact
  * record then names the item). Shard lock held. */
-static void entry_maybe_free(struct cache *c, struct shard *sh, uint32_t i)
+void entry_maybe_free(struct cache *c, struct shard *sh, uint32_t i)
 {
     struct centry *e = E(c, i);
     if (e->mslot != NIL || e->pins || (e->flags & (F_FILLING | F_DWRITING)))
@@ -715,7 +456,7 @@ static uint8_t ahead_now(struct cache *c)
     return (uint8_t)((__atomic_load_n(&c->mtick, __ATOMIC_RELAXED) >> c->tick_shift) & 15);
 }
 
-static void ahead_set_locked(struct cache *c, struct centry *e)
+void ahead_set_locked(struct cache *c, struct centry *e)
 {
     e->flags = (uint8_t)((e->flags & 0x0f) | F_AHEAD | (ahead_now(c) << 4));
 }
@@ -749,7 +490,7 @@ static uint32_t mem_alloc(struct cache *c, const uint64_t id[2], uint32_t i, uin
 /* ---- fills ---- */
 
 /* Starts a fill of entry I by this thread: F_FILLING, a pin, the record F listed. Lock held. */
-static void fill_begin_locked(struct shard *sh, struct centry *e, uint32_t i, struct fill *f)
+void fill_begin_locked(struct shard *sh, struct centry *e, uint32_t i, struct fill *f)
 {
     *f = (struct fill){.next = sh->fills, .entry = i, .from = -1};
     sh->fills = f;
@@ -760,8 +501,8 @@ static void fill_begin_locked(struct shard *sh, struct centry *e, uint32_t i, st
 /* Ends the fill F of E: its waiters get ERR, FROM (the worst enum blk_from of its fetches, -1
  * for none) and, when the bytes are in no memory slot, BUF (the pages GOT); returns once the last
  * waiter has left. The caller still holds its pin. Lock held. */
-static void fill_end_locked(struct shard *sh, struct centry *e, struct fill *f, int err, int from,
-                            const uint8_t *buf, const uint64_t *got)
+void fill_end_locked(struct shard *sh, struct centry *e, struct fill *f, int err, int from,
+                     const uint8_t *buf, const uint64_t *got)
 {
     struct fill **pp = &sh->fills;
     while (*pp != f)
@@ -785,106 +526,6 @@ static struct fill *fill_find(struct shard *sh, uint32_t i)
     while (f->entry != i)
         f = f->next;
     return f;
-}
-
-/* ---- background jobs ---- */
-
-static void copy_pages(struct cache *c, uint32_t blen, const uint64_t *pages, uint8_t *dst,
-                       const uint8_t *src);
-
-/* A block-sized buffer for a disk write's copy. Reused rather than malloc'd each time: glibc
- * maps a block-sized allocation afresh, and faulting in and zeroing its pages cost more CPU than
- * the copy itself (a cold 1 GiB stream into memory + disk: a quarter of the daemon's time). */
-static void *wbuf_get(struct cache *c)
-{
-    pthread_mutex_lock(&c->wbuf_lock);
-    void *p = c->wbuf_free;
-    if (p) {
-        memcpy(&c->wbuf_free, p, sizeof(void *));
-        c->wbuf_nfree--;
-    }
-    pthread_mutex_unlock(&c->wbuf_lock);
-    return p ? p : malloc(c->bs);
-}
-
-static void wbuf_put(struct cache *c, void *p)
-{
-    if (!p)
-        return;
-    pthread_mutex_lock(&c->wbuf_lock);
-    if (c->wbuf_nfree < c->wbuf_keep) {
-        memcpy(p, &c->wbuf_free, sizeof(void *));
-        c->wbuf_free = p;
-        c->wbuf_nfree++;
-        p = NULL;
-    }
-    pthread_mutex_unlock(&c->wbuf_lock);
-    free(p);
-}
-
-static void job_free(struct cache *c, struct job *j)
-{
-    if (!j)
-        return;
-    wbuf_put(c, j->data);
-    free(j->key);
-    free(j->etag);
-    free(j);
-}
-
-/* Queues PAGES of BUF for the disk tier; drops them when the queue is full. ENTRY NIL: BUF is
- * copied, and any locks may be held (job_lock is a leaf). Else BUF is ENTRY's memory slot, which
- * the caller has pinned and whose shard lock it does not hold: the job pins the entry in turn
- * (a pinned slot is neither evicted nor reused, and its valid pages never change) and the writer
- * writes from the slot, so a fetched block is never copied for the disk. */
-static void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uint64_t *pages,
-                        const uint8_t *buf, uint32_t entry)
-{
-    if (c->ndirs == 0 || !bm_any(pages, c->w))
-        return;
-    uint64_t bytes = bm_count(pages, c->w) * c->ps;
-    pthread_mutex_lock(&c->job_lock);
-    int full = c->wq_bytes + bytes > c->wq_max;
-    if (!full)
-        c->wq_bytes += bytes;
-    pthread_mutex_unlock(&c->job_lock);
-    if (full) {
-        STAT(c, disk_writes_dropped, 1);
-        return;
-    }
-    struct job *j = calloc(1, sizeof(*j) + 8ull * c->w);
-    uint8_t *data = j && entry == NIL ? wbuf_get(c) : NULL;
-    if (!j || (entry == NIL && !data)) {
-        free(j);
-        pthread_mutex_lock(&c->job_lock);
-        c->wq_bytes -= bytes;
-        pthread_mutex_unlock(&c->job_lock);
-        STAT(c, disk_writes_dropped, 1);
-        return;
-    }
-    j->kind = JOB_WRITE;
-    j->id[0] = id[0];
-    j->id[1] = id[1];
-    j->blen = blen;
-    j->data = data;
-    j->entry = entry;
-    memcpy(j->pages, pages, 8ull * c->w);
-    if (entry != NIL) {
-        struct shard *sh = shard_of(c, id);
-        pthread_mutex_lock(&sh->lock);
-        E(c, entry)->pins++;
-        pthread_mutex_unlock(&sh->lock);
-    } else {
-        copy_pages(c, blen, pages, data, buf);
-    }
-    pthread_mutex_lock(&c->job_lock);
-    if (c->wq_tail)
-        c->wq_tail->next = j;
-    else
-        c->wq_head = j;
-    c->wq_tail = j;
-    pthread_cond_signal(&c->wq_cond);
-    pthread_mutex_unlock(&c->job_lock);
 }
 
 /* ---- eviction callbacks (run under an s3fifo lock; only trylock shards) ---- */
@@ -936,7 +577,7 @@ static uint64_t item_bytes_locked(struct cache *c, const struct centry *e)
 }
 
 /* E names the disk item it has (DV set): counted in its directory. Lock held. */
-static void disk_count_locked(struct cache *c, const struct centry *e, int sign)
+void disk_count_locked(struct cache *c, const struct centry *e, int sign)
 {
     struct cdir *dir = &c->dirs[e->ddir];
     uint64_t n = item_bytes_locked(c, e);
@@ -946,7 +587,7 @@ static void disk_count_locked(struct cache *c, const struct centry *e, int sign)
 
 /* E forgets its disk item (its region is reused, or a page of it failed its CRC: the item's
  * layout follows its valid bitmap, so it goes whole). Lock held. */
-static void disk_drop_locked(struct cache *c, struct centry *e)
+void disk_drop_locked(struct cache *c, struct centry *e)
 {
     if (e->dreg == NIL)
         return;
@@ -1023,14 +664,14 @@ static void disk_moved(void *arg, const struct citem_hdr *h, uint32_t region, ui
 /* ---- a failing disk ---- */
 
 /* DIR may be read and written: it has not failed in the last DIR_BACKOFF_NS. */
-static int dir_up(const struct cdir *dir)
+int dir_up(const struct cdir *dir)
 {
     return __atomic_load_n(&dir->down_until, __ATOMIC_RELAXED) <= now_ns();
 }
 
 /* A read or write (OP) of DIR's cache file failed with RC: the directory rests, and the bout's
  * first failure says so, once (a failing device must not fill the log). */
-static void dir_failed(struct cache *c, struct cdir *dir, const char *op, int rc)
+void dir_failed(struct cache *c, struct cdir *dir, const char *op, int rc)
 {
     STAT(c, disk_errors, 1);
     uint64_t now = now_ns();
@@ -1054,7 +695,7 @@ static void dir_failed(struct cache *c, struct cdir *dir, const char *op, int rc
 
 /* A write to DIR succeeded: a bout of failures ends (a read that works does not end it: a full
  * disk reads well). */
-static void dir_worked(struct cdir *dir)
+void dir_worked(struct cdir *dir)
 {
     if (!__atomic_load_n(&dir->failing, __ATOMIC_RELAXED))
         return;
@@ -1138,14 +779,6 @@ static uint32_t cr_take_locked(struct cache *c, struct shard *sh, const uint64_t
 
 /* ---- the source ---- */
 
-/* One block of one object version. */
-struct blk {
-    const char *key, *etag;
-    uint64_t obj_size, index;
-    uint32_t blen;
-    uint64_t id[2];
-};
-
 /* One source request: [off, off+len) from the start of block B->index (running on into the
  * following blocks if need be) into BUF. Fetches from the origin count in root_read_source.
  * FLAGS: BLKREQ_*. *FROM is set where the bytes came from. */
@@ -1171,12 +804,6 @@ static ssize_t source_fetch(struct cache *c, const struct blk *b, uint32_t off, 
 
 /* ---- the read path ---- */
 
-/* How a block was served, for the tier_* counters (see cache.h): from this node's tiers or a
- * peer's (a hit), fetched from the origin by this node or a peer (a miss), read from the origin
- * after a peer failed (direct), or not cacheable at all (BLK_UNCACHED: the index is full of
- * fills; the caller reads the source itself). */
-enum { BLK_HIT = 0, BLK_MISS = 1, BLK_FALLBACK = 2, BLK_UNCACHED = 3 };
-
 /* The class of a fill that got its bytes from FROM (an enum blk_from; -1: fetched nothing). */
 static int from_class(int from)
 {
@@ -1185,23 +812,11 @@ static int from_class(int from)
     return from == BLK_FROM_FALLBACK ? BLK_FALLBACK : BLK_MISS;
 }
 
-static int worst(int a, int b)
-{
-    return a > b ? a : b;
-}
-
 /* Fills the pages in WANT of entry I (F_FILLING set and pinned by the caller) into BUF: from disk
  * where valid (verified), else from the source (not at all under CACHE_LOCAL: -ENOENT). Sets GOT
  * to the pages now in BUF and FETCHED to those that came from the source, and *FROM to the worst
  * origin of the fetched ones (left alone when nothing was fetched). Returns 0 or the source's
  * -errno. No lock held. */
-/* Where a block's disk item is, as an entry named it (the region held: cdisk_hold). */
-struct dloc {
-    uint32_t reg, off;
-    int dir;
-    uint64_t valid[MAXW];
-};
-
 static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want,
                       const uint64_t *ondisk, const struct dloc *dl, uint8_t *buf, uint64_t *got,
                       uint64_t *fetched, uint64_t *bad, unsigned flags, int *from)
@@ -1259,17 +874,6 @@ static int fill_pages(struct cache *c, const struct blk *b, const uint64_t *want
     return 0;
 }
 
-/* What block_io is asked for. */
-enum {
-    MODE_READ,     /* copy [boff, boff+len) to dst */
-    MODE_PREFETCH, /* make the whole block present in memory; never wait for another filler */
-    MODE_FILL, /* cache_fill: make the whole block present on disk (else in memory), synchronously
-                */
-};
-
-static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen,
-                            const uint8_t *data, const uint64_t *pages, int hot);
-
 /* Bytes of the pages in M of a block BLEN long (the last page may be short). */
 static uint64_t pages_bytes(struct cache *c, uint32_t blen, const uint64_t *m)
 {
@@ -1285,8 +889,8 @@ static uint64_t pages_bytes(struct cache *c, uint32_t blen, const uint64_t *m)
 }
 
 /* Copies the pages in PAGES from block buffer SRC to DST (both at block offsets). */
-static void copy_pages(struct cache *c, uint32_t blen, const uint64_t *pages, uint8_t *dst,
-                       const uint8_t *src)
+void copy_pages(struct cache *c, uint32_t blen, const uint64_t *pages, uint8_t *dst,
+                const uint8_t *src)
 {
     for (uint32_t p = 0; p < c->np; p++) {
         if (!bm_test(pages, p))
@@ -1311,8 +915,8 @@ static void read_touch_locked(struct cache *c, struct centry *e)
  * block present (MODE_PREFETCH, MODE_FILL: see the enum). FLAGS: CACHE_PEER, CACHE_LOCAL (MODE_READ
  * only). *FETCHED_BYTES (may be NULL) gets the bytes this call fetched from the source. Returns
  * BLK_* (how the block was served) or -errno. */
-static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, void *dst,
-                    int mode, unsigned flags, uint64_t *fetched_bytes)
+int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, void *dst, int mode,
+             unsigned flags, uint64_t *fetched_bytes)
 {
     uint32_t w = c->w;
     uint64_t need[MAXW], want[MAXW], ondisk[MAXW], got[MAXW], fetched[MAXW], bad[MAXW];
@@ -1581,7 +1185,7 @@ static int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_
     return rc;
 }
 
-static int check_obj(const char *key, const char *etag)
+int check_obj(const char *key, const char *etag)
 {
     if (!key || !etag || strnlen(key, CACHE_MAX_KEY + 1) > CACHE_MAX_KEY ||
         strnlen(etag, CACHE_MAX_ETAG + 1) > CACHE_MAX_ETAG)
@@ -1734,63 +1338,6 @@ void cache_ref_put(struct cache *c, struct cache_ref *ref)
     ref->len = 0;
 }
 
-int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                   uint64_t off, uint64_t len, unsigned flags)
-{
-    if (!c || check_obj(key, etag) != 0)
-        return -EINVAL;
-    if (off >= obj_size || len == 0)
-        return 0;
-    if (len > obj_size - off)
-        len = obj_size - off;
-    uint64_t first = off >> c->bs_shift, last = (off + len - 1) >> c->bs_shift;
-    /* One job per run of at most run_max blocks, each becomes one source request. Runs are
-       aligned on run_max blocks, so that the runs of two readers of an object coincide and a
-       cluster's owner of a run (p2p/: 4 MiB spans) gets it whole. */
-    for (uint64_t idx = first; idx <= last;) {
-        uint64_t to_edge = c->run_max - idx % c->run_max;
-        uint32_t n = (uint32_t)(last - idx + 1 < to_edge ? last - idx + 1 : to_edge);
-        pthread_mutex_lock(&c->job_lock);
-        int full = c->stopping || c->pq_blocks + n > PQ_MAX;
-        if (!full)
-            c->pq_blocks += n;
-        pthread_mutex_unlock(&c->job_lock);
-        if (full) {
-            STAT(c, prefetch_dropped, last - idx + 1);
-            return -EAGAIN;
-        }
-        struct job *j = calloc(1, sizeof(*j));
-        if (j) {
-            j->key = strdup(key);
-            j->etag = strdup(etag);
-        }
-        if (!j || !j->key || !j->etag) {
-            job_free(c, j);
-            pthread_mutex_lock(&c->job_lock);
-            c->pq_blocks -= n;
-            pthread_mutex_unlock(&c->job_lock);
-            STAT(c, prefetch_dropped, last - idx + 1);
-            return -ENOMEM;
-        }
-        j->kind = JOB_PREFETCH;
-        j->flags = flags & (CACHE_PEER | CACHE_RELAY);
-        j->obj_size = obj_size;
-        j->index = idx;
-        j->nblocks = n;
-        STAT(c, prefetch_queued, n);
-        pthread_mutex_lock(&c->job_lock);
-        if (c->pq_tail)
-            c->pq_tail->next = j;
-        else
-            c->pq_head = j;
-        c->pq_tail = j;
-        pthread_cond_signal(&c->pq_cond);
-        pthread_mutex_unlock(&c->job_lock);
-        idx += n;
-    }
-    return 0;
-}
-
 int cache_fill(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
                uint64_t index, unsigned flags, uint64_t *fetched)
 {
@@ -1823,399 +1370,9 @@ uint32_t cache_page_size(const struct cache *c)
     return c->ps;
 }
 
-/* ---- prefetch runs ---- */
-
-enum { RB_SKIP, RB_SOLO, RB_CLAIMED };
-
-struct runblk {
-    struct blk b;
-    int state;      /* RB_*: held or being filled / partly held (block_io) / ours to fetch */
-    uint32_t entry; /* RB_CLAIMED: */
-    uint32_t mslot; /* NIL: no memory slot to be had, the run's buffer is lent to waiters */
-    struct fill f;
-};
-
-/* Maps the pages of memory slot MSLOT (NIL: none) before a fetch writes to them. The first write
- * to a page the process never touched costs a page fault, and on a virtual machine whose free
- * memory goes back to the host, the host's fault and zeroing too: a cold stream into an empty
- * memory tier spent most of its CPU there, inside the copy out of the socket buffer (which then
- * holds back the connection). One madvise maps the whole slot in one kernel call, before the
- * request is sent; on a slot already mapped it only walks the page table. Best effort: a kernel
- * without MADV_POPULATE_WRITE (before 5.14) faults the pages in as they are written. */
-static void slot_prefault(struct cache *c, uint32_t mslot, uint32_t blen)
+uint32_t mem_alloc_run(struct cache *c, const uint64_t id[2], uint32_t i, uint32_t blen, int hot)
 {
-    if (mslot != NIL)
-        (void)madvise(MEM_AT(c, mslot), (size_t)blen, MADV_POPULATE_WRITE);
-}
-
-/* Claims block R for a run when nobody holds any of its pages or fills it. */
-static void run_claim(struct cache *c, struct runblk *r)
-{
-    uint64_t mv[MAXW], dv[MAXW], all[MAXW];
-    struct shard *sh = shard_of(c, r->b.id);
-    bm_range(all, c->w, 0, (r->b.blen - 1) >> c->ps_shift);
-    pthread_mutex_lock(&sh->lock);
-    uint32_t i = lookup(c, sh, r->b.id);
-    if (i == NIL && c->cr_tbits && cr_find(c, sh, cr_tag(c, r->b.id), ~0ull, 0) != NIL) {
-        pthread_mutex_unlock(&sh->lock);
-        r->state = RB_SOLO; /* a compact record of its tag: block_io reads it from disk */
-        return;
-    }
-    if (i == NIL && (i = entry_new(c, sh, r->b.id, r->b.blen)) == NIL) {
-        pthread_mutex_unlock(&sh->lock);
-        r->state = RB_SKIP; /* the index is full of fills: readahead can wait */
-        return;
-    }
-    struct centry *e = E(c, i);
-    ent_get(c, e, MV, mv);
-    ent_get(c, e, DV, dv);
-    if ((e->flags & F_FILLING) || (e->mslot != NIL && bm_covers(mv, all, c->w)))
-        r->state = RB_SKIP;
-    else if (bm_any(mv, c->w) || bm_any(dv, c->w))
-        r->state = RB_SOLO; /* merging pages, or a disk read: block_io's work */
-    else
-        r->state = RB_CLAIMED;
-    if (r->state != RB_CLAIMED) {
-        entry_maybe_free(c, sh, i);
-        pthread_mutex_unlock(&sh->lock);
-        return;
-    }
-    fill_begin_locked(sh, e, i, &r->f);
-    r->entry = i;
-    r->mslot = e->mslot; /* NIL, or a slot with no valid page */
-    pthread_mutex_unlock(&sh->lock);
-    if (r->mslot == NIL && c->mq) {
-        uint32_t ms = mem_alloc(c, r->b.id, i, r->b.blen, 0);
-        if (ms != NIL) {
-            pthread_mutex_lock(&sh->lock);
-            e->mslot = ms;
-            ent_clear(c, e, MV);
-            pthread_mutex_unlock(&sh->lock);
-            r->mslot = ms;
-        }
-    }
-}
-
-/* Called for each block a run fetched, as soon as its bytes are in (cache_fetch_run). */
-struct run_ready {
-    void (*fn)(void *arg, uint64_t index, const uint8_t *data, uint32_t len);
-    void *arg;
-};
-
-/* Ends the fill of claimed block R: with its bytes DATA (its memory slot, or a scratch block
- * lent to the waiters when it has none), which came from FROM (an enum blk_from); DATA NULL: the
- * fetch failed, and waiters fetch for themselves. READY (may be NULL) is told of the bytes while
- * the block is still pinned. */
-static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, int from,
-                        const struct run_ready *ready)
-{
-    uint64_t all[MAXW];
-    struct shard *sh = shard_of(c, r->b.id);
-    struct centry *e = E(c, r->entry);
-    bm_range(all, c->w, 0, (r->b.blen - 1) >> c->ps_shift);
-    pthread_mutex_lock(&sh->lock);
-    if (data && r->mslot != NIL) {
-        ent_put(c, e, MV, all);
-        if (!ready) /* fetched ahead of its reader; READY's caller is the reader */
-            ahead_set_locked(c, e);
-    }
-    fill_end_locked(sh, e, &r->f, 0, data ? from : -1, data && r->mslot == NIL ? data : NULL, all);
-    pthread_mutex_unlock(&sh->lock);
-    if (data)
-        queue_write(c, r->b.id, r->b.blen, all, data, r->mslot != NIL ? r->entry : NIL);
-    if (data && ready)
-        ready->fn(ready->arg, r->b.index, data, r->b.blen);
-    pthread_mutex_lock(&sh->lock);
-    e->pins--;
-    entry_maybe_free(c, sh, r->entry);
-    pthread_mutex_unlock(&sh->lock);
-}
-
-/* A run fetched through the source's fetch_range: bytes land in each block's memory slot (or a
- * scratch block, for one without) and each block is published once its last byte is in. */
-struct run_sink {
-    struct cache *c;
-    struct runblk *r;
-    unsigned m, k;         /* blocks, the one being filled */
-    uint32_t got;          /* bytes of block k in */
-    int from;              /* the worst origin of block k's bytes */
-    uint8_t *spare;        /* a scratch block for blocks with no memory slot */
-    uint64_t origin_bytes; /* delivered from the origin (BLK_FROM_ORIGIN) */
-    const struct run_ready *ready;
-};
-
-static int run_sink_fn(void *arg, const void *data, size_t n, enum blk_from from)
-{
-    struct run_sink *rs = arg;
-    struct cache *c = rs->c;
-    const uint8_t *src = data;
-    if (from == BLK_FROM_ORIGIN)
-        rs->origin_bytes += n;
-    while (n > 0) {
-        if (rs->k >= rs->m)
-            return -EIO; /* more than asked for: a broken source */
-        struct runblk *x = &rs->r[rs->k];
-        uint8_t *dst = x->mslot != NIL ? MEM_AT(c, x->mslot) : rs->spare;
-        if (!dst)
-            return -ENOMEM;
-        size_t take = x->b.blen - rs->got < n ? x->b.blen - rs->got : n;
-        memcpy(dst + rs->got, src, take);
-        rs->got += (uint32_t)take;
-        rs->from = worst(rs->from, (int)from);
-        src += take;
-        n -= take;
-        if (rs->got == x->b.blen) {
-            run_publish(c, x, dst, rs->from, rs->ready);
-            rs->k++;
-            rs->got = 0;
-            rs->from = -1;
-        }
-    }
-    return 0;
-}
-
-/* Fetches the M claimed blocks R (consecutive) with one source request and publishes them.
- * FLAGS: the job's (CACHE_PEER). */
-static void run_fetch(struct cache *c, struct runblk *r, unsigned m, unsigned flags,
-                      const struct run_ready *ready)
-{
-    uint64_t total = 0;
-    for (unsigned k = 0; k < m; k++)
-        total += r[k].b.blen;
-    struct run_sink rs = {c, r, m, 0, 0, -1, NULL, 0, ready};
-    for (unsigned k = 0; k < m && !rs.spare; k++)
-        if (r[k].mslot == NIL)
-            rs.spare = scratch_get(c->bs);
-    struct blkreq rq = {r->b.key, r->b.etag, r->b.obj_size, r->b.index, src_flags(flags)};
-    STAT(c, source_fetches, 1);
-    int rc = blksrc_fetch_range(c->src, &rq, total, run_sink_fn, &rs);
-    if (rs.origin_bytes) {
-        STAT(c, root_read_source, 1);
-        STAT(c, root_read_source_bytes, rs.origin_bytes);
-    }
-    if (rc < 0) {
-        STAT(c, source_errors, 1);
-        log_debug("cache: prefetch of '%s' blocks %llu-%llu: %s", r->b.key,
-                  (unsigned long long)r->b.index, (unsigned long long)(r->b.index + m - 1),
-                  strerror(-rc));
-    }
-    for (unsigned k = rs.k; k < m; k++) /* what did not come (an error, a short object) */
-        run_publish(c, &r[k], NULL, -1, NULL);
-}
-
-/* Blocks [index, index + nblocks) (at most RUN_MAX_BLOCKS) of (key, etag): each stretch of those
- * nobody holds or fills is claimed and fetched with one request; READY (NULL: none) hears of
- * each as it comes. The others: with SOLO, those partly held are completed one by one
- * (block_io), else left alone. Returns the blocks this call fetched. */
-static unsigned run_blocks(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                           uint64_t index, unsigned nblocks, unsigned flags, int solo,
-                           const struct run_ready *ready)
-{
-    struct runblk r[RUN_MAX_BLOCKS];
-    unsigned n = 0, fetched = 0;
-    for (; n < nblocks && n < RUN_MAX_BLOCKS; n++) {
-        struct runblk *x = &r[n];
-        x->b = (struct blk){key, etag, obj_size, index + n, 0, {0, 0}};
-        x->b.blen = (uint32_t)cslot_block_len(obj_size, x->b.index, c->bs);
-        if (x->b.blen == 0)
-            break;
-        cache_block_id(c->ns, key, etag, x->b.index, x->b.id);
-        run_claim(c, x);
-    }
-    /* Each stretch of claimed blocks is one request; readers of them wait for its publish. */
-    for (unsigned k = 0; k < n;) {
-        if (r[k].state != RB_CLAIMED) {
-            k++;
-            continue;
-        }
-        unsigned q = k;
-        while (q + 1 < n && r[q + 1].state == RB_CLAIMED)
-            q++;
-        for (unsigned x = k; x <= q; x++)
-            slot_prefault(c, r[x].mslot, r[x].b.blen);
-        run_fetch(c, &r[k], q - k + 1, flags, ready);
-        fetched += q - k + 1;
-        k = q + 1;
-    }
-    for (unsigned k = 0; solo && k < n; k++)
-        if (r[k].state == RB_SOLO)
-            (void)block_io(c, &r[k].b, 0, r[k].b.blen, NULL, MODE_PREFETCH, flags, NULL);
-    return fetched;
-}
-
-static void do_prefetch(struct cache *c, struct job *j)
-{
-    (void)run_blocks(c, j->key, j->etag, j->obj_size, j->index, j->nblocks, j->flags, 1, NULL);
-}
-
-int cache_fetch_run(struct cache *c, const char *key, const char *etag, uint64_t obj_size,
-                    uint64_t first, unsigned n, unsigned flags,
-                    void (*ready)(void *arg, uint64_t index, const uint8_t *data, uint32_t len),
-                    void *arg)
-{
-    if (!c || check_obj(key, etag) != 0 || n == 0 || n > c->run_max)
-        return -EINVAL;
-    struct run_ready rr = {ready, arg};
-    return (int)run_blocks(c, key, etag, obj_size, first, n, flags & (CACHE_PEER | CACHE_RELAY), 0,
-                           ready ? &rr : NULL);
-}
-
-/* ---- the disk writer ---- */
-
-static int pick_dir(struct cache *c, const uint64_t id[2])
-{
-    uint64_t now = now_ns();
-    for (int k = 0; k < c->ndirs; k++) {
-        int d = (int)((id[0] + (uint64_t)k) % (uint64_t)c->ndirs);
-        if (__atomic_load_n(&c->dirs[d].down_until, __ATOMIC_RELAXED) <= now)
-            return d;
-    }
-    return -1;
-}
-
-/* Writes the pages in PAGES of block ID (BLEN long) from DATA (a block buffer) to the disk tier,
- * synchronously: as a new item (disk.c) holding them and the pages the block's item already has
- * (read back and checked), whose old item becomes dead space in its region. Pages already on
- * disk are skipped. HOT (a warm-up's) is not used: the region log keeps what is read again. Returns
- * 0 when the pages are on disk, 1 when there was no place for them, -errno when the write failed.
- * No lock held. */
-static int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen,
-                            const uint8_t *data, const uint64_t *pages, int hot)
-{
-    (void)hot;
-    uint32_t w = c->w;
-    uint64_t newp[MAXW], dv[MAXW], oldonly[MAXW], all[MAXW], bad[MAXW];
-    struct shard *sh = shard_of(c, id);
-    pthread_mutex_lock(&sh->lock);
-    uint32_t i = lookup(c, sh, id);
-    if (i == NIL)
-        i = entry_new(c, sh, id, blen);
-    if (i == NIL) {
-        pthread_mutex_unlock(&sh->lock);
-        STAT(c, disk_writes_dropped, 1);
-        return 1;
-    }
-    struct centry *e = E(c, i);
-    e->pins++;
-    while (e->flags & F_DWRITING)
-        pthread_cond_wait(&sh->cond, &sh->lock);
-    e->pins--;
-    ent_get(c, e, DV, dv);
-    int more = 0;
-    for (uint32_t k = 0; k < w; k++) {
-        newp[k] = pages[k] & ~dv[k];
-        oldonly[k] = dv[k] & ~pages[k];
-        more |= oldonly[k] != 0;
-    }
-    if (!bm_any(newp, w)) {
-        entry_maybe_free(c, sh, i);
-        pthread_mutex_unlock(&sh->lock);
-        return 0;
-    }
-    e->flags |= F_DWRITING;
-    struct dloc old = {e->dreg, e->doff, e->ddir, {0}};
-    memcpy(old.valid, dv, sizeof(dv));
-    more = more && old.reg != NIL;
-    if (more)
-        cdisk_hold(c->dirs[old.dir].d, old.reg);
-    pthread_mutex_unlock(&sh->lock);
-
-    /* The block's directory, or (a new block) the first of its turn that is up. */
-    int ddir = old.reg != NIL ? old.dir : pick_dir(c, id), rc = 0;
-    struct cdir *dir = ddir >= 0 ? &c->dirs[ddir] : NULL;
-    const uint8_t *src = data;
-    uint8_t *tmp = NULL;
-    uint64_t *crc = NULL;
-    memcpy(all, pages, 8ull * w);
-    if (!dir || !dir_up(dir)) {
-        rc = 1; /* nowhere to put it, or its directory rests: not now, not an error */
-    } else if (more) {
-        /* Pages on disk that PAGES lacks: read back into a copy, to go into the new item. */
-        tmp = malloc(c->bs);
-        if (!tmp) {
-            rc = -ENOMEM;
-        } else {
-            memset(bad, 0, sizeof(bad));
-            copy_pages(c, blen, pages, tmp, data);
-            int r =
-                cdisk_read_pages(dir->d, old.reg, old.off, id, blen, old.valid, oldonly, tmp, bad);
-            if (r < 0)
-                dir_failed(c, dir, "read", r);
-            for (uint32_t k = 0; k < w; k++)
-                all[k] |= r < 0 ? 0 : oldonly[k] & ~bad[k];
-            src = tmp;
-        }
-    }
-    if (more)
-        cdisk_unhold(c->dirs[old.dir].d, old.reg);
-    uint32_t reg = NIL, off = 0, ilen = 0;
-    if (rc == 0 && (crc = malloc(8ull * c->np)) == NULL)
-        rc = -ENOMEM;
-    if (rc == 0) {
-        for (uint32_t p = 0; p < c->np; p++) {
-            if (!bm_test(all, p))
-                continue;
-            uint64_t o = (uint64_t)p * c->ps;
-            crc[p] = cslot_page_crc(id, p, src + o, blen - o < c->ps ? blen - o : c->ps);
-        }
-        struct citem_hdr h = {.id = {id[0], id[1]}, .blen = blen, .valid = all, .crc = crc};
-        rc = cdisk_append(dir->d, &h, src, &dir->own, &reg, &off);
-        if (rc < 0) {
-            dir_failed(c, dir, "write", rc);
-        } else if (rc == 0) {
-            dir_worked(dir);
-            ilen = h.item_len;
-        }
-    }
-    if (rc == -ENOMEM)
-        STAT(c, disk_writes_dropped, 1);
-
-    pthread_mutex_lock(&sh->lock);
-    if (rc == 0) {
-        disk_drop_locked(c, e); /* the old item, if the index still names it: dead space now */
-        e->dreg = reg;
-        e->doff = off;
-        e->ddir = (uint8_t)ddir;
-        ent_put(c, e, DV, all);
-        disk_count_locked(c, e, 1);
-    }
-    e->flags &= (uint8_t)~F_DWRITING;
-    pthread_cond_broadcast(&sh->cond);
-    entry_maybe_free(c, sh, i);
-    pthread_mutex_unlock(&sh->lock);
-    if (rc == 0) {
-        cdisk_append_done(dir->d, reg); /* after the index names it: see cdisk_append */
-        STAT(c, disk_writes, 1);        /* counted once the index names it (tests wait on it) */
-        STAT(c, disk_write_bytes, ilen);
-    }
-    free(tmp);
-    free(crc);
-    return rc;
-}
-
-/* Unpins the entry of a write job that wrote from its memory slot. No lock held. */
-static void job_unpin(struct cache *c, struct job *j)
-{
-    struct shard *sh = shard_of(c, j->id);
-    pthread_mutex_lock(&sh->lock);
-    E(c, j->entry)->pins--;
-    entry_maybe_free(c, sh, j->entry);
-    pthread_mutex_unlock(&sh->lock);
-}
-
-static void do_write(struct cache *c, struct job *j)
-{
-    if (j->data) {
-        (void)disk_write_block(c, j->id, j->blen, j->data, j->pages, 0);
-        return;
-    }
-    /* The pinned entry keeps its memory slot: read it once, write from it. */
-    struct shard *sh = shard_of(c, j->id);
-    pthread_mutex_lock(&sh->lock);
-    const uint8_t *src = MEM_AT(c, E(c, j->entry)->mslot);
-    pthread_mutex_unlock(&sh->lock);
-    (void)disk_write_block(c, j->id, j->blen, src, j->pages, 0);
-    job_unpin(c, j);
+    return mem_alloc(c, id, i, blen, hot);
 }
 
 /* Workers take no signals (the daemon's signal handling belongs to its main thread). */
@@ -2227,92 +1384,6 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
     int rc = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return rc;
-}
-
-static void *writer_main(void *arg)
-{
-    struct cache *c = arg;
-    pthread_mutex_lock(&c->job_lock);
-    for (;;) {
-        struct job *j = c->wq_head;
-        if (!j) {
-            if (c->writers_stop)
-                break;
-            pthread_cond_wait(&c->wq_cond, &c->job_lock);
-            continue;
-        }
-        c->wq_head = j->next;
-        if (!c->wq_head)
-            c->wq_tail = NULL;
-        pthread_mutex_unlock(&c->job_lock);
-        do_write(c, j);
-        pthread_mutex_lock(&c->job_lock);
-        c->wq_bytes -= bm_count(j->pages, c->w) * c->ps;
-        job_free(c, j);
-    }
-    pthread_mutex_unlock(&c->job_lock);
-    return NULL;
-}
-
-static void *prefetcher_main(void *arg)
-{
-    struct cache *c = arg;
-    pthread_mutex_lock(&c->job_lock);
-    for (;;) {
-        struct job *j = c->pq_head;
-        if (c->stopping)
-            break;
-        if (!j) {
-            pthread_cond_wait(&c->pq_cond, &c->job_lock);
-            continue;
-        }
-        c->pq_head = j->next;
-        if (!c->pq_head)
-            c->pq_tail = NULL;
-        c->pq_blocks -= j->nblocks;
-        pthread_mutex_unlock(&c->job_lock);
-        do_prefetch(c, j);
-        job_free(c, j);
-        pthread_mutex_lock(&c->job_lock);
-    }
-    pthread_mutex_unlock(&c->job_lock);
-    return NULL;
-}
-
-/* ---- start-up scan ---- */
-
-/* An item found on disk at start-up (regions oldest first, so a later item of a block replaces
- * an earlier one of the same directory; a copy in another directory is left alone: the first
- * found serves). */
-static int scan_one(void *arg, uint32_t region, uint32_t off, const struct citem_hdr *h)
-{
-    struct cdir *dir = arg;
-    struct cache *c = dir->c;
-    struct shard *sh = shard_of(c, h->id);
-    pthread_mutex_lock(&sh->lock);
-    uint32_t i = lookup(c, sh, h->id);
-    if (i != NIL) {
-        struct centry *e = E(c, i);
-        if (e->dreg == NIL || &c->dirs[e->ddir] != dir || e->blen != h->blen) {
-            pthread_mutex_unlock(&sh->lock);
-            return 0;
-        }
-        disk_drop_locked(c, e);
-        c->scan_blocks--;
-    } else if ((i = entry_new(c, sh, h->id, h->blen)) == NIL) {
-        pthread_mutex_unlock(&sh->lock);
-        return 0;
-    }
-    struct centry *e = E(c, i);
-    e->dreg = region;
-    e->doff = off;
-    e->ddir = (uint8_t)(dir - c->dirs);
-    ent_put(c, e, DV, h->valid);
-    disk_count_locked(c, e, 1);
-    c->scan_blocks++;
-    entry_maybe_free(c, sh, i); /* a whole item: a compact record */
-    pthread_mutex_unlock(&sh->lock);
-    return 0;
 }
 
 /* ---- life cycle ---- */
