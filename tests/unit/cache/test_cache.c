@@ -646,11 +646,19 @@ static void test_persistence(void **state)
     cache_free(c);
 }
 
-/* The blocks the child must have written before it is killed, per trial: at first one, at last
- * about twice what its disk tier holds (30 blocks in 15 regions), so that regions are being reused
- * and rewritten when it dies (from the second trial on, the tier starts full anyway: the parent's
- * checking reads of the trial before filled it). */
-static const uint64_t KILL9_AFTER_WRITES[] = {1, 12, 40, 64};
+/* The blocks the child must have written before it is killed, per trial: at most about twice what
+ * its disk tier holds (30 blocks in 15 regions), so that regions are being reused and rewritten
+ * when it dies (from the second trial on, the tier starts full anyway: the parent's checking
+ * reads of the trial before filled it); one trial kills it at its first write. A sanitizer build
+ * runs the first trial only.
+ *
+ * After the kill the scan walks the open region's items from its start and stops at the first
+ * that did not land (disk.c: skipping it could take a stored object's bytes for an item header).
+ * Two writers append at once, so the write counted first may be the region's second item while
+ * the first is still in flight: a kill at the first write may find nothing (seen on a loaded
+ * machine). Past KILL9_FOUND_AFTER writes, blocks must be found. */
+static const uint64_t KILL9_AFTER_WRITES[] = {12, 1, 40, 64};
+#define KILL9_FOUND_AFTER 12
 
 static void test_kill9(void **state)
 {
@@ -718,8 +726,11 @@ static void test_kill9(void **state)
                       "read back whole, %llu torn pages dropped\n",
                       trial, (unsigned long long)written, (unsigned long long)st.scan_blocks,
                       (unsigned long long)held, (unsigned long long)st2.corrupt_dropped);
-        assert_true(st.scan_blocks > 0);
-        assert_true(held > 0);
+        assert_true(held <= st.scan_blocks);
+        if (written >= KILL9_FOUND_AFTER) {
+            assert_true(st.scan_blocks > 0);
+            assert_true(held > 0);
+        }
     }
 }
 
