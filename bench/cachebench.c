@@ -254,12 +254,14 @@ static void bench_small(void)
         CHECK(cache_read(c, key, "e", obj, 0, obj, buf) == (ssize_t)obj);
         /* At most 1,024 writes behind (16 MiB): a full write queue drops writes, and on a loaded
            machine the disk writers fell that far behind (the scan then found fewer). */
-        for (int k = 0; k < 100000; k++) {
+        int k = 0;
+        for (; k < 100000; k++) { /* 10 s at most, then fail */
             cache_get_stats(c, &st);
             if (st.disk_writes + st.disk_writes_dropped + 1024 > i)
                 break;
             usleep(100);
         }
+        CHECK(k < 100000);
     }
     double fill = now_sec() - t0;
     cache_free(c); /* waits for the writes */

@@ -296,6 +296,21 @@ static inline int worst(int a, int b)
     return a > b ? a : b;
 }
 
+/* Appends J to the queue HEAD..TAIL (the prefetch or the disk-write queue of C) and wakes one of
+ * its workers on CV. Takes job_lock. */
+static inline void job_push(struct cache *c, struct job **head, struct job **tail,
+                            pthread_cond_t *cv, struct job *j)
+{
+    pthread_mutex_lock(&c->job_lock);
+    if (*tail)
+        (*tail)->next = j;
+    else
+        *head = j;
+    *tail = j;
+    pthread_cond_signal(cv);
+    pthread_mutex_unlock(&c->job_lock);
+}
+
 /* What block_io is asked for. */
 enum {
     MODE_READ,     /* copy [boff, boff+len) to dst */

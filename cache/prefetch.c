@@ -318,14 +318,7 @@ int cache_prefetch(struct cache *c, const char *key, const char *etag, uint64_t 
         j->index = idx;
         j->nblocks = n;
         STAT(c, prefetch_queued, n);
-        pthread_mutex_lock(&c->job_lock);
-        if (c->pq_tail)
-            c->pq_tail->next = j;
-        else
-            c->pq_head = j;
-        c->pq_tail = j;
-        pthread_cond_signal(&c->pq_cond);
-        pthread_mutex_unlock(&c->job_lock);
+        job_push(c, &c->pq_head, &c->pq_tail, &c->pq_cond, j);
         idx += n;
     }
     return 0;

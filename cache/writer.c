@@ -123,14 +123,7 @@ void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uin
     } else {
         copy_pages(c, blen, pages, data, buf);
     }
-    pthread_mutex_lock(&c->job_lock);
-    if (c->wq_tail)
-        c->wq_tail->next = j;
-    else
-        c->wq_head = j;
-    c->wq_tail = j;
-    pthread_cond_signal(&c->wq_cond);
-    pthread_mutex_unlock(&c->job_lock);
+    job_push(c, &c->wq_head, &c->wq_tail, &c->wq_cond, j);
 }
 
 /* ---- the disk writer ---- */
