@@ -204,6 +204,27 @@ class Cluster(EfcTestCase):
         self.addCleanup(relay.stop)
         return a, relay
 
+    def check_open_asks_one_byte(self, nodes):
+        """A cluster node's open asks the origin (close-to-open) for one byte: its blocks come
+        through the P2P layer, so a first block fetched at open would be thrown away. A new
+        object (its lookup names its ETag: the opens are 304s), then the same object changed
+        (200s): each node's open costs one GET of at most one byte, and the reads that follow
+        see the new bytes on every node."""
+        key = "opens/changed.bin"
+        for version, seed in ((1, 71), (2, 72)):
+            data = efctest.pattern(300 * 1024 + version, seed)
+            self.emu.put_object(key, data)
+            self.emu.reset_stats()
+            for m in nodes:
+                os.close(os.open(m.path(key), os.O_RDONLY))
+            ks = self.emu.key_stats(key)
+            self.assertEqual(ks.get("get", 0), len(nodes), "version %d: %s" % (version, ks))
+            self.assertLessEqual(ks.get("bytes", 0), len(nodes),
+                                 "version %d: the opens fetched bytes: %s" % (version, ks))
+            for m in nodes:
+                with open(m.path(key), "rb") as f:
+                    self.assertEqual(f.read(), data, "version %d on %s" % (version, m.mnt))
+
     # -------------------------------------------------------------------------- the cluster
 
     def test_read_everywhere_once(self):
@@ -240,6 +261,7 @@ class Cluster(EfcTestCase):
         efctest.drop_caches()
         read_at_once(self, [[nodes[1].path(f) for f in MODEL]])
         self.assertEqual(self.origin_gets(MODEL)[0], 0)
+        self.check_open_asks_one_byte(nodes)
         # the CLI shows the same
         r = subprocess.run([CLI, "-m", nodes[0].mnt, "-r", "cluster"], capture_output=True,
                            text=True, timeout=30)
