@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "cache/s3fifo.h"
 #include "util/log.h"
@@ -54,6 +55,8 @@
 struct arena {
     uint8_t *base;
     size_t len, chunk_bytes;
+    int fd;              /* the memfd behind the mapping, or -1 (anonymous memory) */
+    uint64_t fill_bytes; /* atomic: bytes arena_fill wrote through FD */
     struct s3fifo *q;
     uint32_t ahead; /* chunks kept ready */
     pthread_mutex_t lock;
@@ -97,7 +100,47 @@ static void *toucher(void *arg)
     return NULL;
 }
 
-struct arena *arena_new(size_t nchunks, size_t chunk_bytes, struct s3fifo *q, int toucher_on)
+/* A memfd of LEN bytes mapped shared at a 2 MiB boundary into A (fd and base); -1 if any step
+ * fails (errno set), with nothing left open or mapped. */
+static int map_memfd(struct arena *a)
+{
+    int fd = memfd_create("efc-memory-tier", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, (off_t)a->len) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    size_t huge = 2u << 20, maplen = a->len + huge;
+    uint8_t *raw =
+        mmap(NULL, maplen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    uint8_t *at = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    uint8_t *p = mmap(at, a->len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        int e = errno;
+        munmap(raw, maplen);
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if (at > raw)
+        munmap(raw, (size_t)(at - raw));
+    if (raw + maplen > at + a->len)
+        munmap(at + a->len, (size_t)(raw + maplen - (at + a->len)));
+    a->base = at;
+    a->fd = fd;
+    return 0;
+}
+
+struct arena *arena_new(size_t nchunks, size_t chunk_bytes, struct s3fifo *q, unsigned flags)
 {
     struct arena *a = calloc(1, sizeof(*a));
     if (!a)
@@ -105,11 +148,23 @@ struct arena *arena_new(size_t nchunks, size_t chunk_bytes, struct s3fifo *q, in
     a->len = nchunks * chunk_bytes;
     a->chunk_bytes = chunk_bytes;
     a->q = q;
+    a->fd = -1;
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->cond, NULL);
+    if (!(flags & ARENA_ANON)) {
+        if (map_memfd(a) == 0)
+            return a;
+        log_warn("cache: no memfd for the memory tier (%s); using anonymous memory, whose fresh "
+                 "pages cost more to fill",
+                 strerror(errno));
+    }
     /* 2 MiB aligned, so that the whole arena can be huge pages: map 2 MiB more, trim. */
     size_t huge = 2u << 20, maplen = a->len + huge;
     uint8_t *raw = mmap(NULL, maplen, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED) {
+        pthread_mutex_destroy(&a->lock);
+        pthread_cond_destroy(&a->cond);
         free(a);
         return NULL;
     }
@@ -123,9 +178,7 @@ struct arena *arena_new(size_t nchunks, size_t chunk_bytes, struct s3fifo *q, in
     (void)madvise(a->base, a->len, MADV_HUGEPAGE);
     uint64_t ahead = AHEAD_BYTES < a->len / 8 ? AHEAD_BYTES : a->len / 8;
     a->ahead = (uint32_t)(ahead / chunk_bytes);
-    pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->cond, NULL);
-    if (toucher_on && a->ahead > 0) {
+    if ((flags & ARENA_TOUCHER) && a->ahead > 0) {
         int rc = pthread_create(&a->thread, NULL, toucher, a);
         if (rc == 0)
             a->started = 1;
@@ -135,6 +188,43 @@ struct arena *arena_new(size_t nchunks, size_t chunk_bytes, struct s3fifo *q, in
                      strerror(rc));
     }
     return a;
+}
+
+int arena_is_file(const struct arena *a)
+{
+    return a->fd >= 0;
+}
+
+int arena_fd(const struct arena *a)
+{
+    return a->fd;
+}
+
+void arena_fill(struct arena *a, uint8_t *dst, const void *src, size_t len)
+{
+    if (a->fd >= 0) {
+        size_t done = 0;
+        while (done < len) {
+            ssize_t n = pwrite(a->fd, (const uint8_t *)src + done, len - done,
+                               (off_t)(dst - a->base) + (off_t)done);
+            if (n <= 0) {
+                if (n < 0 && errno == EINTR)
+                    continue;
+                break; /* cannot happen on a memfd short of memory: the mapping takes the rest */
+            }
+            done += (size_t)n;
+        }
+        __atomic_fetch_add(&a->fill_bytes, done, __ATOMIC_RELAXED);
+        if (done < len)
+            memcpy(dst + done, (const uint8_t *)src + done, len - done);
+        return;
+    }
+    memcpy(dst, src, len);
+}
+
+uint64_t arena_fill_bytes(const struct arena *a)
+{
+    return __atomic_load_n(&a->fill_bytes, __ATOMIC_RELAXED);
 }
 
 uint8_t *arena_base(const struct arena *a)
@@ -166,5 +256,7 @@ void arena_free(struct arena *a)
     pthread_mutex_destroy(&a->lock);
     pthread_cond_destroy(&a->cond);
     munmap(a->base, a->len);
+    if (a->fd >= 0)
+        close(a->fd);
     free(a);
 }

@@ -557,7 +557,7 @@ static int mem_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
     }
     if (any && c->ndirs > 0) {
         STAT(c, demotions, 1);
-        queue_write(c, e->id, e->blen, dem, MEM_AT(c, slot), NIL);
+        queue_write(c, e->id, e->blen, dem, MEM_AT(c, slot), NIL, NULL);
     }
     *fp = e->id[0];
     e->mslot = NIL;
@@ -962,7 +962,7 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
                 const uint8_t *src = MEM_AT(c, e->mslot);
                 e->pins++;
                 pthread_mutex_unlock(&sh->lock);
-                (void)disk_write_block(c, b->id, b->blen, src, inmem, 1);
+                (void)disk_write_block(c, b->id, b->blen, src, inmem, NULL, 1);
                 pthread_mutex_lock(&sh->lock);
                 e->pins--;
                 entry_maybe_free(c, sh, i);
@@ -1024,7 +1024,7 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
         if (ok && tmp) {
             e->pins++;
             pthread_mutex_unlock(&sh->lock);
-            int wr = disk_write_block(c, b->id, b->blen, tmp, need, 1);
+            int wr = disk_write_block(c, b->id, b->blen, tmp, need, NULL, 1);
             pthread_mutex_lock(&sh->lock);
             e->pins--;
             if (wr != 0)
@@ -1111,7 +1111,7 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
         err = fill_pages(c, b, rest, NULL, NULL, buf, got, fetched, bad, flags, &ffrom);
         for (uint32_t k = 0; k < w; k++)
             got[k] |= frommem[k];
-        if (err == 0 && disk_write_block(c, b->id, b->blen, buf, want, 1) != 0) {
+        if (err == 0 && disk_write_block(c, b->id, b->blen, buf, want, NULL, 1) != 0) {
             /* The disk tier cannot take it (full of pinned slots, failing): memory then. */
             uint32_t ms = mslot;
             if (ms == NIL && c->mq)
@@ -1170,7 +1170,7 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
 
     int rc;
     if (!todisk && err == 0 && bm_any(dropped ? got : fetched, w))
-        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf, into_mem ? i : NIL);
+        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf, into_mem ? i : NIL, NULL);
     if (err == 0) {
         if (mode == MODE_READ)
             memcpy(dst, buf + boff, len);
@@ -1521,7 +1521,7 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
         c->mq = s3fifo_new((uint32_t)mslots, cpages);
         if (!c->mq)
             goto fail;
-        c->ar = arena_new((size_t)mslots, bs, c->mq, 1);
+        c->ar = arena_new((size_t)mslots, bs, c->mq, ARENA_TOUCHER);
         if (!c->ar) {
             snprintf(err, errlen, "cache: cannot map %llu bytes of memory tier",
                      (unsigned long long)c->arena_len);

@@ -1088,8 +1088,27 @@ static void evict_region_locked(struct cdisk *d, const struct cdisk_owner *o)
  * with direct writes: the item is copied into the thread's aligned staging buffer at IO's place
  * in a 4096-byte block (a copy in this thread is cheaper than the kernel's into its page
  * cache), the zero padding up to ILEN included, then written as span_ops says. */
+/* Copies LEN bytes at block offset S of BUF to DST: by pread from FD at FOFF + S when FD >= 0
+ * (BUF's bytes are there too: a memfd-backed memory tier, whose pages the process then never
+ * touches itself), else (or should the read fall short) by memcpy. */
+static void copy_in(uint8_t *dst, const void *buf, int fd, uint64_t foff, uint64_t s, uint64_t len)
+{
+    uint64_t done = 0;
+    while (fd >= 0 && done < len) {
+        ssize_t n = pread(fd, dst + done, len - done, (off_t)(foff + s + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += (uint64_t)n;
+    }
+    if (done < len)
+        memcpy(dst + done, (const char *)buf + s + done, len - done);
+}
+
 static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8_t *hdr,
-                         uint32_t hl, const void *buf, uint64_t io, uint64_t ilen)
+                         uint32_t hl, const void *buf, int fd, uint64_t foff, uint64_t io,
+                         uint64_t ilen)
 {
     size_t lead = io % d->dalign;
     uint8_t *st = stage_get(round_up(lead + ilen, d->dalign), d->dalign);
@@ -1099,13 +1118,20 @@ static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8
     memcpy(it, hdr, hl);
     uint64_t pos = hl;
     uint32_t have = (h->blen + d->page_size - 1) / d->page_size;
-    for (uint32_t p = 0; p < have; p++) {
-        if (!bit(h->valid, p))
+    for (uint32_t p = 0; p < have;) { /* each run of valid pages in one copy */
+        if (!bit(h->valid, p)) {
+            p++;
             continue;
-        uint64_t s = (uint64_t)p * d->page_size;
-        uint64_t len = h->blen - s < d->page_size ? h->blen - s : d->page_size;
-        memcpy(it + pos, (const char *)buf + s, len);
-        pos += len;
+        }
+        uint32_t q = p;
+        while (q + 1 < have && bit(h->valid, q + 1))
+            q++;
+        uint64_t s = (uint64_t)p * d->page_size, e = ((uint64_t)q + 1) * d->page_size;
+        if (e > h->blen)
+            e = h->blen;
+        copy_in(it + pos, buf, fd, foff, s, e - s);
+        pos += e - s;
+        p = q + 1;
     }
     memset(it + pos, 0, ilen - pos);
     struct dio ops[3];
@@ -1114,6 +1140,12 @@ static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8
 
 int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
                  const struct cdisk_owner *owner, uint32_t *region, uint32_t *off)
+{
+    return cdisk_append_fd(d, h, buf, -1, 0, owner, region, off);
+}
+
+int cdisk_append_fd(struct cdisk *d, struct citem_hdr *h, const void *buf, int fd, uint64_t foff,
+                    const struct cdisk_owner *owner, uint32_t *region, uint32_t *off)
 {
     h->block_size = d->block_size;
     h->page_size = d->page_size;
@@ -1190,7 +1222,7 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
     citem_hdr_encode(h, hdr);
     uint64_t io = region_off(d, r) + *off;
     if (__atomic_load_n(&d->direct, __ATOMIC_ACQUIRE)) {
-        rc = append_direct(d, h, hdr, hl, buf, io, ilen);
+        rc = append_direct(d, h, hdr, hl, buf, fd, foff, io, ilen);
         free(hdr);
         goto done;
     }

@@ -439,7 +439,7 @@ static void test_arena_ahead(void **state)
     (void)state;
     struct s3fifo *q = s3fifo_new(AR_CHUNKS, 256);
     assert_non_null(q);
-    struct arena *a = arena_new(AR_CHUNKS, MiB, q, 1);
+    struct arena *a = arena_new(AR_CHUNKS, MiB, q, ARENA_TOUCHER | ARENA_ANON);
     assert_non_null(a);
     const uint8_t *base = arena_base(a);
     assert_int_equal((uintptr_t)base % (2 * MiB), 0);
