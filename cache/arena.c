@@ -1,41 +1,49 @@
-/* cache/arena.c - the memory tier's arena: one anonymous mapping of whole chunks (blocks), in
- * transparent huge pages where the kernel gives them, and a thread that maps never-used chunks a
- * bounded distance ahead of the allocations.
+/* cache/arena.c - the memory tier's arena: one mapping of whole chunks (blocks). Normally a
+ * memfd (memfd_create, close-on-exec) mapped shared, whose fresh pages are filled by pwrite
+ * (arena_fill) and read by the kernel; where a memfd cannot be had, anonymous memory in
+ * transparent huge pages with a thread that maps never-used chunks ahead of the allocations.
  *
- * Why: the first write to a page the process never touched costs a page fault and the page's
- * zeroing, and on a virtual machine the host's work too (on this project's test VMs, PVM, a
- * shadow page table entry per 4 KiB page, which the guest sees as a slow user-space store: perf
- * puts the time on the store itself, not in the kernel). A cold stream into an empty memory tier
- * writes every block to fresh pages; the same stream with the cache off reuses one warm buffer.
- * Measured on 512 MiB (a store a page, one process's CPU): 4 KiB pages 3.3-3.7 s a GiB, 1.8 with
- * MADV_POPULATE_WRITE first (the first user store still costs the shadow entry), 0.07-1.1 with
- * MADV_HUGEPAGE and MADV_POPULATE_WRITE. So the arena is 2 MiB aligned and MADV_HUGEPAGE (the
- * test VMs have transparent huge pages set to "madvise"), and:
+ * Why. A cold stream into an empty memory tier puts every block in pages the process never
+ * touched, while the same stream with the cache off reuses one warm buffer. On a virtual machine
+ * with shadow page tables (this project's test VMs, PVM) the first user-space access to a page
+ * costs a page fault and the host's work for the new page-table entry, and a fresh anonymous
+ * page is zeroed first. Measured on those VMs (512 MiB, one process's CPU seconds a GiB, from
+ * getrusage; a standalone program, 2026-12-07): memcpy into fresh 4 KiB anonymous pages
+ * 3.7-4.5; into MADV_HUGEPAGE memory 0.9-2.3 (almost all of it the kernel zeroing the huge pages,
+ * clear_page_erms, mostly the host's work for memory it had taken back); pwrite into a memfd
+ * 0.2-0.4 (shmem does not zero a page that the write fills whole, and no user page-table entry
+ * is made); then the read back, as the FUSE reply and the O_DIRECT disk write do it (the kernel
+ * takes the pages by get_user_pages and copies through its own mapping): 0.3-0.6 from either,
+ * against 2.0-5.1 when user space reads the memfd's pages through the mapping first. So the
+ * arena is a memfd, and the cold path keeps user space off its fresh pages: the prefetch runs
+ * fill slots with arena_fill and compute the page CRCs from the source's buffer (prefetch.c),
+ * and the disk writer's staging copy reads a slot with pread (disk.c, cdisk_append_fd). Memory
+ * hits still read the slots through the mapping, and pay the first touch once a page. The
+ * memfd's pages count in the process's RssShmem once mapped (a FUSE reply maps what it sends),
+ * and only as they are written: the memory still grows with use. Huge pages are not asked for:
+ * shmem gives them only where the administrator has set shmem_enabled, and the fill is cheap
+ * without them.
  *
- * the toucher takes never-used chunks from s3fifo.c one at a time (s3fifo_fresh_take: no run can
- * come from a chunk while it is taken), maps each (MADV_POPULATE_WRITE, then a store of zero to
- * each 4 KiB page, which the chunk still holds: the store makes the mapping writable wherever it
- * is cached, the hypervisor's tables included) and hands it back as a free chunk used before
- * (s3fifo_fresh_put), which the allocator takes before any never-used one. It keeps at most
- * AHEAD_BYTES (or an eighth of the arena) of such chunks ready, so the process's memory grows
- * with use (in 2 MiB steps), not to the configured size at mount. It sleeps while that many are
- * ready or every chunk has been used; arena_kick (after each allocation) wakes it, taking a lock
- * only when it sleeps and there is work. Its work is off the reader's path: when the stream
+ * Anonymous memory (no memfd: an old kernel, a seccomp policy, or ARENA_ANON): 2 MiB aligned and
+ * MADV_HUGEPAGE, and the toucher takes never-used chunks from s3fifo.c one at a time
+ * (s3fifo_fresh_take: no run can come from a chunk while it is taken), maps each
+ * (MADV_POPULATE_WRITE, then a store of zero to each 4 KiB page, which the chunk still holds: the
+ * store makes the mapping writable wherever it is cached, the hypervisor's tables included) and
+ * hands it back as a free chunk used before (s3fifo_fresh_put), which the allocator takes before
+ * any never-used one. It keeps at most AHEAD_BYTES (or an eighth of the arena) of such chunks
+ * ready, so the process's memory grows with use (in 2 MiB steps), not to the configured size at
+ * mount. It sleeps while that many are ready or every chunk has been used; arena_kick (after each
+ * allocation) wakes it, taking a lock only when it sleeps and there is work. When the stream
  * outruns it the allocator takes never-used chunks as before, and the prefetcher's own
- * MADV_POPULATE_WRITE of the run's slots (cache.c, slot_prefault) maps them.
+ * MADV_POPULATE_WRITE of the run's slots (prefetch.c, slot_prefault) maps them.
  *
  *     arena: | used chunks ...       | ready (mapped, free) | never used ...                 |
  *                                    ^ allocations take these first
  *                                                           ^ the toucher maps these next
  *
- * (An earlier measurement, with 4 KiB faults on the reader's path, found MADV_HUGEPAGE 20%
- * slower on a VM that hands free memory back to the host in 2 MiB blocks; with the mapping done
- * ahead by this thread the huge pages' cost is off that path, and their per-page cost is lower.)
- *
- * What it does not remove: fresh memory still costs its zeroing, which on the test VMs is mostly
- * the host's work (perf: clear_page_erms, 60% of a cold stream's daemon samples, two thirds of
- * them in this thread, the rest in prefetchers when the stream outruns it). bench/cold-stream.sh
- * 512 MiB: daemon CPU 2.3-3.2 s a GiB with the cache on against 1.1-1.4 off (3.2-3.5 before).
+ * bench/cold-stream.sh 512 MiB, daemon CPU a GiB with the cache on: 3.2-3.5 s with 4 KiB
+ * anonymous pages, 2.3-3.7 with the toucher (clear_page_erms 39% of the daemon's samples, the
+ * FUSE reply's copy out of the fresh huge pages 33%), against 1.1-1.4 with the cache off.
  */
 #define _GNU_SOURCE
 #include "cache/arena.h"

@@ -10,8 +10,8 @@
  * and its disk item (directory, region, offset: disk.c's region log, where a block takes its own
  * bytes), and carries one valid-page bitmap per tier; the disk bitmap is the item's own, so a
  * read finds a page's place in the item from it (item.c). Both tiers count bytes. A memory slot is
- * a run of 4 KiB pages in one mmap'd arena of mem_bytes (arena.c: huge pages, mapped ahead of use
- * by a thread), named by its first page (mslot; MEM_AT), of the block's size class (s3fifo.c: the
+ * a run of 4 KiB pages in one mmap'd arena of mem_bytes (arena.c: a memfd, filled by pwrite), named
+ * by its first page (mslot; MEM_AT), of the block's size class (s3fifo.c: the
  * pages of the block's length, blen, fixed by the object's size, to 16; above, the next of four
  * steps per power of two), so a 16 KiB object takes 16 KiB, a 16.5 KiB one 20 KiB and a
  * 5,000-byte one 8 KiB, while every block of a big object, read in pieces or not, takes its whole
@@ -1769,6 +1769,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
     st->root_read_source = SUM(c, root_read_source);
     st->root_read_source_bytes = SUM(c, root_read_source_bytes);
     st->mem_capacity = c->arena_len;
+    st->mem_fill_fd_bytes = c->ar ? arena_fill_bytes(c->ar) : 0;
     st->blocks_mem = c->mq ? s3fifo_items(c->mq) : 0;
     st->mem_used = c->mq ? s3fifo_used(c->mq) << S3FIFO_PAGE_SHIFT : 0;
     st->disk_capacity = c->disk_capacity;

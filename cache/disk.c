@@ -21,7 +21,9 @@
  * Writes bypass the page cache (O_DIRECT, a second descriptor): the kernel's copy of every
  * stored block into its page cache, and the write-back and reclaim after it, cost a cold stream
  * through the cache about a quarter of the daemon's CPU. An item is copied into the writing
- * thread's 4096-aligned staging buffer at its place in a 4096-byte block; the whole blocks in its
+ * thread's 4096-aligned staging buffer at its place in a 4096-byte block (its pages by pread from
+ * the memory tier's memfd when they are a memory slot, cdisk_append_fd: user space never touches
+ * a fresh slot's pages, see arena.c); the whole blocks in its
  * middle are written directly, the partial blocks at its two ends (shared with the neighbouring
  * items, 512-aligned) through the page cache, as are region headers and summaries, so that no
  * block is written both ways at once and items keep their 512-byte packing. Reads go through

@@ -18,9 +18,12 @@
  * The worker claims each block that nobody holds or fills (F_FILLING, a memory slot: a fill
  * record of its own, so readers of the block wait for the run as for any filler), fetches every
  * stretch of claimed blocks with one source request (the source contract allows a range across
- * blocks; the stretch's memory slots are mapped first, slot_prefault), and publishes the blocks
- * one by one. Blocks it fetched ahead are marked F_AHEAD until a read uses them: that first read
- * is the access they were fetched for, so it does not count as a re-access (a sequential scan
+ * blocks), and publishes the blocks one by one. The bytes go into a memory slot by arena_fill
+ * (pwrite into the arena's memfd), and each page's CRC is computed then, from the source's
+ * buffer, for the disk writer (run_sink_fn): nothing in the process touches a fresh slot's pages
+ * (arena.c says why; with an anonymous arena the stretch's slots are mapped first instead,
+ * slot_prefault). Blocks it fetched ahead are marked F_AHEAD until a read uses them: that first
+ * read is the access they were fetched for, so it does not count as a re-access (a sequential scan
  * stays in S3-FIFO's small FIFO, as it should), and one not read yet is kept once when it comes
  * up for eviction (S3FIFO_KEEP), so that in a small memory tier readahead does not evict the
  * blocks the reader is about to use in favour of those it has passed. The read path keeps its
