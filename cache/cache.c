@@ -901,6 +901,28 @@ void copy_pages(struct cache *c, uint32_t blen, const uint64_t *pages, uint8_t *
     }
 }
 
+/* Puts the pages in PAGES of block B from SRC (the fill's scratch block) into memory slot SLOT
+ * with arena_fill, each run of consecutive pages in one call. */
+static void stage_out(struct cache *c, const struct blk *b, const uint64_t *pages, uint8_t *slot,
+                      const uint8_t *src)
+{
+    for (uint32_t p = 0; p < c->np;) {
+        if (!bm_test(pages, p)) {
+            p++;
+            continue;
+        }
+        uint32_t q = p;
+        while (q + 1 < c->np && bm_test(pages, q + 1))
+            q++;
+        uint64_t s = (uint64_t)p * c->ps, e = ((uint64_t)q + 1) * c->ps;
+        if (e > b->blen)
+            e = b->blen;
+        if (s < e)
+            arena_fill(c->ar, slot + s, src + s, (size_t)(e - s));
+        p = q + 1;
+    }
+}
+
 /* A read's hit on the memory slot of E: the first read of a block fetched ahead is the access it
  * was fetched for, not a re-access. Lock held. */
 static void read_touch_locked(struct cache *c, struct centry *e)
@@ -1091,6 +1113,14 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
        that no tier can take fetches nothing. */
     int into_mem = !todisk && mslot != NIL;
     uint8_t *buf = into_mem ? MEM_AT(c, mslot) : NULL;
+    /* A memfd-backed arena's empty slot is filled through the thread's scratch block and
+       arena_fill (pwrite), its page CRCs computed there for the disk writer: user space does not
+       touch a fresh slot's pages (arena.c). */
+    int staged = into_mem && arena_is_file(c->ar) && !bm_any(inmem, w);
+    if (staged && (buf = scratch_get(c->bs)) == NULL) {
+        buf = MEM_AT(c, mslot);
+        staged = 0;
+    }
     int err = 0, ffrom = -1;
     memset(got, 0, sizeof(got));
     memset(fetched, 0, sizeof(fetched));
@@ -1141,6 +1171,17 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
         cdisk_unhold(c->dirs[dl.dir].d, dl.reg);
     if (fetched_bytes)
         *fetched_bytes = pages_bytes(c, b->blen, fetched);
+    uint64_t *crc = NULL;
+    if (staged && err == 0) {
+        stage_out(c, b, got, MEM_AT(c, mslot), buf);
+        if (c->ndirs > 0 && (crc = malloc(8ull * c->np)) != NULL)
+            for (uint32_t p = 0; p < c->np; p++)
+                if (bm_test(got, p)) {
+                    uint64_t o = (uint64_t)p * c->ps;
+                    crc[p] = cslot_page_crc(b->id, p, buf + o,
+                                            b->blen - o < c->ps ? b->blen - o : c->ps);
+                }
+    }
 
     pthread_mutex_lock(&sh->lock);
     if (into_mem) {
@@ -1170,7 +1211,9 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
 
     int rc;
     if (!todisk && err == 0 && bm_any(dropped ? got : fetched, w))
-        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf, into_mem ? i : NIL, NULL);
+        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf, into_mem ? i : NIL, crc);
+    else
+        free(crc);
     if (err == 0) {
         if (mode == MODE_READ)
             memcpy(dst, buf + boff, len);

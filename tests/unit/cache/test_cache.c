@@ -510,14 +510,29 @@ static void test_memfd_fill(void **state)
         cache_ref_put(c, &r);
     }
     assert_int_equal(fake_fetches(&e->f), f0);
+    /* A read's own fill (block_io) of a small object and of part of a block: through the
+       thread's scratch block and arena_fill too. */
+    read_ok(c, "small", "e", 20000, 0, 20000);
+    read_ok(c, "part", "e", 3 * MiB, MiB + 70000, 100000);
+    uint64_t f1 = fake_fetches(&e->f);
+    assert_true(f1 > f0);
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes >= 8));
+    settle(c);
+    cache_get_stats(c, &st);
+    assert_true(st.mem_fill_fd_bytes >= size + 20000 + 100000);
+    read_ok(c, "small", "e", 20000, 0, 20000);
+    read_ok(c, "part", "e", 3 * MiB, MiB + 70000, 100000);
+    assert_int_equal(fake_fetches(&e->f), f1);
     cache_free(c);
-    /* From disk: the CRCs the fill computed verify every page (a wrong one drops the page, and
+    /* From disk: the CRCs the fills computed verify every page (a wrong one drops the page, and
        the read fetches it). */
     c = mk(e, 16 * MiB, e->d1, 32 * MiB, 1 << 20);
     read_ok(c, "mf", "e", size, 0, size);
+    read_ok(c, "small", "e", 20000, 0, 20000);
+    read_ok(c, "part", "e", 3 * MiB, MiB + 70000, 100000);
     cache_get_stats(c, &st);
     assert_int_equal(st.corrupt_dropped, 0);
-    assert_int_equal(fake_fetches(&e->f), f0);
+    assert_int_equal(fake_fetches(&e->f), f1);
     cache_free(c);
 }
 
