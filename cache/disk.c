@@ -1090,6 +1090,26 @@ static void evict_region_locked(struct cdisk *d, const struct cdisk_owner *o)
  * with direct writes: the item is copied into the thread's aligned staging buffer at IO's place
  * in a 4096-byte block (a copy in this thread is cheaper than the kernel's into its page
  * cache), the zero padding up to ILEN included, then written as span_ops says. */
+/* The next run of consecutive pages of item H's valid ones at or after *P (of HAVE): its bytes
+ * [*S, *E) in the block, *P moved past it; 0 when there is none. */
+static int valid_run(const struct cdisk *d, const struct citem_hdr *h, uint32_t have, uint32_t *p,
+                     uint64_t *s, uint64_t *e)
+{
+    while (*p < have && !bit(h->valid, *p))
+        (*p)++;
+    if (*p >= have)
+        return 0;
+    uint32_t q = *p;
+    while (q + 1 < have && bit(h->valid, q + 1))
+        q++;
+    *s = (uint64_t)*p * d->page_size;
+    *e = ((uint64_t)q + 1) * d->page_size;
+    if (*e > h->blen)
+        *e = h->blen;
+    *p = q + 1;
+    return 1;
+}
+
 /* Copies LEN bytes at block offset S of BUF to DST: by pread from FD at FOFF + S when FD >= 0
  * (BUF's bytes are there too: a memfd-backed memory tier, whose pages the process then never
  * touches itself), else (or should the read fall short) by memcpy. */
@@ -1120,20 +1140,10 @@ static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8
     memcpy(it, hdr, hl);
     uint64_t pos = hl;
     uint32_t have = (h->blen + d->page_size - 1) / d->page_size;
-    for (uint32_t p = 0; p < have;) { /* each run of valid pages in one copy */
-        if (!bit(h->valid, p)) {
-            p++;
-            continue;
-        }
-        uint32_t q = p;
-        while (q + 1 < have && bit(h->valid, q + 1))
-            q++;
-        uint64_t s = (uint64_t)p * d->page_size, e = ((uint64_t)q + 1) * d->page_size;
-        if (e > h->blen)
-            e = h->blen;
+    uint64_t s, e;
+    for (uint32_t p = 0; valid_run(d, h, have, &p, &s, &e);) { /* a run of pages, one copy */
         copy_in(it + pos, buf, fd, foff, s, e - s);
         pos += e - s;
-        p = q + 1;
     }
     memset(it + pos, 0, ilen - pos);
     struct dio ops[3];
@@ -1233,18 +1243,8 @@ int cdisk_append_fd(struct cdisk *d, struct citem_hdr *h, const void *buf, int f
     uint32_t have = (h->blen + d->page_size - 1) / d->page_size;
     struct dio ops_stack[9], *ops = ops_stack;
     int nops = 0, cap = 9;
-    uint64_t pos = hl;
-    for (uint32_t p = 0; p < have && rc == 0;) {
-        if (!bit(h->valid, p)) {
-            p++;
-            continue;
-        }
-        uint32_t q = p;
-        while (q + 1 < have && bit(h->valid, q + 1))
-            q++;
-        uint64_t s = (uint64_t)p * d->page_size, e = ((uint64_t)q + 1) * d->page_size;
-        if (e > h->blen)
-            e = h->blen;
+    uint64_t pos = hl, s, e;
+    for (uint32_t p = 0; rc == 0 && valid_run(d, h, have, &p, &s, &e);) {
         if (nops + 1 >= cap) {
             cap *= 2;
             struct dio *m = malloc(sizeof(*ops) * (size_t)cap);
@@ -1259,7 +1259,6 @@ int cdisk_append_fd(struct cdisk *d, struct citem_hdr *h, const void *buf, int f
         }
         ops[nops++] = (struct dio){(char *)buf + s, e - s, io + pos, 0};
         pos += e - s;
-        p = q + 1;
     }
     if (rc == 0) {
         ops[nops++] = (struct dio){hdr, hl, io, 0};
