@@ -41,9 +41,12 @@
  *                                    ^ allocations take these first
  *                                                           ^ the toucher maps these next
  *
- * bench/cold-stream.sh 512 MiB, daemon CPU a GiB with the cache on: 3.2-3.5 s with 4 KiB
- * anonymous pages, 2.3-3.7 with the toucher (clear_page_erms 39% of the daemon's samples, the
- * FUSE reply's copy out of the fresh huge pages 33%), against 1.1-1.4 with the cache off.
+ * bench/cold-stream.sh --size-mib 512 --runs 2, 11 invocations of each build alternating on a
+ * shared 2-CPU VM (2026-12-08), daemon CPU a GiB with the cache on: anonymous huge pages and the
+ * toucher 1.2-4.0 s, median 2.6 (perf: clear_page_erms 39% of the daemon's samples, the FUSE
+ * reply's copy out of the fresh huge pages 33%); the memfd 1.5-2.1, median 1.7 (perf: the disk
+ * writer's staging pread and O_DIRECT write 26%, the fill's pwrite 16%, the FUSE reply 14%, the
+ * socket reads 11%); the cache off 1.1-1.4. (3.2-3.5 with 4 KiB anonymous pages, earlier.)
  */
 #define _GNU_SOURCE
 #include "cache/arena.h"
