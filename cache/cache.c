@@ -10,8 +10,8 @@
  * and its disk item (directory, region, offset: disk.c's region log, where a block takes its own
  * bytes), and carries one valid-page bitmap per tier; the disk bitmap is the item's own, so a
  * read finds a page's place in the item from it (item.c). Both tiers count bytes. A memory slot is
- * a run of 4 KiB pages in one mmap'd arena of mem_bytes (arena.c: huge pages, mapped ahead of use
- * by a thread), named by its first page (mslot; MEM_AT), of the block's size class (s3fifo.c: the
+ * a run of 4 KiB pages in one mmap'd arena of mem_bytes (arena.c: a memfd, filled by pwrite), named
+ * by its first page (mslot; MEM_AT), of the block's size class (s3fifo.c: the
  * pages of the block's length, blen, fixed by the object's size, to 16; above, the next of four
  * steps per power of two), so a 16 KiB object takes 16 KiB, a 16.5 KiB one 20 KiB and a
  * 5,000-byte one 8 KiB, while every block of a big object, read in pieces or not, takes its whole
@@ -557,7 +557,7 @@ static int mem_evict(void *arg, uint32_t slot, uint32_t owner, uint64_t *fp)
     }
     if (any && c->ndirs > 0) {
         STAT(c, demotions, 1);
-        queue_write(c, e->id, e->blen, dem, MEM_AT(c, slot), NIL);
+        queue_write(c, e->id, e->blen, dem, MEM_AT(c, slot), NIL, NULL);
     }
     *fp = e->id[0];
     e->mslot = NIL;
@@ -901,6 +901,28 @@ void copy_pages(struct cache *c, uint32_t blen, const uint64_t *pages, uint8_t *
     }
 }
 
+/* Puts the pages in PAGES of block B from SRC (the fill's scratch block) into memory slot SLOT
+ * with arena_fill, each run of consecutive pages in one call. */
+static void stage_out(struct cache *c, const struct blk *b, const uint64_t *pages, uint8_t *slot,
+                      const uint8_t *src)
+{
+    for (uint32_t p = 0; p < c->np;) {
+        if (!bm_test(pages, p)) {
+            p++;
+            continue;
+        }
+        uint32_t q = p;
+        while (q + 1 < c->np && bm_test(pages, q + 1))
+            q++;
+        uint64_t s = (uint64_t)p * c->ps, e = ((uint64_t)q + 1) * c->ps;
+        if (e > b->blen)
+            e = b->blen;
+        if (s < e)
+            arena_fill(c->ar, slot + s, src + s, (size_t)(e - s));
+        p = q + 1;
+    }
+}
+
 /* A read's hit on the memory slot of E: the first read of a block fetched ahead is the access it
  * was fetched for, not a re-access. Lock held. */
 static void read_touch_locked(struct cache *c, struct centry *e)
@@ -962,7 +984,7 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
                 const uint8_t *src = MEM_AT(c, e->mslot);
                 e->pins++;
                 pthread_mutex_unlock(&sh->lock);
-                (void)disk_write_block(c, b->id, b->blen, src, inmem, 1);
+                (void)disk_write_block(c, b->id, b->blen, src, inmem, NULL, 1);
                 pthread_mutex_lock(&sh->lock);
                 e->pins--;
                 entry_maybe_free(c, sh, i);
@@ -1024,7 +1046,7 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
         if (ok && tmp) {
             e->pins++;
             pthread_mutex_unlock(&sh->lock);
-            int wr = disk_write_block(c, b->id, b->blen, tmp, need, 1);
+            int wr = disk_write_block(c, b->id, b->blen, tmp, need, NULL, 1);
             pthread_mutex_lock(&sh->lock);
             e->pins--;
             if (wr != 0)
@@ -1091,6 +1113,14 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
        that no tier can take fetches nothing. */
     int into_mem = !todisk && mslot != NIL;
     uint8_t *buf = into_mem ? MEM_AT(c, mslot) : NULL;
+    /* A memfd-backed arena's empty slot is filled through the thread's scratch block and
+       arena_fill (pwrite), its page CRCs computed there for the disk writer: user space does not
+       touch a fresh slot's pages (arena.c). */
+    int staged = into_mem && arena_is_file(c->ar) && !bm_any(inmem, w);
+    if (staged && (buf = scratch_get(c->bs)) == NULL) {
+        buf = MEM_AT(c, mslot);
+        staged = 0;
+    }
     int err = 0, ffrom = -1;
     memset(got, 0, sizeof(got));
     memset(fetched, 0, sizeof(fetched));
@@ -1111,7 +1141,7 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
         err = fill_pages(c, b, rest, NULL, NULL, buf, got, fetched, bad, flags, &ffrom);
         for (uint32_t k = 0; k < w; k++)
             got[k] |= frommem[k];
-        if (err == 0 && disk_write_block(c, b->id, b->blen, buf, want, 1) != 0) {
+        if (err == 0 && disk_write_block(c, b->id, b->blen, buf, want, NULL, 1) != 0) {
             /* The disk tier cannot take it (full of pinned slots, failing): memory then. */
             uint32_t ms = mslot;
             if (ms == NIL && c->mq)
@@ -1141,6 +1171,17 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
         cdisk_unhold(c->dirs[dl.dir].d, dl.reg);
     if (fetched_bytes)
         *fetched_bytes = pages_bytes(c, b->blen, fetched);
+    uint64_t *crc = NULL;
+    if (staged && err == 0) {
+        stage_out(c, b, got, MEM_AT(c, mslot), buf);
+        if (c->ndirs > 0 && (crc = malloc(8ull * c->np)) != NULL)
+            for (uint32_t p = 0; p < c->np; p++)
+                if (bm_test(got, p)) {
+                    uint64_t o = (uint64_t)p * c->ps;
+                    crc[p] = cslot_page_crc(b->id, p, buf + o,
+                                            b->blen - o < c->ps ? b->blen - o : c->ps);
+                }
+    }
 
     pthread_mutex_lock(&sh->lock);
     if (into_mem) {
@@ -1170,7 +1211,9 @@ int block_io(struct cache *c, const struct blk *b, uint32_t boff, uint32_t len, 
 
     int rc;
     if (!todisk && err == 0 && bm_any(dropped ? got : fetched, w))
-        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf, into_mem ? i : NIL);
+        queue_write(c, b->id, b->blen, dropped ? got : fetched, buf, into_mem ? i : NIL, crc);
+    else
+        free(crc);
     if (err == 0) {
         if (mode == MODE_READ)
             memcpy(dst, buf + boff, len);
@@ -1521,7 +1564,7 @@ int cache_new(const struct cache_config *cfg, struct blksrc *src, struct cache *
         c->mq = s3fifo_new((uint32_t)mslots, cpages);
         if (!c->mq)
             goto fail;
-        c->ar = arena_new((size_t)mslots, bs, c->mq, 1);
+        c->ar = arena_new((size_t)mslots, bs, c->mq, ARENA_TOUCHER);
         if (!c->ar) {
             snprintf(err, errlen, "cache: cannot map %llu bytes of memory tier",
                      (unsigned long long)c->arena_len);
@@ -1769,6 +1812,7 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
     st->root_read_source = SUM(c, root_read_source);
     st->root_read_source_bytes = SUM(c, root_read_source_bytes);
     st->mem_capacity = c->arena_len;
+    st->mem_fill_fd_bytes = c->ar ? arena_fill_bytes(c->ar) : 0;
     st->blocks_mem = c->mq ? s3fifo_items(c->mq) : 0;
     st->mem_used = c->mq ? s3fifo_used(c->mq) << S3FIFO_PAGE_SHIFT : 0;
     st->disk_capacity = c->disk_capacity;

@@ -214,6 +214,8 @@ struct cache_stats {
     uint64_t direct_read, direct_read_bytes, root_read_source, root_read_source_bytes;
 
     uint64_t mem_used, mem_capacity;   /* bytes of memory slots in use / the cap */
+    uint64_t mem_fill_fd_bytes;        /* bytes put in memory slots through the memory tier's
+                                          memfd (arena.c), 0 when it is anonymous memory */
     uint64_t disk_used, disk_capacity; /* bytes of the items the index names (headers and
                                           padding included) / sum of the cache files' sizes */
     uint64_t index_bytes;              /* everything the index costs, as allocated now */

@@ -37,6 +37,9 @@ uint64_t cslot_block_len(uint64_t obj_size, uint64_t index, uint32_t block_size)
 /* The CRC of one page, bound to the block's identity and the page's number so that a page can
  * only verify in the place it was written for. */
 uint64_t cslot_page_crc(const uint64_t id[2], uint32_t page, const void *data, size_t len);
+/* Where cslot_page_crc starts: crc64_update from it over the page's bytes, in any number of
+ * pieces, gives the same CRC. */
+uint64_t cslot_page_seed(const uint64_t id[2], uint32_t page);
 /* Bytes of an item header with NVALID pages of NPAGES. */
 uint32_t citem_hdr_len(uint32_t npages, uint32_t nvalid);
 /* Bytes of the pages in VALID of a block BLEN long (the last page may be short). */
@@ -138,6 +141,10 @@ struct cdisk_owner {
  * (every region busy). No lock may be held that OWNER's callbacks take. */
 int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
                  const struct cdisk_owner *owner, uint32_t *region, uint32_t *off);
+/* The same, BUF's bytes being also at FOFF in FD (the memory tier's memfd; -1: none): the
+ * staging copy of an O_DIRECT write reads them with pread, not through BUF. */
+int cdisk_append_fd(struct cdisk *d, struct citem_hdr *h, const void *buf, int fd, uint64_t foff,
+                    const struct cdisk_owner *owner, uint32_t *region, uint32_t *off);
 void cdisk_append_done(struct cdisk *d, uint32_t region);
 
 /* At most what the index costs (cache_stats.index_bytes) once it holds NFULL blocks in entries

@@ -21,7 +21,9 @@
  * Writes bypass the page cache (O_DIRECT, a second descriptor): the kernel's copy of every
  * stored block into its page cache, and the write-back and reclaim after it, cost a cold stream
  * through the cache about a quarter of the daemon's CPU. An item is copied into the writing
- * thread's 4096-aligned staging buffer at its place in a 4096-byte block; the whole blocks in its
+ * thread's 4096-aligned staging buffer at its place in a 4096-byte block (its pages by pread from
+ * the memory tier's memfd when they are a memory slot, cdisk_append_fd: user space never touches
+ * a fresh slot's pages, see arena.c); the whole blocks in its
  * middle are written directly, the partial blocks at its two ends (shared with the neighbouring
  * items, 512-aligned) through the page cache, as are region headers and summaries, so that no
  * block is written both ways at once and items keep their 512-byte packing. Reads go through
@@ -1088,8 +1090,47 @@ static void evict_region_locked(struct cdisk *d, const struct cdisk_owner *o)
  * with direct writes: the item is copied into the thread's aligned staging buffer at IO's place
  * in a 4096-byte block (a copy in this thread is cheaper than the kernel's into its page
  * cache), the zero padding up to ILEN included, then written as span_ops says. */
+/* The next run of consecutive pages of item H's valid ones at or after *P (of HAVE): its bytes
+ * [*S, *E) in the block, *P moved past it; 0 when there is none. */
+static int valid_run(const struct cdisk *d, const struct citem_hdr *h, uint32_t have, uint32_t *p,
+                     uint64_t *s, uint64_t *e)
+{
+    while (*p < have && !bit(h->valid, *p))
+        (*p)++;
+    if (*p >= have)
+        return 0;
+    uint32_t q = *p;
+    while (q + 1 < have && bit(h->valid, q + 1))
+        q++;
+    *s = (uint64_t)*p * d->page_size;
+    *e = ((uint64_t)q + 1) * d->page_size;
+    if (*e > h->blen)
+        *e = h->blen;
+    *p = q + 1;
+    return 1;
+}
+
+/* Copies LEN bytes at block offset S of BUF to DST: by pread from FD at FOFF + S when FD >= 0
+ * (BUF's bytes are there too: a memfd-backed memory tier, whose pages the process then never
+ * touches itself), else (or should the read fall short) by memcpy. */
+static void copy_in(uint8_t *dst, const void *buf, int fd, uint64_t foff, uint64_t s, uint64_t len)
+{
+    uint64_t done = 0;
+    while (fd >= 0 && done < len) {
+        ssize_t n = pread(fd, dst + done, len - done, (off_t)(foff + s + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += (uint64_t)n;
+    }
+    if (done < len)
+        memcpy(dst + done, (const char *)buf + s + done, len - done);
+}
+
 static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8_t *hdr,
-                         uint32_t hl, const void *buf, uint64_t io, uint64_t ilen)
+                         uint32_t hl, const void *buf, int fd, uint64_t foff, uint64_t io,
+                         uint64_t ilen)
 {
     size_t lead = io % d->dalign;
     uint8_t *st = stage_get(round_up(lead + ilen, d->dalign), d->dalign);
@@ -1099,13 +1140,10 @@ static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8
     memcpy(it, hdr, hl);
     uint64_t pos = hl;
     uint32_t have = (h->blen + d->page_size - 1) / d->page_size;
-    for (uint32_t p = 0; p < have; p++) {
-        if (!bit(h->valid, p))
-            continue;
-        uint64_t s = (uint64_t)p * d->page_size;
-        uint64_t len = h->blen - s < d->page_size ? h->blen - s : d->page_size;
-        memcpy(it + pos, (const char *)buf + s, len);
-        pos += len;
+    uint64_t s, e;
+    for (uint32_t p = 0; valid_run(d, h, have, &p, &s, &e);) { /* a run of pages, one copy */
+        copy_in(it + pos, buf, fd, foff, s, e - s);
+        pos += e - s;
     }
     memset(it + pos, 0, ilen - pos);
     struct dio ops[3];
@@ -1114,6 +1152,12 @@ static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8
 
 int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
                  const struct cdisk_owner *owner, uint32_t *region, uint32_t *off)
+{
+    return cdisk_append_fd(d, h, buf, -1, 0, owner, region, off);
+}
+
+int cdisk_append_fd(struct cdisk *d, struct citem_hdr *h, const void *buf, int fd, uint64_t foff,
+                    const struct cdisk_owner *owner, uint32_t *region, uint32_t *off)
 {
     h->block_size = d->block_size;
     h->page_size = d->page_size;
@@ -1190,7 +1234,7 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
     citem_hdr_encode(h, hdr);
     uint64_t io = region_off(d, r) + *off;
     if (__atomic_load_n(&d->direct, __ATOMIC_ACQUIRE)) {
-        rc = append_direct(d, h, hdr, hl, buf, io, ilen);
+        rc = append_direct(d, h, hdr, hl, buf, fd, foff, io, ilen);
         free(hdr);
         goto done;
     }
@@ -1199,18 +1243,8 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
     uint32_t have = (h->blen + d->page_size - 1) / d->page_size;
     struct dio ops_stack[9], *ops = ops_stack;
     int nops = 0, cap = 9;
-    uint64_t pos = hl;
-    for (uint32_t p = 0; p < have && rc == 0;) {
-        if (!bit(h->valid, p)) {
-            p++;
-            continue;
-        }
-        uint32_t q = p;
-        while (q + 1 < have && bit(h->valid, q + 1))
-            q++;
-        uint64_t s = (uint64_t)p * d->page_size, e = ((uint64_t)q + 1) * d->page_size;
-        if (e > h->blen)
-            e = h->blen;
+    uint64_t pos = hl, s, e;
+    for (uint32_t p = 0; rc == 0 && valid_run(d, h, have, &p, &s, &e);) {
         if (nops + 1 >= cap) {
             cap *= 2;
             struct dio *m = malloc(sizeof(*ops) * (size_t)cap);
@@ -1225,7 +1259,6 @@ int cdisk_append(struct cdisk *d, struct citem_hdr *h, const void *buf,
         }
         ops[nops++] = (struct dio){(char *)buf + s, e - s, io + pos, 0};
         pos += e - s;
-        p = q + 1;
     }
     if (rc == 0) {
         ops[nops++] = (struct dio){hdr, hl, io, 0};

@@ -104,6 +104,8 @@ struct job {
     uint32_t blen;
     uint8_t *data;  /* block-sized copy; pages at their block offsets; NULL: the memory slot */
     uint32_t entry; /* data NULL: the entry, pinned until written, whose memory slot holds them */
+    uint64_t *crc;  /* owned: the CRCs of the pages (cslot_page_crc), computed as they were
+                       fetched, so that the writer need not read the slot; NULL: the writer's */
     /* JOB_PREFETCH: blocks index..index+nblocks-1 */
     char *key, *etag;
     uint64_t obj_size, index;
@@ -366,16 +368,18 @@ void dir_failed(struct cache *c, struct cdir *dir, const char *op, int rc);
 /* A write to DIR succeeded: the bout of failures, if any, is over. */
 void dir_worked(struct cdir *dir);
 /* Queues PAGES of BUF (ENTRY NIL: copied; else ENTRY's pinned memory slot) for the disk tier
- * (writer.c). */
+ * (writer.c). CRC (NULL: none; else malloc'd, taken over and freed whatever happens): the CRCs
+ * of the pages, by page number. */
 void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uint64_t *pages,
-                 const uint8_t *buf, uint32_t entry);
+                 const uint8_t *buf, uint32_t entry, uint64_t *crc);
 /* Frees a job (NULL: nothing) and its buffers. Any lock may be held (wbuf_lock is a leaf)
  * (writer.c). */
 void job_free(struct cache *c, struct job *j);
 /* Writes the pages in PAGES of block ID from DATA to the disk tier, synchronously: 0, 1 (no
- * place), or -errno. No lock held (writer.c). */
+ * place), or -errno. CRC (NULL: computed here): the CRCs of PAGES, by page number. No lock held
+ * (writer.c). */
 int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen, const uint8_t *data,
-                     const uint64_t *pages, int hot);
+                     const uint64_t *pages, const uint64_t *pcrc, int hot);
 /* A block-sized buffer for a disk write's copy, reused (writer.c); NULL when out of memory. */
 void *wbuf_get(struct cache *c);
 /* Gives back a buffer of wbuf_get (NULL: nothing), kept for reuse or freed (writer.c). */

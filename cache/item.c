@@ -55,10 +55,14 @@ uint64_t cslot_block_len(uint64_t obj_size, uint64_t index, uint32_t block_size)
     return left < block_size ? left : block_size;
 }
 
+uint64_t cslot_page_seed(const uint64_t id[2], uint32_t page)
+{
+    return id[0] ^ (id[1] * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)page << 1);
+}
+
 uint64_t cslot_page_crc(const uint64_t id[2], uint32_t page, const void *data, size_t len)
 {
-    uint64_t seed = id[0] ^ (id[1] * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)page << 1);
-    return crc64_update(seed, data, len);
+    return crc64_update(cslot_page_seed(id, page), data, len);
 }
 
 uint32_t citem_hdr_len(uint32_t npages, uint32_t nvalid)

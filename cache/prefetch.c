@@ -18,9 +18,12 @@
  * The worker claims each block that nobody holds or fills (F_FILLING, a memory slot: a fill
  * record of its own, so readers of the block wait for the run as for any filler), fetches every
  * stretch of claimed blocks with one source request (the source contract allows a range across
- * blocks; the stretch's memory slots are mapped first, slot_prefault), and publishes the blocks
- * one by one. Blocks it fetched ahead are marked F_AHEAD until a read uses them: that first read
- * is the access they were fetched for, so it does not count as a re-access (a sequential scan
+ * blocks), and publishes the blocks one by one. The bytes go into a memory slot by arena_fill
+ * (pwrite into the arena's memfd), and each page's CRC is computed then, from the source's
+ * buffer, for the disk writer (run_sink_fn): nothing in the process touches a fresh slot's pages
+ * (arena.c says why; with an anonymous arena the stretch's slots are mapped first instead,
+ * slot_prefault). Blocks it fetched ahead are marked F_AHEAD until a read uses them: that first
+ * read is the access they were fetched for, so it does not count as a re-access (a sequential scan
  * stays in S3-FIFO's small FIFO, as it should), and one not read yet is kept once when it comes
  * up for eviction (S3FIFO_KEEP), so that in a small memory tier readahead does not evict the
  * blocks the reader is about to use in favour of those it has passed. The read path keeps its
@@ -34,7 +37,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "cache/arena.h"
 #include "cache/index_i.h"
+#include "util/crc64.h"
 #include "util/log.h"
 
 /* ---- prefetch runs ---- */
@@ -58,7 +63,7 @@ struct runblk {
  * without MADV_POPULATE_WRITE (before 5.14) faults the pages in as they are written. */
 static void slot_prefault(struct cache *c, uint32_t mslot, uint32_t blen)
 {
-    if (mslot != NIL)
+    if (mslot != NIL && !arena_is_file(c->ar))
         (void)madvise(MEM_AT(c, mslot), (size_t)blen, MADV_POPULATE_WRITE);
 }
 
@@ -119,9 +124,10 @@ struct run_ready {
 /* Ends the fill of claimed block R: with its bytes DATA (its memory slot, or a scratch block
  * lent to the waiters when it has none), which came from FROM (an enum blk_from); DATA NULL: the
  * fetch failed, and waiters fetch for themselves. READY (may be NULL) is told of the bytes while
- * the block is still pinned. */
+ * the block is still pinned. CRC (NULL: none), taken over: the CRCs of its pages, for the disk
+ * writer. */
 static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, int from,
-                        const struct run_ready *ready)
+                        const struct run_ready *ready, uint64_t *crc)
 {
     uint64_t all[MAXW];
     struct shard *sh = shard_of(c, r->b.id);
@@ -136,7 +142,9 @@ static void run_publish(struct cache *c, struct runblk *r, const uint8_t *data, 
     fill_end_locked(sh, e, &r->f, 0, data ? from : -1, data && r->mslot == NIL ? data : NULL, all);
     pthread_mutex_unlock(&sh->lock);
     if (data)
-        queue_write(c, r->b.id, r->b.blen, all, data, r->mslot != NIL ? r->entry : NIL);
+        queue_write(c, r->b.id, r->b.blen, all, data, r->mslot != NIL ? r->entry : NIL, crc);
+    else
+        free(crc);
     if (data && ready)
         ready->fn(ready->arg, r->b.index, data, r->b.blen);
     pthread_mutex_lock(&sh->lock);
@@ -154,10 +162,30 @@ struct run_sink {
     uint32_t got;          /* bytes of block k in */
     int from;              /* the worst origin of block k's bytes */
     uint8_t *spare;        /* a scratch block for blocks with no memory slot */
+    uint64_t *crc;         /* block k's page CRCs so far (NULL: none; the writer computes them) */
     uint64_t origin_bytes; /* delivered from the origin (BLK_FROM_ORIGIN) */
     const struct run_ready *ready;
 };
 
+/* Continues the page CRCs CRC of block ID over its bytes [OFF, OFF + LEN), which are SRC. */
+static void crc_pages(const struct cache *c, const uint64_t id[2], uint64_t *crc, uint32_t off,
+                      const uint8_t *src, size_t len)
+{
+    while (len > 0) {
+        uint32_t p = off >> c->ps_shift, in = off & (c->ps - 1);
+        size_t k = c->ps - in < len ? c->ps - in : len;
+        crc[p] = crc64_update(in == 0 ? cslot_page_seed(id, p) : crc[p], src, k);
+        off += (uint32_t)k;
+        src += k;
+        len -= k;
+    }
+}
+
+/* Takes bytes of the run as the source delivers them. A block with a memory slot gets them by
+ * arena_fill, and its page CRCs are computed here, from the source's buffer while it is in the
+ * CPU's cache: in a memfd-backed arena nothing in the process then touches the slot's fresh
+ * pages but the kernel (the FUSE reply and the O_DIRECT disk write read them by their physical
+ * pages), which keeps their page-table entries, and on a VM the host's, off the stream. */
 static int run_sink_fn(void *arg, const void *data, size_t n, enum blk_from from)
 {
     struct run_sink *rs = arg;
@@ -173,13 +201,22 @@ static int run_sink_fn(void *arg, const void *data, size_t n, enum blk_from from
         if (!dst)
             return -ENOMEM;
         size_t take = x->b.blen - rs->got < n ? x->b.blen - rs->got : n;
-        memcpy(dst + rs->got, src, take);
+        if (x->mslot != NIL) {
+            if (rs->got == 0 && c->ndirs > 0 && !rs->crc)
+                rs->crc = malloc(8ull * c->np); /* NULL: the writer computes them */
+            if (rs->crc)
+                crc_pages(c, x->b.id, rs->crc, rs->got, src, take);
+            arena_fill(c->ar, dst + rs->got, src, take);
+        } else {
+            memcpy(dst + rs->got, src, take);
+        }
         rs->got += (uint32_t)take;
         rs->from = worst(rs->from, (int)from);
         src += take;
         n -= take;
         if (rs->got == x->b.blen) {
-            run_publish(c, x, dst, rs->from, rs->ready);
+            run_publish(c, x, dst, rs->from, rs->ready, rs->crc);
+            rs->crc = NULL;
             rs->k++;
             rs->got = 0;
             rs->from = -1;
@@ -196,7 +233,7 @@ static void run_fetch(struct cache *c, struct runblk *r, unsigned m, unsigned fl
     uint64_t total = 0;
     for (unsigned k = 0; k < m; k++)
         total += r[k].b.blen;
-    struct run_sink rs = {c, r, m, 0, 0, -1, NULL, 0, ready};
+    struct run_sink rs = {c, r, m, 0, 0, -1, NULL, NULL, 0, ready};
     for (unsigned k = 0; k < m && !rs.spare; k++)
         if (r[k].mslot == NIL)
             rs.spare = scratch_get(c->bs);
@@ -213,8 +250,9 @@ static void run_fetch(struct cache *c, struct runblk *r, unsigned m, unsigned fl
                   (unsigned long long)r->b.index, (unsigned long long)(r->b.index + m - 1),
                   strerror(-rc));
     }
+    free(rs.crc);                       /* a block cut short */
     for (unsigned k = rs.k; k < m; k++) /* what did not come (an error, a short object) */
-        run_publish(c, &r[k], NULL, -1, NULL);
+        run_publish(c, &r[k], NULL, -1, NULL, NULL);
 }
 
 /* Blocks [index, index + nblocks) (at most RUN_MAX_BLOCKS) of (key, etag): each stretch of those

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/arena.h"
 #include "cache/index_i.h"
 
 /* ---- background jobs ---- */
@@ -73,6 +74,7 @@ void job_free(struct cache *c, struct job *j)
     if (!j)
         return;
     wbuf_put(c, j->data);
+    free(j->crc);
     free(j->key);
     free(j->etag);
     free(j);
@@ -84,10 +86,12 @@ void job_free(struct cache *c, struct job *j)
  * (a pinned slot is neither evicted nor reused, and its valid pages never change) and the writer
  * writes from the slot, so a fetched block is never copied for the disk. */
 void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uint64_t *pages,
-                 const uint8_t *buf, uint32_t entry)
+                 const uint8_t *buf, uint32_t entry, uint64_t *crc)
 {
-    if (c->ndirs == 0 || !bm_any(pages, c->w))
+    if (c->ndirs == 0 || !bm_any(pages, c->w)) {
+        free(crc);
         return;
+    }
     uint64_t bytes = bm_count(pages, c->w) * c->ps;
     pthread_mutex_lock(&c->job_lock);
     int full = c->wq_bytes + bytes > c->wq_max;
@@ -95,6 +99,7 @@ void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uin
         c->wq_bytes += bytes;
     pthread_mutex_unlock(&c->job_lock);
     if (full) {
+        free(crc);
         STAT(c, disk_writes_dropped, 1);
         return;
     }
@@ -102,6 +107,7 @@ void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uin
     uint8_t *data = j && entry == NIL ? wbuf_get(c) : NULL;
     if (!j || (entry == NIL && !data)) {
         free(j);
+        free(crc);
         pthread_mutex_lock(&c->job_lock);
         c->wq_bytes -= bytes;
         pthread_mutex_unlock(&c->job_lock);
@@ -114,6 +120,7 @@ void queue_write(struct cache *c, const uint64_t id[2], uint32_t blen, const uin
     j->blen = blen;
     j->data = data;
     j->entry = entry;
+    j->crc = crc;
     memcpy(j->pages, pages, 8ull * c->w);
     if (entry != NIL) {
         struct shard *sh = shard_of(c, id);
@@ -146,7 +153,7 @@ static int pick_dir(struct cache *c, const uint64_t id[2])
  * 0 when the pages are on disk, 1 when there was no place for them, -errno when the write failed.
  * No lock held. */
 int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen, const uint8_t *data,
-                     const uint64_t *pages, int hot)
+                     const uint64_t *pages, const uint64_t *pcrc, int hot)
 {
     (void)hot;
     uint32_t w = c->w;
@@ -222,10 +229,20 @@ int disk_write_block(struct cache *c, const uint64_t id[2], uint32_t blen, const
             if (!bm_test(all, p))
                 continue;
             uint64_t o = (uint64_t)p * c->ps;
-            crc[p] = cslot_page_crc(id, p, src + o, blen - o < c->ps ? blen - o : c->ps);
+            if (pcrc && bm_test(pages, p)) /* computed as the page was fetched */
+                crc[p] = pcrc[p];
+            else
+                crc[p] = cslot_page_crc(id, p, src + o, blen - o < c->ps ? blen - o : c->ps);
         }
         struct citem_hdr h = {.id = {id[0], id[1]}, .blen = blen, .valid = all, .crc = crc};
-        rc = cdisk_append(dir->d, &h, src, &dir->own, &reg, &off);
+        /* A memory slot of a memfd-backed arena: the disk write reads it through the fd. */
+        int fd = -1;
+        uint64_t foff = 0;
+        if (c->ar && arena_fd(c->ar) >= 0 && src >= c->arena && src < c->arena + c->arena_len) {
+            fd = arena_fd(c->ar);
+            foff = (uint64_t)(src - c->arena);
+        }
+        rc = cdisk_append_fd(dir->d, &h, src, fd, foff, &dir->own, &reg, &off);
         if (rc < 0) {
             dir_failed(c, dir, "write", rc);
         } else if (rc == 0) {
@@ -272,7 +289,7 @@ void job_unpin(struct cache *c, struct job *j)
 void do_write(struct cache *c, struct job *j)
 {
     if (j->data) {
-        (void)disk_write_block(c, j->id, j->blen, j->data, j->pages, 0);
+        (void)disk_write_block(c, j->id, j->blen, j->data, j->pages, j->crc, 0);
         return;
     }
     /* The pinned entry keeps its memory slot: read it once, write from it. */
@@ -280,7 +297,7 @@ void do_write(struct cache *c, struct job *j)
     pthread_mutex_lock(&sh->lock);
     const uint8_t *src = MEM_AT(c, E(c, j->entry)->mslot);
     pthread_mutex_unlock(&sh->lock);
-    (void)disk_write_block(c, j->id, j->blen, src, j->pages, 0);
+    (void)disk_write_block(c, j->id, j->blen, src, j->pages, j->crc, 0);
     job_unpin(c, j);
 }
 

@@ -439,7 +439,7 @@ static void test_arena_ahead(void **state)
     (void)state;
     struct s3fifo *q = s3fifo_new(AR_CHUNKS, 256);
     assert_non_null(q);
-    struct arena *a = arena_new(AR_CHUNKS, MiB, q, 1);
+    struct arena *a = arena_new(AR_CHUNKS, MiB, q, ARENA_TOUCHER | ARENA_ANON);
     assert_non_null(a);
     const uint8_t *base = arena_base(a);
     assert_int_equal((uintptr_t)base % (2 * MiB), 0);
@@ -458,6 +458,82 @@ static void test_arena_ahead(void **state)
         assert_false(ar_resident(base + (size_t)ch * MiB, 4096));
     arena_free(a);
     s3fifo_free(q);
+}
+
+/* The memory tier is a memfd: a prefetch run puts each block in its slot with arena_fill
+ * (pwrite, counted) and computes the page CRCs from the source's pieces (uneven, straddling
+ * pages and blocks) for the disk writer, which stages the slot through the fd. The bytes read
+ * back from memory and, after a restart, from disk (every page's CRC checked) are the object's. */
+static void test_memfd_fill(void **state)
+{
+    struct env *e = *state;
+    /* The arena itself: a close-on-exec memfd; arena_fill lands where the mapping shows it. */
+    struct s3fifo *q = s3fifo_new(4, 256);
+    assert_non_null(q);
+    struct arena *a = arena_new(4, MiB, q, 0);
+    assert_non_null(a);
+    assert_true(arena_is_file(a));
+    assert_true(fcntl(arena_fd(a), F_GETFD) & FD_CLOEXEC);
+    uint8_t src[5000];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (uint8_t)(i * 7 + 1);
+    arena_fill(a, arena_base(a) + MiB + 100, src, sizeof(src));
+    assert_memory_equal(arena_base(a) + MiB + 100, src, sizeof(src));
+    assert_int_equal(arena_fill_bytes(a), sizeof(src));
+    arena_free(a);
+    /* Anonymous memory, asked for: a plain copy, nothing through a memfd. */
+    a = arena_new(4, MiB, q, ARENA_ANON);
+    assert_non_null(a);
+    assert_false(arena_is_file(a));
+    assert_int_equal(arena_fd(a), -1);
+    arena_fill(a, arena_base(a) + 3 * MiB, src, sizeof(src));
+    assert_memory_equal(arena_base(a) + 3 * MiB, src, sizeof(src));
+    assert_int_equal(arena_fill_bytes(a), 0);
+    arena_free(a);
+    s3fifo_free(q);
+
+    struct cache *c = mk(e, 16 * MiB, e->d1, 32 * MiB, 1 << 20);
+    uint64_t size = 5 * MiB + 12345;
+    assert_int_equal(cache_prefetch(c, "mf", "e", size, 0, size, 0), 0);
+    struct cache_stats st;
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes >= 6));
+    settle(c);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.mem_fill_fd_bytes, size);
+    assert_int_equal(st.corrupt_dropped, 0);
+    uint64_t f0 = fake_fetches(&e->f);
+    for (uint64_t off = 0; off < size; off += MiB) {
+        struct cache_ref r;
+        assert_int_equal(cache_ref_get(c, "mf", "e", size, off, MiB, 0, &r), 0);
+        assert_int_equal(r.len, size - off < MiB ? size - off : MiB);
+        assert_int_equal(fake_check("mf", "e", off, r.data, r.len), -1);
+        cache_ref_put(c, &r);
+    }
+    assert_int_equal(fake_fetches(&e->f), f0);
+    /* A read's own fill (block_io) of a small object and of part of a block: through the
+       thread's scratch block and arena_fill too. */
+    read_ok(c, "small", "e", 20000, 0, 20000);
+    read_ok(c, "part", "e", 3 * MiB, MiB + 70000, 100000);
+    uint64_t f1 = fake_fetches(&e->f);
+    assert_true(f1 > f0);
+    WAIT_UNTIL((cache_get_stats(c, &st), st.disk_writes >= 8));
+    settle(c);
+    cache_get_stats(c, &st);
+    assert_true(st.mem_fill_fd_bytes >= size + 20000 + 100000);
+    read_ok(c, "small", "e", 20000, 0, 20000);
+    read_ok(c, "part", "e", 3 * MiB, MiB + 70000, 100000);
+    assert_int_equal(fake_fetches(&e->f), f1);
+    cache_free(c);
+    /* From disk: the CRCs the fills computed verify every page (a wrong one drops the page, and
+       the read fetches it). */
+    c = mk(e, 16 * MiB, e->d1, 32 * MiB, 1 << 20);
+    read_ok(c, "mf", "e", size, 0, size);
+    read_ok(c, "small", "e", 20000, 0, 20000);
+    read_ok(c, "part", "e", 3 * MiB, MiB + 70000, 100000);
+    cache_get_stats(c, &st);
+    assert_int_equal(st.corrupt_dropped, 0);
+    assert_int_equal(fake_fetches(&e->f), f1);
+    cache_free(c);
 }
 
 static void test_etag_change(void **state)
@@ -1452,6 +1528,7 @@ int main(void)
         cmocka_unit_test(test_mem_runs_random),
         cmocka_unit_test_setup_teardown(test_mem_classes, setup, teardown),
         cmocka_unit_test(test_arena_ahead),
+        cmocka_unit_test_setup_teardown(test_memfd_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_reinsertion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
