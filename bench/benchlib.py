@@ -218,7 +218,8 @@ def workloads(meta):
         ("dataset-hit", "%s, epoch 2 hit ratio (bytes not fetched)" % data, "dataset hit", False),
         ("ls-cold", "ls -l of a {:,}-entry dir, cold".format(n_many), "ls -l cold", True),
         ("ls-warm", "ls -l of a {:,}-entry dir, warm".format(n_many), "ls -l warm", True),
-        ("rss", "daemon peak RSS (VmHWM, max over the mounts of a run)", "RSS", False),
+        ("rss", "daemon peak RSS (VmHWM + memfd pages not mapped, max over the mounts of a run)",
+         "RSS", False),
     ]
 
 

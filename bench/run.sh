@@ -439,7 +439,24 @@ unmount_sys() {
   rm -rf "$CACHE"
 }
 
-vmhwm_kib() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
+# The daemon's peak memory in KiB: VmHWM, plus the pages of its memfds that no mapping of it has
+# touched (efc's memory tier is a memfd filled by pwrite: a page counts in RSS, as RssShmem, only
+# once mapped). The tier's memfd never shrinks (its slots are reused), so its size before the
+# unmount is its peak; what RssShmem already counts of it is not counted twice.
+vmhwm_kib() {
+  local st hwm shm memfd=0 f
+  st=$(cat "/proc/$1/status" 2>/dev/null) || return 0
+  hwm=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' <<<"$st")
+  shm=$(sed -n 's/^RssShmem:[[:space:]]*\([0-9]*\) kB/\1/p' <<<"$st")
+  [ -n "$hwm" ] || return 0
+  for f in /proc/"$1"/fd/*; do
+    case "$(readlink "$f" 2>/dev/null)" in
+      /memfd:*) memfd=$((memfd + $(stat -L -c '%b * %B' "$f" 2>/dev/null || echo 0) / 1024)) ;;
+    esac
+  done
+  [ "$memfd" -gt "${shm:-0}" ] && hwm=$((hwm + memfd - ${shm:-0}))
+  echo "$hwm"
+}
 
 # ---------------------------------------------------------------- workloads
 # Each w_* prints one JSON line (benchlib's) on stdout; measure() records it.
