@@ -9,7 +9,8 @@
  * multi-threaded loop with one cloned /dev/fuse fd per worker, read-only, max_read 1 MiB,
  * readdirplus always (not the kernel's "auto" guess), parallel dirops, async read and async direct
  * I/O, max_background 64, keep_cache at open, st_blksize 1 MiB, long entry/attribute timeouts,
- * and the mount's readahead window raised to 4 MiB after INIT (as efc does).
+ * and the mount's readahead window raised after INIT (to 4 MiB; efc raises it to 1 MiB: see
+ * bench/README.md for where the two sessions differ).
  *
  *   efc-nullfs [options] MOUNTPOINT
  *     --file NAME:SIZE          a file at the root (SIZE: bytes, or with K/M/G/T, binary)
