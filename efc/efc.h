@@ -98,7 +98,7 @@ enum efc_fuse_op {
     EFC_FUSE_READ,
     EFC_FUSE_RELEASE,
     EFC_FUSE_FLUSH,
-    EFC_FUSE_FORGET,
+    EFC_FUSE_FORGET, /* inodes forgotten (a batch forget counts each) */
     EFC_FUSE_OPENDIR,
     EFC_FUSE_READDIR,
     EFC_FUSE_OPS
@@ -198,8 +198,9 @@ int efc_fs_start(struct efc *e, char *err, size_t errlen);
 /* Closes what the kernel left open and frees everything efc_fs_setup/start made. */
 void efc_fs_teardown(struct efc *e);
 /* Takes back the names and attributes the kernel holds for the inodes the daemon knows (for
- * clear_metadata_cache: with the metadata cache on they were given for found_timeout). Returns
- * the number of inodes, or -errno. */
+ * clear_readdir_cache and clear_metadata_cache: names a listing answered were given for as long
+ * as it stayed fresh, and with the metadata cache on all for found_timeout). Returns the number
+ * of inodes, or -errno. */
 int efc_fs_forget_kernel(struct efc *e);
 /* The name of FUSE request kind OP ("lookup", ...), for the metrics. */
 const char *efc_fuse_op_name(enum efc_fuse_op op);
