@@ -198,9 +198,8 @@ int efc_fs_start(struct efc *e, char *err, size_t errlen);
 /* Closes what the kernel left open and frees everything efc_fs_setup/start made. */
 void efc_fs_teardown(struct efc *e);
 /* Takes back the names and attributes the kernel holds for the inodes the daemon knows (for
- * clear_readdir_cache and clear_metadata_cache: names a listing answered were given for as long
- * as it stayed fresh, and with the metadata cache on all for found_timeout). Returns the number
- * of inodes, or -errno. */
+ * clearing the caches with the metadata cache on: names and attributes were given for
+ * found_timeout). Returns the number of inodes, or -errno. */
 int efc_fs_forget_kernel(struct efc *e);
 /* The name of FUSE request kind OP ("lookup", ...), for the metrics. */
 const char *efc_fuse_op_name(enum efc_fuse_op op);

@@ -21,11 +21,13 @@
  *   cached only with it. The seed's consistency table follows: with the metadata cache off,
  *   reopening a file shows its new content and a new file is openable at once but shows in `ls`
  *   only after the readdir cache expires or is cleared; with it on, neither shows until it is
- *   cleared. The kernel keeps a name a listing answered for as long as that listing stays fresh,
- *   and with the metadata cache on every name and its attributes found for EFC_META_KERNEL_S (or
- *   the attribute timeout if longer), so a warm open costs an open and a release, no lookup (the
- *   open still asks the store: close-to-open); clearing either cache takes them back
- *   (efc_fs_forget_kernel). Other answers, negative ones included, keep the attribute timeout.
+ *   cleared. With it on, the kernel keeps every name found and its attributes for
+ *   EFC_META_KERNEL_S (or the attribute timeout if longer), so a warm open costs an open and a
+ *   release, no lookup; clearing either cache takes them back (efc_fs_forget_kernel). Other
+ *   answers, negative ones included, keep the attribute timeout: with the metadata cache off a
+ *   name kept longer would skip the lookup that refreshes the kernel's attributes from the
+ *   listing, and its permission check would then send a getattr, which HEADs (one more round
+ *   trip than the lookup it saves).
  * - opendir replays the directory's cached listing while it is younger than
  *   g_readdircache_RemainTime (the readdir cache: at most MaxCount listings, MaxSize bytes),
  *   else starts a fresh listing stream, which fills the cache once complete.
@@ -709,7 +711,6 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct efc_attr a;
     size_t nl = strlen(name);
     bool found = false, is_dir = false, answered = false;
-    double entry_timeout = e->found_timeout;
     int rc;
 
     count_op(e, EFC_FUSE_LOOKUP);
@@ -776,12 +777,6 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
                 found = answered = true;
                 is_dir = d->is_dir;
                 attr_from_dirent(&a, d, efc_listing_time(l));
-                /* The listing would give the kernel this answer for as long as it stays fresh:
-                   let the kernel keep the name as long (clear_readdir_cache takes it back). */
-                uint64_t age = now > efc_listing_time(l) ? now - efc_listing_time(l) : 0;
-                if (age < e->listing_ttl_ms &&
-                    (double)(e->listing_ttl_ms - age) / 1000.0 > entry_timeout)
-                    entry_timeout = (double)(e->listing_ttl_ms - age) / 1000.0;
             } else if (e->meta) {
                 /* A name the listing lacks is absent; only the metadata cache may say so
                    without asking the store (negative lookups are cached only with it). */
@@ -826,7 +821,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     ep.ino = ino;
     ep.generation = 0; /* inode numbers are never reused */
     ep.attr_timeout = e->found_timeout;
-    ep.entry_timeout = entry_timeout;
+    ep.entry_timeout = e->found_timeout;
     fill_stat(e, ino, is_dir, &a, &ep.attr);
     log_trace("lookup '%s' -> %llu (%s)", key, (unsigned long long)ino, is_dir ? "dir" : "file");
     if (fuse_reply_entry(req, &ep) != 0)

@@ -119,9 +119,9 @@ static int op_clear_readdir(void *arg)
 {
     struct efc *e = arg;
     uint64_t n = efc_lcache_clear(e->lcache);
-    /* The kernel keeps the names the listings answered as long as they were fresh (and with
-       the metadata cache on all names): take them back. */
-    int k = efc_fs_forget_kernel(e);
+    /* With the metadata cache on the kernel keeps names for long (found_timeout), some answered
+       from the listings just dropped: take them back too, whichever cache is cleared last. */
+    int k = e->meta ? efc_fs_forget_kernel(e) : 0;
     log_info("management: readdir cache cleared (%llu directories; %d inodes taken back from the "
              "kernel)",
              (unsigned long long)n, k);
