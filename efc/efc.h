@@ -90,6 +90,20 @@ struct mgmt;
 struct warmup;
 struct fuse_lowlevel_ops;
 
+/* The FUSE requests the daemon counts (struct efc's fuse_ops, metric efc_fuse_requests_total). */
+enum efc_fuse_op {
+    EFC_FUSE_LOOKUP,
+    EFC_FUSE_GETATTR,
+    EFC_FUSE_OPEN,
+    EFC_FUSE_READ,
+    EFC_FUSE_RELEASE,
+    EFC_FUSE_FLUSH,
+    EFC_FUSE_FORGET, /* inodes forgotten (a batch forget counts each) */
+    EFC_FUSE_OPENDIR,
+    EFC_FUSE_READDIR,
+    EFC_FUSE_OPS
+};
+
 struct efc {
     /* configuration */
     struct opt_set opts;
@@ -101,7 +115,11 @@ struct efc {
     int ready_fd; /* -1: none */
     char state_path[PATH_MAX];
     time_t mount_time;
-    double attr_timeout;     /* seconds, in entry and attribute replies */
+    double attr_timeout; /* seconds, in entry and attribute replies */
+    /* seconds, in the entry and attribute replies of names found: attr_timeout, or with the
+       metadata cache on at least EFC_META_KERNEL_S (its answers hold until
+       clear_metadata_cache, which takes the kernel's copies back: efc_fs_forget_kernel) */
+    double found_timeout;
     uint64_t attr_ttl_ms;    /* how long a file's attributes serve getattr */
     uint64_t listing_ttl_ms; /* how long a completed listing answers lookups (0: never) */
     uint64_t readdir_ttl_ms; /* how long a listing replays for readdir (0: readdir cache off) */
@@ -135,6 +153,7 @@ struct efc {
     /* directories whose names lookups probed one by one lately, see fs.c's probes_in(); each
        slot protected by probe_lock (a leaf) */
     pthread_mutex_t probe_lock;
+    pthread_cond_t probe_cond; /* a listing for lookups is done (CLOCK_MONOTONIC) */
     struct efc_probe_slot *probe_slots;
 
     /* open files, so teardown can close what the kernel never released; protected by fh_lock */
@@ -144,6 +163,9 @@ struct efc {
     struct efc_fh_table *fh_table;
     _Atomic bool readahead_set; /* the kernel readahead was raised */
     struct histo read_latency;  /* FUSE reads, arrival to reply (lock-free) */
+    /* FUSE requests by kind (enum efc_fuse_op), for the metrics: what a workload costs the
+       daemon in round trips through the kernel */
+    _Atomic uint64_t fuse_ops[EFC_FUSE_OPS];
 
     /* FUSE INIT negotiation, see fuseio.c */
     bool want_parallel_dirops;           /* set by op_init before the INIT reply is sent */
@@ -175,6 +197,12 @@ int efc_fs_setup(struct efc *e);
 int efc_fs_start(struct efc *e, char *err, size_t errlen);
 /* Closes what the kernel left open and frees everything efc_fs_setup/start made. */
 void efc_fs_teardown(struct efc *e);
+/* Takes back the names and attributes the kernel holds for the inodes the daemon knows (for
+ * clearing the caches with the metadata cache on: names and attributes were given for
+ * found_timeout). Returns the number of inodes, or -errno. */
+int efc_fs_forget_kernel(struct efc *e);
+/* The name of FUSE request kind OP ("lookup", ...), for the metrics. */
+const char *efc_fuse_op_name(enum efc_fuse_op op);
 
 /* ---- chain.c ------------------------------------------------------------------------------- */
 

@@ -15,11 +15,19 @@
  *   directory are probed one by one (EFC_PROBE_LIST_AFTER of them within EFC_PROBE_WINDOW_MS: a
  *   loader opening the files of an index), the directory is listed whole instead (up to
  *   EFC_PROBE_LIST_MAX entries) into the listing cache, which then answers the lookups of its
- *   other names as if `ls` had listed it. A name missing from a listing is asked of the store
- *   unless the metadata cache is on: negative answers are cached only with it. The seed's
- * consistency table follows: with the metadata cache off, reopening a file shows its new content
- * and a new file is openable at once but shows in `ls` only after the readdir cache expires or is
- * cleared; with it on, neither shows until it is cleared.
+ *   other names as if `ls` had listed it; lookups of that directory that come while it is being
+ *   listed wait for the listing (EFC_PROBE_WAIT_MS at most) instead of probing. A name missing
+ *   from a listing is asked of the store unless the metadata cache is on: negative answers are
+ *   cached only with it. The seed's consistency table follows: with the metadata cache off,
+ *   reopening a file shows its new content and a new file is openable at once but shows in `ls`
+ *   only after the readdir cache expires or is cleared; with it on, neither shows until it is
+ *   cleared. With it on, the kernel keeps every name found and its attributes for
+ *   EFC_META_KERNEL_S (or the attribute timeout if longer), so a warm open costs an open and a
+ *   release, no lookup; clearing either cache takes them back (efc_fs_forget_kernel). Other
+ *   answers, negative ones included, keep the attribute timeout: with the metadata cache off a
+ *   name kept longer would skip the lookup that refreshes the kernel's attributes from the
+ *   listing, and its permission check would then send a getattr, which HEADs (one more round
+ *   trip than the lookup it saves).
  * - opendir replays the directory's cached listing while it is younger than
  *   g_readdircache_RemainTime (the readdir cache: at most MaxCount listings, MaxSize bytes),
  *   else starts a fresh listing stream, which fills the cache once complete.
@@ -73,10 +81,14 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
-#define EFC_LCACHE_DIRS 4096
-#define EFC_META_BYTES           (64ull << 20)  /* the metadata cache's memory bound */
-#define EFC_DIRMEM_LIMIT         (256ull << 20) /* directory pages in memory, all directories */
-#define EFC_PROBE_KEYS           16             /* keys asked for by a lookup's probe */
+#define EFC_LCACHE_DIRS  4096
+#define EFC_META_BYTES   (64ull << 20)  /* the metadata cache's memory bound */
+#define EFC_DIRMEM_LIMIT (256ull << 20) /* directory pages in memory, all directories */
+#define EFC_PROBE_KEYS   16             /* keys asked for by a lookup's probe */
+/* With the metadata cache on, the kernel may keep the names and attributes it was given this
+   long (s): the cache's answers hold until clear_metadata_cache, which takes them back
+   (efc_fs_forget_kernel). A warm epoch's open then needs no lookup. */
+#define EFC_META_KERNEL_S 3600.0
 /* A directory whose names were probed one by one this often within EFC_PROBE_WINDOW_MS is listed
    whole instead (if it has at most EFC_PROBE_LIST_MAX entries), and the listing answers the
    lookups of its other names. 100 pages of a listing cost what 100 probes do, and a loader opens
@@ -87,7 +99,9 @@
 #define EFC_PROBE_WINDOW_MS  10000
 #define EFC_PROBE_LIST_MAX   100000
 #define EFC_PROBE_SLOTS      64
-#define EFC_STATFS_TTL_MS    60000
+/* How long a lookup waits for another's listing of its directory before probing its name. */
+#define EFC_PROBE_WAIT_MS 10000
+#define EFC_STATFS_TTL_MS 60000
 /* When GetBucketStat says nothing (S3, errors): 1 PiB, all of it free. */
 #define EFC_STATFS_UNKNOWN_BLOCKS (1ull << 38)
 #define EFC_STATFS_UNKNOWN_FILES  (1ull << 32)
@@ -130,6 +144,23 @@ struct efc_fh {
 static inline struct efc *ctx(fuse_req_t req)
 {
     return fuse_req_userdata(req);
+}
+
+static inline void count_op(struct efc *e, enum efc_fuse_op op)
+{
+    atomic_fetch_add_explicit(&e->fuse_ops[op], 1, memory_order_relaxed);
+}
+
+const char *efc_fuse_op_name(enum efc_fuse_op op)
+{
+    static const char *const names[EFC_FUSE_OPS] = {
+        [EFC_FUSE_LOOKUP] = "lookup",   [EFC_FUSE_GETATTR] = "getattr",
+        [EFC_FUSE_OPEN] = "open",       [EFC_FUSE_READ] = "read",
+        [EFC_FUSE_RELEASE] = "release", [EFC_FUSE_FLUSH] = "flush",
+        [EFC_FUSE_FORGET] = "forget",   [EFC_FUSE_OPENDIR] = "opendir",
+        [EFC_FUSE_READDIR] = "readdir",
+    };
+    return (unsigned)op < EFC_FUSE_OPS ? names[op] : "?";
 }
 
 /* ---- handle numbers ---------------------------------------------------------------------------
@@ -570,34 +601,59 @@ struct efc_probe_slot {
     uint64_t dir;      /* the directory's inode; 0: free */
     unsigned probes;   /* names probed since FIRST_MS */
     uint64_t first_ms; /* start of the window */
-    bool busy;         /* a lookup is listing the directory */
+    bool busy;         /* a lookup is listing the directory; others wait on probe_cond */
+    uint64_t listings; /* listings done for lookups (a waiter's wake-up) */
     bool given_up;     /* too big or failed: not listed again in this window */
 };
 
-/* A lookup is about to probe a name of directory DIR. True when it should list DIR whole
-   instead: the EFC_PROBE_LIST_AFTER-th probe within the window, no other lookup listing it. The
-   caller then calls probes_listed(). */
-static bool probes_in(struct efc *e, uint64_t dir, uint64_t now)
+enum probe_plan {
+    PROBE_ONE,   /* probe the name */
+    PROBE_LIST,  /* list the directory whole, then call probes_listed() */
+    PROBE_WAITED /* another lookup listed it meanwhile: the listing cache may answer now */
+};
+
+/* A lookup is about to probe a name of directory DIR: PROBE_LIST when it should list DIR whole
+   instead (the EFC_PROBE_LIST_AFTER-th probe within the window, no other lookup listing it).
+   When another lookup is listing DIR, waits for it (at most EFC_PROBE_WAIT_MS) and returns
+   PROBE_WAITED: a probe meanwhile would ask the store what the listing is about to say (the
+   benchmark's 20,000-file epoch sent 400 to 600 such probes while its 20 pages came). */
+static enum probe_plan probes_in(struct efc *e, uint64_t dir, uint64_t now)
 {
     struct efc_probe_slot *ps = &e->probe_slots[dir % EFC_PROBE_SLOTS];
-    bool list = false;
+    enum probe_plan plan = PROBE_ONE;
 
     pthread_mutex_lock(&e->probe_lock);
     if (ps->busy && ps->dir != dir) {
         pthread_mutex_unlock(&e->probe_lock); /* the slot is another directory's for now */
-        return false;
+        return PROBE_ONE;
     }
-    if (ps->dir != dir || (!ps->busy && now - ps->first_ms > EFC_PROBE_WINDOW_MS)) {
+    if (ps->busy) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += EFC_PROBE_WAIT_MS / 1000;
+        until.tv_nsec += (long)(EFC_PROBE_WAIT_MS % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        uint64_t gen = ps->listings;
+        while (ps->busy && ps->dir == dir && ps->listings == gen &&
+               pthread_cond_timedwait(&e->probe_cond, &e->probe_lock, &until) == 0)
+            ;
+        pthread_mutex_unlock(&e->probe_lock);
+        return PROBE_WAITED;
+    }
+    if (ps->dir != dir || now - ps->first_ms > EFC_PROBE_WINDOW_MS) {
         memset(ps, 0, sizeof(*ps));
         ps->dir = dir;
         ps->first_ms = now;
     }
-    if (++ps->probes >= EFC_PROBE_LIST_AFTER && !ps->busy && !ps->given_up) {
+    if (++ps->probes >= EFC_PROBE_LIST_AFTER && !ps->given_up) {
         ps->busy = true;
-        list = true;
+        plan = PROBE_LIST;
     }
     pthread_mutex_unlock(&e->probe_lock);
-    return list;
+    return plan;
 }
 
 /* The listing of DIR that probes_in() asked for is done (OK: it is in the listing cache). */
@@ -610,7 +666,9 @@ static void probes_listed(struct efc *e, uint64_t dir, bool ok)
         ps->busy = false;
         ps->given_up = !ok;
         ps->probes = 0;
+        ps->listings++;
     }
+    pthread_cond_broadcast(&e->probe_cond);
     pthread_mutex_unlock(&e->probe_lock);
 }
 
@@ -655,6 +713,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     bool found = false, is_dir = false, answered = false;
     int rc;
 
+    count_op(e, EFC_FUSE_LOOKUP);
     if (parent == EFC_ROOT_INO && nl == sizeof(EFC_WATCHDOG_NAME) - 1 &&
         memcmp(name, EFC_WATCHDOG_NAME, nl) == 0) {
         /* The supervisor's liveness probe (supervise.c): answered at once, without the origin,
@@ -704,10 +763,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     if (!answered && e->listing_ttl_ms > 0) {
         struct efc_listing *l = efc_lcache_get(e->lcache, p.key, e->listing_ttl_ms, now);
-        if (l == NULL && probes_in(e, parent, now)) {
+        enum probe_plan plan = l ? PROBE_ONE : probes_in(e, parent, now);
+        if (plan == PROBE_LIST) {
             /* Many names of this directory asked one by one: one listing answers them all. */
             l = list_for_lookups(e, p.key);
             probes_listed(e, parent, l != NULL);
+        } else if (plan == PROBE_WAITED) {
+            l = efc_lcache_get(e->lcache, p.key, e->listing_ttl_ms, time_mono_ms());
         }
         if (l) {
             const struct efc_dirent *d = efc_listing_find(l, name, nl);
@@ -758,8 +820,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     }
     ep.ino = ino;
     ep.generation = 0; /* inode numbers are never reused */
-    ep.attr_timeout = e->attr_timeout;
-    ep.entry_timeout = e->attr_timeout;
+    ep.attr_timeout = e->found_timeout;
+    ep.entry_timeout = e->found_timeout;
     fill_stat(e, ino, is_dir, &a, &ep.attr);
     log_trace("lookup '%s' -> %llu (%s)", key, (unsigned long long)ino, is_dir ? "dir" : "file");
     if (fuse_reply_entry(req, &ep) != 0)
@@ -773,6 +835,7 @@ static void forget_one(struct efc *e, fuse_ino_t ino, uint64_t n)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+    count_op(ctx(req), EFC_FUSE_FORGET);
     forget_one(ctx(req), ino, nlookup);
     fuse_reply_none(req);
 }
@@ -780,6 +843,7 @@ static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
     struct efc *e = ctx(req);
+    atomic_fetch_add_explicit(&e->fuse_ops[EFC_FUSE_FORGET], count, memory_order_relaxed);
     for (size_t i = 0; i < count; i++)
         forget_one(e, forgets[i].ino, forgets[i].nlookup);
     fuse_reply_none(req);
@@ -795,6 +859,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     int rc;
 
     (void)fi;
+    count_op(e, EFC_FUSE_GETATTR);
     kernel_readahead(e);
     rc = efc_ns_get(e->ns, ino, &n);
     if (rc) {
@@ -819,7 +884,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         meta_remember(e, n.key, n.keylen, true, false, &n.attr, true);
     }
     fill_stat(e, ino, n.is_dir, &n.attr, &st);
-    fuse_reply_attr(req, &st, e->attr_timeout);
+    fuse_reply_attr(req, &st, e->found_timeout);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -1055,6 +1120,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     bool same = false, changed = false;
     int rc;
 
+    count_op(e, EFC_FUSE_OPEN);
     kernel_readahead(e);
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_APPEND | O_CREAT))) {
         fuse_reply_err(req, EROFS);
@@ -1153,6 +1219,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     uint64_t t0 = mono_us();
 
     (void)ino;
+    count_op(e, EFC_FUSE_READ);
     if (fh == NULL || fh->is_dir) {
         fuse_reply_err(req, EBADF);
         return;
@@ -1205,6 +1272,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     struct efc_fh *fh = fh_of(e, fi->fh);
 
     (void)ino;
+    count_op(e, EFC_FUSE_RELEASE);
     if (fh) {
         fh_unlink(e, fh);
         fh_put(fh);
@@ -1214,6 +1282,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    count_op(ctx(req), EFC_FUSE_FLUSH);
     fuse_reply_err(req, 0);
 }
 
@@ -1238,6 +1307,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     struct efc_node_info n;
     int rc;
 
+    count_op(e, EFC_FUSE_OPENDIR);
     kernel_readahead(e);
     rc = efc_ns_get(e->ns, ino, &n);
     if (rc) {
@@ -1320,6 +1390,8 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
     uint64_t *added = NULL;
     size_t nadded = 0, pos = 0;
     bool real = false; /* an entry of the stream (not "." or "..") is in the reply */
+
+    count_op(e, EFC_FUSE_READDIR);
     int err = 0;
 
     if (fh == NULL || !fh->is_dir) {
@@ -1546,6 +1618,88 @@ const struct fuse_lowlevel_ops *efc_fs_ops(void)
     return &efc_ops;
 }
 
+/* ---- taking back what the kernel holds ------------------------------------------------------ */
+
+/* A node the kernel may hold a name or attributes of, copied out of the inode table so that the
+   kernel is told with no table lock held (a notification waits for the directory's lock, which a
+   lookup in flight holds while it waits for a table lock). */
+struct kernel_name {
+    uint64_t ino, parent;
+    bool named;
+    size_t namelen; /* its name: the next NAMELEN bytes of the list's NAMES */
+};
+
+struct kernel_names {
+    struct kernel_name *v;
+    size_t n, cap;
+    char *names;
+    size_t names_len, names_cap;
+};
+
+static int kernel_name_cb(void *arg, const struct efc_ns_record *r)
+{
+    struct kernel_names *l = arg;
+    if (r->ino == EFC_ROOT_INO)
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        struct kernel_name *v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL)
+            return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    size_t namelen = r->named ? r->namelen : 0;
+    if (namelen > l->names_cap - l->names_len) {
+        size_t cap = l->names_cap ? l->names_cap : 64u << 10;
+        while (namelen > cap - l->names_len)
+            cap *= 2;
+        char *names = realloc(l->names, cap);
+        if (names == NULL)
+            return -ENOMEM;
+        l->names = names;
+        l->names_cap = cap;
+    }
+    /* The name is the key's tail, before a directory's '/'. */
+    const char *name = r->key + r->keylen - r->namelen - (r->is_dir ? 1 : 0);
+    memcpy(l->names + l->names_len, name, namelen);
+    l->v[l->n++] = (struct kernel_name){
+        .ino = r->ino, .parent = r->parent, .named = r->named, .namelen = namelen};
+    l->names_len += namelen;
+    return 0;
+}
+
+int efc_fs_forget_kernel(struct efc *e)
+{
+    struct kernel_names l = {0};
+    uint64_t next_seq;
+    int rc;
+
+    if (e->se == NULL)
+        return 0;
+    rc = efc_ns_export(e->ns, kernel_name_cb, &l, &next_seq);
+    if (rc == 0) {
+        size_t off = 0;
+        for (size_t i = 0; i < l.n; i++) {
+            struct kernel_name *k = &l.v[i];
+            /* Attributes first, then the name: the next path walk looks the name up again and
+               an open descriptor's fstat asks for the attributes. -ENOENT: the kernel no longer
+               has it. */
+            int nrc = fuse_lowlevel_notify_inval_inode(e->se, k->ino, -1, 0);
+            if (nrc == 0 && k->named)
+                nrc = fuse_lowlevel_notify_inval_entry(e->se, k->parent, l.names + off, k->namelen);
+            if (nrc && nrc != -ENOENT)
+                log_debug("cannot take back inode %llu from the kernel: %s",
+                          (unsigned long long)k->ino, strerror(-nrc));
+            off += k->namelen;
+        }
+        rc = l.n > INT32_MAX ? INT32_MAX : (int)l.n;
+    }
+    free(l.v);
+    free(l.names);
+    return rc;
+}
+
 /* ---- set-up and teardown ------------------------------------------------------------------- */
 
 int efc_fs_setup(struct efc *e)
@@ -1554,6 +1708,9 @@ int efc_fs_setup(struct efc *e)
     int rc;
 
     e->attr_timeout = (double)at;
+    e->found_timeout = e->attr_timeout;
+    if (opt_bool(&e->opts, OPT_METADATA_CACHEENABLE) && e->found_timeout < EFC_META_KERNEL_S)
+        e->found_timeout = EFC_META_KERNEL_S;
     e->attr_ttl_ms = (uint64_t)at * 1000;
     /* The readdir cache replays a directory's listing for RemainTime; the same listings answer
        lookups of the names they hold for as long (or for the attribute timeout without it). */
@@ -1564,6 +1721,11 @@ int efc_fs_setup(struct efc *e)
     pthread_mutex_init(&e->statfs_lock, NULL);
     pthread_mutex_init(&e->fh_lock, NULL);
     pthread_mutex_init(&e->probe_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->probe_cond, &ca);
+    pthread_condattr_destroy(&ca);
     e->fh_table = calloc(1, sizeof(*e->fh_table));
     e->probe_slots = calloc(EFC_PROBE_SLOTS, sizeof(*e->probe_slots));
     if (e->fh_table == NULL || e->probe_slots == NULL)
@@ -1665,6 +1827,7 @@ void efc_fs_teardown(struct efc *e)
     pthread_mutex_destroy(&e->statfs_lock);
     pthread_mutex_destroy(&e->fh_lock);
     pthread_mutex_destroy(&e->probe_lock);
+    pthread_cond_destroy(&e->probe_cond);
 }
 
 /* ---- runtime update (handover.c): handles out and in, read path off and on ----------------- */

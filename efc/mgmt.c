@@ -9,6 +9,7 @@
  * request never sees a half-built daemon, and stops before either goes.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -118,7 +119,12 @@ static int op_clear_readdir(void *arg)
 {
     struct efc *e = arg;
     uint64_t n = efc_lcache_clear(e->lcache);
-    log_info("management: readdir cache cleared (%llu directories)", (unsigned long long)n);
+    /* With the metadata cache on the kernel keeps names for long (found_timeout), some answered
+       from the listings just dropped: take them back too, whichever cache is cleared last. */
+    int k = e->meta ? efc_fs_forget_kernel(e) : 0;
+    log_info("management: readdir cache cleared (%llu directories; %d inodes taken back from the "
+             "kernel)",
+             (unsigned long long)n, k);
     return 0;
 }
 
@@ -130,7 +136,11 @@ static int op_clear_metadata(void *arg)
         return 0;
     }
     uint64_t n = efc_meta_clear(e->meta);
-    log_info("management: metadata cache cleared (%llu entries)", (unsigned long long)n);
+    /* The kernel was given the cache's answers for long (found_timeout): take them back. */
+    int k = efc_fs_forget_kernel(e);
+    log_info("management: metadata cache cleared (%llu entries; %d inodes taken back from the "
+             "kernel)",
+             (unsigned long long)n, k);
     return 0;
 }
 
@@ -145,6 +155,14 @@ static void op_metrics(void *arg, struct buf *out)
     oss_write_metrics(e->oss, out);
     histo_write_prom(&e->read_latency, "efc_fuse_read_duration_seconds",
                      "FUSE read requests, from arrival to reply", out);
+    prom_header(out, "efc_fuse_requests_total", "FUSE requests the daemon answered, by kind",
+                "counter");
+    for (int op = 0; op < EFC_FUSE_OPS; op++) {
+        char label[32];
+        snprintf(label, sizeof(label), "op=\"%s\"", efc_fuse_op_name((enum efc_fuse_op)op));
+        prom_sample_u64(out, "efc_fuse_requests_total", label,
+                        atomic_load_explicit(&e->fuse_ops[op], memory_order_relaxed));
+    }
 
     efc_lcache_get_stats(e->lcache, &ls);
     prom_gauge(out, "efc_readdir_cache_dirs", "directory listings in the readdir cache",

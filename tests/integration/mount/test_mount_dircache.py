@@ -11,6 +11,7 @@ counted by ossemu (GET /stats list_requests)."""
 import errno
 import os
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -24,6 +25,15 @@ FILES = {
     "d2/c.txt": b"ccc\n",
     "m/old.bin": pattern(300000, 5),
 }
+
+
+def fuse_ops(port):
+    """The daemon's FUSE request counters ({"lookup": n, "open": n, ...}; "forget": inodes the
+    kernel forgot). A name the kernel keeps is not looked up again unless the kernel dropped its
+    inode (drop_caches by anything else on the machine, memory pressure): a test allows as many
+    lookups as inodes forgotten."""
+    mt = efctest.metrics(port)
+    return {op: mt['efc_fuse_requests_total{op="%s"}' % op] for op in ("lookup", "open", "forget")}
 
 
 class DirCache(EfcTestCase):
@@ -150,6 +160,66 @@ class DirCache(EfcTestCase):
         with self.assertRaises(OSError) as cm:
             read(m.path("d1", "b.txt"))
         self.assertEqual(cm.exception.errno, errno.ENOENT)
+        self.assert_unmounts_cleanly(m)
+
+    def test_lookups_wait_for_the_listing(self):
+        # Many names of one directory looked up at once: the 4th probe lists the directory
+        # whole, and the lookups that come meanwhile wait for that listing instead of each
+        # probing its own name (the 20,000-file epoch sent 400 to 600 such probes).
+        names = ["f%03d" % i for i in range(64)]
+        for n in names:
+            efctest.write_file(self.src, "e/" + n, n.encode())
+        m = self.mount()
+        os.stat(m.path("e"))  # the directory's own lookup, not counted
+        self.emu.faults({"latency_ms": 100})  # the probes would race a listing this slow
+        n0 = self.lists()
+        errors = []
+
+        def reader(k):
+            try:
+                for n in names[k::16]:
+                    self.assertEqual(read(m.path("e", n)), n.encode())
+            except Exception as e:  # noqa: BLE001 - reported by the main thread
+                errors.append(e)
+        threads = [threading.Thread(target=reader, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(efctest.scaled(60))
+        self.assertFalse(any(t.is_alive() for t in threads), "readers still running")
+        self.assertEqual(errors, [])
+        self.emu.faults({})
+        # 3 probes, then one listing of one page (EFC_PROBE_LIST_AFTER is 4)
+        self.assertLessEqual(self.lists() - n0, 4, "lookups probed while the directory was listed")
+        self.assert_unmounts_cleanly(m)
+
+    def test_metadata_cache_kernel_keeps_names(self):
+        # With the metadata cache on, the kernel keeps the names and attributes it was given
+        # (even with g_fuse_AttrTimeoutSec=0), so a second pass over the files sends no lookup:
+        # an open and a release a file. Clearing both caches takes them back: stat then shows
+        # the object's new size at once (clearing only the metadata cache leaves the readdir
+        # cache's listing to answer the lookup, as before).
+        names = ["g%d" % i for i in range(8)]
+        for n in names:
+            efctest.write_file(self.src, "k/" + n, n.encode())
+        m = self.mount(["g_metadata_CacheEnable=true", "g_fuse_AttrTimeoutSec=0"])
+        for n in names:
+            self.assertEqual(read(m.path("k", n)), n.encode())
+        first = fuse_ops(self.port)
+        for n in names:
+            self.assertEqual(read(m.path("k", n)), n.encode())
+        second = fuse_ops(self.port)
+        self.assertEqual(second["open"] - first["open"], len(names))
+        self.assertLessEqual(second["lookup"] - first["lookup"], second["forget"],
+                             "the kernel looked the names up again: it did not keep them")
+
+        efctest.write_file(self.src, "k/g0", b"g0, now longer\n")
+        self.assertEqual(os.stat(m.path("k", "g0")).st_size, 2)  # the metadata cache holds
+        self.api("/v1/action/clear_readdir_cache")
+        self.api("/v1/action/clear_metadata_cache")
+        self.assertEqual(os.stat(m.path("k", "g0")).st_size, len(b"g0, now longer\n"),
+                         "the kernel kept the attributes past clear_metadata_cache")
+        self.assertEqual(read(m.path("k", "g0")), b"g0, now longer\n")
         self.assert_unmounts_cleanly(m)
 
 
