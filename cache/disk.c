@@ -1086,10 +1086,6 @@ static void evict_region_locked(struct cdisk *d, const struct cdisk_owner *o)
     }
 }
 
-/* Writes item H (its header HDR, HL bytes, and BUF's valid pages) of ILEN bytes at file offset IO
- * with direct writes: the item is copied into the thread's aligned staging buffer at IO's place
- * in a 4096-byte block (a copy in this thread is cheaper than the kernel's into its page
- * cache), the zero padding up to ILEN included, then written as span_ops says. */
 /* The next run of consecutive pages of item H's valid ones at or after *P (of HAVE): its bytes
  * [*S, *E) in the block, *P moved past it; 0 when there is none. */
 static int valid_run(const struct cdisk *d, const struct citem_hdr *h, uint32_t have, uint32_t *p,
@@ -1128,6 +1124,11 @@ static void copy_in(uint8_t *dst, const void *buf, int fd, uint64_t foff, uint64
         memcpy(dst + done, (const char *)buf + s + done, len - done);
 }
 
+/* Writes item H (its header HDR, HL bytes, and BUF's valid pages, read from FD at FOFF when
+ * FD >= 0: copy_in) of ILEN bytes at file offset IO with direct writes: the item is copied into
+ * the thread's aligned staging buffer at IO's place in a 4096-byte block (a copy in this thread
+ * is cheaper than the kernel's into its page cache), the zero padding up to ILEN included, then
+ * written as span_ops says. */
 static int append_direct(struct cdisk *d, const struct citem_hdr *h, const uint8_t *hdr,
                          uint32_t hl, const void *buf, int fd, uint64_t foff, uint64_t io,
                          uint64_t ilen)
